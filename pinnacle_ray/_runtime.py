@@ -1,0 +1,51 @@
+"""Start or join Ray on demand, quietly, and report what the cluster has."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import ray
+
+__all__ = ["cluster_cpus", "ensure_ray"]
+
+logger = logging.getLogger("pinnacle_ray.runtime")
+
+# Ray Data logs every execution plan at INFO; users see Ray's progress bars instead.
+_NOISY_LOGGERS = ("ray.data", "ray.train", "ray.tune", "ray.air")
+
+
+def ensure_ray() -> None:
+    """Join the Ray cluster in ``RAY_ADDRESS`` (or one already initialised), else start one.
+
+    A locally started instance has no dashboard and logs only warnings, so a script's output
+    stays readable. Set ``PINNACLE_RAY_VERBOSE=1`` to keep Ray's INFO logging.
+    """
+    verbose = os.environ.get("PINNACLE_RAY_VERBOSE", "") not in ("", "0")
+    if not verbose:
+        for name in _NOISY_LOGGERS:
+            log = logging.getLogger(name)
+            if log.level == logging.NOTSET or log.level < logging.WARNING:
+                log.setLevel(logging.WARNING)
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS") or None
+    kwargs: dict = {
+        "address": address,
+        "logging_level": logging.INFO if verbose else logging.WARNING,
+        "log_to_driver": True,
+    }
+    if address is None:
+        kwargs["include_dashboard"] = False
+        # A local instance we start keeps Ray's token auth; its banner is noise here.
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+            logging.ERROR
+        )
+    logger.info("starting Ray (address=%s)", address or "local")
+    ray.init(**kwargs)
+
+
+def cluster_cpus() -> int:
+    """CPUs in the cluster (at least 1), starting Ray if needed."""
+    ensure_ray()
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))

@@ -1,0 +1,234 @@
+"""The SQL datastore: one SQLAlchemy engine, queries over it, and idempotent writes."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import URL
+
+from ..errors import ConfigError, InvalidURL, TableNotFound
+from .identifiers import validate_identifier
+from .sql_errors import translate
+from .sql_query import SqlQuery, _CtidPages
+from .sql_read import Compiled
+from .sql_write import WriteData, upsert
+from .url import mask
+
+__all__ = ["SqlDatastore"]
+
+logger = logging.getLogger("pinnacle_ray.datastore")
+
+CONNECT_TIMEOUT_S = 5
+# Set PINNACLE_SQL_READER=dbapi to force the general reader (used by the tests).
+_READER_ENV = "PINNACLE_SQL_READER"
+
+
+class SqlDatastore:
+    """A SQL database reached through SQLAlchemy: SQLite, PostgreSQL, MariaDB/MySQL, ...
+
+    Example::
+
+        store = pr.connect("sqlite:///shop.db")
+        q = store.table("houses", where={"split": "train"})   # key: the primary key
+        ds = q.to_dataset()                                    # parallel shard reads
+        store.write("predictions", rows, key="id")             # idempotent upsert
+    """
+
+    def __init__(self, url: URL) -> None:
+        self._url = url
+        self.backend = url.get_backend_name()
+        self.is_memory = self.backend == "sqlite" and url.database in (None, "", ":memory:")
+        self._secrets = (url.password,) if url.password else ()
+        try:
+            self._engine = sa.create_engine(url, **_engine_options(url))
+        except (ImportError, sa.exc.NoSuchModuleError, sa.exc.ArgumentError) as exc:
+            raise InvalidURL(
+                f"cannot use datastore URL {mask(url)!r}: {exc}. Install the driver or use "
+                "a supported one (sqlite, postgresql+psycopg, mysql+pymysql)"
+            ) from None
+        if self.backend == "sqlite" and not self.is_memory:
+            sa.event.listen(self._engine, "connect", _sqlite_pragmas)
+        with self._errors("connecting"), self._engine.connect():
+            pass
+
+    # -- public --------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """The connection URL with the password masked."""
+        return mask(self._url)
+
+    def __repr__(self) -> str:
+        return f"SqlDatastore({self.url!r})"
+
+    def table(
+        self,
+        name: str,
+        columns: Sequence[str] | None = None,
+        where: Mapping[str, Any] | None = None,
+        key: str | None = None,
+    ) -> SqlQuery:
+        """Rows of table ``name``; ``key`` (default: the primary key) splits parallel reads."""
+        return SqlQuery(self, table=name, columns=columns, where=where, key=key)
+
+    def sql(
+        self, text: str, params: Mapping[str, Any] | None = None, key: str | None = None
+    ) -> SqlQuery:
+        """Rows of a SELECT; ``:name`` placeholders bind ``params``; ``key`` splits the read."""
+        return SqlQuery(self, text=text, params=params, key=key)
+
+    def write(self, name: str, data: WriteData, key: str | Sequence[str]) -> int:
+        """Upsert ``data`` (rows, DataFrame, Arrow table or Dataset) into table ``name`` by
+        ``key`` in one transaction; creates the table when missing. Returns rows written."""
+        return upsert(self, name, data, key)
+
+    def tables(self) -> list[str]:
+        """Names of the tables in the connected database/schema."""
+        with self._errors("listing tables"):
+            return sorted(sa.inspect(self._engine).get_table_names())
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self._engine.dispose()
+
+    # -- internals used by queries and writes ---------------------------------------------
+    @contextmanager
+    def _errors(self, context: str) -> Iterator[None]:
+        try:
+            yield
+        except (sa.exc.DBAPIError, sa.exc.SQLAlchemyError, OSError) as exc:
+            raise translate(exc, secrets=self._secrets, context=context) from None
+
+    def _reflect(self, name: str) -> sa.Table:
+        validate_identifier(name, "table name")
+        with self._errors(f"reading the columns of table {name!r}"):
+            try:
+                return sa.Table(name, sa.MetaData(), autoload_with=self._engine)
+            except sa.exc.NoSuchTableError:
+                known = sa.inspect(self._engine).get_table_names()
+                raise TableNotFound(
+                    f"table {name!r} does not exist in {self.url}; existing tables: "
+                    f"{sorted(known)[:20]}"
+                ) from None
+
+    def _has_table(self, name: str) -> bool:
+        with self._errors(f"looking up table {name!r}"):
+            return sa.inspect(self._engine).has_table(name)
+
+    def _scalar(self, stmt: Any, context: str) -> Any:
+        with self._errors(context), self._engine.connect() as conn:
+            return conn.execute(stmt).scalar()
+
+    def _row(self, stmt: Any, context: str) -> tuple[Any, ...]:
+        with self._errors(context), self._engine.connect() as conn:
+            return tuple(conn.execute(stmt).one())
+
+    def _column_values(self, stmt: Any, context: str) -> list[Any]:
+        with self._errors(context), self._engine.connect() as conn:
+            return list(conn.execute(stmt).scalars())
+
+    def _fetch(self, stmt: Any, context: str) -> tuple[list[Any], list[str]]:
+        compiled = self._compile(stmt, "dbapi")
+        with self._errors(context), self._engine.connect() as conn:
+            result = conn.exec_driver_sql(compiled.sql, compiled.params)
+            return list(result.fetchall()), list(result.keys())
+
+    def _result_names(self, stmt: Any, context: str) -> list[str]:
+        with self._errors(context), self._engine.connect() as conn:
+            return list(conn.execute(stmt).keys())
+
+    def _fast_reader(self) -> str:
+        if os.environ.get(_READER_ENV, "") == "dbapi":
+            return "dbapi"
+        if self.backend == "sqlite" and not self.is_memory and _installed("adbc_driver_sqlite"):
+            return "adbc-sqlite"
+        if self.backend == "postgresql" and _installed("adbc_driver_postgresql"):
+            return "adbc-postgresql"
+        return "dbapi"
+
+    def _compile(self, stmt: Any, reader: str) -> Compiled:
+        dialect = self._engine.dialect
+        if reader == "adbc-postgresql":
+            dialect = postgresql.psycopg.dialect(paramstyle="numeric_dollar")
+        compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+        params = compiled.construct_params()
+        processors = getattr(compiled, "_bind_processors", {})
+        processed = {
+            name: processors[name](value) if name in processors else value
+            for name, value in params.items()
+        }
+        if compiled.positional:
+            order = compiled.positiontup or []
+            return Compiled(compiled.string, tuple(processed[n] for n in order))
+        return Compiled(compiled.string, processed)
+
+    def _row_locator(self, table: sa.Table) -> tuple[str, Any] | None:
+        """A physical row locator to split a keyless table by, or None."""
+        if self.backend == "sqlite":
+            names = {c.name.lower() for c in table.columns}
+            for alias in ("rowid", "_rowid_", "oid"):
+                if alias in names:
+                    continue
+                column = sa.literal_column(alias, type_=sa.Integer())
+                try:
+                    with self._engine.connect() as conn:
+                        conn.execute(sa.select(column).select_from(table).limit(0))
+                except sa.exc.DBAPIError:
+                    return None  # a WITHOUT ROWID table
+                return "rowid", column
+            return None
+        if self.backend == "postgresql":
+            try:
+                with self._engine.connect() as conn:
+                    conn.execute(sa.select(sa.literal_column("ctid")).select_from(table).limit(0))
+            except sa.exc.DBAPIError:
+                return None  # a view or foreign table: no heap pages
+            return "ctid", _CtidPages()
+        return None
+
+    def _ctid_pages(self, table: sa.Table | None) -> int:
+        assert table is not None
+        qualified = self._engine.dialect.identifier_preparer.format_table(table)
+        stmt = sa.text(
+            "SELECT CAST(pg_relation_size(CAST(:t AS regclass)) / "
+            "CAST(current_setting('block_size') AS integer) AS bigint)"
+        ).bindparams(t=qualified)
+        return int(self._scalar(stmt, f"sizing table {table.name!r}") or 0)
+
+
+def _engine_options(url: URL) -> dict[str, Any]:
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return {"connect_args": {"timeout": 30}}
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if backend == "postgresql":
+        options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+    elif backend in ("mysql", "mariadb"):
+        options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S, "charset": "utf8mb4"}
+    return options
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # WAL lets Ray's read tasks read while another connection writes.
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute("PRAGMA journal_mode=WAL")
+    finally:
+        cur.close()
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def open_sql(url: URL) -> SqlDatastore:
+    """Connect to a SQL datastore (eagerly, so a bad URL fails here)."""
+    if not isinstance(url, URL):
+        raise ConfigError(f"expected a SQLAlchemy URL, got {type(url).__name__}")
+    return SqlDatastore(url)

@@ -1,0 +1,423 @@
+"""Queries against a SQL datastore: resolve columns and key, count, plan shards, read.
+
+A query is a table read (``store.table``) or a SQL text (``store.sql``). Both compile to a
+SQLAlchemy selectable; a shard adds a half-open key-range predicate to it. Values are
+always bound parameters; identifiers come from the database's own catalog or are quoted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+from ray.data import Dataset
+
+from .._runtime import cluster_cpus
+from ..data import read_shards
+from ..errors import ColumnNotFound, ConfigError, InvalidKey, QueryError
+from .identifiers import validate_identifier
+from .shards import (
+    KeyRange,
+    KeyStats,
+    default_shard_count,
+    is_dense_integer,
+    plan_ranges,
+    quantile_ranks,
+)
+from .sql_read import SqlShard, rows_to_table
+from .sql_types import arrow_type
+
+if TYPE_CHECKING:
+    from .sql import SqlDatastore
+
+__all__ = ["ShardPlan", "SqlQuery"]
+
+logger = logging.getLogger("pinnacle_ray.datastore")
+
+_SAMPLE_ROWS = 1000
+_TARGET_BLOCK_BYTES = 32 * 1024 * 1024
+_warned_single: set[str] = set()
+
+
+@dataclass
+class ShardPlan:
+    """How a query will be read: the key (or row locator) and one shard per Ray ReadTask."""
+
+    strategy: str  # "key", "rowid", "ctid" or "single"
+    key: str | None
+    rows: int
+    shards: list[SqlShard] = field(default_factory=list)
+    reason: str = ""
+
+    def __len__(self) -> int:
+        return len(self.shards)
+
+    def __str__(self) -> str:
+        head = {
+            "key": f"{len(self)} shard(s) by key range on {self.key!r}",
+            "rowid": f"{len(self)} shard(s) by SQLite rowid range (table has no key)",
+            "ctid": f"{len(self)} shard(s) by PostgreSQL ctid page range (table has no key)",
+            "single": f"1 shard, read in one task ({self.reason})",
+        }[self.strategy]
+        lines = [f"{head}; ~{self.rows} rows"]
+        lines += [f"  [{i}] {s.describe()}  (~{s.rows} rows)" for i, s in enumerate(self.shards)]
+        return "\n".join(lines)
+
+
+class SqlQuery:
+    """A table or SQL text on a :class:`SqlDatastore`, ready to count, plan and read."""
+
+    def __init__(
+        self,
+        store: SqlDatastore,
+        *,
+        table: str | None = None,
+        columns: Sequence[str] | None = None,
+        where: Mapping[str, Any] | None = None,
+        text: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.store = store
+        self.table_name = table
+        self.text = text
+        self.params = dict(params or {})
+        self.where = dict(where or {})
+        if table is not None:
+            self._table = store._reflect(table)
+            self._source, self._columns = self._table_source(columns)
+            key = key or self._primary_key()
+        else:
+            self._table = None
+            self._source, self._columns = self._text_source(text or "")
+        self.key = self._resolve_key(key) if key is not None else None
+
+    # -- public --------------------------------------------------------------------------
+    @property
+    def columns(self) -> list[str]:
+        return [c.name for c in self._columns]
+
+    def __repr__(self) -> str:
+        what = f"table={self.table_name!r}" if self.table_name else f"sql={self.text!r}"
+        return f"SqlQuery({what}, key={self.key!r}, store={self.store.url})"
+
+    def count(self) -> int:
+        """Number of rows the query returns (one ``COUNT(*)`` round trip)."""
+        stmt = sa.select(sa.func.count()).select_from(self._select().subquery("pinnacle_count"))
+        return int(self.store._scalar(stmt, context="counting rows"))
+
+    def schema(self) -> pa.Schema:
+        """The Arrow schema every shard of this query yields."""
+        return self._schema()[0]
+
+    def lineage(self) -> dict[str, Any]:
+        """What was read, enough to read it again: query, params, key, store URL (masked)."""
+        out: dict[str, Any] = {"store": self.store.url, "key": self.key}
+        if self.table_name is not None:
+            out.update(table=self.table_name, columns=self.columns, where=self.where)
+        else:
+            out.update(sql=self.text, params=self.params)
+        return out
+
+    def plan(self, shards: int | None = None) -> ShardPlan:
+        """Plan the read: key ranges from the data, a physical row locator, or one task."""
+        if shards is not None and (not isinstance(shards, int) or shards < 1):
+            raise ConfigError(f"shards must be a positive integer or None, got {shards!r}")
+        if self.store.is_memory:
+            raise ConfigError(
+                "an in-memory SQLite database cannot be read by Ray workers (each process "
+                "would see its own empty database); connect to a file, e.g. 'sqlite:///data.db'"
+            )
+        schema, row_bytes = self._schema()
+        split = self._split_column()
+        if split is None:
+            rows = self.count()
+            return self._single_plan(schema, row_bytes, rows, self._no_key_reason())
+        strategy, column = split
+        stats = self._key_stats(column)
+        total = stats.count + stats.nulls
+        n = shards or default_shard_count(total, cluster_cpus())
+        points = None
+        if n > 1 and stats.count > 1 and not is_dense_integer(stats):
+            points = self._quantiles(column, stats.count, n)
+        ranges = plan_ranges(stats, n, points)
+        batch_rows = max(1024, min(262_144, _TARGET_BLOCK_BYTES // max(1, row_bytes)))
+        label_key = {"key": self.key, "rowid": "rowid", "ctid": "ctid"}[strategy]
+        shard_list = [
+            self._shard(
+                self._range_select(column, r), schema, r.rows, r.describe(label_key), batch_rows
+            )
+            for r in ranges
+        ]
+        if strategy == "ctid":
+            for s, r in zip(shard_list, ranges, strict=True):
+                s.label = _ctid_label(r)
+        return ShardPlan(strategy, self.key, total, shard_list)
+
+    def to_dataset(self, shards: int | None = None) -> Dataset:
+        """A ``ray.data.Dataset`` of the query's rows, its shards read in parallel Ray tasks."""
+        plan = self.plan(shards)
+        if plan.strategy == "single":
+            message = f"{self._describe_short()} reads in one task: {plan.reason}"
+            if message not in _warned_single:
+                _warned_single.add(message)
+                logger.warning(message)
+        schema, row_bytes = self._schema()
+        name = f"Pinnacle({self.table_name or 'sql'})"
+        return read_shards(plan.shards, schema, name=name, row_bytes=row_bytes)
+
+    # -- sources -------------------------------------------------------------------------
+    def _table_source(self, columns: Sequence[str] | None) -> tuple[Any, list[sa.Column]]:
+        table = self._table
+        assert table is not None
+        if columns is None:
+            cols = list(table.columns)
+        else:
+            if isinstance(columns, str):
+                raise ConfigError(f"columns must be a list of names, got the string {columns!r}")
+            cols = [self._column(table, validate_identifier(c, "column")) for c in columns]
+            if not cols:
+                raise ConfigError("columns is empty; pass None for all columns or some names")
+        for name in self.where:
+            self._column(table, validate_identifier(name, "where column"))
+        return table, cols
+
+    def _text_source(self, text: str) -> tuple[Any, list[sa.Column]]:
+        if not isinstance(text, str) or not text.strip():
+            raise QueryError("the SQL text is empty; pass a SELECT statement")
+        body = text.strip().rstrip(";").strip()
+        if ";" in body:
+            # A second statement would run with the first; refuse rather than guess.
+            stripped = _strip_literals(body)
+            if ";" in stripped:
+                raise QueryError("the SQL text holds more than one statement; pass one SELECT")
+        textual = sa.text(body).bindparams(**self.params) if self.params else sa.text(body)
+        probe = (
+            sa.select(sa.literal_column("*"))
+            .select_from(textual.columns().subquery("pinnacle_q"))
+            .where(sa.false())
+        )
+        names = self.store._result_names(probe, context="checking the SQL query")
+        if len(set(names)) != len(names):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            raise QueryError(f"the query returns duplicate column names {dupes}; alias them")
+        sub = textual.columns(*[sa.column(n) for n in names]).subquery("pinnacle_q")
+        return sub, [sub.c[n] for n in names]
+
+    def _column(self, table: sa.Table, name: str) -> sa.Column:
+        if name not in table.c:
+            raise ColumnNotFound(
+                f"table {table.name!r} has no column {name!r}; "
+                f"its columns are {[c.name for c in table.columns]}"
+            )
+        return table.c[name]
+
+    def _primary_key(self) -> str | None:
+        assert self._table is not None
+        pk = list(self._table.primary_key.columns)
+        return pk[0].name if pk else None
+
+    def _resolve_key(self, key: str) -> str:
+        validate_identifier(key, "key")
+        if key not in self.columns:
+            raise InvalidKey(
+                f"key {key!r} is not a column of the query's result; "
+                f"pick one of {self.columns} (a sortable, preferably indexed column)"
+            )
+        col = next(c for c in self._columns if c.name == key)
+        if isinstance(col.type, (sa.JSON, sa.ARRAY, sa.LargeBinary, sa.Boolean)):
+            raise InvalidKey(
+                f"key {key!r} has type {col.type}, which cannot be split into ranges; use an "
+                "integer, timestamp or string column"
+            )
+        return key
+
+    def _select(self) -> sa.Select:
+        stmt = sa.select(*self._columns)
+        if self._table is not None:
+            stmt = stmt.select_from(self._table)
+            for name, value in self.where.items():
+                stmt = stmt.where(_match(self._table.c[name], value))
+        return stmt
+
+    # -- planning ------------------------------------------------------------------------
+    def _split_column(self) -> tuple[str, Any] | None:
+        if self.key is not None:
+            return "key", next(c for c in self._columns if c.name == self.key)
+        if self._table is None:
+            return None
+        locator = self.store._row_locator(self._table)
+        if locator is None:
+            return None
+        return locator
+
+    def _no_key_reason(self) -> str:
+        if self._table is None:
+            return "no key given; pass key='<sortable column>' to read in parallel"
+        return (
+            f"table has no primary key and {self.store.backend} has no row locator; pass "
+            "key='<sortable column>' to read in parallel"
+        )
+
+    def _describe_short(self) -> str:
+        return f"table {self.table_name!r}" if self.table_name else "SQL query"
+
+    def _key_stats(self, column: Any) -> KeyStats:
+        if isinstance(column, _CtidPages):
+            pages = self.store._ctid_pages(self._table)
+            return KeyStats(count=pages, nulls=0, min=0, max=max(0, pages - 1))
+        base = self._select().add_columns(column.label("pinnacle_key")).subquery("pinnacle_s")
+        k = base.c.pinnacle_key
+        stmt = sa.select(sa.func.count(k), sa.func.count(), sa.func.min(k), sa.func.max(k))
+        try:
+            count, total, lo, hi = self.store._row(stmt.select_from(base), "reading key range")
+        except QueryError as exc:
+            raise InvalidKey(f"key {self.key!r} cannot be used to split the read: {exc}") from None
+        if lo is not None and isinstance(lo, (dict, list, bytes, bytearray)):
+            raise InvalidKey(
+                f"key {self.key!r} holds {type(lo).__name__} values; use a "
+                "sortable column (integer, timestamp, string)"
+            )
+        return KeyStats(count=int(count), nulls=int(total) - int(count), min=lo, max=hi)
+
+    def _quantiles(self, column: Any, count: int, shards: int) -> list[Any]:
+        ranks = quantile_ranks(count, shards)
+        if not ranks:
+            return []
+        base = self._select().add_columns(column.label("pinnacle_key")).subquery("pinnacle_s")
+        k = base.c.pinnacle_key
+        numbered = (
+            sa.select(k.label("k"), sa.func.row_number().over(order_by=k).label("rn"))
+            .where(k.is_not(None))
+            .subquery("pinnacle_n")
+        )
+        stmt = sa.select(numbered.c.k).where(numbered.c.rn.in_(ranks)).order_by(numbered.c.rn)
+        return self.store._column_values(stmt, "computing shard split points")
+
+    def _range_select(self, column: Any, r: KeyRange) -> sa.Select:
+        stmt = self._select()
+        if isinstance(column, _CtidPages):
+            return stmt.where(*column.predicate(r))
+        if r.unbounded:
+            return stmt
+        if r.nulls == "only":
+            return stmt.where(column.is_(None))
+        if r.lo is not None:
+            stmt = stmt.where(column >= sa.bindparam(None, r.lo, type_=column.type))
+        if r.hi is not None:
+            stmt = stmt.where(column < sa.bindparam(None, r.hi, type_=column.type))
+        if r.lo is None and r.hi is None:
+            stmt = stmt.where(column.is_not(None))
+        return stmt
+
+    def _single_plan(self, schema: pa.Schema, row_bytes: int, rows: int, reason: str) -> ShardPlan:
+        batch_rows = max(1024, min(262_144, _TARGET_BLOCK_BYTES // max(1, row_bytes)))
+        shard = self._shard(self._select(), schema, rows, "all rows", batch_rows)
+        return ShardPlan("single", None, rows, [shard], reason)
+
+    def _shard(
+        self, stmt: sa.Select, schema: pa.Schema, rows: int | None, label: str, batch_rows: int
+    ) -> SqlShard:
+        reader = self.store._fast_reader()
+        fast = self.store._compile(stmt, reader) if reader != "dbapi" else None
+        return SqlShard(
+            url=self.store._url,
+            reader=reader,
+            fast=fast,
+            dbapi=self.store._compile(stmt, "dbapi"),
+            schema=schema,
+            rows=rows,
+            label=label,
+            batch_rows=batch_rows,
+        )
+
+    def _schema(self) -> tuple[pa.Schema, int]:
+        if not hasattr(self, "_schema_cache"):
+            types = [arrow_type(c.type) for c in self._columns]
+            sample = None
+            if any(t is None for t in types):
+                stmt = self._select().limit(_SAMPLE_ROWS)
+                rows, names = self.store._fetch(stmt, "sampling rows to infer column types")
+                sample = rows_to_table(rows, names, None)
+                types = [t if t is not None else sample.column(i).type for i, t in enumerate(types)]
+            schema = pa.schema(
+                [pa.field(c.name, t) for c, t in zip(self._columns, types, strict=True)]
+            )
+            self._schema_cache = (schema, _row_bytes(schema, sample))
+        return self._schema_cache
+
+
+class _CtidPages:
+    """PostgreSQL's physical row locator, split by heap page: ``ctid`` in ``[(lo,0), (hi,0))``."""
+
+    def __init__(self) -> None:
+        self.type = sa.String()
+
+    def predicate(self, r: KeyRange) -> list[Any]:
+        ctid = sa.literal_column("ctid")
+        out = []
+        if r.lo is not None:
+            out.append(ctid >= sa.cast(sa.bindparam(None, f"({int(r.lo)},0)"), _TID))
+        if r.hi is not None:
+            out.append(ctid < sa.cast(sa.bindparam(None, f"({int(r.hi)},0)"), _TID))
+        return out
+
+
+class _Tid(sa.types.UserDefinedType):
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "tid"
+
+
+_TID = _Tid()
+
+
+def _ctid_label(r: KeyRange) -> str:
+    lo = "start" if r.lo is None else f"page {r.lo}"
+    hi = "end" if r.hi is None else f"page {r.hi}"
+    return f"ctid from {lo} to {hi}"
+
+
+def _match(column: sa.Column, value: Any) -> Any:
+    if value is None:
+        return column.is_(None)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return column.in_(list(value))
+    if isinstance(value, float) and math.isnan(value):
+        raise ConfigError(
+            f"where[{column.name!r}] is NaN, which equals nothing in SQL; use None for NULL"
+        )
+    return column == value
+
+
+def _row_bytes(schema: pa.Schema, sample: pa.Table | None) -> int:
+    if sample is not None and sample.num_rows:
+        return max(1, sample.nbytes // sample.num_rows)
+    width = 0
+    for f in schema:
+        try:
+            width += f.type.bit_width // 8
+        except ValueError:
+            width += 32  # variable width: a typical short string
+    return max(1, width)
+
+
+def _strip_literals(sql: str) -> str:
+    """``sql`` without the contents of quoted strings/identifiers (to look for ``;``)."""
+    out, quote = [], None
+    for ch in sql:
+        if quote:
+            if ch == quote:
+                quote = None
+            continue
+        if ch in ("'", '"', "`"):
+            quote = ch
+            continue
+        out.append(ch)
+    return "".join(out)

@@ -1,0 +1,241 @@
+"""Idempotent writes: upsert Arrow data into a SQL table by key, in one transaction.
+
+The table is created from the Arrow schema when missing (key = primary key). With a unique
+constraint on the key the backend's native upsert is used (``ON CONFLICT`` / ``ON DUPLICATE
+KEY``); otherwise rows with the incoming keys are deleted and re-inserted, in the same
+transaction. Either way a re-run duplicates nothing and a failure writes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Union
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+from ..errors import ColumnNotFound, InvalidKey, PinnacleError, WriteError
+from .identifiers import validate_identifier
+from .sql_errors import translate
+from .sql_types import sql_type
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import ray.data
+
+    from .sql import SqlDatastore
+
+__all__ = ["WriteData", "to_arrow_batches", "upsert"]
+
+WriteData = Union[
+    "pa.Table",
+    "pa.RecordBatch",
+    "pd.DataFrame",
+    Sequence[Mapping[str, Any]],
+    Mapping[str, Sequence[Any]],
+    "ray.data.Dataset",
+]
+BATCH_ROWS = 5_000
+
+
+def to_arrow_batches(data: WriteData) -> Iterable[pa.Table]:
+    """``data`` as Arrow tables: a Ray Dataset streams batch by batch, anything else is one."""
+    if isinstance(data, pa.Table):
+        return [data]
+    if isinstance(data, pa.RecordBatch):
+        return [pa.Table.from_batches([data])]
+    module = type(data).__module__
+    if module.startswith("pandas"):
+        return [pa.Table.from_pandas(data, preserve_index=False)]
+    if module.startswith("ray.data"):
+        return (
+            pa.Table.from_batches([b]) if isinstance(b, pa.RecordBatch) else b
+            for b in data.iter_batches(batch_format="pyarrow", batch_size=BATCH_ROWS)
+        )
+    if isinstance(data, Mapping):
+        return [pa.Table.from_pydict(dict(data))]
+    if isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
+        if data and not all(isinstance(r, Mapping) for r in data):
+            raise WriteError("rows must be dicts mapping column name to value")
+        try:
+            return [pa.Table.from_pylist(list(data))]
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise WriteError(f"cannot build columns from the rows: {exc}") from None
+    raise WriteError(
+        f"cannot write a {type(data).__name__}; pass a list of dicts, a dict of lists, a "
+        "pandas DataFrame, a pyarrow Table or a ray.data.Dataset"
+    )
+
+
+def upsert(store: SqlDatastore, name: str, data: WriteData, key: str | Sequence[str]) -> int:
+    """Upsert ``data`` into table ``name`` by ``key``; all or nothing. Returns rows written."""
+    validate_identifier(name, "table name")
+    keys = [key] if isinstance(key, str) else list(key or [])
+    if not keys:
+        raise InvalidKey("write needs key=<column> (or a list) to upsert by; got none")
+    for k in keys:
+        validate_identifier(k, "key")
+    engine = store._engine
+    written = 0
+    created = False
+    table: sa.Table | None = None
+    statement: Any = None
+    try:
+        with engine.begin() as conn:
+            for batch in to_arrow_batches(data):
+                batch = _prepare(batch, keys)
+                if batch.num_rows == 0 and table is not None:
+                    continue
+                if table is None:
+                    table, created = _ensure_table(conn, name, batch.schema, keys)
+                    _check_columns(table, batch.schema, keys)
+                    statement = None
+                    if created or _unique_on_keys(table, keys, conn):
+                        statement = _statement(table, batch.column_names, keys, conn.dialect.name)
+                if batch.num_rows == 0:
+                    continue
+                for start in range(0, batch.num_rows, BATCH_ROWS):
+                    chunk = batch.slice(start, BATCH_ROWS)
+                    rows = _rows(chunk, conn.dialect.name)
+                    if statement is None:  # no unique constraint on the key
+                        _delete_keys(conn, table, keys, rows)
+                        conn.execute(table.insert(), rows)
+                    else:
+                        conn.execute(statement, rows)
+                    written += chunk.num_rows
+    except PinnacleError:
+        _drop_if_created(store, name, created)
+        raise
+    except (sa.exc.DBAPIError, sa.exc.SQLAlchemyError) as exc:
+        _drop_if_created(store, name, created)
+        err = translate(exc, secrets=store._secrets, context=f"writing to table {name!r}")
+        if type(err).__name__ == "QueryError":
+            err = WriteError(f"{err} — nothing was written (the transaction was rolled back)")
+        raise err from None
+    return written
+
+
+def _prepare(batch: pa.Table, keys: list[str]) -> pa.Table:
+    for column in batch.column_names:
+        validate_identifier(column, "column name")
+    missing = [k for k in keys if k not in batch.column_names]
+    if missing:
+        raise InvalidKey(
+            f"key column(s) {missing} are not in the data; its columns are {batch.column_names}"
+        )
+    for k in keys:
+        nulls = batch.column(k).null_count
+        if nulls:
+            raise InvalidKey(f"key column {k!r} has {nulls} NULL value(s); every row needs a key")
+    if batch.num_rows > 1:
+        # Keep the last row per key, as if the rows were upserted one after another.
+        indexed = batch.select(keys).append_column("__pr_row", pa.array(range(batch.num_rows)))
+        last = indexed.group_by(keys, use_threads=False).aggregate([("__pr_row", "max")])
+        if last.num_rows != batch.num_rows:
+            order = pc.sort_indices(last.column("__pr_row_max"))
+            batch = batch.take(pc.take(last.column("__pr_row_max"), order))
+    return batch
+
+
+def _ensure_table(
+    conn: sa.Connection, name: str, schema: pa.Schema, keys: list[str]
+) -> tuple[sa.Table, bool]:
+    metadata = sa.MetaData()
+    if sa.inspect(conn).has_table(name):
+        return sa.Table(name, metadata, autoload_with=conn), False
+    columns = [
+        sa.Column(f.name, sql_type(f, is_key=f.name in keys), nullable=f.name not in keys)
+        for f in schema
+    ]
+    table = sa.Table(name, metadata, *columns, sa.PrimaryKeyConstraint(*keys))
+    table.create(conn)
+    return table, True
+
+
+def _check_columns(table: sa.Table, schema: pa.Schema, keys: list[str]) -> None:
+    unknown = [n for n in schema.names if n not in table.c]
+    if unknown:
+        raise ColumnNotFound(
+            f"table {table.name!r} has no column(s) {unknown}; its columns are "
+            f"{[c.name for c in table.columns]}. Drop those fields or write to a new table"
+        )
+
+
+def _unique_on_keys(table: sa.Table, keys: list[str], conn: sa.Connection) -> bool:
+    wanted = set(keys)
+    if {c.name for c in table.primary_key.columns} == wanted:
+        return True
+    inspector = sa.inspect(conn)
+    for uc in inspector.get_unique_constraints(table.name):
+        if set(uc["column_names"]) == wanted:
+            return True
+    return any(
+        ix.get("unique") and set(ix["column_names"]) == wanted
+        for ix in inspector.get_indexes(table.name)
+    )
+
+
+def _statement(table: sa.Table, columns: list[str], keys: list[str], dialect: str) -> Any:
+    """The native upsert for ``dialect``, or None when only delete+insert is possible."""
+    updates = [c for c in columns if c not in keys]
+    if dialect in ("sqlite", "postgresql"):
+        module = sqlite if dialect == "sqlite" else postgresql
+        stmt = module.insert(table)
+        if not updates:
+            return stmt.on_conflict_do_nothing(index_elements=keys)
+        return stmt.on_conflict_do_update(
+            index_elements=keys, set_={c: stmt.excluded[c] for c in updates}
+        )
+    if dialect in ("mysql", "mariadb"):
+        stmt = mysql.insert(table)
+        targets = updates or keys[:1]
+        return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in targets})
+    return None
+
+
+def _rows(chunk: pa.Table, dialect: str) -> list[dict[str, Any]]:
+    naive_utc = dialect != "postgresql"  # only PostgreSQL stores a time zone
+    rows = chunk.to_pylist()
+    tz_columns = [
+        f.name for f in chunk.schema if pa.types.is_timestamp(f.type) and f.type.tz is not None
+    ]
+    float_columns = [f.name for f in chunk.schema if pa.types.is_floating(f.type)]
+    if naive_utc and tz_columns:
+        for row in rows:
+            for c in tz_columns:
+                v = row[c]
+                if v is not None:
+                    row[c] = v.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    if dialect in ("mysql", "mariadb") and float_columns:
+        for row in rows:
+            for c in float_columns:
+                v = row[c]
+                if v is not None and not math.isfinite(v):
+                    raise WriteError(
+                        f"column {c!r} holds {v}, which MariaDB/MySQL cannot store; replace "
+                        "NaN/inf with None (NULL) before writing"
+                    )
+    return rows
+
+
+def _delete_keys(conn: sa.Connection, table: sa.Table, keys: list[str], rows: list[dict]) -> None:
+    if len(keys) == 1:
+        k = keys[0]
+        conn.execute(table.delete().where(table.c[k].in_([r[k] for r in rows])))
+        return
+    for r in rows:
+        conn.execute(table.delete().where(*[table.c[k] == r[k] for k in keys]))
+
+
+def _drop_if_created(store: SqlDatastore, name: str, created: bool) -> None:
+    # MySQL commits DDL implicitly, so a failed first write would leave an empty table.
+    if created and store.backend in ("mysql", "mariadb"):
+        try:
+            with store._engine.begin() as conn:
+                sa.Table(name, sa.MetaData(), autoload_with=conn).drop(conn)
+        except sa.exc.SQLAlchemyError:
+            pass

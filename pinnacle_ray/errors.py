@@ -1,0 +1,88 @@
+"""One exception tree for everything pinnacle_ray refuses, rooted at :class:`PinnacleError`.
+
+Every message says what was wrong, the value seen and what to do about it. Messages never
+carry a password: :func:`redact` scrubs known secrets before an error leaves the package.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ColumnNotFound",
+    "ConfigError",
+    "DatastoreAuthenticationError",
+    "DatastoreConnectionError",
+    "DatastoreError",
+    "EmptyResult",
+    "InvalidIdentifier",
+    "InvalidKey",
+    "InvalidURL",
+    "PinnacleError",
+    "QueryError",
+    "ResourceError",
+    "TableNotFound",
+    "WriteError",
+]
+
+
+class PinnacleError(Exception):
+    """Base of every error pinnacle_ray raises on purpose."""
+
+
+class ConfigError(PinnacleError, ValueError):
+    """An argument or setting has a value pinnacle_ray cannot use."""
+
+
+class ResourceError(PinnacleError):
+    """A run asks for more than the cluster has, or could never be scheduled."""
+
+
+class DatastoreError(PinnacleError):
+    """Something went wrong talking to a datastore."""
+
+
+class DatastoreConnectionError(DatastoreError):
+    """The datastore cannot be reached (wrong host or port, server down, timeout)."""
+
+
+class InvalidURL(DatastoreConnectionError, ValueError):
+    """The connection URL is malformed or names an unsupported backend."""
+
+
+class DatastoreAuthenticationError(DatastoreConnectionError):
+    """The server refused the credentials."""
+
+
+class TableNotFound(DatastoreError, LookupError):
+    """A table (or collection) named in a query does not exist."""
+
+
+class ColumnNotFound(DatastoreError, LookupError):
+    """A column named in a query, key, filter or write does not exist."""
+
+
+class InvalidIdentifier(DatastoreError, ValueError):
+    """A table or column name cannot be used as an identifier."""
+
+
+class InvalidKey(DatastoreError, ValueError):
+    """The shard or upsert key is missing, not sortable, or holds values it cannot."""
+
+
+class QueryError(DatastoreError):
+    """The database rejected a query (syntax, types, parameters)."""
+
+
+class EmptyResult(DatastoreError):
+    """A query returned no rows where rows are required (e.g. training)."""
+
+
+class WriteError(DatastoreError):
+    """Rows could not be written; the transaction was rolled back and nothing was written."""
+
+
+def redact(text: str, secrets: tuple[str, ...] | list[str]) -> str:
+    """Return ``text`` with every non-empty secret replaced by ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
