@@ -148,7 +148,12 @@ def _ensure_table(
     if sa.inspect(conn).has_table(name):
         return sa.Table(name, metadata, autoload_with=conn), False
     columns = [
-        sa.Column(f.name, sql_type(f, is_key=f.name in keys), nullable=f.name not in keys)
+        sa.Column(
+            f.name,
+            sql_type(f, is_key=f.name in keys),
+            nullable=f.name not in keys,
+            autoincrement=False,
+        )
         for f in schema
     ]
     table = sa.Table(name, metadata, *columns, sa.PrimaryKeyConstraint(*keys))

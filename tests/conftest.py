@@ -1,0 +1,106 @@
+"""Shared fixtures: one local Ray per session, and a datastore per backend.
+
+SQLite always runs. PostgreSQL and MariaDB run against the servers on 127.0.0.1 (override
+with PINNACLE_TEST_PG_URL / PINNACLE_TEST_MYSQL_URL) and skip loudly when unreachable.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import ray
+import sqlalchemy as sa
+
+import pinnacle_ray as pr
+
+PG_URL = os.environ.get("PINNACLE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+MYSQL_URL = os.environ.get("PINNACLE_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+SERVERS = {"postgresql": PG_URL, "mariadb": MYSQL_URL}
+_unreachable: dict[str, str] = {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ray_session() -> Iterator[None]:
+    """One local Ray instance for the whole session, sized like the target machine."""
+    if not ray.is_initialized():
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+            logging.ERROR
+        )
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            object_store_memory=1_000_000_000,
+        )
+    yield
+    ray.shutdown()
+
+
+def _server_store(backend: str) -> pr.SqlDatastore:
+    if backend in _unreachable:
+        pytest.skip(_unreachable[backend])
+    try:
+        return pr.connect(SERVERS[backend])
+    except pr.DatastoreError as exc:
+        _unreachable[backend] = (
+            f"!!! {backend} server not reachable, its tests are SKIPPED: {exc}"
+        )
+        pytest.skip(_unreachable[backend])
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+class Tables:
+    """Unique table names for one test, dropped afterwards (server databases are shared)."""
+
+    def __init__(self, store: pr.SqlDatastore) -> None:
+        self.store = store
+        self.prefix = f"t{uuid.uuid4().hex[:8]}"
+        self.made: list[str] = []
+
+    def __call__(self, name: str = "data") -> str:
+        full = f"{self.prefix}_{name}"
+        self.made.append(full)
+        return full
+
+    def drop_all(self) -> None:
+        engine = self.store._engine
+        with engine.begin() as conn:
+            for name in self.made:
+                table = sa.Table(name, sa.MetaData())
+                conn.execute(sa.schema.DropTable(table, if_exists=True))
+
+
+@pytest.fixture
+def store(backend: str, tmp_path) -> Iterator[pr.SqlDatastore]:
+    """A datastore on each backend; SQLite in a fresh file."""
+    if backend == "sqlite":
+        s = pr.connect(tmp_path / "test.db")
+    else:
+        s = _server_store(backend)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def tables(store: pr.SqlDatastore) -> Iterator[Tables]:
+    t = Tables(store)
+    yield t
+    t.drop_all()
+
+
+@pytest.fixture(params=["fast", "dbapi"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a read test through the Arrow-native reader and through the DBAPI fallback."""
+    if request.param == "dbapi":
+        monkeypatch.setenv("PINNACLE_SQL_READER", "dbapi")
+    else:
+        monkeypatch.delenv("PINNACLE_SQL_READER", raising=False)
+    return request.param
