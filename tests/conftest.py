@@ -46,9 +46,7 @@ def _server_store(backend: str) -> pr.SqlDatastore:
     try:
         return pr.connect(SERVERS[backend])
     except pr.DatastoreError as exc:
-        _unreachable[backend] = (
-            f"!!! {backend} server not reachable, its tests are SKIPPED: {exc}"
-        )
+        _unreachable[backend] = f"!!! {backend} server not reachable, its tests are SKIPPED: {exc}"
         pytest.skip(_unreachable[backend])
 
 

@@ -118,8 +118,7 @@ def test_sql_query_with_bound_params_reads_in_key_ranges(store, tables, reader):
     name = tables("sqlq")
     _make(store, name, 1_000)
     table = store._engine.dialect.identifier_preparer.quote(name)
-    q = store.sql(f"SELECT id, x * 2 AS y FROM {table} WHERE id < :n", params={"n": 500},
-                  key="id")
+    q = store.sql(f"SELECT id, x * 2 AS y FROM {table} WHERE id < :n", params={"n": 500}, key="id")
     assert q.count() == 500
     assert len(q.plan(shards=3)) == 3
     ds = q.to_dataset(shards=3)
@@ -154,8 +153,10 @@ def test_keyless_table_reads_in_parallel_through_the_row_locator(store, tables, 
     name = tables("nokey")
     with store._engine.begin() as conn:
         conn.execute(sa.text(f'CREATE TABLE "{name}" (a integer, b text)'))
-        conn.execute(sa.text(f'INSERT INTO "{name}" (a, b) VALUES (:a, :b)'),
-                     [{"a": i, "b": "x" * 200} for i in range(5_000)])
+        conn.execute(
+            sa.text(f'INSERT INTO "{name}" (a, b) VALUES (:a, :b)'),
+            [{"a": i, "b": "x" * 200} for i in range(5_000)],
+        )
     q = store.table(name)
     plan = q.plan(shards=3)
     assert plan.strategy == ("rowid" if backend == "sqlite" else "ctid")
@@ -168,8 +169,9 @@ def test_keyless_read_falls_back_to_one_task_and_says_so_once(store, tables, cap
     name = tables("nokey")
     with store._engine.begin() as conn:
         conn.execute(sa.text(f"CREATE TABLE `{name}` (a integer)"))
-        conn.execute(sa.text(f"INSERT INTO `{name}` (a) VALUES (:a)"),
-                     [{"a": i} for i in range(50)])
+        conn.execute(
+            sa.text(f"INSERT INTO `{name}` (a) VALUES (:a)"), [{"a": i} for i in range(50)]
+        )
     q = store.table(name)
     with caplog.at_level(logging.WARNING, logger="pinnacle_ray"):
         assert q.to_dataset().count() == 50

@@ -27,8 +27,8 @@ def _owner(ranges: list[KeyRange], value: object) -> list[int]:
         elif r.nulls == "only":
             if value is None:
                 hits.append(i)
-        elif value is not None and (r.lo is None or value >= r.lo) and (
-            r.hi is None or value < r.hi
+        elif (
+            value is not None and (r.lo is None or value >= r.lo) and (r.hi is None or value < r.hi)
         ):
             hits.append(i)
     return hits
@@ -118,8 +118,14 @@ def test_quantile_ranks_split_count_evenly():
 
 @pytest.mark.parametrize(
     ("rows", "cpus", "expected"),
-    [(0, 2, 1), (7, 2, 1), (100_000, 2, 2), (1_000_000, 2, 2), (100_000_000, 2, 100),
-     (1_000_000, 64, 40)],
+    [
+        (0, 2, 1),
+        (7, 2, 1),
+        (100_000, 2, 2),
+        (1_000_000, 2, 2),
+        (100_000_000, 2, 100),
+        (1_000_000, 64, 40),
+    ],
 )
 def test_default_shard_count_follows_cpus_and_rows(rows, cpus, expected):
     assert default_shard_count(rows, cpus) == expected

@@ -40,7 +40,9 @@ _SQLSTATE_PREFIX: list[tuple[str, type[PinnacleError]]] = [
 ]
 _TEXT_PATTERNS: list[tuple[re.Pattern[str], type[PinnacleError]]] = [
     (
-        re.compile(r"password authentication failed|access denied", re.I),
+        re.compile(
+            r"password authentication failed|access denied|role \".*\" does not exist", re.I
+        ),
         DatastoreAuthenticationError,
     ),
     (re.compile(r"no such table|relation .* does not exist|doesn't exist", re.I), TableNotFound),

@@ -183,8 +183,8 @@ class SqlQuery:
             cols = [self._column(table, validate_identifier(c, "column")) for c in columns]
             if not cols:
                 raise ConfigError("columns is empty; pass None for all columns or some names")
-        for name in self.where:
-            self._column(table, validate_identifier(name, "where column"))
+        for name, value in self.where.items():
+            _match(self._column(table, validate_identifier(name, "where column")), value)
         return table, cols
 
     def _text_source(self, text: str) -> tuple[Any, list[sa.Column]]:
@@ -230,7 +230,7 @@ class SqlQuery:
                 f"pick one of {self.columns} (a sortable, preferably indexed column)"
             )
         col = next(c for c in self._columns if c.name == key)
-        if isinstance(col.type, (sa.JSON, sa.ARRAY, sa.LargeBinary, sa.Boolean)):
+        if isinstance(col.type, (sa.JSON, sa.ARRAY, sa.types._Binary, sa.Boolean)):
             raise InvalidKey(
                 f"key {key!r} has type {col.type}, which cannot be split into ranges; use an "
                 "integer, timestamp or string column"

@@ -19,6 +19,8 @@ def arrow_type(sql: sa.types.TypeEngine) -> pa.DataType | None:
     """The Arrow type for a SQL column type, or ``None`` when the values must decide."""
     if isinstance(sql, sa.Boolean):
         return pa.bool_()
+    if isinstance(sql, mysql.TINYINT) and getattr(sql, "display_width", None) == 1:
+        return pa.bool_()  # MySQL's BOOLEAN is TINYINT(1)
     if isinstance(sql, sa.SmallInteger):
         return pa.int16()
     if isinstance(sql, sa.Integer):  # INTEGER, BIGINT: SQLite's INTEGER is 64-bit anyway

@@ -1,0 +1,181 @@
+"""Writing back: idempotent upserts, created tables, types and identifiers that survive."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+import sqlalchemy as sa
+
+import pinnacle_ray as pr
+
+UTC = dt.timezone.utc
+
+
+def _rows(store, name: str, key: str = "id") -> list[dict]:
+    ds = store.table(name).to_dataset(shards=2)
+    rows = [
+        r for b in ds.iter_batches(batch_format="pyarrow", batch_size=None) for r in b.to_pylist()
+    ]
+    return sorted(rows, key=lambda r: r[key])
+
+
+def _typed_table() -> pa.Table:
+    ts = dt.datetime(2024, 3, 1, 12, 30, 45, 123456)
+    return pa.table(
+        {
+            "id": pa.array([1, 2, 3], pa.int64()),
+            "f": pa.array([1.5, -2.25, None], pa.float64()),
+            "b": pa.array([True, False, None], pa.bool_()),
+            "s": pa.array(["größe ✓", "日本語", None], pa.string()),
+            "by": pa.array([b"\x00\x01", b"", None], pa.binary()),
+            "d": pa.array([dt.date(2024, 2, 29), dt.date(1970, 1, 1), None], pa.date32()),
+            "ts": pa.array([ts, ts + dt.timedelta(days=1), None], pa.timestamp("us")),
+            "tz": pa.array(
+                [ts.replace(tzinfo=UTC), dt.datetime(2024, 1, 1, 23, 0, tzinfo=UTC), None],
+                pa.timestamp("us", tz="UTC"),
+            ),
+            "dec": pa.array([Decimal("12345.67"), Decimal("-0.01"), None], pa.decimal128(10, 2)),
+            "big": pa.array([2**53 + 1, -(2**40), None], pa.int64()),
+        }
+    )
+
+
+def test_types_survive_a_write_and_sharded_read(store, tables, reader):
+    name = tables("types")
+    source = _typed_table()
+    assert store.write(name, source, key="id") == 3
+    got = _rows(store, name)
+    schema = store.table(name).schema()
+    for column in ("id", "f", "b", "s", "by", "d", "ts", "dec", "big"):
+        assert schema.field(column).type == source.schema.field(column).type, column
+    for want, row in zip(source.to_pylist(), got, strict=True):
+        for column, value in want.items():
+            seen = row[column]
+            if column == "tz" and value is not None and store.backend != "postgresql":
+                # Only PostgreSQL stores a zone; others keep the UTC wall time.
+                value = value.astimezone(UTC).replace(tzinfo=None)
+            assert seen == value, (column, seen, value)
+
+
+def test_reserved_and_non_ascii_identifiers_work(store, tables, reader):
+    name = tables("order")
+    rows = [{"order": i, "größe": float(i), "select": f"v{i}"} for i in range(50)]
+    store.write(name, rows, key="order")
+    q = store.table(name, columns=["order", "größe"], where={"select": "v7"})
+    assert q.count() == 1
+    got = _rows(store, name, key="order")
+    assert [r["größe"] for r in got] == [float(i) for i in range(50)]
+
+
+@pytest.mark.parametrize("kind", ["dicts", "pandas", "arrow", "columns"])
+def test_write_accepts_rows_dataframes_and_arrow(store, tables, kind):
+    name = tables(kind)
+    rows = [{"id": i, "v": i * 1.5} for i in range(10)]
+    data = {
+        "dicts": rows,
+        "pandas": pd.DataFrame(rows),
+        "arrow": pa.Table.from_pylist(rows),
+        "columns": {"id": [r["id"] for r in rows], "v": [r["v"] for r in rows]},
+    }[kind]
+    assert store.write(name, data, key="id") == 10
+    assert store.table(name).count() == 10
+
+
+def test_writing_the_same_rows_twice_duplicates_nothing(store, tables):
+    name = tables("idem")
+    rows = [{"id": i, "v": float(i)} for i in range(100)]
+    store.write(name, rows, key="id")
+    store.write(name, rows, key="id")
+    assert store.table(name).count() == 100
+
+
+def test_upsert_updates_existing_keys_and_inserts_new_ones(store, tables):
+    name = tables("upd")
+    store.write(name, [{"id": i, "v": 0.0} for i in range(10)], key="id")
+    store.write(name, [{"id": i, "v": 1.0} for i in range(5, 15)], key="id")
+    got = {r["id"]: r["v"] for r in _rows(store, name)}
+    assert len(got) == 15
+    assert got[4] == 0.0 and got[5] == 1.0 and got[14] == 1.0
+
+
+def test_upsert_by_composite_key(store, tables):
+    name = tables("comp")
+    rows = [{"model": m, "id": i, "p": 0.0} for m in ("a", "b") for i in range(5)]
+    store.write(name, rows, key=["model", "id"])
+    store.write(name, [{"model": "a", "id": 1, "p": 9.0}], key=["model", "id"])
+    q = store.table(name, where={"model": "a", "id": 1})
+    assert store.table(name).count() == 10
+    assert q.to_dataset().take_all()[0]["p"] == 9.0
+
+
+def test_repeated_keys_in_one_write_keep_the_last_row(store, tables):
+    name = tables("last")
+    store.write(name, [{"id": 1, "v": 1.0}, {"id": 1, "v": 2.0}, {"id": 2, "v": 3.0}], key="id")
+    assert {r["id"]: r["v"] for r in _rows(store, name)} == {1: 2.0, 2: 3.0}
+
+
+def test_existing_table_without_unique_key_is_upserted_by_delete_and_insert(store, tables):
+    name = tables("nouniq")
+    with store._engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE TABLE {_q(store, name)} (id integer, v float)"))
+    store.write(name, [{"id": i, "v": 0.0} for i in range(10)], key="id")
+    store.write(name, [{"id": i, "v": 1.0} for i in range(5)], key="id")
+    rows = store.sql(f"SELECT id, v FROM {_q(store, name)}").to_dataset().take_all()
+    assert len(rows) == 10
+    assert sorted(r["v"] for r in rows) == [0.0] * 5 + [1.0] * 5
+
+
+def test_a_failing_write_leaves_the_table_unchanged(store, tables):
+    name = tables("atomic")
+    store.write(name, [{"id": i, "v": "ok"} for i in range(3)], key="id")
+    good = [{"id": i, "v": "new"} for i in range(10_000)]
+    bad = pa.table({"id": [20_000], "v": ["x"], "extra": [1]})  # unknown column
+    with pytest.raises(pr.ColumnNotFound, match="extra"):
+        store.write(
+            name,
+            pa.concat_tables(
+                [
+                    pa.Table.from_pylist(good).append_column(
+                        "extra", pa.nulls(len(good), pa.int64())
+                    ),
+                    bad,
+                ]
+            ),
+            key="id",
+        )
+    assert sorted(r["v"] for r in _rows(store, name)) == ["ok"] * 3
+
+
+def test_a_database_error_mid_write_rolls_back_every_batch(store, tables):
+    name = tables("rollback")
+    with store._engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                f"CREATE TABLE {_q(store, name)} (id integer PRIMARY KEY, v integer CHECK (v < 100))"
+            )
+        )
+    store.write(name, [{"id": 0, "v": 1}], key="id")
+    rows = [{"id": i, "v": 1} for i in range(1, 12_000)] + [{"id": 12_000, "v": 500}]
+    with pytest.raises(pr.WriteError, match="nothing was written"):
+        store.write(name, rows, key="id")  # the last of three batches violates the CHECK
+    assert store.table(name).count() == 1
+
+
+def test_null_key_values_are_refused_before_writing(store, tables):
+    name = tables("nullkey")
+    with pytest.raises(pr.InvalidKey, match="NULL"):
+        store.write(name, [{"id": 1, "v": 1}, {"id": None, "v": 2}], key="id")
+    assert not store._has_table(name)
+
+
+def test_key_missing_from_the_data_is_refused(store, tables):
+    with pytest.raises(pr.InvalidKey, match="not in the data"):
+        store.write(tables("nokey"), [{"v": 1}], key="id")
+
+
+def _q(store, name: str) -> str:
+    return store._engine.dialect.identifier_preparer.quote(name)
