@@ -79,10 +79,7 @@ class Tables:
 @pytest.fixture
 def store(backend: str, tmp_path) -> Iterator[pr.SqlDatastore]:
     """A datastore on each backend; SQLite in a fresh file."""
-    if backend == "sqlite":
-        s = pr.connect(tmp_path / "test.db")
-    else:
-        s = _server_store(backend)
+    s = pr.connect(tmp_path / "test.db") if backend == "sqlite" else _server_store(backend)
     yield s
     s.close()
 

@@ -86,7 +86,7 @@ def test_missing_table_names_the_table(store):
 def test_missing_column_names_the_column_and_the_real_ones(store, tables):
     name = tables("cols")
     store.write(name, [{"id": 1, "a": 2}], key="id")
-    with pytest.raises(pr.ColumnNotFound, match="'nope'.*'id', 'a'"):
+    with pytest.raises(pr.ColumnNotFound, match=r"'nope'.*'id', 'a'"):
         store.table(name, columns=["id", "nope"])
 
 
@@ -118,7 +118,7 @@ def test_more_than_one_statement_is_refused(store):
 def test_key_not_in_the_result_is_refused(store, tables):
     name = tables("key")
     store.write(name, [{"id": 1, "a": 2}], key="id")
-    with pytest.raises(pr.InvalidKey, match="'zzz'.*'id', 'a'"):
+    with pytest.raises(pr.InvalidKey, match=r"'zzz'.*'id', 'a'"):
         store.table(name, columns=["id", "a"], key="zzz")
 
 

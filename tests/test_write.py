@@ -155,7 +155,8 @@ def test_a_database_error_mid_write_rolls_back_every_batch(store, tables):
     with store._engine.begin() as conn:
         conn.execute(
             sa.text(
-                f"CREATE TABLE {_q(store, name)} (id integer PRIMARY KEY, v integer CHECK (v < 100))"
+                f"CREATE TABLE {_q(store, name)} "
+                "(id integer PRIMARY KEY, v integer CHECK (v < 100))"
             )
         )
     store.write(name, [{"id": 0, "v": 1}], key="id")
