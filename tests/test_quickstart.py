@@ -1,0 +1,40 @@
+"""The README's main command works on a fresh machine, quietly, and the CLI answers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pinnacle_ray as pr
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quickstart_reads_the_table_in_shards_with_its_own_local_ray(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py"), "--db", str(tmp_path / "q.db")],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "wrote 442 rows" in proc.stdout
+    assert "4 shard(s) by key range on 'id'" in proc.stdout
+    assert "read 353 rows as a Ray Dataset" in proc.stdout
+    noisy = [line for line in proc.stderr.splitlines() if " INFO " in line]
+    assert not noisy, noisy[:5]
+
+
+def test_cli_reports_its_version():
+    proc = subprocess.run(
+        [sys.executable, "-m", "pinnacle_ray.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and pr.__version__ in proc.stdout
