@@ -16,9 +16,12 @@ from ray.data import Dataset
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
-from .._runtime import ensure_ray
+from .._runtime import cluster_cpus, ensure_ray
 
 __all__ = ["ReadShard", "ShardDatasource", "read_shards"]
+
+# Up to this many CPUs, Ray Data's per-operator reservation idles CPUs a read could use.
+SMALL_CLUSTER_CPUS = 8
 
 
 @runtime_checkable
@@ -102,8 +105,14 @@ def read_shards(
     """A lazy ``ray.data.Dataset`` reading ``shards`` in parallel (Ray started on demand)."""
     ensure_ray()
     source = ShardDatasource(shards, schema, name=name, row_bytes=row_bytes)
-    return ray.data.read_datasource(
+    dataset = ray.data.read_datasource(
         source,
         override_num_blocks=max(1, len(shards)),
         ray_remote_args=dict(ray_remote_args or {}),
     )
+    if cluster_cpus() <= SMALL_CLUSTER_CPUS:
+        # Ray Data reserves half the CPUs per operator; on a small cluster that leaves a
+        # read running one task at a time (measured on 2 CPUs: 2 shards took 2.1 s instead
+        # of 1.1 s). Set on this dataset's own context only; the global one is untouched.
+        dataset.context.op_resource_reservation_enabled = False
+    return dataset

@@ -17,7 +17,7 @@ from ..errors import ConfigError, InvalidURL, TableNotFound
 from .identifiers import validate_identifier
 from .sql_errors import translate
 from .sql_query import SqlQuery, _CtidPages
-from .sql_read import Compiled
+from .sql_read import Compiled, via_settings
 from .sql_write import WriteData, upsert
 from .url import mask
 
@@ -125,9 +125,9 @@ class SqlDatastore:
         with self._errors(context), self._engine.connect() as conn:
             return conn.execute(stmt).scalar()
 
-    def _row(self, stmt: Any, context: str) -> tuple[Any, ...]:
+    def _scalars(self, statements: list[Any], context: str) -> list[Any]:
         with self._errors(context), self._engine.connect() as conn:
-            return tuple(conn.execute(stmt).one())
+            return [conn.execute(stmt).scalar() for stmt in statements]
 
     def _column_values(self, stmt: Any, context: str) -> list[Any]:
         with self._errors(context), self._engine.connect() as conn:
@@ -165,7 +165,10 @@ class SqlDatastore:
         }
         if compiled.positional:
             order = compiled.positiontup or []
-            return Compiled(compiled.string, tuple(processed[n] for n in order))
+            result = Compiled(compiled.string, tuple(processed[n] for n in order))
+            if reader == "adbc-postgresql":
+                return via_settings(result) or result
+            return result
         return Compiled(compiled.string, processed)
 
     def _row_locator(self, table: sa.Table) -> tuple[str, Any] | None:
@@ -191,6 +194,22 @@ class SqlDatastore:
                 return None  # a view or foreign table: no heap pages
             return "ctid", _CtidPages()
         return None
+
+    def _estimated_rows(self, table: sa.Table) -> int | None:
+        """The server's own row estimate for ``table`` (PostgreSQL statistics), if any."""
+        if self.backend != "postgresql":
+            return None
+        qualified = self._engine.dialect.identifier_preparer.format_table(table)
+        # As PostgreSQL's planner does: density from the last ANALYZE times current pages,
+        # so a table that grew since then is not mistaken for a small one. Below 10k analysed
+        # rows the density is too rough and COUNT(*) is cheap anyway.
+        stmt = sa.text(
+            "SELECT CASE WHEN relpages > 0 AND reltuples >= 10000 THEN CAST(reltuples / relpages * "
+            "(pg_relation_size(oid) / CAST(current_setting('block_size') AS integer)) AS bigint)"
+            " END FROM pg_class WHERE oid = CAST(:t AS regclass)"
+        ).bindparams(t=qualified)
+        value = self._scalar(stmt, f"estimating the rows of table {table.name!r}")
+        return int(value) if value is not None and value > 0 else None
 
     def _ctid_pages(self, table: sa.Table | None) -> int:
         assert table is not None

@@ -267,15 +267,36 @@ class SqlQuery:
     def _describe_short(self) -> str:
         return f"table {self.table_name!r}" if self.table_name else "SQL query"
 
+    def _filtered(self, *columns: Any) -> sa.Select:
+        """``SELECT columns`` over the query's rows, without its other columns."""
+        stmt = sa.select(*columns).select_from(self._source)
+        for name, value in self.where.items():
+            stmt = stmt.where(_match(self._source.c[name], value))
+        return stmt
+
     def _key_stats(self, column: Any) -> KeyStats:
         if isinstance(column, _CtidPages):
             pages = self.store._ctid_pages(self._table)
             return KeyStats(count=pages, nulls=0, min=0, max=max(0, pages - 1))
-        base = self._select().add_columns(column.label("pinnacle_key")).subquery("pinnacle_s")
-        k = base.c.pinnacle_key
-        stmt = sa.select(sa.func.count(k), sa.func.count(), sa.func.min(k), sa.func.max(k))
+        # Four single-purpose queries: each is answered from an index or the table's row
+        # count where the backend can (SQLite: ~5 ms on 1M rows vs ~300 ms for one
+        # combined COUNT/MIN/MAX, which forces a full scan).
+        # Row counts only balance shards (the outer ranges are open, so every row is read
+        # whatever the count): an unfiltered PostgreSQL table uses the planner's estimate.
+        estimate = None
+        if self._table is not None and not self.where:
+            estimate = self.store._estimated_rows(self._table)
+        count_stmt = (
+            sa.select(sa.literal(estimate)) if estimate else self._filtered(sa.func.count())
+        )
+        statements = [
+            count_stmt,
+            self._filtered(sa.func.min(column)),
+            self._filtered(sa.func.max(column)),
+            self._filtered(sa.func.count()).where(column.is_(None)),
+        ]
         try:
-            count, total, lo, hi = self.store._row(stmt.select_from(base), "reading key range")
+            total, lo, hi, nulls = self.store._scalars(statements, "reading the key range")
         except QueryError as exc:
             raise InvalidKey(f"key {self.key!r} cannot be used to split the read: {exc}") from None
         if lo is not None and isinstance(lo, (dict, list, bytes, bytearray)):
@@ -283,17 +304,17 @@ class SqlQuery:
                 f"key {self.key!r} holds {type(lo).__name__} values; use a "
                 "sortable column (integer, timestamp, string)"
             )
-        return KeyStats(count=int(count), nulls=int(total) - int(count), min=lo, max=hi)
+        return KeyStats(count=int(total) - int(nulls), nulls=int(nulls), min=lo, max=hi)
 
     def _quantiles(self, column: Any, count: int, shards: int) -> list[Any]:
         ranks = quantile_ranks(count, shards)
         if not ranks:
             return []
-        base = self._select().add_columns(column.label("pinnacle_key")).subquery("pinnacle_s")
-        k = base.c.pinnacle_key
         numbered = (
-            sa.select(k.label("k"), sa.func.row_number().over(order_by=k).label("rn"))
-            .where(k.is_not(None))
+            self._filtered(
+                column.label("k"), sa.func.row_number().over(order_by=column).label("rn")
+            )
+            .where(column.is_not(None))
             .subquery("pinnacle_n")
         )
         stmt = sa.select(numbered.c.k).where(numbered.c.rn.in_(ranks)).order_by(numbered.c.rn)
@@ -307,10 +328,12 @@ class SqlQuery:
             return stmt
         if r.nulls == "only":
             return stmt.where(column.is_(None))
+        # An untyped column (from SQL text) takes the bound value's own type.
+        typed = {} if isinstance(column.type, sa.types.NullType) else {"type_": column.type}
         if r.lo is not None:
-            stmt = stmt.where(column >= sa.bindparam(None, r.lo, type_=column.type))
+            stmt = stmt.where(column >= sa.bindparam(None, r.lo, **typed))
         if r.hi is not None:
-            stmt = stmt.where(column < sa.bindparam(None, r.hi, type_=column.type))
+            stmt = stmt.where(column < sa.bindparam(None, r.hi, **typed))
         if r.lo is None and r.hi is None:
             stmt = stmt.where(column.is_not(None))
         return stmt

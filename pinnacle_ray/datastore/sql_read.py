@@ -7,9 +7,12 @@ still works through the DBAPI fallback with a server-side cursor.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -21,17 +24,85 @@ from sqlalchemy.pool import NullPool
 from ..errors import QueryError
 from .sql_errors import translate
 
-__all__ = ["SqlShard", "conform", "rows_to_table"]
+__all__ = ["Compiled", "SqlShard", "conform", "rows_to_table", "via_settings"]
 
 logger = logging.getLogger("pinnacle_ray.datastore")
 
 
 @dataclass(frozen=True)
 class Compiled:
-    """A statement rendered for one driver: SQL text and its bound parameters."""
+    """A statement rendered for one driver: SQL text and its bound parameters.
+
+    ``setup``, when set, runs first on the same connection (it binds the parameters into
+    session settings, so the statement itself has none; see :func:`via_settings`).
+    """
 
     sql: str
     params: tuple[Any, ...] | dict[str, Any]
+    setup: Compiled | None = None
+
+
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+def via_settings(compiled: Compiled) -> Compiled | None:
+    """Rewrite a ``$n::type`` statement so its values travel as bound session settings.
+
+    PostgreSQL can only stream a result with binary COPY (ADBC's fast path, ~1.6x faster
+    than a parameterized fetch here) when the statement has no parameters. Each ``$n`` is
+    replaced by ``current_setting('pinnacle.pn')::type`` and a setup statement binds the
+    values with ``set_config('pinnacle.pn', $n, false)``: values stay bound parameters,
+    never SQL text. Returns None when a value has no exact text form or a placeholder has
+    no cast; the caller then keeps the parameterized statement.
+    """
+    params = compiled.params
+    if not isinstance(params, tuple) or not params:
+        return None
+    texts = [_as_text(v) for v in params]
+    if any(t is None for t in texts):
+        return None
+    out: list[str] = []
+    quote = None
+    i = 0
+    sql = compiled.sql
+    seen = 0
+    while i < len(sql):
+        ch = sql[i]
+        if quote:
+            out.append(ch)
+            quote = None if ch == quote else quote
+            i += 1
+            continue
+        if ch in ("'", '"'):
+            quote = ch
+        elif ch == "$" and (m := _PLACEHOLDER.match(sql, i)):
+            end = m.end()
+            if not sql.startswith("::", end):
+                return None
+            out.append(f"current_setting('pinnacle.p{m.group(1)}')")
+            seen += 1
+            i = end
+            continue
+        out.append(ch)
+        i += 1
+    if seen != len(params):
+        return None
+    setup = "SELECT " + ", ".join(
+        f"set_config('pinnacle.p{n}', ${n}, false)" for n in range(1, len(params) + 1)
+    )
+    return Compiled("".join(out), (), Compiled(setup, tuple(texts)))
+
+
+def _as_text(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, Decimal)):
+        return str(value)
+    if isinstance(value, str):
+        return value if "\x00" not in value else None
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    return None
 
 
 @dataclass
@@ -71,6 +142,9 @@ class SqlShard:
                     cur.adbc_statement.set_options(
                         **{"adbc.sqlite.query.batch_rows": str(min(self.batch_rows, 65_536))}
                     )
+                if self.fast.setup is not None:
+                    cur.execute(self.fast.setup.sql, self.fast.setup.params)
+                    cur.fetchall()
                 cur.execute(self.fast.sql, self.fast.params or None)
                 for table in _rebatch(cur.fetch_record_batch(), self.batch_rows):
                     produced = True
