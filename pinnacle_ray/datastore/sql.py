@@ -109,7 +109,20 @@ class SqlDatastore:
         validate_identifier(name, "table name")
         with self._errors(f"reading the columns of table {name!r}"):
             try:
-                return sa.Table(name, sa.MetaData(), autoload_with=self._engine)
+                # Columns and primary key only: full autoload also reads foreign keys,
+                # indexes and comments (~70 ms of catalog queries on PostgreSQL).
+                with self._engine.connect() as conn:
+                    inspector = sa.inspect(conn)
+                    columns = inspector.get_columns(name)
+                    pk = inspector.get_pk_constraint(name).get("constrained_columns") or []
+                return sa.Table(
+                    name,
+                    sa.MetaData(),
+                    *[
+                        sa.Column(c["name"], c["type"], primary_key=c["name"] in pk)
+                        for c in columns
+                    ],
+                )
             except sa.exc.NoSuchTableError:
                 known = sa.inspect(self._engine).get_table_names()
                 raise TableNotFound(
