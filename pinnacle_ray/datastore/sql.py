@@ -55,7 +55,7 @@ class SqlDatastore:
             ) from None
         if self.backend == "sqlite" and not self.is_memory:
             sa.event.listen(self._engine, "connect", _sqlite_pragmas)
-        with self._errors("connecting"), self._engine.connect():
+        with self._errors(f"connecting to {self.url}"), self._engine.connect():
             pass
 
     # -- public --------------------------------------------------------------------------
