@@ -223,3 +223,46 @@ def test_stale_server_statistics_never_lose_rows(store, tables, backend):
     plan = q.plan()
     assert plan.rows > 30_000  # the estimate follows the table's current size, not ANALYZE's
     assert sorted(_ids(q.to_dataset(shards=3))) == list(range(n))
+
+
+def test_where_and_params_bind_dates_times_and_decimals(store, tables, reader):
+    from decimal import Decimal
+
+    name = tables("binds")
+    base = dt.datetime(2024, 5, 1, 8, 0, 0)
+    rows = [
+        {
+            "id": i,
+            "at": base + dt.timedelta(hours=i),
+            "day": (base + dt.timedelta(days=i % 3)).date(),
+            "price": Decimal(f"{i}.50"),
+        }
+        for i in range(40)
+    ]
+    store.write(
+        name,
+        pa.Table.from_pylist(rows).cast(
+            pa.schema(
+                [
+                    ("id", pa.int64()),
+                    ("at", pa.timestamp("us")),
+                    ("day", pa.date32()),
+                    ("price", pa.decimal128(10, 2)),
+                ]
+            )
+        ),
+        key="id",
+    )
+    q = store.table(
+        name,
+        where={"at": base + dt.timedelta(hours=5), "day": base.date() + dt.timedelta(days=2)},
+        key="id",
+    )
+    assert _ids(q.to_dataset(shards=2)) == [5]
+    quoted = store._engine.dialect.identifier_preparer.quote(name)
+    q = store.sql(
+        f"SELECT id FROM {quoted} WHERE at >= :t AND price < :p",
+        params={"t": base + dt.timedelta(hours=30), "p": Decimal("35.00")},
+        key="id",
+    )
+    assert sorted(_ids(q.to_dataset(shards=2))) == [30, 31, 32, 33, 34]
