@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import ray
 
-__all__ = ["cluster_cpus", "ensure_ray"]
+__all__ = ["cluster_cpus", "cluster_gpus", "ensure_ray"]
 
 logger = logging.getLogger("pinnacle_ray.runtime")
 
@@ -43,9 +44,29 @@ def ensure_ray() -> None:
         )
     logger.info("starting Ray (address=%s)", address or "local")
     ray.init(**kwargs)
+    _wait_for_cpus()
+
+
+def _wait_for_cpus(timeout_s: float = 10.0) -> None:
+    """Return once the cluster reports available CPUs (a fresh node takes a moment).
+
+    Ray Data warns that a dataset "will hang" when it starts before the node's CPUs are
+    reported; waiting here keeps that false alarm out of a user's first run.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if ray.available_resources().get("CPU"):
+            return
+        time.sleep(0.05)
 
 
 def cluster_cpus() -> int:
     """CPUs in the cluster (at least 1), starting Ray if needed."""
     ensure_ray()
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def cluster_gpus() -> float:
+    """GPUs in the cluster, starting Ray if needed."""
+    ensure_ray()
+    return float(ray.cluster_resources().get("GPU", 0.0))

@@ -159,8 +159,14 @@ class SqlQuery:
                 s.label = _ctid_label(r)
         return ShardPlan(strategy, self.key, total, shard_list)
 
-    def to_dataset(self, shards: int | None = None) -> Dataset:
-        """A ``ray.data.Dataset`` of the query's rows, its shards read in parallel Ray tasks."""
+    def to_dataset(
+        self, shards: int | None = None, *, ray_remote_args: dict[str, Any] | None = None
+    ) -> Dataset:
+        """A ``ray.data.Dataset`` of the query's rows, its shards read in parallel Ray tasks.
+
+        ``ray_remote_args`` go to every read task (e.g. ``{"num_cpus": 0.25}`` so reads fit
+        beside training workers).
+        """
         plan = self.plan(shards)
         if plan.strategy == "single":
             message = f"{self._describe_short()} reads in one task: {plan.reason}"
@@ -169,7 +175,9 @@ class SqlQuery:
                 logger.warning(message)
         schema, row_bytes = self._schema()
         name = f"Pinnacle({self.table_name or 'sql'})"
-        return read_shards(plan.shards, schema, name=name, row_bytes=row_bytes)
+        return read_shards(
+            plan.shards, schema, name=name, row_bytes=row_bytes, ray_remote_args=ray_remote_args
+        )
 
     # -- sources -------------------------------------------------------------------------
     def _table_source(self, columns: Sequence[str] | None) -> tuple[Any, list[sa.Column]]:
