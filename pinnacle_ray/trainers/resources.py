@@ -57,12 +57,11 @@ def plan_resources(
             f"{n} worker(s) x {gpu:g} GPU = {gpu * n:g} GPU(s) requested, but the cluster has "
             f"{cluster.gpus:g}; lower num_workers or set use_gpu=False"
         )
-    if cpu * n > cluster.cpus:
-        if explicit_cpu:
-            raise ResourceError(
-                f"{n} worker(s) x {cpu:g} CPU = {cpu * n:g} CPUs requested, but the cluster "
-                f"has {cluster.cpus:g}; lower num_workers or resources_per_worker['CPU']"
-            )
+    if cpu * n > cluster.cpus and explicit_cpu:
+        raise ResourceError(
+            f"{n} worker(s) x {cpu:g} CPU = {cpu * n:g} CPUs requested, but the cluster "
+            f"has {cluster.cpus:g}; lower num_workers or resources_per_worker['CPU']"
+        )
     reserve = _read_reserve(cluster.cpus) if reads else 0.0
     room = cluster.cpus - reserve
     if cpu * n <= room:
