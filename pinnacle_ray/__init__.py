@@ -29,6 +29,7 @@ from .errors import (
     TableNotFound,
     WriteError,
 )
+from .trainers import TorchTrainer, TrainResult, load_state, report, save_state
 
 __version__ = "0.1.0"
 
@@ -49,8 +50,13 @@ __all__ = [
     "SqlDatastore",
     "SqlQuery",
     "TableNotFound",
+    "TorchTrainer",
+    "TrainResult",
     "WriteError",
     "__version__",
     "connect",
     "errors",
+    "load_state",
+    "report",
+    "save_state",
 ]

@@ -10,6 +10,7 @@ import logging
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import ray
@@ -35,6 +36,8 @@ def ray_session() -> Iterator[None]:
             include_dashboard=False,
             logging_level=logging.WARNING,
             object_store_memory=1_000_000_000,
+            # Train loops defined in test modules must import in Ray's worker processes.
+            runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).parent)}},
         )
     yield
     ray.shutdown()

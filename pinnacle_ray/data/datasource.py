@@ -100,15 +100,18 @@ def read_shards(
     *,
     name: str,
     row_bytes: int,
-    ray_remote_args: dict[str, Any] | None = None,
+    num_cpus: float | None = None,
 ) -> Dataset:
-    """A lazy ``ray.data.Dataset`` reading ``shards`` in parallel (Ray started on demand)."""
+    """A lazy ``ray.data.Dataset`` reading ``shards`` in parallel (Ray started on demand).
+
+    ``num_cpus`` is what each read task reserves (Ray's default: 1).
+    """
     ensure_ray()
     source = ShardDatasource(shards, schema, name=name, row_bytes=row_bytes)
     dataset = ray.data.read_datasource(
         source,
         override_num_blocks=max(1, len(shards)),
-        ray_remote_args=dict(ray_remote_args or {}),
+        num_cpus=num_cpus,
     )
     if cluster_cpus() <= SMALL_CLUSTER_CPUS:
         # Ray Data reserves half the CPUs per operator; on a small cluster that leaves a

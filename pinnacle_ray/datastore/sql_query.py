@@ -159,12 +159,10 @@ class SqlQuery:
                 s.label = _ctid_label(r)
         return ShardPlan(strategy, self.key, total, shard_list)
 
-    def to_dataset(
-        self, shards: int | None = None, *, ray_remote_args: dict[str, Any] | None = None
-    ) -> Dataset:
+    def to_dataset(self, shards: int | None = None, *, num_cpus: float | None = None) -> Dataset:
         """A ``ray.data.Dataset`` of the query's rows, its shards read in parallel Ray tasks.
 
-        ``ray_remote_args`` go to every read task (e.g. ``{"num_cpus": 0.25}`` so reads fit
+        ``num_cpus`` is what each read task reserves (default 1; e.g. 0.25 so reads fit
         beside training workers).
         """
         plan = self.plan(shards)
@@ -175,9 +173,7 @@ class SqlQuery:
                 logger.warning(message)
         schema, row_bytes = self._schema()
         name = f"Pinnacle({self.table_name or 'sql'})"
-        return read_shards(
-            plan.shards, schema, name=name, row_bytes=row_bytes, ray_remote_args=ray_remote_args
-        )
+        return read_shards(plan.shards, schema, name=name, row_bytes=row_bytes, num_cpus=num_cpus)
 
     # -- sources -------------------------------------------------------------------------
     def _table_source(self, columns: Sequence[str] | None) -> tuple[Any, list[sa.Column]]:
