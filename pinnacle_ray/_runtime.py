@@ -37,7 +37,9 @@ def ensure_ray() -> None:
         "log_to_driver": True,
     }
     if address is None:
-        kwargs["include_dashboard"] = False
+        # The dashboard serves Ray's State API, which Ray Train's placement-group cleaner
+        # polls; without it that actor logs a warning every few seconds.
+        kwargs["include_dashboard"] = True
         # A local instance we start keeps Ray's token auth; its banner is noise here.
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
             logging.ERROR

@@ -33,7 +33,7 @@ def ray_session() -> Iterator[None]:
         )
         ray.init(
             num_cpus=2,
-            include_dashboard=False,
+            include_dashboard=True,  # Ray Train polls the State API it serves
             logging_level=logging.WARNING,
             object_store_memory=1_000_000_000,
             # Train loops defined in test modules must import in Ray's worker processes.

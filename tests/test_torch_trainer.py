@@ -86,3 +86,55 @@ def test_an_impossible_request_is_refused_within_seconds(linear_table):
     with pytest.raises(pr.ResourceError, match=r"64 CPUs requested.*has 2"):
         trainer.fit(train=linear_table.table("points"))
     assert time.monotonic() - started < 5
+
+
+def dying_loop(config):
+    """Dies hard (os._exit) once, mid-run; continues from the latest checkpoint after."""
+    import os
+
+    shard = ray.train.get_dataset_shard("train")
+    model = ray.train.torch.prepare_model(torch.nn.Linear(4, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    start = 0
+    if checkpoint := ray.train.get_checkpoint():
+        with checkpoint.as_directory() as d:
+            start = pr.load_state(d, model, opt)["epoch"] + 1
+    for epoch in range(start, 4):
+        for batch in shard.iter_torch_batches(batch_size=256, dtypes=torch.float32):
+            x = torch.stack([batch[f] for f in FEATURES], dim=1)
+            loss = torch.nn.functional.mse_loss(model(x).squeeze(1), batch["y"])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        pr.report(
+            {"epoch": epoch, "start": start}, model=model, optimizer=opt, extra={"epoch": epoch}
+        )
+        marker = config["marker"]
+        if (
+            epoch == 1
+            and ray.train.get_context().get_world_rank() == 1
+            and not os.path.exists(marker)
+        ):
+            # Ray Train's controller collects reports every 2 s and a real epoch is longer:
+            # work on (no collectives, no sleep) for 3 s after the report, then die hard.
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                torch.randn(128, 128) @ torch.randn(128, 128)
+            open(marker, "w").close()
+            os._exit(1)
+
+
+def test_a_worker_that_dies_mid_run_resumes_from_the_latest_checkpoint(linear_table, tmp_path):
+    from ray.train import FailureConfig
+
+    trainer = pr.TorchTrainer(
+        dying_loop,
+        train_loop_config={"marker": str(tmp_path / "died-once")},
+        scaling_config=ScalingConfig(num_workers=2),
+        run_config=RunConfig(
+            storage_path=str(tmp_path / "runs"), failure_config=FailureConfig(max_failures=1)
+        ),
+    )
+    result = trainer.fit(train=linear_table.table("points"))
+    assert (tmp_path / "died-once").exists()
+    assert result.metrics == {"epoch": 3, "start": 2}  # resumed after epoch 1, not from 0

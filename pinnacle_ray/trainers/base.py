@@ -61,7 +61,11 @@ def datasets_for(
         if isinstance(query, ray.data.Dataset):
             out[name] = query
         elif hasattr(query, "to_dataset"):
-            out[name] = query.to_dataset(num_cpus=plan.read_cpus)
+            dataset = query.to_dataset(num_cpus=plan.read_cpus)
+            # Each epoch re-reads the shards in Ray Train's split coordinator, which would
+            # reprint Ray Data's progress bars per epoch; training reports show progress.
+            dataset.context.enable_progress_bars = False
+            out[name] = dataset
         else:
             raise ConfigError(
                 f"{name}= must be a query (store.table / store.sql) or a ray.data.Dataset, "

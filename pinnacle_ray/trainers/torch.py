@@ -8,7 +8,7 @@ from typing import Any
 import ray.data
 import ray.train
 import ray.train.torch
-from ray.train import RunConfig, ScalingConfig
+from ray.train import LoggingConfig, RunConfig, ScalingConfig
 
 from ..errors import ConfigError
 from .base import TrainResult, datasets_for, plan_for, raise_worker_error
@@ -58,7 +58,11 @@ class TorchTrainer:
         self.train_loop_config = dict(train_loop_config or {})
         self.scaling_config = scaling_config or ScalingConfig(num_workers=1)
         self.name = name or getattr(train_loop_per_worker, "__name__", "torch")
-        self.run_config = run_config or RunConfig(name=self.name)
+        # Ray Train's own INFO lines (every report, every checkpoint) drown the user's output;
+        # pass a run_config to choose differently.
+        self.run_config = run_config or RunConfig(
+            name=self.name, logging_config=LoggingConfig(log_level="WARNING")
+        )
 
     def fit(self, train: Any, valid: Any = None) -> TrainResult:
         """Train on ``train`` (a query or ``ray.data.Dataset``), validating on ``valid``."""
