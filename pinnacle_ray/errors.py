@@ -7,17 +7,26 @@ carry a password: :func:`redact` scrubs known secrets before an error leaves the
 from __future__ import annotations
 
 __all__ = [
+    "ChecksumMismatch",
     "ColumnNotFound",
     "ConfigError",
+    "DataError",
     "DatastoreAuthenticationError",
     "DatastoreConnectionError",
     "DatastoreError",
+    "DuplicateKey",
     "EmptyResult",
+    "IncompatibleCheckpoint",
     "InvalidIdentifier",
     "InvalidKey",
     "InvalidURL",
+    "MetricNotReported",
+    "ModelNotFound",
+    "NonFiniteValues",
+    "NonNumericFeature",
     "PinnacleError",
     "QueryError",
+    "RegistryError",
     "ResourceError",
     "TableNotFound",
     "WriteError",
@@ -78,6 +87,42 @@ class EmptyResult(DatastoreError):
 
 class WriteError(DatastoreError):
     """Rows could not be written; the transaction was rolled back and nothing was written."""
+
+
+class DuplicateKey(WriteError):
+    """An insert-only write met a row whose key already exists; nothing was written."""
+
+
+class DataError(PinnacleError, ValueError):
+    """The rows themselves cannot be trained on (types, NaN/inf, missing values)."""
+
+
+class NonNumericFeature(DataError):
+    """A feature or label column is not numeric where a number is needed."""
+
+
+class NonFiniteValues(DataError):
+    """A feature or label column holds NaN, inf or NULL values."""
+
+
+class MetricNotReported(ConfigError):
+    """The metric to listen to (early stopping, best checkpoint, sweeps) is never reported."""
+
+
+class RegistryError(PinnacleError):
+    """The model registry cannot store or find what was asked."""
+
+
+class ModelNotFound(RegistryError, LookupError):
+    """No registered model, version or checkpoint handle matches the request."""
+
+
+class ChecksumMismatch(RegistryError):
+    """A stored artifact's bytes differ from the checksum recorded when it was registered."""
+
+
+class IncompatibleCheckpoint(RegistryError, ValueError):
+    """Stored weights do not fit the model they are loaded into (names or shapes differ)."""
 
 
 def redact(text: str, secrets: tuple[str, ...] | list[str]) -> str:

@@ -266,3 +266,12 @@ def test_where_and_params_bind_dates_times_and_decimals(store, tables, reader):
         key="id",
     )
     assert sorted(_ids(q.to_dataset(shards=2))) == [30, 31, 32, 33, 34]
+
+
+def test_a_table_read_without_its_primary_key_column_still_counts_and_reads(store, tables):
+    name = tables("nopk")
+    _make(store, name, 50)
+    q = store.table(name, columns=["x"])  # the primary key is not selected
+    assert q.key is None
+    assert q.count() == 50
+    assert q.to_dataset().count() == 50

@@ -14,11 +14,14 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL
 
 from ..errors import ConfigError, InvalidURL, TableNotFound
+from .artifact_root import resolve_artifact_root
+from .base import ModelCatalog, make_models
 from .identifiers import validate_identifier
 from .sql_errors import translate
 from .sql_query import SqlQuery, _CtidPages
 from .sql_read import Compiled, via_settings
-from .sql_write import WriteData, upsert
+from .sql_write import WriteData, delete_rows, upsert
+from .sql_write import insert as insert_rows
 from .url import mask
 
 __all__ = ["SqlDatastore"]
@@ -39,10 +42,13 @@ class SqlDatastore:
         q = store.table("houses", where={"split": "train"})   # key: the primary key
         ds = q.to_dataset()                                    # parallel shard reads
         store.write("predictions", rows, key="id")             # idempotent upsert
+        store.models.list()                                    # the model registry
     """
 
-    def __init__(self, url: URL) -> None:
+    def __init__(self, url: URL, artifact_root: str | os.PathLike[str] | None = None) -> None:
         self._url = url
+        self.artifact_root = resolve_artifact_root(url, artifact_root)
+        self._models: ModelCatalog | None = None
         self.backend = url.get_backend_name()
         self.is_memory = self.backend == "sqlite" and url.database in (None, "", ":memory:")
         self._secrets = (url.password,) if url.password else ()
@@ -87,6 +93,26 @@ class SqlDatastore:
         """Upsert ``data`` (rows, DataFrame, Arrow table or Dataset) into table ``name`` by
         ``key`` in one transaction; creates the table when missing. Returns rows written."""
         return upsert(self, name, data, key)
+
+    def insert(self, name: str, data: WriteData, key: str | Sequence[str]) -> int:
+        """Insert ``data`` into table ``name`` in one transaction, creating it when missing.
+
+        Raises ``DuplicateKey`` (nothing written) when any ``key`` value already exists, so
+        concurrent writers can claim a key safely. Returns rows written.
+        """
+        return insert_rows(self, name, data, key)
+
+    def delete(self, name: str, where: Mapping[str, Any]) -> int:
+        """Delete the rows of ``name`` matching ``where`` (``{col: value}`` or ``{col: [values]}``)
+        in one transaction; returns how many were deleted."""
+        return delete_rows(self, name, where)
+
+    @property
+    def models(self) -> ModelCatalog:
+        """The model registry in this datastore (a ``pinnacle_ray.ModelRegistry``), made once."""
+        if self._models is None:
+            self._models = make_models(self)
+        return self._models
 
     def tables(self) -> list[str]:
         """Names of the tables in the connected database/schema."""
@@ -259,8 +285,8 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def open_sql(url: URL) -> SqlDatastore:
+def open_sql(url: URL, artifact_root: str | os.PathLike[str] | None = None) -> SqlDatastore:
     """Connect to a SQL datastore (eagerly, so a bad URL fails here)."""
     if not isinstance(url, URL):
         raise ConfigError(f"expected a SQLAlchemy URL, got {type(url).__name__}")
-    return SqlDatastore(url)
+    return SqlDatastore(url, artifact_root)

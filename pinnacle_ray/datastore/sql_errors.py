@@ -18,7 +18,7 @@ from ..errors import (
     redact,
 )
 
-__all__ = ["translate"]
+__all__ = ["is_duplicate_key", "translate"]
 
 _MYSQL_CODES: dict[int, type[PinnacleError]] = {
     1045: DatastoreAuthenticationError,  # access denied
@@ -79,6 +79,21 @@ def translate(
     prefix = f"{context}: " if context else ""
     text = f"{prefix}{detail} ({_HINTS[kind]})"
     return kind(redact(text, secrets))
+
+
+def is_duplicate_key(exc: BaseException) -> bool:
+    """Whether ``exc`` is a unique/primary key violation (SQLite, PostgreSQL, MySQL/MariaDB)."""
+    orig = getattr(exc, "orig", None) or exc
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "sql_state", None)
+    if sqlstate == "23505":
+        return True
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):
+        return args[0] in (1062, 1586)  # ER_DUP_ENTRY, ER_DUP_ENTRY_WITH_KEY_NAME
+    return bool(_UNIQUE_TEXT.search(str(orig)))
+
+
+_UNIQUE_TEXT = re.compile(r"UNIQUE constraint failed|PRIMARY KEY must be unique", re.I)
 
 
 def _classify(orig: BaseException) -> type[PinnacleError]:

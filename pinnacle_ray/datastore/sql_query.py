@@ -29,7 +29,7 @@ from .shards import (
     plan_ranges,
     quantile_ranks,
 )
-from .sql_read import SqlShard, rows_to_table
+from .sql_read import SqlShard, conform, rows_to_table
 from .sql_types import arrow_type
 
 if TYPE_CHECKING:
@@ -53,6 +53,7 @@ class ShardPlan:
     rows: int
     shards: list[SqlShard] = field(default_factory=list)
     reason: str = ""
+    key_range: tuple[Any, Any] | None = None  # (min, max) of the key when planned by key
 
     def __len__(self) -> int:
         return len(self.shards)
@@ -91,7 +92,10 @@ class SqlQuery:
         if table is not None:
             self._table = store._reflect(table)
             self._source, self._columns = self._table_source(columns)
-            key = key or self._primary_key()
+            # The primary key shards the read only when it is selected; otherwise the
+            # table's row locator (or one task) reads it.
+            pk = self._primary_key()
+            key = key or (pk if pk in self.columns else None)
         else:
             self._table = None
             self._source, self._columns = self._text_source(text or "")
@@ -122,6 +126,11 @@ class SqlQuery:
             out.update(table=self.table_name, columns=self.columns, where=self.where)
         else:
             out.update(sql=self.text, params=self.params)
+        plan = getattr(self, "_read_plan", None)
+        if plan is not None:  # what the last to_dataset() planned: rows and key range read
+            out.update(rows=plan.rows, strategy=plan.strategy)
+            if plan.key_range is not None:
+                out.update(key_min=plan.key_range[0], key_max=plan.key_range[1])
         return out
 
     def plan(self, shards: int | None = None) -> ShardPlan:
@@ -157,7 +166,18 @@ class SqlQuery:
         if strategy == "ctid":
             for s, r in zip(shard_list, ranges, strict=True):
                 s.label = _ctid_label(r)
-        return ShardPlan(strategy, self.key, total, shard_list)
+        key_range = (stats.min, stats.max) if strategy == "key" else None
+        return ShardPlan(strategy, self.key, total, shard_list, key_range=key_range)
+
+    def to_arrow(self) -> pa.Table:
+        """All rows as one Arrow table, read here in the driver: for small results (lookups,
+        previews). Training data should use :meth:`to_dataset`, which streams shards in Ray.
+
+        The table has the same planned schema as every shard of :meth:`to_dataset`.
+        """
+        schema = self._schema()[0]
+        rows, names = self.store._fetch(self._select(), f"reading {self._describe_short()}")
+        return conform(rows_to_table(rows, names, schema), schema)
 
     def to_dataset(self, shards: int | None = None, *, num_cpus: float | None = None) -> Dataset:
         """A ``ray.data.Dataset`` of the query's rows, its shards read in parallel Ray tasks.
@@ -166,6 +186,7 @@ class SqlQuery:
         beside training workers).
         """
         plan = self.plan(shards)
+        self._read_plan = plan
         if plan.strategy == "single":
             message = f"{self._describe_short()} reads in one task: {plan.reason}"
             if message not in _warned_single:

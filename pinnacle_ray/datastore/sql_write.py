@@ -1,9 +1,12 @@
-"""Idempotent writes: upsert Arrow data into a SQL table by key, in one transaction.
+"""Writes: upsert or insert Arrow data into a SQL table by key, and delete rows; each in one
+transaction.
 
 The table is created from the Arrow schema when missing (key = primary key). With a unique
 constraint on the key the backend's native upsert is used (``ON CONFLICT`` / ``ON DUPLICATE
 KEY``); otherwise rows with the incoming keys are deleted and re-inserted, in the same
-transaction. Either way a re-run duplicates nothing and a failure writes nothing.
+transaction. Either way a re-run duplicates nothing and a failure writes nothing. An
+insert-only write refuses (``DuplicateKey``) when a key exists, which is what lets several
+processes claim the same number safely (the registry allocates versions that way).
 """
 
 from __future__ import annotations
@@ -18,9 +21,17 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from ..errors import ColumnNotFound, InvalidKey, PinnacleError, WriteError
+from ..errors import (
+    ColumnNotFound,
+    ConfigError,
+    DuplicateKey,
+    InvalidKey,
+    PinnacleError,
+    WriteError,
+)
 from .identifiers import validate_identifier
-from .sql_errors import translate
+from .sql_errors import is_duplicate_key, translate
+from .sql_query import _match
 from .sql_types import sql_type
 
 if TYPE_CHECKING:
@@ -29,7 +40,7 @@ if TYPE_CHECKING:
 
     from .sql import SqlDatastore
 
-__all__ = ["WriteData", "to_arrow_batches", "upsert"]
+__all__ = ["WriteData", "delete_rows", "insert", "to_arrow_batches", "upsert"]
 
 WriteData = Union[
     "pa.Table",
@@ -73,6 +84,38 @@ def to_arrow_batches(data: WriteData) -> Iterable[pa.Table]:
 
 def upsert(store: SqlDatastore, name: str, data: WriteData, key: str | Sequence[str]) -> int:
     """Upsert ``data`` into table ``name`` by ``key``; all or nothing. Returns rows written."""
+    return _write(store, name, data, key, insert_only=False)
+
+
+def insert(store: SqlDatastore, name: str, data: WriteData, key: str | Sequence[str]) -> int:
+    """Insert ``data`` into table ``name``; ``DuplicateKey`` (nothing written) if a key exists."""
+    return _write(store, name, data, key, insert_only=True)
+
+
+def delete_rows(store: SqlDatastore, name: str, where: Mapping[str, Any]) -> int:
+    """Delete the rows of ``name`` matching ``where`` (equality / IN) in one transaction."""
+    if not isinstance(where, Mapping) or not where:
+        raise ConfigError(
+            f"delete needs where={{column: value}} naming the rows; got {where!r}. Refusing to "
+            "delete every row of a table"
+        )
+    table = store._reflect(name)
+    conditions = []
+    for column, value in where.items():
+        validate_identifier(column, "where column")
+        if column not in table.c:
+            raise ColumnNotFound(
+                f"table {name!r} has no column {column!r}; its columns are "
+                f"{[c.name for c in table.columns]}"
+            )
+        conditions.append(_match(table.c[column], value))
+    with store._errors(f"deleting from table {name!r}"), store._engine.begin() as conn:
+        return int(conn.execute(table.delete().where(*conditions)).rowcount or 0)
+
+
+def _write(
+    store: SqlDatastore, name: str, data: WriteData, key: str | Sequence[str], *, insert_only: bool
+) -> int:
     validate_identifier(name, "table name")
     keys = [key] if isinstance(key, str) else list(key or [])
     if not keys:
@@ -87,15 +130,13 @@ def upsert(store: SqlDatastore, name: str, data: WriteData, key: str | Sequence[
     try:
         with engine.begin() as conn:
             for batch in to_arrow_batches(data):
-                batch = _prepare(batch, keys)
+                batch = _prepare(batch, keys, insert_only=insert_only)
                 if batch.num_rows == 0 and table is not None:
                     continue
                 if table is None:
                     table, created = _ensure_table(conn, name, batch.schema, keys)
                     _check_columns(table, batch.schema, keys)
-                    statement = None
-                    if created or _unique_on_keys(table, keys, conn):
-                        statement = _statement(table, batch.column_names, keys, conn.dialect.name)
+                    statement = _write_statement(table, batch, keys, conn, created, insert_only)
                 if batch.num_rows == 0:
                     continue
                 for start in range(0, batch.num_rows, BATCH_ROWS):
@@ -113,13 +154,39 @@ def upsert(store: SqlDatastore, name: str, data: WriteData, key: str | Sequence[
     except (sa.exc.DBAPIError, sa.exc.SQLAlchemyError) as exc:
         _drop_if_created(store, name, created)
         err = translate(exc, secrets=store._secrets, context=f"writing to table {name!r}")
+        if insert_only and is_duplicate_key(exc):
+            raise DuplicateKey(
+                f"{err} — table {name!r} already has a row with one of these {keys}; nothing "
+                "was written (the transaction was rolled back)"
+            ) from None
         if type(err).__name__ == "QueryError":
             err = WriteError(f"{err} — nothing was written (the transaction was rolled back)")
         raise err from None
     return written
 
 
-def _prepare(batch: pa.Table, keys: list[str]) -> pa.Table:
+def _write_statement(
+    table: sa.Table,
+    batch: pa.Table,
+    keys: list[str],
+    conn: sa.Connection,
+    created: bool,
+    insert_only: bool,
+) -> Any:
+    unique = created or _unique_on_keys(table, keys, conn)
+    if insert_only:
+        if not unique:
+            raise InvalidKey(
+                f"table {table.name!r} has no primary key or unique constraint on {keys}, so "
+                "an insert cannot detect existing keys; add one, or use write() to upsert"
+            )
+        return table.insert()
+    if unique:
+        return _statement(table, batch.column_names, keys, conn.dialect.name)
+    return None
+
+
+def _prepare(batch: pa.Table, keys: list[str], *, insert_only: bool = False) -> pa.Table:
     for column in batch.column_names:
         validate_identifier(column, "column name")
     missing = [k for k in keys if k not in batch.column_names]
@@ -135,6 +202,14 @@ def _prepare(batch: pa.Table, keys: list[str]) -> pa.Table:
         # Keep the last row per key, as if the rows were upserted one after another.
         indexed = batch.select(keys).append_column("__pr_row", pa.array(range(batch.num_rows)))
         last = indexed.group_by(keys, use_threads=False).aggregate([("__pr_row", "max")])
+        if last.num_rows != batch.num_rows and insert_only:
+            counts = indexed.group_by(keys, use_threads=False).aggregate([("__pr_row", "count")])
+            repeated = counts.filter(pc.greater(counts.column("__pr_row_count"), 1))
+            example = {k: repeated.column(k)[0].as_py() for k in keys}
+            raise DuplicateKey(
+                f"the rows to insert repeat the key {example} ({repeated.num_rows} key(s) occur "
+                "more than once); nothing was written"
+            )
         if last.num_rows != batch.num_rows:
             order = pc.sort_indices(last.column("__pr_row_max"))
             batch = batch.take(pc.take(last.column("__pr_row_max"), order))
@@ -144,9 +219,8 @@ def _prepare(batch: pa.Table, keys: list[str]) -> pa.Table:
 def _ensure_table(
     conn: sa.Connection, name: str, schema: pa.Schema, keys: list[str]
 ) -> tuple[sa.Table, bool]:
-    metadata = sa.MetaData()
     if sa.inspect(conn).has_table(name):
-        return sa.Table(name, metadata, autoload_with=conn), False
+        return sa.Table(name, sa.MetaData(), autoload_with=conn), False
     columns = [
         sa.Column(
             f.name,
@@ -156,8 +230,19 @@ def _ensure_table(
         )
         for f in schema
     ]
-    table = sa.Table(name, metadata, *columns, sa.PrimaryKeyConstraint(*keys))
-    table.create(conn)
+    table = sa.Table(name, sa.MetaData(), *columns, sa.PrimaryKeyConstraint(*keys))
+    try:
+        if conn.dialect.name == "postgresql":
+            # A failed statement aborts a PostgreSQL transaction; the savepoint keeps it usable.
+            with conn.begin_nested():
+                table.create(conn)
+        else:
+            table.create(conn)
+    except sa.exc.DBAPIError:
+        # Another writer created it between our check and our CREATE: write into theirs.
+        if not sa.inspect(conn).has_table(name):
+            raise
+        return sa.Table(name, sa.MetaData(), autoload_with=conn), False
     return table, True
 
 

@@ -1,7 +1,7 @@
 """Trainers: each receives Ray Datasets (from queries) and hands back a ``TrainResult``."""
 
 from .base import TrainResult
-from .checkpoint import load_state, report, save_state
+from .checkpoint import get_checkpoint, load_state, report, save_state
 from .resources import ClusterResources, ResourcePlan, plan_resources
 from .torch import TorchTrainer
 
@@ -10,6 +10,7 @@ __all__ = [
     "ResourcePlan",
     "TorchTrainer",
     "TrainResult",
+    "get_checkpoint",
     "load_state",
     "plan_resources",
     "report",

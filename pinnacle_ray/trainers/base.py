@@ -3,21 +3,41 @@ turning a Ray Train failure back into the user's own exception."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import ray.data
 import ray.train
-from ray.train import ScalingConfig
+from ray.train import CheckpointConfig, LoggingConfig, RunConfig, ScalingConfig
 
 from .._runtime import cluster_cpus, cluster_gpus
 from ..errors import ConfigError
+from .checkpoint import set_registered_start
 from .resources import ClusterResources, ResourcePlan, plan_resources
 
-__all__ = ["TrainResult", "datasets_for", "plan_for", "raise_worker_error"]
+__all__ = [
+    "TrainResult",
+    "datasets_for",
+    "default_run_config",
+    "lineage_of",
+    "plan_for",
+    "raise_worker_error",
+    "store_of",
+    "worker_entry",
+]
 
 logger = logging.getLogger("pinnacle_ray.trainers")
+
+
+class _Planned(Protocol):
+    read_cpus: float
 
 
 class _Query(Protocol):
@@ -51,7 +71,7 @@ def plan_for(scaling: ScalingConfig | None) -> ResourcePlan:
 
 
 def datasets_for(
-    queries: dict[str, _Query | ray.data.Dataset | None], plan: ResourcePlan
+    queries: dict[str, _Query | ray.data.Dataset | None], plan: ResourcePlan | _Planned
 ) -> dict[str, ray.data.Dataset]:
     """Ray Datasets for the named queries, their read tasks sized by ``plan``."""
     out = {}
@@ -65,6 +85,7 @@ def datasets_for(
             # Each epoch re-reads the shards in Ray Train's split coordinator, which would
             # reprint Ray Data's progress bars per epoch; training reports show progress.
             dataset.context.enable_progress_bars = False
+            dataset.context.print_on_execution_start = False
             out[name] = dataset
         else:
             raise ConfigError(
@@ -85,3 +106,57 @@ def raise_worker_error(exc: BaseException) -> None:
     original = cause if isinstance(cause, BaseException) else error
     original.add_note(f"(raised in Ray Train worker {rank}; {len(failures)} worker(s) failed)")
     raise original from None
+
+
+def default_run_config(name: str, checkpoint_config: CheckpointConfig | None = None) -> RunConfig:
+    """A quiet RunConfig whose run name is unique per fit.
+
+    Ray Train V2 restores a run from storage when its name matches an earlier one, which
+    would make a second ``fit`` silently continue the first; pass your own ``run_config``
+    with a fixed name when that is what you want.
+    """
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return RunConfig(
+        name=f"{name}-{stamp}-{uuid.uuid4().hex[:6]}",
+        # Ray Train's own INFO lines (every report, every checkpoint) drown the user's output.
+        logging_config=LoggingConfig(log_level="WARNING"),
+        checkpoint_config=checkpoint_config,
+    )
+
+
+def store_of(query: Any) -> Any:
+    """The datastore a query reads from (its registry), or None for a plain Dataset."""
+    store = getattr(query, "store", None)
+    return store if store is not None and hasattr(store, "models") else None
+
+
+def lineage_of(query: Any) -> dict[str, Any] | None:
+    """What a query read, enough to read it again (None for a plain Dataset)."""
+    lineage = getattr(query, "lineage", None)
+    return lineage() if callable(lineage) else None
+
+
+RESUME_KEY = "_pinnacle_resume_from"
+
+
+def worker_entry(loop: Callable[..., Any]) -> Callable[[dict[str, Any]], Any]:
+    """``loop`` as Ray Train's ``train_loop_per_worker``, with per-worker set-up first: the
+    registered checkpoint to resume from (for ``pr.get_checkpoint()``) and quiet logs."""
+    return functools.partial(_run_worker, loop)
+
+
+def _run_worker(loop: Callable[..., Any], config: dict[str, Any]) -> Any:
+    config = dict(config)
+    set_registered_start(config.pop(RESUME_KEY, None))
+    if os.environ.get("PINNACLE_RAY_VERBOSE", "") in ("", "0"):
+        # Ray Train logs every report at INFO under a logger named after its file, which
+        # LoggingConfig does not reach; one line per report drowns a loop's own output.
+        from ray.train.v2._internal.execution import context
+
+        logging.getLogger(context.__file__).setLevel(logging.WARNING)
+    required = [
+        p
+        for p in inspect.signature(loop).parameters.values()
+        if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    return loop(config) if required else loop()

@@ -1,89 +1,387 @@
-"""``TorchTrainer``: plain Ray Train torch code, fed by datastore queries, that never hangs."""
+"""``TorchTrainer``: torch on Ray Train, fed by datastore queries, registered when done.
+
+Two ways, one class: hand it a ``train_loop_per_worker`` (plain Ray Train code), or a
+``model`` and an ``objective`` and it runs the managed loop (DDP, validation, checkpoints,
+early stopping) for you.
+"""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import ray.data
 import ray.train
 import ray.train.torch
-from ray.train import LoggingConfig, RunConfig, ScalingConfig
+import torch
+from ray.train import CheckpointConfig, RunConfig, ScalingConfig
 
-from ..errors import ConfigError
-from .base import TrainResult, datasets_for, plan_for, raise_worker_error
+from ..errors import ConfigError, EmptyResult, MetricNotReported, NonFiniteValues
+from ..registry.torch_flavor import check_compatible, model_meta
+from .base import (
+    RESUME_KEY,
+    TrainResult,
+    datasets_for,
+    default_run_config,
+    lineage_of,
+    plan_for,
+    raise_worker_error,
+    store_of,
+    worker_entry,
+)
+from .checkpoint import MODEL_FILE, STATE_FILE
+from .early_stopping import EarlyStopping
+from .features import check_columns, count_non_finite, non_finite_message
+from .holdout import split_by_key
+from .objectives import resolve_objective
+from .registration import json_safe, register_run
+from .torch_loop import LoopSettings, managed_loop, optimizer_class
 
 __all__ = ["TorchTrainer"]
 
+logger = logging.getLogger("pinnacle_ray.trainers")
+
+_MANAGED_KNOWN = ("train/loss", "valid/loss", "valid/accuracy")
+
 
 class TorchTrainer:
-    """Run a ``train_loop_per_worker`` on Ray Train with queries as its datasets.
+    """Train a torch model on Ray Train with datastore queries as its datasets.
 
-    Inside the loop, plain Ray Train code works unchanged:
-    ``ray.train.get_dataset_shard("train")`` gives each worker its shard of the query, and
-    ``pr.report(metrics, model=..., optimizer=...)`` reports with a safe checkpoint.
-
-    Example::
+    Ray style — plain Ray Train code runs unchanged inside the loop::
 
         def loop(config):
             shard = ray.train.get_dataset_shard("train")
             model = ray.train.torch.prepare_model(torch.nn.Linear(10, 1))
             ...
-            pr.report({"loss": loss}, model=model, optimizer=opt)
+            pr.report({"loss": loss}, model=model, optimizer=opt)   # + safe checkpoint
 
-        trainer = pr.TorchTrainer(loop, train_loop_config={"lr": 1e-3},
-                                  scaling_config=ScalingConfig(num_workers=2), name="mlp")
-        result = trainer.fit(train=store.table("houses"))
+        pr.TorchTrainer(loop, train_loop_config={"lr": 1e-3},
+                        scaling_config=ScalingConfig(num_workers=2), name="mlp").fit(train=q)
 
-    Before the run, resources are planned: on a small cluster the workers' default CPU
-    share shrinks so data reads still get CPUs (said once in a log line); a request the
-    cluster cannot hold raises ``ResourceError`` with the numbers.
+    Managed loop — no loop to write::
+
+        pr.TorchTrainer(model=mlp, objective="mse", features=["rooms", "area"], label="price",
+                        optimizer_kwargs={"lr": 1e-3}, epochs=10, validation_interval=100,
+                        no_improve_then_stop=5, name="mlp").fit(train=q)
+
+    Before every run, resources are planned (workers plus data reads fit the cluster or the
+    run is refused with the numbers); after it, the run is registered in the query's
+    datastore with checkpoint handles ``latest``, ``best`` and ``epoch_<n>``.
     """
 
     def __init__(
         self,
-        train_loop_per_worker: Callable[..., Any],
+        train_loop_per_worker: Callable[..., Any] | None = None,
         *,
         train_loop_config: dict[str, Any] | None = None,
+        model: torch.nn.Module | None = None,
+        objective: str | Callable[..., torch.Tensor] = "mse",
+        features: list[str] | None = None,
+        label: str | None = None,
+        optimizer_cls: str | type[torch.optim.Optimizer] = "Adam",
+        optimizer_kwargs: dict[str, Any] | None = None,
+        batch_size: int = 256,
+        epochs: int | None = None,
+        max_iterations: int | None = None,
+        validation_interval: int | None = None,
+        no_improve_then_stop: int | None = None,
+        listen: str | None = None,
+        mode: str | None = None,
+        valid_fraction: float = 0.05,
+        keep_checkpoints: int = 3,
+        seed: int = 0,
         scaling_config: ScalingConfig | None = None,
         run_config: RunConfig | None = None,
         name: str | None = None,
     ) -> None:
-        if not callable(train_loop_per_worker):
+        if train_loop_per_worker is None and model is None:
+            raise ConfigError(
+                "pass either train_loop_per_worker (your own Ray Train loop) or model= with "
+                "features= and label= (the managed loop)"
+            )
+        if train_loop_per_worker is not None and not callable(train_loop_per_worker):
             raise ConfigError(
                 "train_loop_per_worker must be a function taking the train_loop_config, got "
                 f"{type(train_loop_per_worker).__name__}"
             )
+        if model is not None and not isinstance(model, torch.nn.Module):
+            raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(keep_checkpoints, int) or keep_checkpoints < 0:
+            raise ConfigError(f"keep_checkpoints must be an integer >= 0, got {keep_checkpoints!r}")
         self.train_loop_per_worker = train_loop_per_worker
         self.train_loop_config = dict(train_loop_config or {})
+        self.model = model
+        self.managed = train_loop_per_worker is None
         self.scaling_config = scaling_config or ScalingConfig(num_workers=1)
-        self.name = name or getattr(train_loop_per_worker, "__name__", "torch")
-        # Ray Train's own INFO lines (every report, every checkpoint) drown the user's output;
-        # pass a run_config to choose differently.
-        self.run_config = run_config or RunConfig(
-            name=self.name, logging_config=LoggingConfig(log_level="WARNING")
-        )
+        self.name = name or getattr(train_loop_per_worker, "__name__", None) or "torch"
+        self.run_config = run_config
+        self.keep_checkpoints = keep_checkpoints
+        self.features = list(features) if features is not None else None
+        self.label = label
+        if self.managed:
+            self.settings = self._settings(
+                objective=objective,
+                optimizer_cls=optimizer_cls,
+                optimizer_kwargs=optimizer_kwargs,
+                batch_size=batch_size,
+                epochs=epochs,
+                max_iterations=max_iterations,
+                validation_interval=validation_interval,
+                no_improve_then_stop=no_improve_then_stop,
+                listen="valid/loss" if listen is None else listen,
+                mode=mode,
+                seed=seed,
+            )
+            self.valid_fraction = valid_fraction
+            self.listen, self.mode = self.settings.listen, self.settings.mode
+        else:
+            self.settings = None
+            self.listen, self.mode = listen, mode or "min"
+            EarlyStopping(self.mode)  # validates mode
 
-    def fit(self, train: Any, valid: Any = None) -> TrainResult:
-        """Train on ``train`` (a query or ``ray.data.Dataset``), validating on ``valid``."""
+    # -- public --------------------------------------------------------------------------
+    def fit(
+        self,
+        train: Any,
+        valid: Any = None,
+        *,
+        register: bool = True,
+        resume_from: str | None = None,
+        version: int | None = None,
+        handle: str = "latest",
+    ) -> TrainResult:
+        """Train on ``train`` (a query or ``ray.data.Dataset``), validating on ``valid``.
+
+        ``register`` stores the run as a new version in ``train``'s datastore.
+        ``resume_from="<name>"`` continues from that registered model's checkpoint
+        ``handle`` (weights, optimizer state, step and epoch), recorded as its parent.
+        """
         plan = plan_for(self.scaling_config)
-        datasets = datasets_for({"train": train, "valid": valid}, plan)
+        store = store_of(train)
+        resume, parent = self._resume_checkpoint(store, resume_from, version, handle)
+        config: dict[str, Any]
+        if self.managed:
+            datasets, has_valid = self._managed_datasets(train, valid, plan.read_cpus)
+            settings = dataclasses.replace(self.settings, has_valid=has_valid)
+            config = {"settings": settings, "model": copy.deepcopy(self.model)}
+            loop = managed_loop
+        else:
+            datasets = datasets_for({"train": train, "valid": valid}, plan)
+            config = dict(self.train_loop_config)
+            loop = self.train_loop_per_worker
+        if resume is not None:
+            config[RESUME_KEY] = resume
         trainer = ray.train.torch.TorchTrainer(
-            self.train_loop_per_worker,
-            train_loop_config=self.train_loop_config,
+            worker_entry(loop),
+            train_loop_config=config,
             scaling_config=plan.scaling_config,
-            run_config=self.run_config,
+            run_config=self._run_config(),
             datasets=datasets,
         )
         try:
             result = trainer.fit()
         except Exception as exc:  # Ray Train's failure types differ between V1 and V2
-            raise_worker_error(exc)
+            try:
+                raise_worker_error(exc)
+            except NonFiniteValues:
+                self._raise_non_finite(train, valid)
+                raise
             raise
+        reported = _reported(result)
+        version_record = None
+        if register and store is not None and reported:
+            version_record = register_run(
+                store,
+                self.name,
+                reported,
+                framework="torch",
+                meta=self._meta(),
+                listen=self.listen,
+                mode=self.mode,
+                keep_epochs=self.keep_checkpoints,
+                config=self._config_record(plan.scaling_config),
+                lineage={
+                    "train": lineage_of(train),
+                    "valid": lineage_of(valid) if valid is not None else self._split_lineage(),
+                    "resumed_from": parent,
+                },
+                # A parent version only means something under the same name; lineage
+                # names the model resumed from either way.
+                parent_version=parent["version"]
+                if parent and parent["name"] == self.name
+                else None,
+            )
+        elif self.listen and reported and not any(self.listen in m for _, m in reported):
+            raise MetricNotReported(
+                f"listen={self.listen!r} was never reported; the run reported "
+                f"{sorted({k for _, m in reported for k in m})}"
+            )
+        elif register and store is None:
+            logger.warning(
+                "%s: train= is not a datastore query; the run is not registered", self.name
+            )
         return TrainResult(
             name=self.name,
             metrics=dict(result.metrics or {}),
             checkpoint=result.checkpoint,
+            version=version_record.version if version_record is not None else None,
             path=getattr(result, "path", None),
             ray_result=result,
         )
+
+    # -- managed mode --------------------------------------------------------------------
+    def _settings(self, **kw: Any) -> LoopSettings:
+        if self.features is None or self.label is None:
+            raise ConfigError("the managed loop needs features=[...] and label=<column>")
+        objective = resolve_objective(kw["objective"])
+        optimizer_class(kw["optimizer_cls"])
+        for field in ("batch_size", "epochs", "max_iterations", "validation_interval"):
+            value = kw[field]
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{field} must be a positive integer or None, got {value!r}")
+        if kw["epochs"] is None and kw["max_iterations"] is None:
+            kw["epochs"] = 1
+        listen = kw["listen"]
+        if listen and listen not in _MANAGED_KNOWN:
+            raise MetricNotReported(
+                f"listen={listen!r} is not a metric the managed loop reports; use one of "
+                f"{list(_MANAGED_KNOWN)}"
+            )
+        if listen == "valid/accuracy" and not objective.classification:
+            raise MetricNotReported(
+                f"listen='valid/accuracy' is only reported for classification objectives "
+                f"(bce, cross_entropy), not {objective.name!r}; listen to 'valid/loss'"
+            )
+        mode = kw.pop("mode") or ("max" if listen and listen.endswith("accuracy") else "min")
+        EarlyStopping(mode, kw["no_improve_then_stop"])  # validates both
+        return LoopSettings(
+            features=self.features,
+            label=self.label,
+            mode=mode,
+            optimizer_kwargs=dict(kw.pop("optimizer_kwargs") or {}),
+            **kw,
+        )
+
+    def _managed_datasets(
+        self, train: Any, valid: Any, read_cpus: float
+    ) -> tuple[dict[str, ray.data.Dataset], bool]:
+        assert self.settings is not None and self.features is not None
+        for role, query in (("train", train), ("valid", valid)):
+            if query is None:
+                continue
+            schema = query.schema() if hasattr(query, "schema") and callable(query.schema) else None
+            if isinstance(query, ray.data.Dataset):
+                schema = query.schema()
+                schema = getattr(schema, "base_schema", schema)
+            if schema is not None:
+                check_columns(schema, self.features, self.label)
+            is_query = hasattr(query, "count") and not isinstance(query, ray.data.Dataset)
+            if is_query and query.count() == 0:
+                raise EmptyResult(
+                    f"the {role} query returns no rows ({query!r}); check its where/params"
+                )
+        datasets = datasets_for({"train": train, "valid": valid}, _Plan(read_cpus))
+        wants_valid = bool(self.settings.listen and self.settings.listen.startswith("valid/"))
+        if "valid" not in datasets and wants_valid:
+            key = getattr(train, "key", None)
+            datasets["train"], datasets["valid"] = split_by_key(
+                datasets["train"], key, self.valid_fraction, self.settings.seed, num_cpus=read_cpus
+            )
+        return datasets, "valid" in datasets
+
+    def _raise_non_finite(self, train: Any, valid: Any) -> None:
+        """Count NaN/inf/NULL rows exactly (only on this error path) and raise with them."""
+        assert self.features is not None
+        columns = [*self.features, *([self.label] if self.label else [])]
+        for role, query in (("train", train), ("valid", valid)):
+            if query is None:
+                continue
+            dataset = query if isinstance(query, ray.data.Dataset) else query.to_dataset()
+            counts = count_non_finite(dataset, columns)
+            if counts:
+                raise NonFiniteValues(non_finite_message(counts, f"the {role} query")) from None
+
+    def _split_lineage(self) -> dict[str, Any] | None:
+        if not self.managed or not (self.listen or "").startswith("valid/"):
+            return None
+        return {"holdout": "hash of the key", "fraction": self.valid_fraction}
+
+    # -- both modes ----------------------------------------------------------------------
+    def _resume_checkpoint(
+        self, store: Any, name: str | None, version: int | None, handle: str
+    ) -> tuple[ray.train.Checkpoint | None, dict[str, Any] | None]:
+        if name is None:
+            return None, None
+        if store is None:
+            raise ConfigError("resume_from= needs train= to be a datastore query (its registry)")
+        record = store.models.get(name, version=version, handle=handle)
+        directory = store.models.checkpoint_dir(name, version=record.version, handle=handle)
+        if self.managed:
+            assert self.model is not None
+            check_compatible(f"{directory}/{MODEL_FILE}", self.model)
+            self._check_work_left(directory)
+        parent = {"name": name, "version": record.version, "handle": handle, "step": record.step}
+        logger.info("resuming from %s version %s handle %r", name, record.version, handle)
+        return ray.train.Checkpoint.from_directory(directory), parent
+
+    def _check_work_left(self, directory: str) -> None:
+        assert self.settings is not None
+        with open(f"{directory}/{STATE_FILE}") as f:
+            extra = json.load(f).get("extra", {})
+        step = int(extra.get("step", 0))
+        epoch = int(extra.get("epoch", 0)) + (1 if extra.get("epoch_done") else 0)
+        s = self.settings
+        if (s.epochs is not None and epoch >= s.epochs) or (
+            s.max_iterations is not None and step >= s.max_iterations
+        ):
+            raise ConfigError(
+                f"the checkpoint is already at epoch {epoch}, step {step}, which reaches "
+                f"epochs={s.epochs}, max_iterations={s.max_iterations}; these count from the "
+                "start of the first run, so raise them to train further"
+            )
+
+    def _run_config(self) -> RunConfig:
+        if self.run_config is not None:
+            return self.run_config
+        return default_run_config(self.name, CheckpointConfig(num_to_keep=None))
+
+    def _meta(self) -> dict[str, Any]:
+        objective = None
+        if self.settings is not None:
+            objective = resolve_objective(self.settings.objective).name
+        if self.model is None:  # Ray style without a template: load() will need model=
+            return {"framework": "torch", "features": self.features, "label": self.label}
+        return model_meta(self.model, features=self.features, label=self.label, objective=objective)
+
+    def _config_record(self, scaling: ScalingConfig) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "mode": "managed" if self.managed else "loop",
+            "scaling": {
+                "num_workers": scaling.num_workers,
+                "resources_per_worker": scaling.resources_per_worker,
+                "use_gpu": scaling.use_gpu,
+            },
+        }
+        if self.managed:
+            record["settings"] = dataclasses.asdict(self.settings)
+        else:
+            record["loop"] = getattr(self.train_loop_per_worker, "__qualname__", None)
+            record["train_loop_config"] = self.train_loop_config
+        return json_safe(record)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    read_cpus: float
+
+
+def _reported(result: Any) -> list[tuple[ray.train.Checkpoint, dict[str, Any]]]:
+    """Every kept (checkpoint, metrics) of the run, in the order they were reported."""
+    pairs = list(getattr(result, "best_checkpoints", None) or [])
+    if not pairs and result.checkpoint is not None:
+        pairs = [(result.checkpoint, dict(result.metrics or {}))]
+    return sorted(pairs, key=lambda p: p[1].get("step", 0) if isinstance(p[1], dict) else 0)

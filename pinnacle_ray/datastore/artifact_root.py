@@ -1,0 +1,67 @@
+"""Where a datastore's model artifacts live: a local folder or any ``pyarrow.fs`` URI.
+
+Default: beside an SQLite file (``shop.db`` -> ``shop.artifacts/``), else a folder per
+server under ``~/.pinnacle_ray/artifacts/``; ``PINNACLE_ARTIFACT_ROOT`` overrides the
+default. Clusters pass a shared URI (``s3://``, ``gs://``, ``file:///shared/path``) so every
+node sees the same files. Nothing is created here: the registry creates folders on first use.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from sqlalchemy.engine import URL
+
+from ..errors import ConfigError
+
+__all__ = ["ARTIFACT_ROOT_ENV", "default_artifact_root", "resolve_artifact_root"]
+
+ARTIFACT_ROOT_ENV = "PINNACLE_ARTIFACT_ROOT"
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def resolve_artifact_root(url: URL, artifact_root: str | os.PathLike[str] | None) -> str:
+    """The artifact root for a store at ``url``: the given one, the env override, or the default."""
+    if artifact_root is None:
+        artifact_root = os.environ.get(ARTIFACT_ROOT_ENV) or None
+    if artifact_root is None:
+        return default_artifact_root(url)
+    return normalize_root(artifact_root)
+
+
+def default_artifact_root(url: URL) -> str:
+    """``<db>.artifacts`` beside an SQLite file, else ``~/.pinnacle_ray/artifacts/<server>``."""
+    backend = url.get_backend_name()
+    database = url.database or ""
+    if backend == "sqlite" and database and database != ":memory:":
+        path = Path(database.removeprefix("file:").split("?", 1)[0]).expanduser().resolve()
+        return str(path.with_suffix(".artifacts"))
+    home = Path.home() / ".pinnacle_ray" / "artifacts"
+    if backend == "sqlite":
+        return str(home / "sqlite-memory")
+    parts = [backend, url.host or "localhost", database or "default"]
+    return str(home / "-".join(_UNSAFE.sub("_", p).strip("_") or "_" for p in parts))
+
+
+def normalize_root(value: str | os.PathLike[str]) -> str:
+    """An absolute local path, or a ``scheme://`` URI without credentials in it."""
+    text = os.fspath(value)
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError(
+            f"artifact_root must be a folder or a URI like 's3://bucket/models', got {value!r}"
+        )
+    if "://" not in text:
+        return str(Path(text).expanduser().resolve())
+    scheme, rest = text.split("://", 1)
+    if not _SCHEME.fullmatch(scheme):
+        raise ConfigError(f"artifact_root {text!r} has no valid URI scheme; e.g. 's3://bucket/x'")
+    authority = rest.split("/", 1)[0]
+    if "@" in authority:
+        raise ConfigError(
+            f"artifact_root {scheme}://***@... carries credentials; they would be stored in "
+            "the registry. Pass them through the environment (e.g. AWS_ACCESS_KEY_ID) instead"
+        )
+    return text.rstrip("/") if len(rest.rstrip("/")) > 0 else text

@@ -1,0 +1,103 @@
+"""What every datastore offers the rooms above it, and the hook that gives it ``.models``.
+
+The registry stores through :class:`Datastore` only, so it works on any backend that has
+these methods. ``datastore/`` must not import ``registry/`` (imports flow one way), so the
+registry package installs its factory here when it is imported (``import pinnacle_ray``
+does that) and ``store.models`` asks this module for a registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from ..errors import ConfigError
+
+__all__ = ["Datastore", "ModelCatalog", "Rows", "make_models", "set_models_factory"]
+
+
+class Rows(Protocol):
+    """A query whose (small) result can be read in the calling process."""
+
+    def to_arrow(self) -> pa.Table:
+        """All rows as one Arrow table."""
+        ...
+
+
+class Datastore(Protocol):
+    """The public surface of a datastore that the registry (and other rooms) build on."""
+
+    @property
+    def url(self) -> str:
+        """The connection URL with any password masked."""
+        ...
+
+    @property
+    def artifact_root(self) -> str:
+        """Where model artifacts are stored: a local folder or a ``pyarrow.fs`` URI."""
+        ...
+
+    def tables(self) -> list[str]:
+        """Names of the tables (collections) that exist."""
+        ...
+
+    def table(
+        self,
+        name: str,
+        columns: Sequence[str] | None = None,
+        where: Mapping[str, Any] | None = None,
+        key: str | None = None,
+    ) -> Rows:
+        """Rows of ``name`` matching equality/IN conditions ``where``."""
+        ...
+
+    def insert(self, name: str, data: Any, key: str | Sequence[str]) -> int:
+        """Insert rows; raise ``DuplicateKey`` (writing nothing) if a key exists."""
+        ...
+
+    def write(self, name: str, data: Any, key: str | Sequence[str]) -> int:
+        """Upsert rows by key."""
+        ...
+
+    def delete(self, name: str, where: Mapping[str, Any]) -> int:
+        """Delete the rows matching ``where``; returns how many."""
+        ...
+
+
+class ModelCatalog(Protocol):
+    """What ``store.models`` offers (implemented by ``pinnacle_ray.registry.ModelRegistry``)."""
+
+    def register(self, name: str, framework: str, artifact_dir: Any, **kwargs: Any) -> Any: ...
+
+    def list(self, name: str | None = None) -> list[Any]: ...
+
+    def get(self, name: str, version: int | None = None, handle: str | None = None) -> Any: ...
+
+    def load(
+        self, name: str, version: int | None = None, handle: str | None = None, **kwargs: Any
+    ) -> Any: ...
+
+    def checkpoint_dir(
+        self, name: str, version: int | None = None, handle: str | None = None
+    ) -> str: ...
+
+
+_factory: Callable[[Datastore], ModelCatalog] | None = None
+
+
+def set_models_factory(factory: Callable[[Datastore], ModelCatalog]) -> None:
+    """Install what builds ``store.models`` (called by ``pinnacle_ray.registry`` on import)."""
+    global _factory
+    _factory = factory
+
+
+def make_models(store: Datastore) -> ModelCatalog:
+    """A new model registry over ``store``, from the installed factory."""
+    if _factory is None:
+        raise ConfigError(
+            "no model registry is installed; import pinnacle_ray (or pinnacle_ray.registry) "
+            "before using store.models"
+        )
+    return _factory(store)

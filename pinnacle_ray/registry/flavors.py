@@ -1,0 +1,58 @@
+"""Which module saves and loads each framework's models, found by name (as MLflow does).
+
+The registry never imports a trainer: a version row names its framework, and the flavor
+module listed here for that name turns the stored folder back into a model. Flavor modules
+are imported only when a model of that framework is loaded, so torch is not imported to
+list versions.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Protocol, cast
+
+from ..errors import RegistryError
+
+__all__ = ["FLAVORS", "Flavor", "Predictor", "get_flavor", "register_flavor"]
+
+# framework name -> module with ``load_model(model_dir, *, weights_dir=None, **kwargs)``
+FLAVORS: dict[str, str] = {
+    "torch": "pinnacle_ray.registry.torch_flavor",
+}
+
+
+class Predictor(Protocol):
+    """What ``store.models.load`` returns: something that predicts on a batch of rows."""
+
+    def predict(self, batch: Any) -> Any: ...
+
+
+class Flavor(Protocol):
+    """A framework's load code: a module with ``load_model``."""
+
+    def load_model(
+        self, model_dir: str, *, weights_dir: str | None = None, **kwargs: Any
+    ) -> Predictor: ...
+
+
+def register_flavor(framework: str, module: str) -> None:
+    """Make ``store.models.load`` use ``module``'s ``load_model`` for ``framework`` models."""
+    FLAVORS[framework] = module
+
+
+def get_flavor(framework: str) -> Flavor:
+    """The flavor module for ``framework``, imported on first use."""
+    path = FLAVORS.get(framework)
+    if path is None:
+        raise RegistryError(
+            f"no flavor loads {framework!r} models; known frameworks: {sorted(FLAVORS)}. "
+            "Register one with pinnacle_ray.registry.register_flavor(framework, module)"
+        )
+    try:
+        module = importlib.import_module(path)
+    except ImportError as exc:
+        raise RegistryError(
+            f"the {framework!r} flavor ({path}) cannot be imported: {exc}. Install the "
+            "framework to load its models"
+        ) from None
+    return cast(Flavor, module)

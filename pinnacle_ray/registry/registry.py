@@ -1,0 +1,420 @@
+"""``ModelRegistry``: model versions, checkpoint handles, metrics and lineage in the datastore.
+
+Registering copies the artifact folders under ``<artifact root>/<name>/<uuid>/`` and hashes
+them first; only then is a version number claimed (``max + 1``, an insert-only row that a
+concurrent registrar cannot also get), the checkpoint rows inserted and the version marked
+``ready``. A failure anywhere removes the rows and the copied files, so nothing half-written
+is visible, no file is orphaned, and no version number is burnt.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import random
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, overload
+
+import pyarrow as pa
+
+from ..datastore.artifact_root import normalize_root
+from ..datastore.base import Datastore
+from ..errors import ConfigError, DuplicateKey, ModelNotFound, RegistryError
+from .artifacts import Manifest
+from .flavors import Predictor, get_flavor
+from .lineage import from_json, mask_secrets, to_json
+from .records import (
+    CheckpointRecord,
+    CheckpointSpec,
+    ModelVersion,
+    validate_framework,
+    validate_handle,
+    validate_name,
+    validate_version,
+)
+from .schema import (
+    CHECKPOINT_KEY,
+    CHECKPOINTS,
+    META,
+    META_KEY,
+    MODEL_KEY,
+    MODELS,
+    SCHEMA_VERSION,
+    RegistryTables,
+)
+from .storage import ArtifactRoot
+
+__all__ = ["ModelRegistry"]
+
+logger = logging.getLogger("pinnacle_ray.registry")
+
+MAX_CLAIM_ATTEMPTS = 50
+PENDING, READY = "pending", "ready"
+
+
+class ModelRegistry:
+    """Versions of models trained on a datastore, stored in that datastore (``store.models``).
+
+    Example::
+
+        store = pr.connect("sqlite:///shop.db")
+        v = store.models.register(
+            "mlp", "torch", "out/model", metrics={"valid/loss": 0.12},
+            checkpoints={"best": CheckpointSpec("out/ckpt_3", step=300)},
+        )
+        store.models.list("mlp")                      # newest first
+        store.models.get("mlp", handle="best")        # a CheckpointRecord
+        model = store.models.load("mlp", handle="best")
+        model.predict(frame)
+
+    ``prefix`` names the tables (``<prefix>_models``, ``<prefix>_checkpoints``,
+    ``<prefix>_registry_meta``); ``artifact_root`` defaults to the store's.
+    """
+
+    def __init__(
+        self,
+        store: Datastore,
+        *,
+        artifact_root: str | os.PathLike[str] | None = None,
+        prefix: str = "pinnacle",
+    ) -> None:
+        self.store = store
+        self.artifact_root = (
+            normalize_root(artifact_root) if artifact_root is not None else store.artifact_root
+        )
+        self.tables = RegistryTables(prefix)
+        self._files = ArtifactRoot(self.artifact_root)
+        self._ready = False
+
+    def __repr__(self) -> str:
+        return f"ModelRegistry({self.store.url!r}, artifact_root={self.artifact_root!r})"
+
+    # -- writing ---------------------------------------------------------------------------
+    def register(
+        self,
+        name: str,
+        framework: str,
+        artifact_dir: str | os.PathLike[str],
+        *,
+        metrics: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+        lineage: Mapping[str, Any] | None = None,
+        parent_version: int | None = None,
+        checkpoints: Mapping[str, CheckpointSpec] | None = None,
+    ) -> ModelVersion:
+        """Store the model in local folder ``artifact_dir`` (and its ``checkpoints`` by handle)
+        as the next version of ``name``; it is visible only once everything is stored."""
+        name = validate_name(name)
+        framework = validate_framework(framework)
+        parent_version = validate_version(parent_version)
+        source = _local_dir(artifact_dir, "artifact_dir")
+        specs = _checkpoint_specs(checkpoints)
+        texts = {
+            "metrics": to_json(dict(metrics or {})),
+            "config": to_json(mask_secrets(dict(config or {}))),
+            "lineage": to_json(mask_secrets(dict(lineage or {}))),
+        }
+        self._ensure(create=True)
+        folder = f"{name}/{uuid.uuid4().hex}"  # never reused, so a failure can delete it all
+        claimed: int | None = None
+        try:
+            # One upload per distinct folder: handles naming the same path share it.
+            stored: dict[Path, tuple[str, Manifest]] = {}
+            stored[source] = self._files.upload(source, f"{folder}/model")
+            model_uri, model = stored[source]
+            handles = {}
+            for handle, (path, spec) in specs.items():
+                if path not in stored:
+                    stored[path] = self._files.upload(
+                        path, f"{folder}/checkpoints/{len(stored) - 1}"
+                    )
+                uri, manifest = stored[path]
+                handles[handle] = (spec, uri, manifest)
+            row = {
+                "name": name,
+                "framework": framework,
+                "created_at": dt.datetime.now(dt.timezone.utc),
+                "status": PENDING,
+                **texts,
+                "artifact_uri": model_uri,
+                "sha256": model.sha256,
+                "size_bytes": model.size,
+                "parent_version": parent_version,
+            }
+            claimed = self._claim(row)
+            row.update(version=claimed)
+            if handles:
+                rows = [
+                    {
+                        "name": name,
+                        "version": claimed,
+                        "handle": handle,
+                        "step": spec.step,
+                        "metrics": to_json(spec.metrics),
+                        "artifact_uri": uri,
+                        "sha256": manifest.sha256,
+                    }
+                    for handle, (spec, uri, manifest) in handles.items()
+                ]
+                self.store.insert(
+                    self.tables.checkpoints, _arrow(rows, CHECKPOINTS), CHECKPOINT_KEY
+                )
+            row["status"] = READY
+            self.store.write(self.tables.models, _arrow([row], MODELS), MODEL_KEY)
+        except BaseException:
+            if claimed is not None:
+                self._release(name, claimed)
+            self._files.delete(folder)
+            raise
+        logger.info("registered %s version %d (%s)", name, claimed, ", ".join(handles) or "-")
+        return _version(row, sorted(handles))
+
+    # -- reading ---------------------------------------------------------------------------
+    def list(self, name: str | None = None) -> list[ModelVersion]:
+        """Ready versions (of ``name``, or of every model), newest first."""
+        if not self._ensure(create=False):
+            return []
+        where: dict[str, Any] = {"status": READY}
+        if name is not None:
+            where["name"] = validate_name(name)
+        rows = self._read(self.tables.models, where)
+        handles = self._handles({"name": name} if name is not None else {})
+        versions = [_version(r, handles.get((r["name"], r["version"]), [])) for r in rows]
+        return sorted(versions, key=lambda v: (_utc(v.created_at), v.version), reverse=True)
+
+    @overload
+    def get(self, name: str, version: int | None = None, handle: None = None) -> ModelVersion: ...
+
+    @overload
+    def get(self, name: str, version: int | None, handle: str) -> CheckpointRecord: ...
+
+    @overload
+    def get(self, name: str, version: int | None = None, *, handle: str) -> CheckpointRecord: ...
+
+    def get(
+        self, name: str, version: int | None = None, handle: str | None = None
+    ) -> ModelVersion | CheckpointRecord:
+        """A version (the latest ready one when ``version`` is None), or with ``handle`` the
+        :class:`CheckpointRecord` of that version's checkpoint."""
+        name = validate_name(name)
+        version = validate_version(version)
+        handle = validate_handle(handle) if handle is not None else None
+        row = self._version_row(name, version)
+        checkpoints = self._read(self.tables.checkpoints, {"name": name, "version": row["version"]})
+        if handle is None:
+            return _version(row, sorted(c["handle"] for c in checkpoints))
+        found = [c for c in checkpoints if c["handle"] == handle]
+        if not found:
+            known = sorted(c["handle"] for c in checkpoints)
+            raise ModelNotFound(
+                f"model {name!r} version {row['version']} has no checkpoint handle {handle!r}; "
+                + (f"its handles are {known}" if known else "it was registered without checkpoints")
+            )
+        c = found[0]
+        return CheckpointRecord(
+            name=name,
+            version=int(c["version"]),
+            handle=handle,
+            step=int(c["step"] or 0),
+            metrics=from_json(c["metrics"]),
+            uri=c["artifact_uri"],
+            sha256=c["sha256"],
+        )
+
+    def checkpoint_dir(
+        self, name: str, version: int | None = None, handle: str | None = None
+    ) -> str:
+        """A local folder holding a checksum-verified copy of the version's artifact (or of its
+        ``handle`` checkpoint), e.g. to resume training; remote files are downloaded first."""
+        uri, digest = self._artifact(name, version, handle)
+        return self._files.local_copy(uri, digest)
+
+    def load(
+        self, name: str, version: int | None = None, handle: str | None = None, **kwargs: Any
+    ) -> Predictor:
+        """The model, checksums verified, loaded by its framework's flavor (``.predict(batch)``);
+        with ``handle``, that checkpoint's weights in the version's model. ``kwargs`` go to
+        the flavor (torch: ``model=<instance>`` as a template)."""
+        record = self.get(name, version)
+        assert isinstance(record, ModelVersion)
+        flavor = get_flavor(record.framework)
+        model_dir = self._files.local_copy(record.artifact_uri, record.sha256)
+        weights_dir = None
+        if handle is not None:
+            checkpoint = self.get(name, record.version, handle)
+            assert isinstance(checkpoint, CheckpointRecord)
+            weights_dir = self._files.local_copy(checkpoint.uri, checkpoint.sha256)
+        return flavor.load_model(model_dir, weights_dir=weights_dir, **kwargs)
+
+    # -- tables ----------------------------------------------------------------------------
+    def _ensure(self, *, create: bool) -> bool:
+        """Whether the registry tables exist (creating them when ``create``); checks the
+        schema version so a newer registry is refused rather than misread."""
+        if self._ready:
+            return True
+        t = self.tables
+        existing = set(self.store.tables())
+        version = self._schema_version() if t.meta in existing else None
+        if version is not None and {t.models, t.checkpoints} <= existing:
+            self._ready = True
+            return True
+        if not create:
+            return t.models in existing
+        self.store.insert(t.models, MODELS.empty_table(), MODEL_KEY)
+        self.store.insert(t.checkpoints, CHECKPOINTS.empty_table(), CHECKPOINT_KEY)
+        if version is None:
+            meta = _arrow([{"key": "schema_version", "value": str(SCHEMA_VERSION)}], META)
+            try:
+                self.store.insert(t.meta, meta, META_KEY)
+            except DuplicateKey:
+                self._schema_version()  # another process made it first: still check it
+        self._ready = True
+        return True
+
+    def _schema_version(self) -> int | None:
+        rows = self._read(self.tables.meta, {"key": "schema_version"})
+        if not rows:
+            return None
+        version = int(rows[0]["value"])
+        if version > SCHEMA_VERSION:
+            raise RegistryError(
+                f"the model registry in {self.store.url} has schema version {version}, written "
+                f"by a newer pinnacle_ray; this one reads version {SCHEMA_VERSION}. Upgrade "
+                "pinnacle_ray"
+            )
+        return version
+
+    def _read(self, table: str, where: Mapping[str, Any], columns: list[str] | None = None) -> list:
+        # columns must include the table's first key column (a query defaults its key to it)
+        return self.store.table(table, columns=columns, where=where).to_arrow().to_pylist()
+
+    def _handles(self, where: Mapping[str, Any]) -> dict[tuple[str, int], list[str]]:
+        out: dict[tuple[str, int], list[str]] = {}
+        for c in self._read(self.tables.checkpoints, where, ["name", "version", "handle"]):
+            out.setdefault((c["name"], c["version"]), []).append(c["handle"])
+        return {k: sorted(v) for k, v in out.items()}
+
+    def _version_row(self, name: str, version: int | None) -> dict[str, Any]:
+        if not self._ensure(create=False):
+            raise ModelNotFound(
+                f"no model named {name!r}: no model is registered in {self.store.url} yet"
+            )
+        rows = self._read(self.tables.models, {"name": name, "status": READY})
+        if not rows:
+            names = sorted(
+                {r["name"] for r in self._read(self.tables.models, {"status": READY}, ["name"])}
+            )
+            shown = f"{names[:20]}{' ...' if len(names) > 20 else ''}"
+            raise ModelNotFound(
+                f"no model named {name!r} in {self.store.url}; "
+                + (f"registered models: {shown}" if names else "no model is registered yet")
+            )
+        if version is None:
+            return max(rows, key=lambda r: r["version"])
+        for r in rows:
+            if r["version"] == version:
+                return r
+        raise ModelNotFound(
+            f"model {name!r} has no version {version}; its versions are "
+            f"{sorted(r['version'] for r in rows)}"
+        )
+
+    def _claim(self, row: dict[str, Any]) -> int:
+        """Insert ``row`` as version max+1 of its name; on a concurrent win, the next one."""
+        name = row["name"]
+        for attempt in range(MAX_CLAIM_ATTEMPTS):
+            taken = self._read(self.tables.models, {"name": name}, ["name", "version"])
+            version = max((r["version"] for r in taken), default=0) + 1
+            try:
+                self.store.insert(
+                    self.tables.models, _arrow([{**row, "version": version}], MODELS), MODEL_KEY
+                )
+                return version
+            except DuplicateKey:
+                # Another registrar took this number first. A little jitter keeps racing
+                # processes from colliding on the next number again and again.
+                time.sleep(random.uniform(0, 0.005 * min(attempt + 1, 10)))
+        raise RegistryError(
+            f"could not allocate a version of {name!r} after {MAX_CLAIM_ATTEMPTS} attempts "
+            "(other registrations kept taking the next number); try again"
+        )
+
+    def _release(self, name: str, version: int) -> None:
+        where = {"name": name, "version": version}
+        try:
+            self.store.delete(self.tables.checkpoints, where)
+            self.store.delete(self.tables.models, where)
+        except Exception as exc:  # the original failure matters more; say what is left
+            logger.warning(
+                "could not remove the unfinished version %s of %r (%s); it stays hidden "
+                "(status pending) and its number is skipped",
+                version,
+                name,
+                exc,
+            )
+
+    def _artifact(self, name: str, version: int | None, handle: str | None) -> tuple[str, str]:
+        record = self.get(name, version, handle)
+        if isinstance(record, CheckpointRecord):
+            return record.uri, record.sha256
+        return record.artifact_uri, record.sha256
+
+
+def _local_dir(path: Any, what: str) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigError(f"{what} must be a local folder path, got {type(path).__name__}")
+    folder = Path(path).expanduser().resolve()
+    if not folder.is_dir():
+        raise ConfigError(f"{what} {str(path)!r} is not a folder; write the model's files first")
+    return folder
+
+
+def _checkpoint_specs(
+    checkpoints: Mapping[str, CheckpointSpec] | None,
+) -> dict[str, tuple[Path, CheckpointSpec]]:
+    out = {}
+    for handle, spec in (checkpoints or {}).items():
+        handle = validate_handle(handle)
+        if not isinstance(spec, CheckpointSpec):
+            raise ConfigError(
+                f"checkpoints[{handle!r}] must be a CheckpointSpec(path, step, metrics), got "
+                f"{type(spec).__name__}"
+            )
+        out[handle] = (_local_dir(spec.path, f"checkpoints[{handle!r}].path"), spec)
+    return out
+
+
+def _arrow(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    # SQLite and MariaDB store UTC wall time without a zone; PostgreSQL keeps the zone.
+    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
+
+
+def _version(row: Mapping[str, Any], handles: list[str]) -> ModelVersion:
+    parent = row.get("parent_version")
+    return ModelVersion(
+        name=row["name"],
+        version=int(row["version"]),
+        framework=row["framework"],
+        created_at=_utc(row["created_at"]),
+        status=row["status"],
+        metrics=_json(row["metrics"]),
+        config=_json(row["config"]),
+        lineage=_json(row["lineage"]),
+        artifact_uri=row["artifact_uri"],
+        sha256=row["sha256"],
+        size_bytes=int(row["size_bytes"]),
+        parent_version=int(parent) if parent is not None else None,
+        handles=tuple(handles),
+    )
+
+
+def _json(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else from_json(value)

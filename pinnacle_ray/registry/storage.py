@@ -1,0 +1,79 @@
+"""A registry's artifact root: store folders under it and hand out verified local copies.
+
+Folders are addressed by URIs under the root (``<root>/<name>/<uuid>/model``). A local
+root (or ``file://``) is read in place after its checksum is verified; a remote root
+(``s3://``, ``gs://``, ...) is downloaded once into a cache keyed by checksum.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+from ..errors import ChecksumMismatch
+from .artifacts import Manifest, delete_tree, download, is_local, open_uri, upload, verify
+
+__all__ = ["CACHE_ENV", "ArtifactRoot"]
+
+logger = logging.getLogger("pinnacle_ray.registry")
+
+CACHE_ENV = "PINNACLE_CACHE_DIR"
+
+
+class ArtifactRoot:
+    """Folders under ``root`` (a local folder or a ``pyarrow.fs`` URI), opened once."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root.rstrip("/") or root
+        self._fs: tuple[pafs.FileSystem, str] | None = None
+
+    def uri(self, rel: str) -> str:
+        """The URI of ``rel`` under the root, as stored in the registry's rows."""
+        return f"{self.root}/{rel}"
+
+    def upload(self, source: Path, rel: str) -> tuple[str, Manifest]:
+        """Copy local folder ``source`` to ``rel`` under the root; its URI and manifest."""
+        fs, base = self._open_root()
+        return self.uri(rel), upload(source, fs, f"{base}/{rel}")
+
+    def delete(self, rel: str) -> None:
+        """Remove folder ``rel`` under the root (best effort)."""
+        fs, base = self._open_root()
+        delete_tree(fs, f"{base}/{rel}")
+
+    def local_copy(self, uri: str, digest: str) -> str:
+        """A local folder with the files at ``uri``, checked against ``digest`` first."""
+        fs, path = self._open(uri)
+        if is_local(fs):
+            verify(fs, path, digest, uri)
+            return path
+        dest = _cache_root() / digest
+        if dest.exists():
+            try:
+                verify(pafs.LocalFileSystem(), str(dest), digest, str(dest))
+                return str(dest)
+            except ChecksumMismatch:
+                logger.warning("cached copy %s of %s is damaged; downloading again", dest, uri)
+                shutil.rmtree(dest, ignore_errors=True)
+        return str(download(fs, path, dest, digest, uri))
+
+    def _open_root(self) -> tuple[pafs.FileSystem, str]:
+        if self._fs is None:
+            fs, path = open_uri(self.root)
+            self._fs = (fs, path.rstrip("/") or "/")
+        return self._fs
+
+    def _open(self, uri: str) -> tuple[pafs.FileSystem, str]:
+        # A URI under our root reuses its filesystem (and an in-process one, e.g. mock://).
+        if uri.startswith(self.root + "/"):
+            fs, base = self._open_root()
+            return fs, f"{base}/{uri[len(self.root) + 1 :]}"
+        return open_uri(uri)
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "pinnacle_ray" / "artifacts")

@@ -1,0 +1,278 @@
+"""The torch flavor: the checkpoint file layout, and loading a registered model to predict.
+
+A torch checkpoint folder holds ``model.safetensors`` (the unwrapped module's state_dict),
+``optimizer.safetensors`` + ``state.json`` (optimizer structure and an ``extra`` dict) when
+written for resume, and, for a registered model, ``pinnacle.json``: ``{"framework":
+"torch", "features": [...], "label": ..., "objective": ..., "architecture": {...}}``.
+Nothing is pickled: the architecture is rebuilt from code (see ``torch_architecture``).
+
+Example::
+
+    model = store.models.load("mlp", handle="best")     # a TorchModel
+    model.predict(frame)                                # numpy array, one value per row
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..errors import ColumnNotFound, ConfigError, IncompatibleCheckpoint, NonNumericFeature
+from .torch_architecture import build_module, describe_architecture, unwrap
+
+__all__ = [
+    "META_FILE",
+    "MODEL_FILE",
+    "OPTIMIZER_TENSORS",
+    "STATE_FILE",
+    "TorchModel",
+    "build_module",
+    "check_compatible",
+    "describe_architecture",
+    "load_model",
+    "model_meta",
+    "save_model",
+]
+
+MODEL_FILE = "model.safetensors"
+OPTIMIZER_TENSORS = "optimizer.safetensors"
+STATE_FILE = "state.json"
+META_FILE = "pinnacle.json"
+
+CLASSIFICATION = ("bce", "cross_entropy")
+_SHOWN_MISMATCHES = 5
+
+
+class TorchModel:
+    """A loaded torch model that predicts on rows: pandas, Arrow, or a dict of numpy arrays.
+
+    Example::
+
+        model = store.models.load("house-mlp")
+        model.predict(pandas_frame)          # float array (regression) or class indices
+        model.predict_proba(arrow_table)     # class probabilities (bce, cross_entropy)
+        model.module, model.features, model.label, model.meta
+    """
+
+    def __init__(self, module: nn.Module, meta: dict[str, Any]) -> None:
+        self.module = module.eval()
+        self.meta = meta
+        features = meta.get("features")
+        self.features: list[str] | None = list(features) if features else None
+        self.label: str | None = meta.get("label")
+        self.objective: str | None = meta.get("objective")
+
+    def __repr__(self) -> str:
+        return (
+            f"TorchModel({type(self.module).__name__}, features={self.features}, "
+            f"label={self.label!r}, objective={self.objective!r})"
+        )
+
+    def predict(self, batch: Any) -> np.ndarray:
+        """Predictions for the rows of ``batch``: values (1-D for one output) or class indices."""
+        out = self._forward(batch)
+        if self.objective == "cross_entropy":
+            return out.argmax(dim=-1).numpy()
+        if self.objective == "bce":
+            return (_squeeze(out) > 0).to(torch.int64).numpy()  # logit > 0 <=> p > 0.5
+        return _squeeze(out).numpy()
+
+    def predict_proba(self, batch: Any) -> np.ndarray:
+        """Class probabilities per row (``[1-p, p]`` for a single-logit ``bce`` model)."""
+        if self.objective not in CLASSIFICATION:
+            raise ConfigError(
+                f"predict_proba is for classification models (objective {CLASSIFICATION}); "
+                f"this model's objective is {self.objective!r}. Use predict()"
+            )
+        out = self._forward(batch)
+        if self.objective == "cross_entropy":
+            return torch.softmax(out, dim=-1).numpy()
+        p = torch.sigmoid(_squeeze(out))
+        return torch.stack([1 - p, p], dim=-1).numpy() if p.dim() == 1 else p.numpy()
+
+    def _forward(self, batch: Any) -> torch.Tensor:
+        x = torch.from_numpy(self._inputs(batch))
+        param = next(self.module.parameters(), None)
+        if param is not None and param.dtype != x.dtype:
+            x = x.to(param.dtype)
+        with torch.inference_mode():
+            return self.module(x).detach().cpu().float()
+
+    def _inputs(self, batch: Any) -> np.ndarray:
+        if isinstance(batch, (np.ndarray, torch.Tensor)):
+            array = batch.numpy() if isinstance(batch, torch.Tensor) else batch
+            return np.ascontiguousarray(np.atleast_2d(array), dtype=np.float32)
+        if self.features is None:
+            raise ConfigError(
+                "this model was registered without feature names (a custom training loop); "
+                "pass a 2-D numpy array with the columns in the order the model expects"
+            )
+        names = _column_names(batch)
+        missing = [f for f in self.features if f not in names]
+        if missing:
+            raise ColumnNotFound(
+                f"the batch has no column(s) {missing}, which the model needs; its columns "
+                f"are {names[:30]}. The model was trained on features {self.features}"
+            )
+        columns = []
+        for name in self.features:
+            columns.append(_as_float(name, _column(batch, name)))
+        return np.ascontiguousarray(np.concatenate(columns, axis=1))
+
+
+def load_model(
+    model_dir: str | Path, *, weights_dir: str | Path | None = None, model: nn.Module | None = None
+) -> TorchModel:
+    """The model in ``model_dir`` (weights from ``weights_dir`` when given), ready to predict.
+
+    The architecture is rebuilt from ``pinnacle.json``; pass ``model=`` (an instance, used as
+    a template and copied) when it cannot be, e.g. for a class defined in a script.
+    """
+    meta = read_meta(model_dir)
+    if model is not None:
+        module = copy.deepcopy(unwrap(model))
+    elif meta.get("architecture"):
+        module = build_module(meta["architecture"])
+    else:
+        raise ConfigError(
+            f"{model_dir} records no architecture (the model was trained by a custom loop "
+            "without model=); pass model=<an instance of the module> to load()"
+        )
+    path = Path(weights_dir or model_dir) / MODEL_FILE
+    check_compatible(path, module)
+    module.load_state_dict(load_file(str(path)), strict=True)
+    return TorchModel(module, meta)
+
+
+def check_compatible(weights_path: str | Path, module: nn.Module) -> None:
+    """Raise ``IncompatibleCheckpoint`` listing the first mismatches if the weights in
+    ``weights_path`` (safetensors) do not fit ``module`` by names and shapes."""
+    path = Path(weights_path)
+    if not path.is_file():
+        raise IncompatibleCheckpoint(
+            f"{path} does not exist; the checkpoint holds no {MODEL_FILE} (not a torch "
+            "checkpoint written by pr.report / pr.save_state)"
+        )
+    with safe_open(str(path), framework="pt") as f:
+        stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    wanted = {k: tuple(v.shape) for k, v in unwrap(module).state_dict().items()}
+    missing = sorted(set(wanted) - set(stored))
+    unexpected = sorted(set(stored) - set(wanted))
+    shapes = [
+        f"{k}: stored {list(stored[k])} vs model {list(wanted[k])}"
+        for k in sorted(set(stored) & set(wanted))
+        if stored[k] != wanted[k]
+    ]
+    problems = [
+        f"{label} {items[:_SHOWN_MISMATCHES]}{' ...' if len(items) > _SHOWN_MISMATCHES else ''}"
+        for label, items in (
+            ("shape mismatches", shapes),
+            ("missing in the checkpoint", missing),
+            ("not in the model", unexpected),
+        )
+        if items
+    ]
+    if problems:
+        raise IncompatibleCheckpoint(
+            f"the weights in {path} do not fit {type(unwrap(module)).__name__}: "
+            f"{'; '.join(problems)}. Load them into the architecture they were saved from"
+        )
+
+
+def model_meta(
+    module: nn.Module,
+    *,
+    features: list[str] | None = None,
+    label: str | None = None,
+    objective: str | None = None,
+) -> dict[str, Any]:
+    """The ``pinnacle.json`` content for ``module`` (features, label, objective, architecture)."""
+    return {
+        "framework": "torch",
+        "features": list(features) if features else None,
+        "label": label,
+        "objective": objective,
+        "architecture": describe_architecture(module),
+    }
+
+
+def save_model(
+    directory: str | Path,
+    module: nn.Module,
+    *,
+    features: list[str] | None = None,
+    label: str | None = None,
+    objective: str | None = None,
+) -> Path:
+    """Write ``module``'s weights and meta into ``directory``, ready for ``register``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.detach().cpu().contiguous() for k, v in unwrap(module).state_dict().items()}
+    save_file(weights, str(directory / MODEL_FILE))
+    meta = model_meta(module, features=features, label=label, objective=objective)
+    (directory / META_FILE).write_text(json.dumps(meta, indent=2))
+    return directory
+
+
+def read_meta(model_dir: str | Path) -> dict[str, Any]:
+    """The model meta in ``model_dir/pinnacle.json`` (empty when absent)."""
+    path = Path(model_dir) / META_FILE
+    if not path.is_file():
+        return {}
+    meta = json.loads(path.read_text())
+    return meta if isinstance(meta, dict) else {}
+
+
+def _squeeze(out: torch.Tensor) -> torch.Tensor:
+    return out.squeeze(-1) if out.dim() > 1 and out.shape[-1] == 1 else out
+
+
+def _column_names(batch: Any) -> list[str]:
+    if isinstance(batch, (pa.Table, pa.RecordBatch)):
+        return list(batch.column_names)
+    if isinstance(batch, Mapping):
+        return [str(k) for k in batch]
+    columns = getattr(batch, "columns", None)  # pandas DataFrame
+    if columns is not None:
+        return [str(c) for c in columns]
+    raise ConfigError(
+        f"cannot predict on a {type(batch).__name__}; pass a pandas DataFrame, a pyarrow "
+        "Table, a dict of numpy arrays or a 2-D numpy array"
+    )
+
+
+def _column(batch: Any, name: str) -> Any:
+    if isinstance(batch, (pa.Table, pa.RecordBatch)):
+        return batch.column(name).to_numpy(zero_copy_only=False)
+    if isinstance(batch, Mapping):
+        return batch[name]
+    series = batch[name]
+    try:  # nullable pandas dtypes hold pd.NA, which numpy cannot cast
+        return series.to_numpy(dtype=np.float32, na_value=np.nan)
+    except (TypeError, ValueError):
+        return series.to_numpy()
+
+
+def _as_float(name: str, values: Any) -> np.ndarray:
+    """``values`` as a (rows, width) float32 array; vector cells (embeddings) are stacked."""
+    try:
+        array = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError):
+        try:
+            array = np.stack([np.asarray(v, dtype=np.float32) for v in values])
+        except (TypeError, ValueError):
+            raise NonNumericFeature(
+                f"feature {name!r} holds {np.asarray(values).dtype} values that are not "
+                "numbers; the model needs numeric features"
+            ) from None
+    return array.reshape(len(array), -1)

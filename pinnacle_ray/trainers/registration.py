@@ -1,0 +1,135 @@
+"""Turn a finished Ray Train run into a registered model version with checkpoint handles.
+
+Handles, as in hosted trainable models: ``latest`` (the last checkpoint), ``best`` (by the
+listened metric and its mode) and ``epoch_<n>`` (the end of epoch n, the last ``keep``
+epochs). The version's own artifact is the best checkpoint (else the latest) plus the
+model's meta (features, label, objective, architecture).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import ray.train
+
+from ..errors import MetricNotReported
+from ..registry import CheckpointSpec
+from ..registry.torch_flavor import META_FILE
+
+__all__ = ["choose_handles", "json_safe", "register_run"]
+
+logger = logging.getLogger("pinnacle_ray.trainers")
+
+Reported = tuple[ray.train.Checkpoint, dict[str, Any]]
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with what JSON cannot hold (NaN, objects) made readable instead of failing."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    return getattr(value, "__name__", None) or repr(value)
+
+
+def choose_handles(
+    reported: list[Reported], listen: str | None, mode: str, keep_epochs: int
+) -> dict[str, Reported]:
+    """Map each handle to the reported checkpoint it names (several may share one)."""
+    if not reported:
+        return {}
+    handles: dict[str, Reported] = {"latest": reported[-1]}
+    if listen:
+        scored = [r for r in reported if _number(r[1].get(listen)) is not None]
+        if not scored:
+            seen = sorted({k for _, m in reported for k in m})
+            raise MetricNotReported(
+                f"listen={listen!r} was never reported; the run reported {seen}. Listen to "
+                "one of those (e.g. 'valid/loss') or report it from the loop"
+            )
+        pick = min if mode == "min" else max
+        # Ties go to the earliest checkpoint that reached the value.
+        best = pick(scored, key=lambda r: _number(r[1][listen]))
+        handles["best"] = best
+    # The managed loop flags epoch ends; a custom loop reporting {"epoch": n} reports at
+    # epoch ends by convention, and the last report of an epoch names it.
+    ends: dict[int, Reported] = {}
+    for r in reported:
+        epoch = r[1].get("epoch")
+        if isinstance(epoch, int) and r[1].get("epoch_done", True):
+            ends[epoch] = r
+    for epoch in sorted(ends)[-keep_epochs:] if keep_epochs > 0 else []:
+        handles[f"epoch_{epoch}"] = ends[epoch]
+    return handles
+
+
+def register_run(
+    store: Any,
+    name: str,
+    reported: list[Reported],
+    *,
+    framework: str,
+    meta: dict[str, Any],
+    listen: str | None,
+    mode: str,
+    keep_epochs: int,
+    config: dict[str, Any],
+    lineage: dict[str, Any],
+    parent_version: int | None = None,
+) -> Any:
+    """Register ``reported`` checkpoints under ``name`` in ``store``'s registry; the version."""
+    handles = choose_handles(reported, listen, mode, keep_epochs)
+    if not handles:
+        return None
+    main = handles.get("best") or handles["latest"]
+    with ExitStack() as stack:
+        local: dict[int, str] = {}
+        for checkpoint, _ in handles.values():
+            if id(checkpoint) not in local:
+                local[id(checkpoint)] = stack.enter_context(checkpoint.as_directory())
+        artifact = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pinnacle-")))
+        shutil.copytree(local[id(main[0])], artifact, dirs_exist_ok=True)
+        (artifact / META_FILE).write_text(json.dumps(json_safe(meta), indent=2))
+        specs = {
+            handle: CheckpointSpec(
+                path=local[id(checkpoint)],
+                step=int(metrics.get("step", 0) or 0),
+                metrics=json_safe(_public(metrics)),
+            )
+            for handle, (checkpoint, metrics) in handles.items()
+        }
+        version = store.models.register(
+            name,
+            framework,
+            str(artifact),
+            metrics=json_safe(_public(main[1])),
+            config=json_safe(config),
+            lineage=json_safe(lineage),
+            parent_version=parent_version,
+            checkpoints=specs,
+        )
+    logger.info("registered %s version %s (%s)", name, version.version, ", ".join(handles))
+    return version
+
+
+def _public(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if not k.startswith("timing/")}
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None

@@ -1,0 +1,265 @@
+"""The managed torch loop: what ``pr.TorchTrainer(model=...)`` runs on every Ray Train worker.
+
+It streams batches from the worker's shard, steps the optimizer under DDP, validates every
+``validation_interval`` steps and at each epoch's end, reports metrics with a safe
+checkpoint, and stops early when the listened metric stops improving. Everything it needs
+to continue (weights, optimizer, step, epoch, early-stopping state) is in each checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from ray.data.collate_fn import NumpyBatchCollateFn
+
+from ..errors import ConfigError
+from .checkpoint import get_checkpoint, load_state, report
+from .early_stopping import EarlyStopping
+from .features import batch_arrays
+from .objectives import Objective, resolve_objective
+
+__all__ = ["LoopSettings", "managed_loop", "optimizer_class"]
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """Everything the managed loop needs besides the model, checked in the driver."""
+
+    features: list[str]
+    label: str | None
+    objective: Any = "mse"
+    optimizer_cls: Any = "Adam"
+    optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 256
+    epochs: int | None = 1
+    max_iterations: int | None = None
+    validation_interval: int | None = None
+    listen: str | None = "valid/loss"
+    mode: str = "min"
+    no_improve_then_stop: int | None = None
+    has_valid: bool = True
+    seed: int = 0
+    prefetch_batches: int = 2
+
+
+def optimizer_class(spec: Any) -> type[torch.optim.Optimizer]:
+    """``torch.optim`` class from a name ("Adam") or the class itself."""
+    if isinstance(spec, str):
+        cls = getattr(torch.optim, spec, None)
+        if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer):
+            return cls
+        known = sorted(
+            n
+            for n in dir(torch.optim)
+            if isinstance(getattr(torch.optim, n), type)
+            and issubclass(getattr(torch.optim, n), torch.optim.Optimizer)
+            and n != "Optimizer"
+        )
+        raise ConfigError(f"optimizer_cls={spec!r} is not in torch.optim; use one of {known}")
+    if isinstance(spec, type) and issubclass(spec, torch.optim.Optimizer):
+        return spec
+    raise ConfigError(
+        f"optimizer_cls must be a torch.optim name or class, got {type(spec).__name__}"
+    )
+
+
+class _Collate(NumpyBatchCollateFn):
+    """A numpy batch -> (float32 feature matrix, label tensor), refusing NaN/inf/NULL."""
+
+    def __init__(self, features: list[str], label: str | None, label_dtype: torch.dtype) -> None:
+        super().__init__()
+        self.features, self.label, self.label_dtype = features, label, label_dtype
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = batch_arrays(batch, self.features, self.label)
+        assert y is not None
+        return torch.from_numpy(x), torch.tensor(y, dtype=self.label_dtype)
+
+
+class _Clock:
+    """Seconds spent per phase on this worker, reported as ``timing/<phase>_s``."""
+
+    def __init__(self) -> None:
+        self.first_batch = True
+        self.totals: dict[str, float] = dict.fromkeys(
+            ("startup", "read", "steps", "validate", "checkpoint"), 0.0
+        )
+
+    def add(self, phase: str, since: float) -> float:
+        now = time.perf_counter()
+        self.totals[phase] += now - since
+        return now
+
+    def metrics(self) -> dict[str, float]:
+        return {f"timing/{k}_s": round(v, 4) for k, v in self.totals.items()}
+
+
+def _all_sum(values: list[float]) -> list[float]:
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+class _Run:
+    """One worker's training state: model, optimizer, counters and early stopping."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.settings: LoopSettings = config["settings"]
+        self.objective: Objective = resolve_objective(self.settings.objective)
+        torch.manual_seed(self.settings.seed)
+        self.model = ray.train.torch.prepare_model(config["model"])
+        cls = optimizer_class(self.settings.optimizer_cls)
+        self.optimizer = cls(self.model.parameters(), **self.settings.optimizer_kwargs)
+        self.stopper = EarlyStopping(self.settings.mode, self.settings.no_improve_then_stop)
+        self.step, self.epoch = 0, 0
+        self.clock = _Clock()
+        self.loss_sum, self.loss_rows = 0.0, 0
+        self.last_reported_step = -1
+        self._restore()
+
+    def _restore(self) -> None:
+        # A checkpoint of this same run (a restarted worker) wins over the registered one
+        # the run was asked to continue from; only the former restores early stopping.
+        same_run = ray.train.get_checkpoint()
+        checkpoint = get_checkpoint()
+        if checkpoint is None:
+            return
+        with checkpoint.as_directory() as directory:
+            extra = load_state(directory, self.model, self.optimizer)
+        self.step = int(extra.get("step", 0))
+        self.epoch = int(extra.get("epoch", 0)) + (1 if extra.get("epoch_done") else 0)
+        if same_run is not None and extra.get("early_stopping"):
+            state = extra["early_stopping"]
+            self.stopper.best, self.stopper.bad = state.get("best"), int(state.get("bad", 0))
+
+    def batches(self, shard: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        s = self.settings
+        collate = _Collate(s.features, s.label, self.objective.label_dtype)
+        return shard.iter_torch_batches(
+            batch_size=self.settings.batch_size,
+            collate_fn=collate,
+            prefetch_batches=self.settings.prefetch_batches,
+        )
+
+    def done(self) -> bool:
+        s = self.settings
+        return (
+            (s.max_iterations is not None and self.step >= s.max_iterations)
+            or (s.epochs is not None and self.epoch >= s.epochs)
+            or self.stopper.should_stop
+        )
+
+    def train_epoch(self, shard: Any, valid: Any) -> bool:
+        """One pass over the shard; True when it ran to the end of the epoch."""
+        s = self.settings
+        tick = time.perf_counter()
+        self.model.train()
+        due = False
+        for x, y in self.batches(shard):
+            # The first batch's wait includes starting the shard's read pipeline.
+            tick = self.clock.add("startup" if self.clock.first_batch else "read", tick)
+            self.clock.first_batch = False
+            if due:
+                # Deferred to here so that a validation falling on the epoch's last step
+                # is the epoch-end one, not a second report of the same step.
+                self.checkpoint(valid, epoch_done=False)
+                tick, due = time.perf_counter(), False
+                if self.stopper.should_stop:
+                    return False
+            output = self.model(x)
+            loss = self.objective.loss(output, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.step += 1
+            self.loss_sum += float(loss.detach()) * len(y)
+            self.loss_rows += len(y)
+            tick = self.clock.add("steps", tick)
+            due = bool(s.validation_interval) and self.step % s.validation_interval == 0
+            if self.done():
+                return False
+        return True
+
+    def evaluate(self, valid: Any) -> dict[str, float]:
+        started = time.perf_counter()
+        metrics: dict[str, float] = {}
+        total, rows, correct = 0.0, 0, 0
+        if valid is not None:
+            self.model.eval()
+            with torch.no_grad():
+                for x, y in self.batches(valid):
+                    output = self.model(x)
+                    total += float(self.objective.loss(output, y)) * len(y)
+                    rows += len(y)
+                    if self.objective.name == "cross_entropy":
+                        correct += int((output.argmax(dim=-1) == y).sum())
+                    elif self.objective.name == "bce":
+                        correct += int(((output.squeeze(-1) > 0).to(y.dtype) == y).sum())
+            self.model.train()
+        train_sum, train_rows, total, rows, correct = _all_sum(
+            [self.loss_sum, self.loss_rows, total, rows, correct]
+        )
+        if train_rows:
+            metrics["train/loss"] = train_sum / train_rows
+        if valid is not None and rows:
+            metrics["valid/loss"] = total / rows
+            if self.objective.classification:
+                metrics["valid/accuracy"] = correct / rows
+        self.loss_sum, self.loss_rows = 0.0, 0
+        self.clock.add("validate", started)
+        return metrics
+
+    def checkpoint(self, valid: Any, *, epoch_done: bool) -> None:
+        """Validate, then report metrics with a checkpoint (every worker calls this)."""
+        if self.step == self.last_reported_step and not epoch_done:
+            return
+        metrics = self.evaluate(valid)
+        listened = metrics.get(self.settings.listen) if self.settings.listen else None
+        improved = self.stopper.improved(listened) if listened is not None else False
+        metrics.update(
+            step=self.step,
+            epoch=self.epoch,
+            epoch_done=epoch_done,
+            improved=improved,
+            **self.clock.metrics(),
+        )
+        extra = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "epoch_done": epoch_done,
+            "early_stopping": self.stopper.state(),
+        }
+        started = time.perf_counter()
+        report(metrics, model=self.model, optimizer=self.optimizer, extra=extra)
+        self.clock.add("checkpoint", started)
+        self.last_reported_step = self.step
+
+
+def managed_loop(config: dict[str, Any]) -> None:
+    """``train_loop_per_worker`` of the managed mode; ``config`` holds settings and model."""
+    run = _Run(config)
+    train = ray.train.get_dataset_shard("train")
+    valid = ray.train.get_dataset_shard("valid") if run.settings.has_valid else None
+    while not run.done():
+        steps_before = run.step
+        finished = run.train_epoch(train, valid)
+        if finished and run.step == steps_before and run.settings.epochs is None:
+            # An empty shard would loop forever when only max_iterations bounds the run.
+            run.checkpoint(valid, epoch_done=True)
+            break
+        if finished:
+            run.checkpoint(valid, epoch_done=True)
+            run.epoch += 1
+        else:
+            run.checkpoint(valid, epoch_done=False)
+            break
