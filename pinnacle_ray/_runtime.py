@@ -8,7 +8,9 @@ import time
 
 import ray
 
-__all__ = ["cluster_cpus", "cluster_gpus", "ensure_ray"]
+from ._quiet_logging import worker_env
+
+__all__ = ["cluster_cpus", "cluster_gpus", "ensure_ray", "wait_for_cpus"]
 
 logger = logging.getLogger("pinnacle_ray.runtime")
 
@@ -19,8 +21,9 @@ _NOISY_LOGGERS = ("ray.data", "ray.train", "ray.tune", "ray.air")
 def ensure_ray() -> None:
     """Join the Ray cluster in ``RAY_ADDRESS`` (or one already initialised), else start one.
 
-    A locally started instance has no dashboard and logs only warnings, so a script's output
-    stays readable. Set ``PINNACLE_RAY_VERBOSE=1`` to keep Ray's INFO logging.
+    A locally started instance shows only warnings on the console (Ray's, Ray Data's in
+    its workers too), so a script's output stays readable; Ray's log files keep everything.
+    Set ``PINNACLE_RAY_VERBOSE=1`` to keep Ray's INFO logging.
     """
     verbose = os.environ.get("PINNACLE_RAY_VERBOSE", "") not in ("", "0")
     if not verbose:
@@ -28,6 +31,8 @@ def ensure_ray() -> None:
             log = logging.getLogger(name)
             if log.level == logging.NOTSET or log.level < logging.WARNING:
                 log.setLevel(logging.WARNING)
+        # "Progress bars disabled": we turn them off for training datasets on purpose.
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     if ray.is_initialized():
         return
     address = os.environ.get("RAY_ADDRESS") or None
@@ -44,12 +49,14 @@ def ensure_ray() -> None:
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
             logging.ERROR
         )
+        if not verbose:
+            kwargs["runtime_env"] = {"env_vars": worker_env()}
     logger.info("starting Ray (address=%s)", address or "local")
     ray.init(**kwargs)
-    _wait_for_cpus()
+    wait_for_cpus()
 
 
-def _wait_for_cpus(timeout_s: float = 10.0) -> None:
+def wait_for_cpus(timeout_s: float = 10.0) -> None:
     """Return once the cluster reports available CPUs (a fresh node takes a moment).
 
     Ray Data warns that a dataset "will hang" when it starts before the node's CPUs are

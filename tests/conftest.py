@@ -17,6 +17,7 @@ import ray
 import sqlalchemy as sa
 
 import pinnacle_ray as pr
+from pinnacle_ray._quiet_logging import worker_env
 
 PG_URL = os.environ.get("PINNACLE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("PINNACLE_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
@@ -37,7 +38,7 @@ def ray_session() -> Iterator[None]:
             logging_level=logging.WARNING,
             object_store_memory=1_000_000_000,
             # Train loops defined in test modules must import in Ray's worker processes.
-            runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).parent)}},
+            runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).parent), **worker_env()}},
         )
     yield
     ray.shutdown()

@@ -178,3 +178,8 @@ def test_no_password_in_logs_while_reading(tmp_path, caplog):
         with store._engine.begin() as conn:
             conn.execute(sa.text("DROP TABLE pr_secret_probe"))
     assert SECRET not in caplog.text
+
+
+def test_a_sqlite_file_in_a_missing_folder_names_the_folder(tmp_path):
+    with pytest.raises(pr.DatastoreConnectionError, match="does not exist"):
+        pr.connect(tmp_path / "nowhere" / "shop.db")

@@ -12,7 +12,7 @@ import pinnacle_ray as pr
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_quickstart_reads_the_table_in_shards_with_its_own_local_ray(tmp_path):
+def test_quickstart_reads_trains_registers_and_predicts_with_its_own_local_ray(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "quickstart.py"), "--db", str(tmp_path / "q.db")],
@@ -26,6 +26,8 @@ def test_quickstart_reads_the_table_in_shards_with_its_own_local_ray(tmp_path):
     assert "wrote 442 rows" in proc.stdout
     assert "4 shard(s) by key range on 'id'" in proc.stdout
     assert "read 353 rows as a Ray Dataset" in proc.stdout
+    assert "registered as diabetes-mlp version 1" in proc.stdout
+    assert "predictions of the best checkpoint on 5 validation rows" in proc.stdout
     noisy = [line for line in proc.stderr.splitlines() if " INFO " in line or "WARNING" in line]
     assert not noisy, noisy[:5]
 

@@ -7,13 +7,14 @@ import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL
 
-from ..errors import ConfigError, InvalidURL, TableNotFound
+from ..errors import ConfigError, DatastoreConnectionError, InvalidURL, TableNotFound
 from .artifact_root import resolve_artifact_root
 from .base import ModelCatalog, make_models
 from .identifiers import validate_identifier
@@ -60,6 +61,12 @@ class SqlDatastore:
                 "a supported one (sqlite, postgresql+psycopg, mysql+pymysql)"
             ) from None
         if self.backend == "sqlite" and not self.is_memory:
+            folder = Path(url.database or "").expanduser().resolve().parent
+            if not folder.is_dir():
+                raise DatastoreConnectionError(
+                    f"cannot create SQLite file {url.database!r}: folder {str(folder)!r} does "
+                    "not exist; create it or fix the path"
+                )
             sa.event.listen(self._engine, "connect", _sqlite_pragmas)
         with self._errors(f"connecting to {self.url}"), self._engine.connect():
             pass

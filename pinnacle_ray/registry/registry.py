@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from ..datastore.artifact_root import normalize_root
 from ..datastore.base import Datastore
-from ..errors import ConfigError, DuplicateKey, ModelNotFound, RegistryError
+from ..errors import ConfigError, DuplicateKey, ModelNotFound, RegistryError, TableNotFound
 from .artifacts import Manifest
 from .flavors import Predictor, get_flavor
 from .lineage import from_json, mask_secrets, to_json
@@ -258,7 +258,7 @@ class ModelRegistry:
             return True
         t = self.tables
         existing = set(self.store.tables())
-        version = self._schema_version() if t.meta in existing else None
+        version = self._concurrent_schema_version() if t.meta in existing else None
         if version is not None and {t.models, t.checkpoints} <= existing:
             self._ready = True
             return True
@@ -271,9 +271,22 @@ class ModelRegistry:
             try:
                 self.store.insert(t.meta, meta, META_KEY)
             except DuplicateKey:
-                self._schema_version()  # another process made it first: still check it
+                self._concurrent_schema_version()  # another process made it first: check it
         self._ready = True
         return True
+
+    def _concurrent_schema_version(self) -> int | None:
+        """The schema version while another process may still be creating the table: on
+        MariaDB its DDL can be visible to an insert before the catalog shows it (seen in
+        the concurrency test), so look again for up to ~2 s."""
+        for attempt in range(20):
+            try:
+                return self._schema_version()
+            except TableNotFound:
+                if attempt == 19:
+                    raise
+                time.sleep(0.1)
+        return None
 
     def _schema_version(self) -> int | None:
         rows = self._read(self.tables.meta, {"key": "schema_version"})

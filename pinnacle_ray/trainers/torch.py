@@ -7,11 +7,13 @@ early stopping) for you.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import ray.data
@@ -33,6 +35,7 @@ from .base import (
     store_of,
     worker_entry,
 )
+from .caching import estimated_bytes, maybe_cache
 from .checkpoint import MODEL_FILE, STATE_FILE
 from .early_stopping import EarlyStopping
 from .features import check_columns, count_non_finite, non_finite_message
@@ -93,6 +96,7 @@ class TorchTrainer:
         mode: str | None = None,
         valid_fraction: float = 0.05,
         keep_checkpoints: int = 3,
+        cache: bool | None = None,
         seed: int = 0,
         scaling_config: ScalingConfig | None = None,
         run_config: RunConfig | None = None,
@@ -120,6 +124,8 @@ class TorchTrainer:
         self.name = name or getattr(train_loop_per_worker, "__name__", None) or "torch"
         self.run_config = run_config
         self.keep_checkpoints = keep_checkpoints
+        # None: read small queries (<= 1/5 of the object store) once, stream the rest.
+        self.cache = cache
         self.features = list(features) if features is not None else None
         self.label = label
         if self.managed:
@@ -183,7 +189,8 @@ class TorchTrainer:
             datasets=datasets,
         )
         try:
-            result = trainer.fit()
+            with _fast_polling():
+                result = trainer.fit()
         except Exception as exc:  # Ray Train's failure types differ between V1 and V2
             try:
                 raise_worker_error(exc)
@@ -270,6 +277,7 @@ class TorchTrainer:
         self, train: Any, valid: Any, read_cpus: float
     ) -> tuple[dict[str, ray.data.Dataset], bool]:
         assert self.settings is not None and self.features is not None
+        sizes: dict[str, int | None] = {}
         for role, query in (("train", train), ("valid", valid)):
             if query is None:
                 continue
@@ -279,14 +287,21 @@ class TorchTrainer:
                 schema = getattr(schema, "base_schema", schema)
             if schema is not None:
                 check_columns(schema, self.features, self.label)
-            is_query = hasattr(query, "count") and not isinstance(query, ray.data.Dataset)
-            if is_query and query.count() == 0:
-                raise EmptyResult(
-                    f"the {role} query returns no rows ({query!r}); check its where/params"
-                )
+            if hasattr(query, "count") and not isinstance(query, ray.data.Dataset):
+                rows = query.count()
+                if rows == 0:
+                    raise EmptyResult(
+                        f"the {role} query returns no rows ({query!r}); check its where/params"
+                    )
+                sizes[role] = estimated_bytes(schema, rows) if schema is not None else None
         datasets = datasets_for({"train": train, "valid": valid}, _Plan(read_cpus))
         wants_valid = bool(self.settings.listen and self.settings.listen.startswith("valid/"))
-        if "valid" not in datasets and wants_valid:
+        holdout = "valid" not in datasets and wants_valid
+        if self.settings.epochs == 1 and not holdout and self.cache is None:
+            sizes.pop("train", None)  # read once anyway: stream it
+        # Cache first, then split: the holdout and the training rows come from one read.
+        datasets = maybe_cache(datasets, sizes, self.cache)
+        if holdout:
             key = getattr(train, "key", None)
             datasets["train"], datasets["valid"] = split_by_key(
                 datasets["train"], key, self.valid_fraction, self.settings.seed, num_cpus=read_cpus
@@ -372,6 +387,28 @@ class TorchTrainer:
             record["loop"] = getattr(self.train_loop_per_worker, "__qualname__", None)
             record["train_loop_config"] = self.train_loop_config
         return json_safe(record)
+
+
+@contextlib.contextmanager
+def _fast_polling() -> Iterator[None]:
+    """Let Ray Train's controller poll its workers every 0.25 s instead of every 2 s.
+
+    The controller collects reports and notices a finished run only when it polls; at 2 s
+    a short run idles seconds at its end (measured: an empty 2-worker run, 13.6 s -> 9.8 s),
+    and a checkpoint reported just before a crash may be missed. Ray propagates this
+    variable from the driver to the controller; a value you set yourself is kept.
+    """
+    if _POLL_ENV in os.environ:
+        yield
+        return
+    os.environ[_POLL_ENV] = "0.25"
+    try:
+        yield
+    finally:
+        os.environ.pop(_POLL_ENV, None)
+
+
+_POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 
 
 @dataclasses.dataclass(frozen=True)

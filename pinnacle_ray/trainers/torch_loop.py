@@ -89,6 +89,7 @@ class _Clock:
 
     def __init__(self) -> None:
         self.first_batch = True
+        self.loop_started_at = time.time()
         self.totals: dict[str, float] = dict.fromkeys(
             ("startup", "read", "steps", "validate", "checkpoint"), 0.0
         )
@@ -114,6 +115,7 @@ class _Run:
     """One worker's training state: model, optimizer, counters and early stopping."""
 
     def __init__(self, config: dict[str, Any]) -> None:
+        self.clock = _Clock()
         self.settings: LoopSettings = config["settings"]
         self.objective: Objective = resolve_objective(self.settings.objective)
         torch.manual_seed(self.settings.seed)
@@ -122,7 +124,6 @@ class _Run:
         self.optimizer = cls(self.model.parameters(), **self.settings.optimizer_kwargs)
         self.stopper = EarlyStopping(self.settings.mode, self.settings.no_improve_then_stop)
         self.step, self.epoch = 0, 0
-        self.clock = _Clock()
         self.loss_sum, self.loss_rows = 0.0, 0
         self.last_reported_step = -1
         self._restore()
@@ -227,6 +228,11 @@ class _Run:
         listened = metrics.get(self.settings.listen) if self.settings.listen else None
         improved = self.stopper.improved(listened) if listened is not None else False
         metrics.update(
+            # Wall-clock stamps let a caller split Ray Train's start-up from the loop's time.
+            **{
+                "timing/loop_started_at": self.clock.loop_started_at,
+                "timing/reported_at": time.time(),
+            },
             step=self.step,
             epoch=self.epoch,
             epoch_done=epoch_done,
