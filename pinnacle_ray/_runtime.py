@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import ray
 
 from ._quiet_logging import worker_env
 
-__all__ = ["cluster_cpus", "cluster_gpus", "ensure_ray", "wait_for_cpus"]
+__all__ = ["cluster_cpus", "cluster_gpus", "ensure_ray", "planned_execution", "wait_for_cpus"]
 
 logger = logging.getLogger("pinnacle_ray.runtime")
 
@@ -79,3 +81,18 @@ def cluster_gpus() -> float:
     """GPUs in the cluster, starting Ray if needed."""
     ensure_ray()
     return float(ray.cluster_resources().get("GPU", 0.0))
+
+
+@contextmanager
+def planned_execution() -> Iterator[None]:
+    """Run a Ray Data execution whose resources pinnacle_ray planned, without Ray Data's
+    "no available CPUs, the job will hang" heuristic: it checks the instant the execution
+    starts, when the CPUs of tasks that just finished are not yet given back."""
+    wait_for_cpus()
+    log = logging.getLogger("ray.data.dataset")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)

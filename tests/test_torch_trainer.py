@@ -61,6 +61,11 @@ def test_two_workers_on_two_cpus_finish_while_reading_a_query(linear_table, tmp_
         extra = pr.load_state(d, model)
     assert extra["metrics"]["epoch"] == 3
     assert torch.allclose(model.weight.detach(), torch.tensor([[1.5, -2.0, 0.5, 3.0]]), atol=0.3)
+    # Registered too: a custom loop's reports of {"epoch": n} name epoch handles.
+    version = linear_table.models.get("linear")
+    assert (version.version, version.handles) == (1, ("epoch_1", "epoch_2", "epoch_3", "latest"))
+    loaded = linear_table.models.load("linear", model=torch.nn.Linear(4, 1))
+    assert torch.equal(loaded.module.weight, model.weight)
 
 
 def failing_loop(config):
@@ -138,3 +143,5 @@ def test_a_worker_that_dies_mid_run_resumes_from_the_latest_checkpoint(linear_ta
     result = trainer.fit(train=linear_table.table("points"))
     assert (tmp_path / "died-once").exists()
     assert result.metrics == {"epoch": 3, "start": 2}  # resumed after epoch 1, not from 0
+    assert result.version == 1
+    assert [v.version for v in linear_table.models.list("dying_loop")] == [1]

@@ -14,7 +14,7 @@ import pyarrow as pa
 import ray
 import ray.data
 
-from .._runtime import wait_for_cpus
+from .._runtime import planned_execution
 
 __all__ = ["estimated_bytes", "fits_in_object_store", "maybe_cache"]
 
@@ -51,8 +51,8 @@ def maybe_cache(
     for name, dataset in datasets.items():
         size = sizes.get(name)
         if cache or (size is not None and fits_in_object_store(size)):
-            wait_for_cpus()  # CPUs of just-finished tasks come back a moment later
-            out[name] = dataset.materialize()
+            with planned_execution():
+                out[name] = dataset.materialize()
             logger.info(
                 "%s: read once into Ray's object store (~%.1f MB) instead of every epoch",
                 name,

@@ -8,6 +8,7 @@ import zlib
 import numpy as np
 import ray.data
 
+from .._runtime import planned_execution
 from ..errors import ConfigError, EmptyResult
 
 __all__ = ["holdout_mask", "split_by_key"]
@@ -70,8 +71,10 @@ def split_by_key(
     valid = dataset.map_batches(
         keep, fn_kwargs={"held": True}, batch_format="numpy", num_cpus=num_cpus
     )
-    valid = valid.materialize()
-    if valid.count() == 0:
+    with planned_execution():
+        valid = valid.materialize()
+        empty = valid.count() == 0
+    if empty:
         raise EmptyResult(
             f"the {fraction:.0%} validation split by key {key!r} is empty (too few rows); pass "
             "valid=<query> or a larger valid_fraction"

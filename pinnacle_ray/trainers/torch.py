@@ -49,6 +49,9 @@ __all__ = ["TorchTrainer"]
 logger = logging.getLogger("pinnacle_ray.trainers")
 
 _MANAGED_KNOWN = ("train/loss", "valid/loss", "valid/accuracy")
+# listen's default: "valid/loss" for the managed loop, nothing for a custom loop. None
+# turns listening (validation, early stopping, the "best" handle) off.
+_AUTO: Any = type("_Auto", (), {"__repr__": lambda self: "'auto'"})()
 
 
 class TorchTrainer:
@@ -92,7 +95,7 @@ class TorchTrainer:
         max_iterations: int | None = None,
         validation_interval: int | None = None,
         no_improve_then_stop: int | None = None,
-        listen: str | None = None,
+        listen: str | None = _AUTO,
         mode: str | None = None,
         valid_fraction: float = 0.05,
         keep_checkpoints: int = 3,
@@ -138,7 +141,7 @@ class TorchTrainer:
                 max_iterations=max_iterations,
                 validation_interval=validation_interval,
                 no_improve_then_stop=no_improve_then_stop,
-                listen="valid/loss" if listen is None else listen,
+                listen="valid/loss" if listen is _AUTO else listen,
                 mode=mode,
                 seed=seed,
             )
@@ -146,7 +149,8 @@ class TorchTrainer:
             self.listen, self.mode = self.settings.listen, self.settings.mode
         else:
             self.settings = None
-            self.listen, self.mode = listen, mode or "min"
+            self.listen = None if listen is _AUTO else listen
+            self.mode = mode or "min"
             EarlyStopping(self.mode)  # validates mode
 
     # -- public --------------------------------------------------------------------------
@@ -262,6 +266,11 @@ class TorchTrainer:
             raise MetricNotReported(
                 f"listen='valid/accuracy' is only reported for classification objectives "
                 f"(bce, cross_entropy), not {objective.name!r}; listen to 'valid/loss'"
+            )
+        if listen is None and kw["no_improve_then_stop"] is not None:
+            raise ConfigError(
+                "no_improve_then_stop needs a metric to listen to; set listen='valid/loss' "
+                "(the default) or drop no_improve_then_stop"
             )
         mode = kw.pop("mode") or ("max" if listen and listen.endswith("accuracy") else "min")
         EarlyStopping(mode, kw["no_improve_then_stop"])  # validates both
