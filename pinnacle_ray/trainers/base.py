@@ -36,10 +36,6 @@ __all__ = [
 logger = logging.getLogger("pinnacle_ray.trainers")
 
 
-class _Planned(Protocol):
-    read_cpus: float
-
-
 class _Query(Protocol):
     def to_dataset(
         self, shards: int | None = None, *, num_cpus: float | None = None
@@ -71,7 +67,7 @@ def plan_for(scaling: ScalingConfig | None) -> ResourcePlan:
 
 
 def datasets_for(
-    queries: dict[str, _Query | ray.data.Dataset | None], plan: ResourcePlan | _Planned
+    queries: dict[str, _Query | ray.data.Dataset | None], plan: ResourcePlan
 ) -> dict[str, ray.data.Dataset]:
     """Ray Datasets for the named queries, their read tasks sized by ``plan``."""
     out = {}

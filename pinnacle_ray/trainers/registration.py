@@ -23,7 +23,7 @@ from ..errors import MetricNotReported
 from ..registry import CheckpointSpec
 from ..registry.torch_flavor import META_FILE
 
-__all__ = ["choose_handles", "json_safe", "register_run"]
+__all__ = ["check_listened", "choose_handles", "json_safe", "register_run"]
 
 logger = logging.getLogger("pinnacle_ray.trainers")
 
@@ -53,13 +53,7 @@ def choose_handles(
         return {}
     handles: dict[str, Reported] = {"latest": reported[-1]}
     if listen:
-        scored = [r for r in reported if _number(r[1].get(listen)) is not None]
-        if not scored:
-            seen = sorted({k for _, m in reported for k in m})
-            raise MetricNotReported(
-                f"listen={listen!r} was never reported; the run reported {seen}. Listen to "
-                "one of those (e.g. 'valid/loss') or report it from the loop"
-            )
+        scored = check_listened(reported, listen)
         pick = min if mode == "min" else max
         # Ties go to the earliest checkpoint that reached the value.
         best = pick(scored, key=lambda r: _number(r[1][listen]))
@@ -74,6 +68,20 @@ def choose_handles(
     for epoch in sorted(ends)[-keep_epochs:] if keep_epochs > 0 else []:
         handles[f"epoch_{epoch}"] = ends[epoch]
     return handles
+
+
+def check_listened(reported: list[Reported], listen: str | None) -> list[Reported]:
+    """The reports carrying a number for ``listen``; MetricNotReported when none does."""
+    if not listen:
+        return []
+    scored = [r for r in reported if _number(r[1].get(listen)) is not None]
+    if not scored:
+        seen = sorted({k for _, m in reported for k in m})
+        raise MetricNotReported(
+            f"listen={listen!r} was never reported; the run reported {seen}. Listen to "
+            "one of those (e.g. 'valid/loss') or report it from the loop"
+        )
+    return scored
 
 
 def register_run(

@@ -42,8 +42,9 @@ from .early_stopping import EarlyStopping
 from .features import check_columns, count_non_finite, non_finite_message
 from .holdout import split_by_key
 from .objectives import resolve_objective
-from .registration import json_safe, register_run
-from .torch_loop import LoopSettings, managed_loop, optimizer_class
+from .registration import check_listened, json_safe, register_run
+from .resources import ResourcePlan
+from .torch_loop import LoopSettings, managed_loop, optimizer_class, resume_position
 
 __all__ = ["TorchTrainer"]
 
@@ -176,7 +177,7 @@ class TorchTrainer:
         resume, parent = self._resume_checkpoint(store, resume_from, version, handle)
         config: dict[str, Any]
         if self.managed:
-            datasets, has_valid = self._managed_datasets(train, valid, plan.read_cpus)
+            datasets, has_valid = self._managed_datasets(train, valid, plan)
             settings = dataclasses.replace(self.settings, has_valid=has_valid)
             config = {"settings": settings, "model": copy.deepcopy(self.model)}
             loop = managed_loop
@@ -227,11 +228,8 @@ class TorchTrainer:
                 if parent and parent["name"] == self.name
                 else None,
             )
-        elif self.listen and reported and not any(self.listen in m for _, m in reported):
-            raise MetricNotReported(
-                f"listen={self.listen!r} was never reported; the run reported "
-                f"{sorted({k for _, m in reported for k in m})}"
-            )
+        elif reported:
+            check_listened(reported, self.listen)
         elif register and store is None:
             logger.warning(
                 "%s: train= is not a datastore query; the run is not registered", self.name
@@ -284,27 +282,28 @@ class TorchTrainer:
         )
 
     def _managed_datasets(
-        self, train: Any, valid: Any, read_cpus: float
+        self, train: Any, valid: Any, plan: ResourcePlan
     ) -> tuple[dict[str, ray.data.Dataset], bool]:
         assert self.settings is not None and self.features is not None
         sizes: dict[str, int | None] = {}
         for role, query in (("train", train), ("valid", valid)):
             if query is None:
                 continue
-            schema = query.schema() if hasattr(query, "schema") and callable(query.schema) else None
-            if isinstance(query, ray.data.Dataset):
-                schema = query.schema()
-                schema = getattr(schema, "base_schema", schema)
+            is_dataset = isinstance(query, ray.data.Dataset)
+            # A query's schema is planned without reading; a Dataset's is Ray's own (Arrow
+            # underneath); anything else is checked in the workers.
+            schema = query.schema() if callable(getattr(query, "schema", None)) else None
+            schema = getattr(schema, "base_schema", schema) if is_dataset else schema
             if schema is not None:
                 check_columns(schema, self.features, self.label)
-            if hasattr(query, "count") and not isinstance(query, ray.data.Dataset):
+            if hasattr(query, "count") and not is_dataset:
                 rows = query.count()
                 if rows == 0:
                     raise EmptyResult(
                         f"the {role} query returns no rows ({query!r}); check its where/params"
                     )
                 sizes[role] = estimated_bytes(schema, rows) if schema is not None else None
-        datasets = datasets_for({"train": train, "valid": valid}, _Plan(read_cpus))
+        datasets = datasets_for({"train": train, "valid": valid}, plan)
         wants_valid = bool(self.settings.listen and self.settings.listen.startswith("valid/"))
         holdout = "valid" not in datasets and wants_valid
         if self.settings.epochs == 1 and not holdout and self.cache is None:
@@ -314,7 +313,11 @@ class TorchTrainer:
         if holdout:
             key = getattr(train, "key", None)
             datasets["train"], datasets["valid"] = split_by_key(
-                datasets["train"], key, self.valid_fraction, self.settings.seed, num_cpus=read_cpus
+                datasets["train"],
+                key,
+                self.valid_fraction,
+                self.settings.seed,
+                num_cpus=plan.read_cpus,
             )
         return datasets, "valid" in datasets
 
@@ -357,8 +360,7 @@ class TorchTrainer:
         assert self.settings is not None
         with open(f"{directory}/{STATE_FILE}") as f:
             extra = json.load(f).get("extra", {})
-        step = int(extra.get("step", 0))
-        epoch = int(extra.get("epoch", 0)) + (1 if extra.get("epoch_done") else 0)
+        step, epoch = resume_position(extra)
         s = self.settings
         if (s.epochs is not None and epoch >= s.epochs) or (
             s.max_iterations is not None and step >= s.max_iterations
@@ -426,11 +428,6 @@ def _ray_train_env() -> Iterator[None]:
 
 _POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 _PREEMPTION_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
-
-
-@dataclasses.dataclass(frozen=True)
-class _Plan:
-    read_cpus: float
 
 
 def _reported(result: Any) -> list[tuple[ray.train.Checkpoint, dict[str, Any]]]:

@@ -26,7 +26,7 @@ from .early_stopping import EarlyStopping
 from .features import batch_arrays
 from .objectives import Objective, resolve_objective
 
-__all__ = ["LoopSettings", "managed_loop", "optimizer_class"]
+__all__ = ["LoopSettings", "managed_loop", "optimizer_class", "resume_position"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,13 @@ def optimizer_class(spec: Any) -> type[torch.optim.Optimizer]:
     raise ConfigError(
         f"optimizer_cls must be a torch.optim name or class, got {type(spec).__name__}"
     )
+
+
+def resume_position(extra: dict[str, Any]) -> tuple[int, int]:
+    """(step, epoch) to continue from, given a checkpoint's ``extra``: the epoch after it
+    when the checkpoint closed its epoch, else that epoch again from its start."""
+    step = int(extra.get("step", 0))
+    return step, int(extra.get("epoch", 0)) + (1 if extra.get("epoch_done") else 0)
 
 
 class _Collate(NumpyBatchCollateFn):
@@ -137,8 +144,7 @@ class _Run:
             return
         with checkpoint.as_directory() as directory:
             extra = load_state(directory, self.model, self.optimizer)
-        self.step = int(extra.get("step", 0))
-        self.epoch = int(extra.get("epoch", 0)) + (1 if extra.get("epoch_done") else 0)
+        self.step, self.epoch = resume_position(extra)
         if same_run is not None and extra.get("early_stopping"):
             state = extra["early_stopping"]
             self.stopper.best, self.stopper.bad = state.get("best"), int(state.get("bad", 0))
