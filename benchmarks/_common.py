@@ -6,6 +6,7 @@ Nothing in here imports pinnacle_ray, so a broken package never stops the baseli
 from __future__ import annotations
 
 import gc
+import sqlite3
 import statistics
 import threading
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pyarrow as pa
 
 BENCH_DIR = Path(__file__).resolve().parent
 DATA_DIR = BENCH_DIR / ".data"
@@ -144,3 +146,43 @@ def fmt_rate(r: float) -> str:
 def banner(text: str) -> str:
     line = "=" * max(60, len(text) + 4)
     return f"{line}\n  {text}\n{line}"
+
+
+def build_sqlite_table(
+    path: Path,
+    table: str,
+    ddl: str,
+    expected_columns: list[str],
+    rows: int,
+    reader: Callable[[], pa.RecordBatchReader],
+    rebuild: bool,
+) -> None:
+    """Create ``table`` in SQLite file ``path`` with ``ddl`` and fill it from ``reader()``
+    (ADBC bulk ingest), unless a table with these columns and ``rows`` rows is there."""
+    with sqlite3.connect(path) as conn:
+        if not rebuild:
+            try:
+                cur = conn.execute(f"SELECT * FROM {table} LIMIT 0")
+                cols = [d[0] for d in cur.description]
+                (count,) = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+                if cols == expected_columns and count == rows:
+                    print(f"sqlite: reusing {table} ({rows:,} rows) in {path}")
+                    return
+            except sqlite3.OperationalError:
+                pass
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.execute(ddl)
+        conn.commit()
+    conn.close()
+
+    import adbc_driver_sqlite.dbapi as adbc_sqlite
+
+    t0 = time.perf_counter()
+    with adbc_sqlite.connect(str(path)) as aconn:
+        with aconn.cursor() as cur:
+            cur.adbc_ingest(table, reader(), mode="append")
+        aconn.commit()
+    with sqlite3.connect(path) as conn:
+        conn.execute("ANALYZE")
+    conn.close()
+    print(f"sqlite: built {table} ({rows:,} rows) in {time.perf_counter() - t0:.1f}s -> {path}")

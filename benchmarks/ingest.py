@@ -53,6 +53,7 @@ from _common import (
     PeakRSS,
     Result,
     banner,
+    build_sqlite_table,
     ensure_data_dir,
     fmt_bytes,
     fmt_rate,
@@ -120,33 +121,15 @@ def _reader(rows: int) -> pa.RecordBatchReader:
 
 
 def build_sqlite(path: Path, rows: int, rebuild: bool) -> None:
-    with sqlite3.connect(path) as conn:
-        if not rebuild:
-            try:
-                cur = conn.execute(f"SELECT * FROM {TABLE} LIMIT 0")
-                cols = [d[0] for d in cur.description]
-                (count,) = conn.execute(f"SELECT COUNT(*) FROM {TABLE}").fetchone()
-                if cols == EXPECTED_COLUMNS and count == rows:
-                    print(f"sqlite: reusing {TABLE} ({rows:,} rows) in {path}")
-                    return
-            except sqlite3.OperationalError:
-                pass
-        conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
-        conn.execute(create_table_ddl(with_pk=True))
-        conn.commit()
-    conn.close()
-
-    import adbc_driver_sqlite.dbapi as adbc_sqlite
-
-    t0 = time.perf_counter()
-    with adbc_sqlite.connect(str(path)) as conn:
-        with conn.cursor() as cur:
-            cur.adbc_ingest(TABLE, _reader(rows), mode="append")
-        conn.commit()
-    with sqlite3.connect(path) as conn:
-        conn.execute("ANALYZE")
-    conn.close()
-    print(f"sqlite: built {TABLE} ({rows:,} rows) in {time.perf_counter() - t0:.1f}s -> {path}")
+    build_sqlite_table(
+        path,
+        TABLE,
+        create_table_ddl(with_pk=True),
+        EXPECTED_COLUMNS,
+        rows,
+        lambda: _reader(rows),
+        rebuild,
+    )
 
 
 def build_postgres(rows: int, rebuild: bool) -> None:

@@ -81,7 +81,7 @@ import ray.data
 import ray.train
 import ray.train.torch
 import torch
-from _common import banner, ensure_data_dir, fmt_rate
+from _common import banner, build_sqlite_table, ensure_data_dir, fmt_rate
 from ray.train import RunConfig, ScalingConfig
 
 TABLE = "bench"
@@ -136,35 +136,16 @@ def generate_batches(rows: int) -> Iterator[pa.RecordBatch]:
 
 def build_sqlite(path: Path, rows: int, rebuild: bool) -> None:
     """Create ``bench`` with ``rows`` rows in ``path``, unless it is already there."""
-    with sqlite3.connect(path) as conn:
-        if not rebuild:
-            try:
-                cur = conn.execute(f"SELECT * FROM {TABLE} LIMIT 0")
-                cols = [d[0] for d in cur.description]
-                (count,) = conn.execute(f"SELECT COUNT(*) FROM {TABLE}").fetchone()
-                if cols == EXPECTED_COLUMNS and count == rows:
-                    print(f"sqlite: reusing {TABLE} ({rows:,} rows) in {path}")
-                    return
-            except sqlite3.OperationalError:
-                pass
-        conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
-        cols = ["id INTEGER PRIMARY KEY", *(f"{f} REAL" for f in FEATURES), f"{LABEL} REAL"]
-        conn.execute(f"CREATE TABLE {TABLE} ({', '.join(cols)})")
-        conn.commit()
-    conn.close()
-
-    import adbc_driver_sqlite.dbapi as adbc_sqlite
-
-    t0 = time.perf_counter()
-    reader = pa.RecordBatchReader.from_batches(arrow_schema(), generate_batches(rows))
-    with adbc_sqlite.connect(str(path)) as aconn:
-        with aconn.cursor() as cur:
-            cur.adbc_ingest(TABLE, reader, mode="append")
-        aconn.commit()
-    with sqlite3.connect(path) as conn:
-        conn.execute("ANALYZE")
-    conn.close()
-    print(f"sqlite: built {TABLE} ({rows:,} rows) in {time.perf_counter() - t0:.1f}s -> {path}")
+    cols = ["id INTEGER PRIMARY KEY", *(f"{f} REAL" for f in FEATURES), f"{LABEL} REAL"]
+    build_sqlite_table(
+        path,
+        TABLE,
+        f"CREATE TABLE {TABLE} ({', '.join(cols)})",
+        EXPECTED_COLUMNS,
+        rows,
+        lambda: pa.RecordBatchReader.from_batches(arrow_schema(), generate_batches(rows)),
+        rebuild,
+    )
 
 
 def label_variance(path: Path) -> float:
