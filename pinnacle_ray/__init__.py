@@ -11,6 +11,9 @@ Example::
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 from . import errors
 from .datastore import ShardPlan, SqlDatastore, SqlQuery, connect
 from .errors import (
@@ -21,6 +24,7 @@ from .errors import (
     DatastoreAuthenticationError,
     DatastoreConnectionError,
     DatastoreError,
+    DataTooLarge,
     DuplicateKey,
     EmptyResult,
     IncompatibleCheckpoint,
@@ -35,18 +39,52 @@ from .errors import (
     QueryError,
     RegistryError,
     ResourceError,
+    SingleClass,
     TableNotFound,
+    TooFewRows,
     WriteError,
 )
 from .registry import CheckpointRecord, CheckpointSpec, ModelRegistry, ModelVersion
-from .trainers import (
-    TorchTrainer,
-    TrainResult,
-    get_checkpoint,
-    load_state,
-    report,
-    save_state,
-)
+
+if TYPE_CHECKING:
+    from .trainers import (
+        SklearnTrainer,
+        TorchTrainer,
+        TrainResult,
+        XGBoostTrainer,
+        get_checkpoint,
+        load_state,
+        report,
+        save_state,
+    )
+
+# The trainers import torch, Ray Train, scikit-learn and XGBoost (seconds); the package is
+# also imported by every Ray Data read task process, which needs none of them. They load
+# on first use instead: ``pr.TorchTrainer`` works as before.
+_LAZY = {
+    "SklearnTrainer": "trainers",
+    "TorchTrainer": "trainers",
+    "TrainResult": "trainers",
+    "XGBoostTrainer": "trainers",
+    "get_checkpoint": "trainers",
+    "load_state": "trainers",
+    "report": "trainers",
+    "save_state": "trainers",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 
@@ -57,6 +95,7 @@ __all__ = [
     "ColumnNotFound",
     "ConfigError",
     "DataError",
+    "DataTooLarge",
     "DatastoreAuthenticationError",
     "DatastoreConnectionError",
     "DatastoreError",
@@ -77,12 +116,16 @@ __all__ = [
     "RegistryError",
     "ResourceError",
     "ShardPlan",
+    "SingleClass",
+    "SklearnTrainer",
     "SqlDatastore",
     "SqlQuery",
     "TableNotFound",
+    "TooFewRows",
     "TorchTrainer",
     "TrainResult",
     "WriteError",
+    "XGBoostTrainer",
     "__version__",
     "connect",
     "errors",

@@ -11,6 +11,7 @@ __all__ = [
     "ColumnNotFound",
     "ConfigError",
     "DataError",
+    "DataTooLarge",
     "DatastoreAuthenticationError",
     "DatastoreConnectionError",
     "DatastoreError",
@@ -28,7 +29,9 @@ __all__ = [
     "QueryError",
     "RegistryError",
     "ResourceError",
+    "SingleClass",
     "TableNotFound",
+    "TooFewRows",
     "WriteError",
 ]
 
@@ -103,6 +106,18 @@ class NonNumericFeature(DataError):
 
 class NonFiniteValues(DataError):
     """A feature or label column holds NaN, inf or NULL values."""
+
+
+class SingleClass(DataError):
+    """A classifier's label column holds only one class: there is nothing to tell apart."""
+
+
+class TooFewRows(DataError):
+    """The query returns fewer rows than the run needs (e.g. one per worker)."""
+
+
+class DataTooLarge(ResourceError):
+    """The data would not fit in the memory one process can be given (scikit-learn)."""
 
 
 class MetricNotReported(ConfigError):

@@ -13,11 +13,17 @@ from typing import Any, Protocol, cast
 
 from ..errors import RegistryError
 
-__all__ = ["FLAVORS", "Flavor", "Predictor", "get_flavor", "register_flavor"]
+__all__ = ["FLAVORS", "META_FILE", "Flavor", "Predictor", "get_flavor", "register_flavor"]
+
+# Every registered model folder holds this JSON: its framework, features, label and what the
+# flavor needs to rebuild it.
+META_FILE = "pinnacle.json"
 
 # framework name -> module with ``load_model(model_dir, *, weights_dir=None, **kwargs)``
 FLAVORS: dict[str, str] = {
     "torch": "pinnacle_ray.registry.torch_flavor",
+    "sklearn": "pinnacle_ray.registry.sklearn_flavor",
+    "xgboost": "pinnacle_ray.registry.xgboost_flavor",
 }
 
 

@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import ColumnNotFound, ConfigError, IncompatibleCheckpoint, NonNumericFeature
+from .flavors import META_FILE
 from .torch_architecture import build_module, describe_architecture, unwrap
 
 __all__ = [
@@ -47,7 +48,6 @@ __all__ = [
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_TENSORS = "optimizer.safetensors"
 STATE_FILE = "state.json"
-META_FILE = "pinnacle.json"
 
 CLASSIFICATION = ("bce", "cross_entropy")
 _SHOWN_MISMATCHES = 5

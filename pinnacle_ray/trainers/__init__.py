@@ -1,18 +1,57 @@
-"""Trainers: each receives Ray Datasets (from queries) and hands back a ``TrainResult``."""
+"""Trainers: each receives Ray Datasets (from queries) and hands back a ``TrainResult``.
 
-from .base import TrainResult
-from .checkpoint import get_checkpoint, load_state, report, save_state
-from .resources import ClusterResources, ResourcePlan, plan_resources
-from .torch import TorchTrainer
+Each framework's trainer loads on first use, so using one does not import the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .base import TrainResult
+    from .checkpoint import get_checkpoint, load_state, report, save_state
+    from .resources import ClusterResources, ResourcePlan, plan_resources
+    from .sklearn import SklearnTrainer
+    from .torch import TorchTrainer
+    from .xgboost import XGBoostTrainer
+
+_WHERE = {
+    "TrainResult": "base",
+    "get_checkpoint": "checkpoint",
+    "load_state": "checkpoint",
+    "report": "checkpoint",
+    "save_state": "checkpoint",
+    "ClusterResources": "resources",
+    "ResourcePlan": "resources",
+    "plan_resources": "resources",
+    "SklearnTrainer": "sklearn",
+    "TorchTrainer": "torch",
+    "XGBoostTrainer": "xgboost",
+}
 
 __all__ = [
     "ClusterResources",
     "ResourcePlan",
+    "SklearnTrainer",
     "TorchTrainer",
     "TrainResult",
+    "XGBoostTrainer",
     "get_checkpoint",
     "load_state",
     "plan_resources",
     "report",
     "save_state",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

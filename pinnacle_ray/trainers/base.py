@@ -3,13 +3,14 @@ turning a Ray Train failure back into the user's own exception."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,6 +30,8 @@ __all__ = [
     "lineage_of",
     "plan_for",
     "raise_worker_error",
+    "ray_train_env",
+    "reported_checkpoints",
     "store_of",
     "worker_entry",
 ]
@@ -156,3 +159,40 @@ def _run_worker(loop: Callable[..., Any], config: dict[str, Any]) -> Any:
         if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
     ]
     return loop(config) if required else loop()
+
+
+@contextlib.contextmanager
+def ray_train_env() -> Iterator[None]:
+    """Settings Ray Train reads from the driver's environment, for this fit only; a value
+    you set yourself is kept.
+
+    - The controller polls its workers every 0.25 s instead of 2 s: it collects reports
+      and notices the end of a run only when it polls, so a short run idled seconds at its
+      end (measured: an empty 2-worker run, 13.6 s -> 9.8 s) and a checkpoint reported
+      just before a crash could be missed.
+    - On a single-node cluster there is no node to lose to preemption, so Ray Train's
+      preemption watcher (one more actor process to start) is not started.
+    """
+    wanted = {_POLL_ENV: "0.25"}
+    if len(ray.nodes()) == 1:
+        wanted[_PREEMPTION_ENV] = "0"
+    added = [k for k in wanted if k not in os.environ]
+    for k in added:
+        os.environ[k] = wanted[k]
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
+_POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+_PREEMPTION_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
+
+
+def reported_checkpoints(result: Any) -> list[tuple[ray.train.Checkpoint, dict[str, Any]]]:
+    """Every kept (checkpoint, metrics) of the run, in the order they were reported."""
+    pairs = list(getattr(result, "best_checkpoints", None) or [])
+    if not pairs and result.checkpoint is not None:
+        pairs = [(result.checkpoint, dict(result.metrics or {}))]
+    return sorted(pairs, key=lambda p: p[1].get("step", 0) if isinstance(p[1], dict) else 0)

@@ -3,7 +3,7 @@ inside it, and counted exactly when a batch holds NaN/inf/NULL."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -15,8 +15,15 @@ from ..errors import ColumnNotFound, ConfigError, NonFiniteValues, NonNumericFea
 __all__ = ["batch_arrays", "check_columns", "count_non_finite", "non_finite_message"]
 
 
-def check_columns(schema: pa.Schema, features: Sequence[str], label: str | None) -> None:
-    """Raise when a feature/label is missing or not numeric (booleans count as numbers)."""
+def check_columns(
+    schema: pa.Schema,
+    features: Sequence[str],
+    label: str | None,
+    *,
+    any_type: Collection[str] = (),
+) -> None:
+    """Raise when a feature/label is missing or not numeric (booleans count as numbers);
+    the columns in ``any_type`` only have to exist (a pipeline encodes them)."""
     if isinstance(features, str) or not features:
         raise ConfigError(f"features must be a non-empty list of column names, got {features!r}")
     names = list(schema.names)
@@ -27,6 +34,8 @@ def check_columns(schema: pa.Schema, features: Sequence[str], label: str | None)
             f"column(s) {missing} are not in the training query; its columns are {names}"
         )
     for column in wanted:
+        if column in any_type:
+            continue
         kind = schema.field(column).type
         numeric = (
             pa.types.is_integer(kind)

@@ -21,7 +21,7 @@ import ray.train
 
 from ..errors import MetricNotReported
 from ..registry import CheckpointSpec
-from ..registry.torch_flavor import META_FILE
+from ..registry.flavors import META_FILE
 
 __all__ = ["check_listened", "choose_handles", "json_safe", "register_run"]
 

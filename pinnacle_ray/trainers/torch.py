@@ -7,13 +7,11 @@ early stopping) for you.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import json
 import logging
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -33,6 +31,8 @@ from .base import (
     lineage_of,
     plan_for,
     raise_worker_error,
+    ray_train_env,
+    reported_checkpoints,
     store_of,
     worker_entry,
 )
@@ -195,7 +195,7 @@ class TorchTrainer:
             datasets=datasets,
         )
         try:
-            with _ray_train_env():
+            with ray_train_env():
                 result = trainer.fit()
         except Exception as exc:  # Ray Train's failure types differ between V1 and V2
             try:
@@ -204,7 +204,7 @@ class TorchTrainer:
                 self._raise_non_finite(train, valid)
                 raise
             raise
-        reported = _reported(result)
+        reported = reported_checkpoints(result)
         version_record = None
         if register and store is not None and reported:
             version_record = register_run(
@@ -399,40 +399,3 @@ class TorchTrainer:
             record["loop"] = getattr(self.train_loop_per_worker, "__qualname__", None)
             record["train_loop_config"] = self.train_loop_config
         return json_safe(record)
-
-
-@contextlib.contextmanager
-def _ray_train_env() -> Iterator[None]:
-    """Settings Ray Train reads from the driver's environment, for this fit only; a value
-    you set yourself is kept.
-
-    - The controller polls its workers every 0.25 s instead of 2 s: it collects reports
-      and notices the end of a run only when it polls, so a short run idled seconds at its
-      end (measured: an empty 2-worker run, 13.6 s -> 9.8 s) and a checkpoint reported
-      just before a crash could be missed.
-    - On a single-node cluster there is no node to lose to preemption, so Ray Train's
-      preemption watcher (one more actor process to start) is not started.
-    """
-    wanted = {_POLL_ENV: "0.25"}
-    if len(ray.nodes()) == 1:
-        wanted[_PREEMPTION_ENV] = "0"
-    added = [k for k in wanted if k not in os.environ]
-    for k in added:
-        os.environ[k] = wanted[k]
-    try:
-        yield
-    finally:
-        for k in added:
-            os.environ.pop(k, None)
-
-
-_POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
-_PREEMPTION_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
-
-
-def _reported(result: Any) -> list[tuple[ray.train.Checkpoint, dict[str, Any]]]:
-    """Every kept (checkpoint, metrics) of the run, in the order they were reported."""
-    pairs = list(getattr(result, "best_checkpoints", None) or [])
-    if not pairs and result.checkpoint is not None:
-        pairs = [(result.checkpoint, dict(result.metrics or {}))]
-    return sorted(pairs, key=lambda p: p[1].get("step", 0) if isinstance(p[1], dict) else 0)

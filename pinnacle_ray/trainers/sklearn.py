@@ -1,0 +1,379 @@
+"""``SklearnTrainer``: any scikit-learn estimator or pipeline, fit as a Ray task on a query.
+
+scikit-learn needs its whole training set in one process, so the trainer says so: it
+estimates the size before reading and refuses what would not fit, reads the shards in
+parallel into Ray's object store, then fits in one Ray task holding ``num_cpus`` CPUs (joblib
+inside uses them). Estimators with ``partial_fit`` can instead stream batches from the shards
+(``incremental=True``), and memory stays flat however large the table grows.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import ray
+import ray.data
+import ray.train
+import sklearn
+from ray.train import RunConfig
+from sklearn.base import clone
+
+from .._runtime import cluster_cpus, ensure_ray
+from ..errors import ConfigError, DataTooLarge, NonNumericFeature, ResourceError
+from ..registry.sklearn_flavor import save_model
+from .base import TrainResult, default_run_config, lineage_of, store_of
+from .caching import estimated_bytes
+from .registration import json_safe, register_run
+from .sklearn_fit import FitSpec, fit_in_memory, fit_incremental
+from .sklearn_metrics import estimator_kind
+from .tabular import QueryFacts, check_query, query_datasets, read_once
+
+__all__ = ["SklearnTrainer"]
+
+logger = logging.getLogger("pinnacle_ray.trainers")
+
+# The data is held about three times while fitting: Arrow blocks, the pandas frame, and
+# the float64 array scikit-learn converts it to.
+COPIES_WHILE_FITTING = 3
+# Streaming reads beside an incremental fit need at least two tasks' worth of this.
+MIN_READ_CPU = 0.1
+
+
+class SklearnTrainer:
+    """Fit a scikit-learn estimator (or ``Pipeline``) on a datastore query, as a Ray task.
+
+    Example::
+
+        trainer = pr.SklearnTrainer(
+            make_pipeline(StandardScaler(), LogisticRegression()),
+            features=["rooms", "area"], label="sold", name="will-sell", num_cpus=2,
+        )
+        result = trainer.fit(train=store.table("houses", key="id"))
+        result.metrics["valid/accuracy"]
+        store.models.load("will-sell").predict_proba(frame)
+
+    Validation metrics come from ``valid=`` or, without it, from a deterministic
+    ``valid_fraction`` of the rows chosen by hashing the query's key (``valid_fraction=None``
+    scores on the training rows instead). ``incremental=True`` streams ``batch_size`` rows at a
+    time into ``partial_fit`` for ``epochs`` passes.
+    """
+
+    def __init__(
+        self,
+        estimator: Any,
+        *,
+        features: list[str],
+        label: str | None = None,
+        name: str | None = None,
+        fit_kwargs: dict[str, Any] | None = None,
+        num_cpus: float | None = None,
+        incremental: bool = False,
+        batch_size: int = 10_000,
+        epochs: int = 1,
+        valid_fraction: float | None = 0.2,
+        seed: int = 0,
+        max_memory_share: float = 0.5,
+        run_config: RunConfig | None = None,
+    ) -> None:
+        if not hasattr(estimator, "fit") or not hasattr(estimator, "get_params"):
+            raise ConfigError(
+                f"estimator must be a scikit-learn estimator or Pipeline (with fit and "
+                f"get_params), got {type(estimator).__name__}"
+            )
+        if isinstance(features, str) or not features:
+            raise ConfigError(
+                f"features must be a non-empty list of column names, got {features!r}"
+            )
+        self.kind = estimator_kind(estimator)
+        if label is None and self.kind in ("classifier", "regressor"):
+            raise ConfigError(
+                f"{type(estimator).__name__} is a {self.kind} and needs label=<column>; only "
+                "clusterers and transformers fit without one"
+            )
+        if incremental and not hasattr(estimator, "partial_fit"):
+            raise ConfigError(
+                f"incremental=True needs an estimator with partial_fit (SGDClassifier, "
+                f"SGDRegressor, MiniBatchKMeans, MultinomialNB, ...); "
+                f"{type(estimator).__name__} has none"
+            )
+        for field, value in (("batch_size", batch_size), ("epochs", epochs)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{field} must be a positive integer, got {value!r}")
+        if valid_fraction is not None and not 0 < valid_fraction < 1:
+            raise ConfigError(
+                f"valid_fraction must be between 0 and 1 or None, got {valid_fraction!r}"
+            )
+        if not 0 < max_memory_share <= 1:
+            raise ConfigError(f"max_memory_share must be in (0, 1], got {max_memory_share!r}")
+        if num_cpus is not None and not num_cpus > 0:
+            raise ConfigError(f"num_cpus must be a positive number or None, got {num_cpus!r}")
+        self.estimator = estimator
+        self.features = list(features)
+        self.label = label
+        self.name = name or type(estimator).__name__.lower()
+        self.fit_kwargs = dict(fit_kwargs or {})
+        self.num_cpus = num_cpus
+        self.incremental = incremental
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.valid_fraction = valid_fraction
+        self.seed = seed
+        self.max_memory_share = max_memory_share
+        self.run_config = run_config
+
+    def fit(
+        self,
+        train: Any,
+        valid: Any = None,
+        *,
+        register: bool = True,
+        resume_from: str | None = None,
+        version: int | None = None,
+        handle: str = "latest",
+    ) -> TrainResult:
+        """Fit on ``train`` (a query or ``ray.data.Dataset``), score on ``valid``, register.
+
+        ``resume_from="<name>"`` continues a registered incremental model with more
+        ``partial_fit`` passes (e.g. on rows added since), recorded as its parent.
+        """
+        facts = self._check(train, "train")
+        if valid is not None:
+            self._check(valid, "valid")
+        num_cpus = self._cpus()
+        store = store_of(train)
+        estimator, parent = self._start(store, resume_from, version, handle)
+        if not self.incremental:
+            self._check_memory(facts)
+        spec = FitSpec(
+            features=self.features,
+            label=self.label,
+            key=facts.key,
+            kind=self.kind,
+            fit_kwargs=self.fit_kwargs,
+            num_cpus=num_cpus,
+            batch_size=self.batch_size,
+            epochs=self.epochs,
+            valid_fraction=None if valid is not None else self.valid_fraction,
+            seed=self.seed,
+        )
+        started = time.perf_counter()
+        if self.incremental:
+            # The task holds its CPUs while it streams; the reads get what is left.
+            left = cluster_cpus() - num_cpus
+            if left < 2 * MIN_READ_CPU:
+                raise ResourceError(
+                    f"incremental fitting holds num_cpus={num_cpus:g} of the cluster's "
+                    f"{cluster_cpus():g} CPUs while it streams, leaving {left:g} to read the "
+                    f"data, which needs {2 * MIN_READ_CPU:g}; lower num_cpus"
+                )
+            datasets = query_datasets(train, valid, min(1.0, left / 2), silent=True)
+            task = fit_incremental
+        else:
+            datasets = {
+                role: read_once(ds).to_arrow_refs()
+                for role, ds in query_datasets(train, valid, 1.0).items()
+            }
+            task = fit_in_memory
+        remote = ray.remote(task).options(num_cpus=num_cpus, max_retries=0)
+        try:
+            estimator, metrics = ray.get(
+                remote.remote(estimator, datasets["train"], datasets.get("valid"), spec)
+            )
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+            cause.add_note(f"(raised in the scikit-learn fit task of {self.name!r})")
+            raise cause from None
+        metrics["fit_seconds"] = round(time.perf_counter() - started, 3)
+        run_config = self.run_config or default_run_config(self.name)
+        directory = Path(run_config.storage_path or "~/ray_results").expanduser()
+        directory = directory / (run_config.name or self.name) / "checkpoint_000000"
+        meta = save_model(directory, estimator, self._meta(estimator))
+        checkpoint = ray.train.Checkpoint.from_directory(str(directory))
+        record = None
+        if register and store is not None:
+            record = register_run(
+                store,
+                self.name,
+                [(checkpoint, metrics)],
+                framework="sklearn",
+                meta=meta,
+                listen=None,
+                mode="min",
+                keep_epochs=0,
+                config=self._config_record(num_cpus),
+                lineage={
+                    "train": lineage_of(train),
+                    "valid": lineage_of(valid) if valid is not None else self._split_lineage(facts),
+                    "resumed_from": parent,
+                },
+                parent_version=parent["version"]
+                if parent and parent["name"] == self.name
+                else None,
+            )
+        elif register:
+            logger.warning(
+                "%s: train= is not a datastore query; the run is not registered", self.name
+            )
+        return TrainResult(
+            name=self.name,
+            metrics=metrics,
+            checkpoint=checkpoint,
+            version=record.version if record is not None else None,
+            path=str(directory.parent),
+        )
+
+    # -- checks before any read ------------------------------------------------------------
+    def _check(self, query: Any, role: str) -> QueryFacts:
+        columns = [*self.features, *([self.label] if self.label else [])]
+        facts = check_query(query, role, self.features, self.label, any_type=columns)
+        text = facts.text_columns(columns)
+        if self.label in text and self.kind != "classifier":
+            raise NonNumericFeature(
+                f"label column {self.label!r} holds text, which a {self.kind} cannot predict; "
+                "use a classifier or a numeric label"
+            )
+        text_features = [c for c in text if c != self.label]
+        if text_features and not _encodes_text(self.estimator):
+            raise NonNumericFeature(
+                f"feature column(s) {text_features} hold text and {type(self.estimator).__name__} "
+                "has no encoder for them; put one in a pipeline, e.g. make_pipeline("
+                f"make_column_transformer((OneHotEncoder(handle_unknown='ignore'), "
+                f"{text_features}), remainder='passthrough'), estimator), or drop them"
+            )
+        return facts
+
+    def _cpus(self) -> float:
+        wanted = float(self.num_cpus or 1)
+        largest = _largest_node("CPU")
+        if wanted > largest:
+            raise ResourceError(
+                f"num_cpus={wanted:g}, but the largest node has {largest:g} CPUs and a fit runs "
+                "in one process on one node; lower num_cpus"
+            )
+        return wanted
+
+    def _check_memory(self, facts: QueryFacts) -> None:
+        if facts.schema is None or facts.rows is None:
+            return
+        columns = [*self.features, *([self.label] if self.label else [])]
+        schema = pa.schema([facts.schema.field(c) for c in columns])
+        need = estimated_bytes(schema, facts.rows) * COPIES_WHILE_FITTING
+        memory = _largest_node("memory")
+        allowed = self.max_memory_share * memory
+        if memory and need > allowed:
+            raise DataTooLarge(
+                f"fitting {type(self.estimator).__name__} holds the whole training set in one "
+                f"process: {facts.rows:,} rows x {len(columns)} columns need about "
+                f"{need / 2**30:.2f} GiB, over max_memory_share={self.max_memory_share:g} of the "
+                f"{memory / 2**30:.1f} GiB a task can get. Use an estimator with partial_fit and "
+                "incremental=True, pr.XGBoostTrainer (spreads rows over workers), a sample of "
+                "the rows, or raise max_memory_share"
+            )
+
+    # -- the estimator to fit --------------------------------------------------------------
+    def _start(
+        self, store: Any, name: str | None, version: int | None, handle: str
+    ) -> tuple[Any, dict[str, Any] | None]:
+        if name is None:
+            return clone(self.estimator), None
+        if not self.incremental:
+            raise ConfigError(
+                "resume_from= continues a model with more partial_fit passes; set "
+                "incremental=True (a full fit would start from scratch anyway)"
+            )
+        if store is None:
+            raise ConfigError("resume_from= needs train= to be a datastore query (its registry)")
+        record = store.models.get(name, version=version, handle=handle)
+        model = store.models.load(name, version=record.version, handle=handle)
+        estimator = getattr(model, "estimator", None)
+        if type(estimator) is not type(self.estimator):
+            raise ConfigError(
+                f"{name} version {record.version} is a {type(estimator).__name__}, not a "
+                f"{type(self.estimator).__name__}; resume it with the same estimator"
+            )
+        if list(model.features) != self.features:
+            raise ConfigError(
+                f"{name} version {record.version} was trained on features {model.features}, "
+                f"not {self.features}"
+            )
+        logger.info("resuming from %s version %s handle %r", name, record.version, handle)
+        return estimator, {"name": name, "version": record.version, "handle": handle}
+
+    # -- what is stored with the version ---------------------------------------------------
+    def _meta(self, estimator: Any) -> dict[str, Any]:
+        classes = getattr(estimator, "classes_", None)
+        return json_safe(
+            {
+                "framework": "sklearn",
+                "features": self.features,
+                "label": self.label,
+                "kind": self.kind,
+                "estimator": _qualname(estimator),
+                "classes": None if classes is None else np.asarray(classes).tolist(),
+                "sklearn_version": sklearn.__version__,
+            }
+        )
+
+    def _config_record(self, num_cpus: float) -> dict[str, Any]:
+        return json_safe(
+            {
+                "estimator": _qualname(self.estimator),
+                "params": _params(self.estimator),
+                "fit_kwargs": self.fit_kwargs,
+                "num_cpus": num_cpus,
+                "incremental": self.incremental,
+                "batch_size": self.batch_size if self.incremental else None,
+                "epochs": self.epochs if self.incremental else None,
+                "seed": self.seed,
+            }
+        )
+
+    def _split_lineage(self, facts: QueryFacts) -> dict[str, Any] | None:
+        if self.valid_fraction is None or facts.key is None:
+            return None
+        return {"holdout": "hash of the key", "fraction": self.valid_fraction, "seed": self.seed}
+
+
+def _encodes_text(estimator: Any) -> bool:
+    """Whether some step of ``estimator`` turns text or categories into numbers."""
+    from sklearn.preprocessing import FunctionTransformer
+    from sklearn.utils import get_tags
+
+    parts = [estimator, *estimator.get_params(deep=True).values()]
+    for part in parts:
+        if not hasattr(part, "fit") or isinstance(part, type):
+            continue
+        if isinstance(part, FunctionTransformer):
+            return True
+        try:
+            tags = get_tags(part).input_tags
+        except (AttributeError, TypeError, ValueError):
+            continue
+        if tags.categorical or tags.string:
+            return True
+        if getattr(part, "categorical_features", None) == "from_dtype":  # HistGradientBoosting
+            return True
+    return False
+
+
+def _largest_node(resource: str) -> float:
+    ensure_ray()
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    return max((float(n["Resources"].get(resource, 0)) for n in nodes), default=0.0)
+
+
+def _qualname(obj: Any) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def _params(estimator: Any) -> dict[str, Any]:
+    """The estimator's hyper-parameters, nested steps as their class names."""
+    out = {}
+    for key, value in estimator.get_params(deep=True).items():
+        out[key] = _qualname(value) if hasattr(value, "get_params") else value
+    return out

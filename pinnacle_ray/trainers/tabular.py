@@ -1,0 +1,184 @@
+"""Tabular data for the classic trainers (scikit-learn, XGBoost): check a query before any
+read, read it once into Ray's object store, and turn blocks into the arrays a framework
+wants. Both frameworks hold their whole training set in memory, so reading it once up front
+costs nothing extra and leaves every CPU to the fit afterwards."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
+import ray.data
+
+from .._runtime import planned_execution
+from ..errors import ColumnNotFound, EmptyResult, NonFiniteValues, SingleClass
+from .features import check_columns
+
+__all__ = [
+    "QueryFacts",
+    "check_query",
+    "concat_table",
+    "distinct_values",
+    "is_numeric",
+    "label_array",
+    "query_datasets",
+    "quiet",
+    "read_once",
+    "require_classes",
+]
+
+MAX_DISTINCT = 10_000
+
+
+class QueryFacts:
+    """What a query says about itself before it is read: its schema and row count."""
+
+    def __init__(self, schema: pa.Schema | None, rows: int | None, key: str | None) -> None:
+        self.schema = schema
+        self.rows = rows
+        self.key = key
+
+    def text_columns(self, columns: Sequence[str]) -> list[str]:
+        """The ``columns`` whose type is not a number (strings, dates, ...)."""
+        if self.schema is None:
+            return []
+        return [c for c in columns if c in self.schema.names and not is_numeric(self.schema, c)]
+
+
+def is_numeric(schema: pa.Schema, column: str) -> bool:
+    """True for integer, float, boolean, decimal and all-NULL columns."""
+    kind = schema.field(column).type
+    return (
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_decimal(kind)
+        or pa.types.is_null(kind)
+    )
+
+
+def check_query(
+    query: Any,
+    role: str,
+    features: Sequence[str],
+    label: str | None,
+    *,
+    any_type: Collection[str] = (),
+) -> QueryFacts:
+    """Check ``query``'s columns and that it has rows, without reading it (a datastore query
+    plans both); a ``ray.data.Dataset`` is checked by its schema only."""
+    is_dataset = isinstance(query, ray.data.Dataset)
+    schema = query.schema() if callable(getattr(query, "schema", None)) else None
+    schema = getattr(schema, "base_schema", schema) if is_dataset else schema
+    if schema is not None:
+        check_columns(schema, features, label, any_type=any_type)
+    rows = None
+    if hasattr(query, "count") and not is_dataset:
+        rows = query.count()
+        if rows == 0:
+            raise EmptyResult(
+                f"the {role} query returns no rows ({query!r}); check its where/params"
+            )
+    key = getattr(query, "key", None)
+    key = key if isinstance(key, str) and schema is not None and key in schema.names else None
+    return QueryFacts(schema, rows, key)
+
+
+def read_once(dataset: ray.data.Dataset) -> ray.data.MaterializedDataset:
+    """Read ``dataset`` into Ray's object store, shards in parallel, with progress shown."""
+    with planned_execution():
+        return dataset.materialize()
+
+
+def concat_table(blocks: list[ray.ObjectRef], columns: Sequence[str] | None = None) -> pa.Table:
+    """One Arrow table of a materialized dataset's blocks (``to_arrow_refs()``): zero-copy
+    from the local object store; ``columns`` picks and orders the columns."""
+    tables = [t if isinstance(t, pa.Table) else pa.Table.from_pandas(t) for t in ray.get(blocks)]
+    tables = [t for t in tables if t.num_rows] or tables[:1]
+    if not tables:
+        raise EmptyResult("the dataset has no rows")
+    table = pa.concat_tables(tables, promote_options="permissive")
+    if columns is not None:
+        missing = [c for c in columns if c not in table.column_names]
+        if missing:
+            raise ColumnNotFound(
+                f"column(s) {missing} are not in the data; its columns are {table.column_names}"
+            )
+        table = table.select(list(columns))
+    return table
+
+
+def distinct_values(dataset: ray.data.Dataset, column: str, limit: int = MAX_DISTINCT) -> list[Any]:
+    """The sorted distinct non-NULL values of ``column`` (one pass; each block sends only its
+    own distinct values), at most ``limit`` of them."""
+
+    def block_distinct(batch: pa.Table) -> pa.Table:
+        values = pc.unique(batch.column(column).drop_null())
+        return pa.table({"v": values})
+
+    parts = dataset.select_columns([column]).map_batches(
+        block_distinct, batch_format="pyarrow", batch_size=None
+    )
+    with planned_execution():
+        found: set[Any] = set()
+        for batch in parts.iter_batches(batch_format="pyarrow", batch_size=None):
+            found.update(v for v in batch.column("v").to_pylist() if v == v)  # drop NaN
+            if len(found) > limit:
+                break
+    return sorted(found)[:limit]
+
+
+def label_array(table: pa.Table, label: str, where: str) -> np.ndarray:
+    """The label column as numpy (strings stay strings); NonFiniteValues on NULL/NaN."""
+    column = table.column(label)
+    missing = column.null_count
+    values = column.to_numpy(zero_copy_only=False)
+    if values.dtype.kind == "f":
+        missing = int(np.isnan(values).sum())
+    if missing:
+        everything = " (every row)" if missing == len(values) else ""
+        raise NonFiniteValues(
+            f"label column {label!r} is NULL or NaN in {missing} of {len(values)} rows of "
+            f"{where}{everything}; filter them out in the query (e.g. WHERE {label} IS NOT "
+            "NULL) before training"
+        )
+    return values
+
+
+def require_classes(classes: Sequence[Any], label: str, where: str) -> None:
+    """SingleClass when a classifier's label has fewer than two distinct values."""
+    if len(classes) < 2:
+        shown = [c.item() if hasattr(c, "item") else c for c in classes]
+        raise SingleClass(
+            f"label column {label!r} has a single class {shown} in {where}; a "
+            "classifier needs at least two. Check the query's filter, or train a regressor"
+        )
+
+
+def query_datasets(
+    train: Any, valid: Any, read_cpus: float, *, silent: bool = False
+) -> dict[str, ray.data.Dataset]:
+    """Datasets for the queries (a ``ray.data.Dataset`` passes as is), read tasks taking
+    ``read_cpus`` each; ``silent`` for those streamed inside the fit task, whose
+    progress bars would reach the driver's terminal as escape-code noise."""
+    out = {}
+    for role, query in (("train", train), ("valid", valid)):
+        if query is None:
+            continue
+        dataset = (
+            query if isinstance(query, ray.data.Dataset) else query.to_dataset(num_cpus=read_cpus)
+        )
+        out[role] = quiet(dataset) if silent else dataset
+    return out
+
+
+def quiet(dataset: ray.data.Dataset) -> ray.data.Dataset:
+    """``dataset`` without Ray Data's progress bars: where it is executed in another process
+    (a fit task, Ray Train's split coordinator) they reach the terminal as escape codes."""
+    dataset.context.enable_progress_bars = False
+    dataset.context.print_on_execution_start = False
+    return dataset

@@ -1,0 +1,362 @@
+"""``XGBoostTrainer``: distributed XGBoost on Ray Train, fed by datastore queries.
+
+Runs ``ray.train.xgboost.XGBoostTrainer`` the Ray Train V2 way: every worker runs
+``xgboost.train`` on its shard with Ray's report callback, and Ray sets up XGBoost's
+collective so the workers build one model. XGBoost holds its data in memory anyway, so the
+query is read once into Ray's object store first (all CPUs reading in parallel), then split
+among the workers: nothing competes with the workers for CPUs while they boost.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from typing import Any
+
+import ray
+import ray.data
+import ray.train
+import xgboost as xgb
+from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+from ray.train.xgboost import XGBoostTrainer as RayXGBoostTrainer
+
+from ..errors import ConfigError, NonFiniteValues, NonNumericFeature, TooFewRows
+from ..registry.xgboost_flavor import MODEL_FILE, is_classification, load_booster
+from .base import (
+    RESUME_KEY,
+    TrainResult,
+    default_run_config,
+    lineage_of,
+    plan_for,
+    raise_worker_error,
+    ray_train_env,
+    reported_checkpoints,
+    store_of,
+    worker_entry,
+)
+from .features import count_non_finite, non_finite_message
+from .holdout import split_by_key
+from .registration import json_safe, register_run
+from .tabular import (
+    QueryFacts,
+    check_query,
+    distinct_values,
+    query_datasets,
+    quiet,
+    read_once,
+    require_classes,
+)
+from .xgboost_loop import XGBoostSpec, xgboost_loop
+
+__all__ = ["XGBoostTrainer"]
+
+logger = logging.getLogger("pinnacle_ray.trainers")
+
+# Metrics where larger is better (XGBoost maximizes these when early stopping, too).
+_MAXIMIZED = ("auc", "aucpr", "map", "ndcg", "pre")
+
+
+class XGBoostTrainer:
+    """Train an XGBoost booster on Ray Train workers with datastore queries as datasets.
+
+    Example::
+
+        trainer = pr.XGBoostTrainer(
+            params={"objective": "binary:logistic", "tree_method": "hist", "max_depth": 4},
+            features=["rooms", "area"], label="sold", num_boost_round=100,
+            early_stopping_rounds=10, scaling_config=ScalingConfig(num_workers=2),
+            name="will-sell",
+        )
+        result = trainer.fit(train=store.table("houses", key="id"))
+        store.models.load("will-sell", handle="best").predict_proba(frame)
+
+    Validation uses ``valid=`` or a deterministic ``valid_fraction`` of the rows by key hash;
+    with ``early_stopping_rounds`` the ``best`` handle is the booster cut at its best round.
+    NULL/NaN features are XGBoost's missing values; text features become categories with
+    ``enable_categorical=True``. ``fit(resume_from="<name>")`` adds ``num_boost_round`` rounds
+    to a registered booster.
+    """
+
+    def __init__(
+        self,
+        params: dict[str, Any] | None = None,
+        *,
+        features: list[str],
+        label: str,
+        num_boost_round: int = 10,
+        early_stopping_rounds: int | None = None,
+        enable_categorical: bool = False,
+        valid_fraction: float | None = 0.2,
+        seed: int = 0,
+        checkpoint_frequency: int = 0,
+        scaling_config: ScalingConfig | None = None,
+        run_config: RunConfig | None = None,
+        name: str | None = None,
+    ) -> None:
+        if isinstance(features, str) or not features:
+            raise ConfigError(
+                f"features must be a non-empty list of column names, got {features!r}"
+            )
+        if not isinstance(label, str) or not label:
+            raise ConfigError(f"label must be a column name, got {label!r}")
+        for field, value, low in (
+            ("num_boost_round", num_boost_round, 1),
+            ("checkpoint_frequency", checkpoint_frequency, 0),
+        ):
+            if not isinstance(value, int) or value < low:
+                raise ConfigError(f"{field} must be an integer >= {low}, got {value!r}")
+        if early_stopping_rounds is not None and (
+            not isinstance(early_stopping_rounds, int) or early_stopping_rounds < 1
+        ):
+            raise ConfigError(
+                f"early_stopping_rounds must be a positive integer or None, got "
+                f"{early_stopping_rounds!r}"
+            )
+        if valid_fraction is not None and not 0 < valid_fraction < 1:
+            raise ConfigError(
+                f"valid_fraction must be between 0 and 1 or None, got {valid_fraction!r}"
+            )
+        self.params = {"tree_method": "hist", **dict(params or {})}
+        self.features = list(features)
+        self.label = label
+        self.num_boost_round = num_boost_round
+        self.early_stopping_rounds = early_stopping_rounds
+        self.enable_categorical = enable_categorical
+        self.valid_fraction = valid_fraction
+        self.seed = seed
+        self.checkpoint_frequency = checkpoint_frequency
+        self.scaling_config = scaling_config or ScalingConfig(num_workers=1)
+        self.run_config = run_config
+        self.name = name or "xgboost"
+
+    def fit(
+        self,
+        train: Any,
+        valid: Any = None,
+        *,
+        register: bool = True,
+        resume_from: str | None = None,
+        version: int | None = None,
+        handle: str = "latest",
+    ) -> TrainResult:
+        """Boost on ``train`` (a query or ``ray.data.Dataset``), evaluating on ``valid``.
+
+        ``resume_from="<name>"`` continues that registered booster (its ``handle``) with
+        ``num_boost_round`` more rounds, e.g. on rows added since; it is recorded as parent.
+        """
+        facts = self._check(train, "train")
+        if valid is not None:
+            self._check(valid, "valid")
+        plan = plan_for(self.scaling_config)
+        store = store_of(train)
+        start, parent, done = self._resume(store, resume_from, version, handle)
+        # Read with every CPU before the workers take theirs.
+        read = {role: read_once(ds) for role, ds in query_datasets(train, valid, 1.0).items()}
+        workers = plan.scaling_config.num_workers
+        rows = read["train"].count()
+        if rows < workers:
+            raise TooFewRows(
+                f"the training query has {rows} row(s) for {workers} workers; every worker "
+                "needs rows. Use fewer workers (ScalingConfig(num_workers=...))"
+            )
+        for role, dataset in read.items():
+            bad = count_non_finite(dataset, [self.label])
+            if bad:
+                raise NonFiniteValues(non_finite_message(bad, f"the {role} query's label"))
+        params = self._params(read["train"], plan.scaling_config)
+        if "valid" not in read and self.valid_fraction is not None and facts.key is not None:
+            read["train"], read["valid"] = split_by_key(
+                read["train"], facts.key, self.valid_fraction, self.seed, num_cpus=plan.read_cpus
+            )
+        if self.early_stopping_rounds is not None and "valid" not in read:
+            raise ConfigError(
+                "early_stopping_rounds needs validation rows: pass valid=<query>, or a key= on "
+                "the training query with valid_fraction set"
+            )
+        spec = XGBoostSpec(
+            params=params,
+            features=self.features,
+            label=self.label,
+            total_rounds=done + self.num_boost_round,
+            early_stopping_rounds=self.early_stopping_rounds,
+            checkpoint_frequency=self.checkpoint_frequency,
+            categories=self._categories(read["train"], facts),
+            has_valid="valid" in read,
+        )
+        config: dict[str, Any] = {"spec": spec}
+        if start is not None:
+            config[RESUME_KEY] = start
+        trainer = RayXGBoostTrainer(
+            worker_entry(xgboost_loop),
+            train_loop_config=config,
+            scaling_config=plan.scaling_config,
+            run_config=self.run_config
+            or default_run_config(self.name, CheckpointConfig(num_to_keep=None)),
+            datasets={role: quiet(dataset) for role, dataset in read.items()},
+        )
+        try:
+            with ray_train_env():
+                result = trainer.fit()
+        except Exception as exc:
+            raise_worker_error(exc)
+            raise
+        reported = reported_checkpoints(result)
+        listen = _listened(result.metrics or {})
+        mode = "max" if listen and listen.split("/")[-1].split("@")[0] in _MAXIMIZED else "min"
+        with tempfile.TemporaryDirectory(prefix="pinnacle-xgb-best-") as scratch:
+            best = _best_round(reported, listen, scratch)
+            if best is not None:
+                reported = sorted([*reported, best], key=lambda r: r[1].get("step", 0))
+            record = None
+            if register and store is not None and reported:
+                record = register_run(
+                    store,
+                    self.name,
+                    reported,
+                    framework="xgboost",
+                    meta=self._meta(spec),
+                    listen=listen,
+                    mode=mode,
+                    keep_epochs=0,
+                    config=self._config_record(spec, plan.scaling_config),
+                    lineage={
+                        "train": lineage_of(train),
+                        "valid": lineage_of(valid)
+                        if valid is not None
+                        else self._split_lineage(facts),
+                        "resumed_from": parent,
+                    },
+                    parent_version=parent["version"]
+                    if parent and parent["name"] == self.name
+                    else None,
+                )
+            elif register and store is None:
+                logger.warning("%s: train= is not a datastore query; not registered", self.name)
+        return TrainResult(
+            name=self.name,
+            metrics=dict(result.metrics or {}),
+            checkpoint=result.checkpoint,
+            version=record.version if record is not None else None,
+            path=getattr(result, "path", None),
+            ray_result=result,
+        )
+
+    # -- checks before any read ------------------------------------------------------------
+    def _check(self, query: Any, role: str) -> QueryFacts:
+        facts = check_query(query, role, self.features, self.label, any_type=self.features)
+        text = facts.text_columns(self.features)
+        if text and not self.enable_categorical:
+            raise NonNumericFeature(
+                f"feature column(s) {text} hold text; set enable_categorical=True to train on "
+                "them as categories, encode them as numbers in the query, or drop them"
+            )
+        return facts
+
+    def _params(self, train: ray.data.Dataset, scaling: ScalingConfig) -> dict[str, Any]:
+        """The booster parameters, completed from the data: classes checked, ``num_class``
+        for multi-class objectives, one thread per worker CPU."""
+        params = dict(self.params)
+        objective = params.get("objective", "reg:squarederror")
+        if is_classification(objective):
+            classes = distinct_values(train, self.label)
+            require_classes(classes, self.label, "the training query")
+            if objective.startswith("multi:"):
+                wrong = [c for c in classes if not float(c).is_integer() or c < 0]
+                if wrong:
+                    raise NonNumericFeature(
+                        f"label {self.label!r} holds {wrong[:5]}; multi-class XGBoost needs "
+                        "class numbers 0..k-1: map the classes to numbers in the query"
+                    )
+                params.setdefault("num_class", int(max(classes)) + 1)
+            elif set(classes) - {0, 1}:
+                raise NonNumericFeature(
+                    f"label {self.label!r} holds {classes[:5]}; {objective} needs 0/1 labels"
+                )
+        cpus = (scaling.resources_per_worker or {}).get("CPU", 1)
+        params.setdefault("nthread", max(1, int(cpus)))
+        return params
+
+    def _categories(self, train: ray.data.Dataset, facts: QueryFacts) -> dict[str, list[Any]]:
+        """Every text feature's categories, from all rows: the workers must agree on codes."""
+        text = facts.text_columns(self.features) if self.enable_categorical else []
+        return {column: distinct_values(train, column) for column in text}
+
+    def _resume(
+        self, store: Any, name: str | None, version: int | None, handle: str
+    ) -> tuple[ray.train.Checkpoint | None, dict[str, Any] | None, int]:
+        if name is None:
+            return None, None, 0
+        if store is None:
+            raise ConfigError("resume_from= needs train= to be a datastore query (its registry)")
+        record = store.models.get(name, version=version, handle=handle)
+        directory = store.models.checkpoint_dir(name, version=record.version, handle=handle)
+        model = store.models.load(name, version=record.version)
+        if list(getattr(model, "features", [])) != self.features:
+            raise ConfigError(
+                f"{name} version {record.version} was trained on features "
+                f"{getattr(model, 'features', None)}, not {self.features}"
+            )
+        done = load_booster(directory).num_boosted_rounds()
+        parent = {"name": name, "version": record.version, "handle": handle, "rounds": done}
+        logger.info(
+            "resuming from %s version %s handle %r (%d rounds)", name, record.version, handle, done
+        )
+        return ray.train.Checkpoint.from_directory(directory), parent, done
+
+    # -- what is stored with the version ---------------------------------------------------
+    def _meta(self, spec: XGBoostSpec) -> dict[str, Any]:
+        return json_safe(
+            {
+                "framework": "xgboost",
+                "features": self.features,
+                "label": self.label,
+                "objective": spec.params.get("objective", "reg:squarederror"),
+                "categories": spec.categories,
+                "xgboost_version": xgb.__version__,
+            }
+        )
+
+    def _config_record(self, spec: XGBoostSpec, scaling: ScalingConfig) -> dict[str, Any]:
+        return json_safe(
+            {
+                "params": spec.params,
+                "num_boost_round": self.num_boost_round,
+                "total_rounds": spec.total_rounds,
+                "early_stopping_rounds": self.early_stopping_rounds,
+                "enable_categorical": self.enable_categorical,
+                "scaling": {
+                    "num_workers": scaling.num_workers,
+                    "resources_per_worker": scaling.resources_per_worker,
+                },
+            }
+        )
+
+    def _split_lineage(self, facts: QueryFacts) -> dict[str, Any] | None:
+        if self.valid_fraction is None or facts.key is None:
+            return None
+        return {"holdout": "hash of the key", "fraction": self.valid_fraction, "seed": self.seed}
+
+
+def _listened(metrics: dict[str, Any]) -> str | None:
+    """The metric XGBoost early-stops on: the last one reported for the last eval set."""
+    valid = [k for k in metrics if k.startswith("valid/")]
+    return valid[-1] if valid else None
+
+
+def _best_round(
+    reported: list[tuple[ray.train.Checkpoint, dict[str, Any]]], listen: str | None, scratch: str
+) -> tuple[ray.train.Checkpoint, dict[str, Any]] | None:
+    """The final booster cut at its best round, when early stopping found one before the end."""
+    if not reported or listen is None:
+        return None
+    checkpoint, _ = reported[-1]
+    with checkpoint.as_directory() as directory:
+        booster = load_booster(directory)
+    best = booster.attr("best_iteration")
+    score = booster.attr("best_score")
+    if best is None or score is None or int(best) + 1 >= booster.num_boosted_rounds():
+        return None
+    rounds = int(best) + 1
+    booster[:rounds].save_model(f"{scratch}/{MODEL_FILE}")
+    best_metrics = {listen: float(score), "round": rounds, "step": rounds}
+    return ray.train.Checkpoint.from_directory(scratch), best_metrics

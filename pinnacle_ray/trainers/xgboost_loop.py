@@ -1,0 +1,117 @@
+"""The loop each XGBoost worker runs: its dataset shard into a DMatrix, ``xgboost.train``
+with Ray's report callback (XGBoost's collective is set up by Ray Train's XGBoostConfig).
+
+Metrics are reported every round as ``train/<metric>`` and ``valid/<metric>`` with the
+``round``; checkpoints (``model.ubj``) every ``checkpoint_frequency`` rounds and at the end.
+A restarted worker group continues from Ray's latest checkpoint, a resumed run from the
+registered booster, both up to ``total_rounds``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import ray.train
+import xgboost as xgb
+from ray.train.xgboost import RayTrainReportCallback
+
+from ..registry.xgboost_flavor import MODEL_FILE, feature_frame, load_booster
+from .checkpoint import get_checkpoint
+from .tabular import label_array
+
+__all__ = ["XGBoostSpec", "xgboost_loop"]
+
+
+@dataclass(frozen=True)
+class XGBoostSpec:
+    """What every worker needs to build its DMatrix and boost."""
+
+    params: dict[str, Any]
+    features: list[str]
+    label: str
+    total_rounds: int
+    early_stopping_rounds: int | None = None
+    checkpoint_frequency: int = 0
+    categories: dict[str, list[Any]] = field(default_factory=dict)
+    has_valid: bool = False
+
+
+class _Report(RayTrainReportCallback):
+    """Ray's callback, reporting ``train/rmse``-style names and the round count."""
+
+    def __init__(self, frequency: int) -> None:
+        super().__init__(
+            filename=MODEL_FILE,
+            frequency=frequency,
+            checkpoint_at_end=True,
+            results_postprocessing_fn=self._rename,
+        )
+        self.rounds = 0
+
+    def after_iteration(self, model: xgb.Booster, epoch: int, evals_log: dict) -> bool:
+        self.rounds = model.num_boosted_rounds()
+        super().after_iteration(model, epoch, evals_log)
+        return False
+
+    def after_training(self, model: xgb.Booster) -> xgb.Booster:
+        self.rounds = model.num_boosted_rounds()
+        return super().after_training(model)
+
+    def _rename(self, metrics: dict[str, float]) -> dict[str, Any]:
+        out: dict[str, Any] = {k.replace("-", "/", 1): float(v) for k, v in metrics.items()}
+        out["round"] = out["step"] = self.rounds
+        return out
+
+
+def xgboost_loop(config: dict[str, Any]) -> None:
+    """``train_loop_per_worker`` for :class:`pinnacle_ray.XGBoostTrainer`."""
+    spec: XGBoostSpec = config["spec"]
+    train = _dmatrix("train", spec)
+    evals = [(train, "train")]
+    if spec.has_valid:
+        evals.append((_dmatrix("valid", spec), "valid"))
+    start = get_checkpoint()  # Ray's own after a restart, else the registered one resumed
+    booster = None
+    if start is not None:
+        with start.as_directory() as directory:
+            booster = load_booster(directory)
+    done = booster.num_boosted_rounds() if booster is not None else 0
+    report = _Report(spec.checkpoint_frequency)
+    if done >= spec.total_rounds and booster is not None:
+        report.after_training(booster)
+        return
+    xgb.train(
+        spec.params,
+        train,
+        num_boost_round=spec.total_rounds - done,
+        evals=evals,
+        early_stopping_rounds=spec.early_stopping_rounds,
+        xgb_model=booster,
+        callbacks=[report],
+        verbose_eval=False,
+    )
+
+
+def _dmatrix(role: str, spec: XGBoostSpec) -> xgb.DMatrix:
+    """This worker's shard of ``role`` as a DMatrix (NULL/NaN features are missing values)."""
+    shard = ray.train.get_dataset_shard(role)
+    columns = [*dict.fromkeys([*spec.features, spec.label])]
+    tables = [
+        t.select(columns) for t in shard.iter_batches(batch_size=None, batch_format="pyarrow")
+    ]
+    table = pa.concat_tables(tables, promote_options="permissive") if tables else None
+    if table is None or table.num_rows == 0:
+        empty = np.empty((0, len(spec.features)), np.float32)
+        return xgb.DMatrix(empty, label=np.empty(0), feature_names=spec.features)
+    rank = ray.train.get_context().get_world_rank()
+    label = label_array(table, spec.label, f"the {role} rows of worker {rank}")
+    return xgb.DMatrix(
+        feature_frame(table, spec.features, spec.categories),
+        label=label.astype(np.float32),
+        missing=np.nan,
+        feature_names=spec.features,
+        enable_categorical=bool(spec.categories),
+    )
