@@ -43,7 +43,8 @@ def feature_frame(batch: Any, features: list[str], categories: dict[str, list[An
     out = {}
     for name in features:
         if name in categories:
-            out[name] = pd.Categorical(frame[name], categories=categories[name])
+            known = frame[name].where(frame[name].isin(categories[name]))  # unseen: missing
+            out[name] = pd.Categorical(known, categories=categories[name])
         else:
             out[name] = pd.to_numeric(frame[name], errors="raise").astype(np.float32)
     return pd.DataFrame(out)

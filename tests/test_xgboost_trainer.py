@@ -1,0 +1,142 @@
+"""XGBoostTrainer: distributed XGBoost on Ray Train from a datastore query, registered."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import xgboost as xgb
+from ray.train import ScalingConfig
+from sklearn.metrics import accuracy_score, r2_score
+from tabular_data import breast_cancer, diabetes, in_order
+
+import pinnacle_ray as pr
+from pinnacle_ray.registry.xgboost_flavor import load_booster
+
+
+def test_two_workers_early_stop_and_register_the_best_round(store, tables):
+    table = tables("bc")
+    features = breast_cancer(store, table)
+    train = store.table(table, where={"split": "train"}, key="id")
+    valid = store.table(table, where={"split": "valid"}, key="id")
+    name = f"{table}-xgb"
+
+    result = pr.XGBoostTrainer(
+        params={"objective": "binary:logistic", "eval_metric": ["auc", "logloss"], "eta": 0.5},
+        features=features,
+        label="target",
+        num_boost_round=200,
+        early_stopping_rounds=5,
+        scaling_config=ScalingConfig(num_workers=2),
+        name=name,
+    ).fit(train=train, valid=valid)
+
+    assert {"train/logloss", "valid/logloss", "valid/auc"} <= set(result.metrics)
+    assert result.metrics["round"] < 200  # stopped early
+    best = store.models.get(name, handle="best")
+    latest = store.models.get(name, handle="latest")
+    assert best.step < latest.step == result.metrics["round"]
+    assert best.metrics["valid/logloss"] <= result.metrics["valid/logloss"]
+
+    model = store.models.load(name)  # the version's artifact is the best round
+    x_valid, y_valid = in_order(valid, features, "target")
+    assert accuracy_score(y_valid, model.predict(x_valid)) > 0.9
+    booster = load_booster(store.models.checkpoint_dir(name, handle="best"))
+    assert booster.num_boosted_rounds() == best.step
+    expected = booster.predict(xgb.DMatrix(x_valid.to_numpy(np.float32), feature_names=features))
+    np.testing.assert_array_equal(model.predict_proba(x_valid)[:, 1], expected)
+
+
+@pytest.fixture
+def sqlite(tmp_path):
+    s = pr.connect(tmp_path / "xgb.db")
+    yield s
+    s.close()
+
+
+def test_continued_boosting_adds_rounds_to_the_registered_booster(sqlite):
+    features = diabetes(sqlite, "diabetes")
+    q = sqlite.table("diabetes", key="id")
+    trainer = pr.XGBoostTrainer(
+        params={"objective": "reg:squarederror", "max_depth": 3, "eta": 0.1},
+        features=features,
+        label="target",
+        num_boost_round=30,
+        scaling_config=ScalingConfig(num_workers=2),
+        name="dia",
+    )
+    first = trainer.fit(train=q)
+    assert first.metrics["valid/rmse"] > 0
+    x, y = in_order(q, features, "target")
+    assert r2_score(y, sqlite.models.load("dia").predict(x)) > 0.3
+
+    second = trainer.fit(train=q, resume_from="dia")
+
+    assert second.version == 2 and second.metrics["round"] == 60
+    assert sqlite.models.load("dia").booster.num_boosted_rounds() == 60
+    version = sqlite.models.get("dia")
+    assert version.parent_version == 1
+    assert version.lineage["resumed_from"]["rounds"] == 30
+
+
+def test_missing_features_are_missing_values_and_text_features_are_categories(sqlite):
+    rng = np.random.default_rng(0)
+    n = 800
+    colour = rng.choice(["red", "green", "blue"], size=n)
+    size = rng.normal(size=n)
+    size[::7] = np.nan  # NULL in the database: XGBoost's missing value
+    y = np.where(colour == "red", 3.0, 0.0) + np.nan_to_num(size)
+    sqlite.write(
+        "items", pa.table({"id": np.arange(n), "colour": colour, "size": size, "y": y}), "id"
+    )
+    pr.XGBoostTrainer(
+        params={"objective": "reg:squarederror", "max_cat_to_onehot": 4},
+        features=["colour", "size"],
+        label="y",
+        num_boost_round=40,
+        enable_categorical=True,
+        name="cat",
+    ).fit(train=sqlite.table("items", key="id"))
+
+    model = sqlite.models.load("cat")
+    assert model.categories == {"colour": ["blue", "green", "red"]}
+    rows = {"colour": np.array(["red", "blue", "purple"]), "size": np.array([0.0, 0.0, np.nan])}
+    red, blue, unseen = model.predict(rows)
+    assert red - blue > 2.5
+    assert np.isfinite(unseen)
+
+
+def test_bad_inputs_are_refused_before_training_starts(sqlite):
+    sqlite.write(
+        "rows",
+        pa.table(
+            {
+                "id": [1, 2, 3],
+                "x": [0.1, 0.2, 0.3],
+                "word": ["a", "b", "c"],
+                "one": [1, 1, 1],
+                "gap": pa.array([1.0, None, 2.0]),
+            }
+        ),
+        "id",
+    )
+    q = sqlite.table("rows", key="id")
+    base = {"features": ["x"], "valid_fraction": None}
+    with pytest.raises(pr.TooFewRows, match="3 row"):
+        pr.XGBoostTrainer(
+            label="one", scaling_config=ScalingConfig(num_workers=4), **base
+        ).fit(train=q)
+    with pytest.raises(pr.SingleClass):
+        pr.XGBoostTrainer(params={"objective": "binary:logistic"}, label="one", **base).fit(
+            train=q
+        )
+    with pytest.raises(pr.NonFiniteValues, match="'gap': 1 row"):
+        pr.XGBoostTrainer(label="gap", **base).fit(train=q)
+    with pytest.raises(pr.NonNumericFeature, match="enable_categorical=True"):
+        pr.XGBoostTrainer(features=["word"], label="one").fit(train=q)
+    with pytest.raises(pr.ColumnNotFound):
+        pr.XGBoostTrainer(label="nope", **base).fit(train=q)
+    with pytest.raises(pr.ConfigError, match="early_stopping_rounds needs validation"):
+        pr.XGBoostTrainer(label="gap", early_stopping_rounds=2, **base).fit(
+            train=sqlite.table("rows", where={"id": 1})
+        )
