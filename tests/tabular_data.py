@@ -41,7 +41,9 @@ def iris(store: pr.SqlDatastore, table: str) -> list[str]:
     return [c for c in frame.columns if c not in ("id", "target", "split")]
 
 
-def in_order(query, features: list[str], label: str | None) -> tuple[pd.DataFrame, np.ndarray | None]:
+def in_order(
+    query, features: list[str], label: str | None
+) -> tuple[pd.DataFrame, np.ndarray | None]:
     """The query's rows in key order, as the in-process comparison fits them."""
     frame = query.to_arrow().to_pandas().sort_values("id", kind="stable")
     return frame[features], (frame[label].to_numpy() if label else None)

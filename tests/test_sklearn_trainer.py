@@ -21,9 +21,7 @@ import pinnacle_ray as pr
 from pinnacle_ray.registry.sklearn_flavor import load_model, save_model
 
 
-def test_classifier_with_string_labels_predicts_exactly_like_in_process_when_loaded(
-    store, tables
-):
+def test_classifier_with_string_labels_predicts_exactly_like_in_process_when_loaded(store, tables):
     table = tables("bc")
     features = breast_cancer(store, table)
     train = store.table(table, where={"split": "train"}, key="id")
@@ -180,7 +178,9 @@ def test_text_feature_without_an_encoder_is_refused_before_reading(sqlite):
 def test_bad_labels_are_refused_with_the_fix(sqlite, label, values, error, match):
     sqlite.write(
         "rows",
-        pa.table({"id": [1, 2, 3, 4], "x": [0.1, 0.2, 0.3, 0.4], "y": pa.array(values, pa.int64())}),
+        pa.table(
+            {"id": [1, 2, 3, 4], "x": [0.1, 0.2, 0.3, 0.4], "y": pa.array(values, pa.int64())}
+        ),
         "id",
     )
     with pytest.raises(error, match=match):
@@ -194,9 +194,9 @@ def test_nan_features_name_the_column_and_suggest_an_imputer(sqlite):
         "rows", pa.table({"id": [1, 2, 3, 4], "x": [0.1, None, 0.3, None], "y": [0, 1, 0, 1]}), "id"
     )
     with pytest.raises(pr.NonFiniteValues, match=r"'x': 2 row\(s\).*SimpleImputer"):
-        pr.SklearnTrainer(
-            LogisticRegression(), features=["x"], label="y", valid_fraction=None
-        ).fit(train=sqlite.table("rows"))
+        pr.SklearnTrainer(LogisticRegression(), features=["x"], label="y", valid_fraction=None).fit(
+            train=sqlite.table("rows")
+        )
 
 
 def test_zero_rows_and_impossible_cpus_are_refused_before_any_work(sqlite):
@@ -224,5 +224,5 @@ def test_loading_refuses_types_that_were_not_saved_with_the_model(tmp_path):
 
     meta_path = Path(tmp_path) / "pinnacle.json"
     meta_path.write_text(json.dumps({**meta, "trusted_types": []}))
-    with pytest.raises(pr.IncompatibleCheckpoint, match="math.log1p"):
+    with pytest.raises(pr.IncompatibleCheckpoint, match=r"math\.log1p"):
         load_model(tmp_path)

@@ -123,13 +123,11 @@ def test_bad_inputs_are_refused_before_training_starts(sqlite):
     q = sqlite.table("rows", key="id")
     base = {"features": ["x"], "valid_fraction": None}
     with pytest.raises(pr.TooFewRows, match="3 row"):
-        pr.XGBoostTrainer(
-            label="one", scaling_config=ScalingConfig(num_workers=4), **base
-        ).fit(train=q)
-    with pytest.raises(pr.SingleClass):
-        pr.XGBoostTrainer(params={"objective": "binary:logistic"}, label="one", **base).fit(
+        pr.XGBoostTrainer(label="one", scaling_config=ScalingConfig(num_workers=4), **base).fit(
             train=q
         )
+    with pytest.raises(pr.SingleClass):
+        pr.XGBoostTrainer(params={"objective": "binary:logistic"}, label="one", **base).fit(train=q)
     with pytest.raises(pr.NonFiniteValues, match="'gap': 1 row"):
         pr.XGBoostTrainer(label="gap", **base).fit(train=q)
     with pytest.raises(pr.NonNumericFeature, match="enable_categorical=True"):
