@@ -704,6 +704,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
         logging.ERROR
     )
+    # Keep idle worker processes as pinnacle_ray's local instance does (both (a) and (b) run
+    # on this instance): Ray would otherwise restart read workers for every run.
+    os.environ.setdefault("RAY_num_workers_soft_limit", str(3 * (os.cpu_count() or 1)))
     ray.init(
         num_cpus=os.cpu_count(),
         include_dashboard=True,

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 import pinnacle_ray as pr
 from pinnacle_ray._quiet_logging import worker_env
+from pinnacle_ray._runtime import keep_idle_workers
 
 PG_URL = os.environ.get("PINNACLE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("PINNACLE_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
@@ -29,6 +30,7 @@ _unreachable: dict[str, str] = {}
 def ray_session() -> Iterator[None]:
     """One local Ray instance for the whole session, sized like the target machine."""
     if not ray.is_initialized():
+        keep_idle_workers()
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
             logging.ERROR
         )

@@ -94,11 +94,17 @@ def read_once(dataset: ray.data.Dataset) -> ray.data.MaterializedDataset:
         return dataset.materialize()
 
 
-def concat_table(blocks: list[ray.ObjectRef], columns: Sequence[str] | None = None) -> pa.Table:
+def concat_table(
+    blocks: list[ray.ObjectRef], columns: Sequence[str] | None = None, key: str | None = None
+) -> pa.Table:
     """One Arrow table of a materialized dataset's blocks (``to_arrow_refs()``): zero-copy
-    from the local object store; ``columns`` picks and orders the columns."""
+    from the local object store; ``columns`` picks and orders the columns, blocks come in
+    the order of their first ``key``."""
     tables = [t if isinstance(t, pa.Table) else pa.Table.from_pandas(t) for t in ray.get(blocks)]
     tables = [t for t in tables if t.num_rows] or tables[:1]
+    if key is not None and all(key in t.column_names for t in tables):
+        # Shards are key ranges: in order of their first key they are usually in key order.
+        tables.sort(key=lambda t: t.column(key)[0].as_py() if t.num_rows else 0)
     if not tables:
         raise EmptyResult("the dataset has no rows")
     table = pa.concat_tables(tables, promote_options="permissive")
