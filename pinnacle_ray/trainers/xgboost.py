@@ -72,6 +72,9 @@ class XGBoostTrainer:
 
     Validation uses ``valid=`` or a deterministic ``valid_fraction`` of the rows by key hash;
     with ``early_stopping_rounds`` the ``best`` handle is the booster cut at its best round.
+    Metrics are reported every ``report_every`` rounds, by default at most about once a
+    second (each Ray Train report waits for the controller's next poll); set
+    ``report_every=1`` for a report per round, e.g. for a Tune scheduler counting reports.
     NULL/NaN features are XGBoost's missing values; text features become categories with
     ``enable_categorical=True``. ``fit(resume_from="<name>")`` adds ``num_boost_round`` rounds
     to a registered booster.
@@ -89,6 +92,7 @@ class XGBoostTrainer:
         valid_fraction: float | None = 0.2,
         seed: int = 0,
         checkpoint_frequency: int = 0,
+        report_every: int | None = None,
         scaling_config: ScalingConfig | None = None,
         run_config: RunConfig | None = None,
         name: str | None = None,
@@ -102,6 +106,7 @@ class XGBoostTrainer:
         for field, value, low in (
             ("num_boost_round", num_boost_round, 1),
             ("checkpoint_frequency", checkpoint_frequency, 0),
+            ("report_every", 1 if report_every is None else report_every, 1),
         ):
             if not isinstance(value, int) or value < low:
                 raise ConfigError(f"{field} must be an integer >= {low}, got {value!r}")
@@ -125,6 +130,7 @@ class XGBoostTrainer:
         self.valid_fraction = valid_fraction
         self.seed = seed
         self.checkpoint_frequency = checkpoint_frequency
+        self.report_every = report_every
         self.scaling_config = scaling_config or ScalingConfig(num_workers=1)
         self.run_config = run_config
         self.name = name or "xgboost"
@@ -180,6 +186,7 @@ class XGBoostTrainer:
             total_rounds=done + self.num_boost_round,
             early_stopping_rounds=self.early_stopping_rounds,
             checkpoint_frequency=self.checkpoint_frequency,
+            report_every=self.report_every,
             categories=self._categories(read["train"], facts),
             has_valid="valid" in read,
         )

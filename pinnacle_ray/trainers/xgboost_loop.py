@@ -1,14 +1,18 @@
 """The loop each XGBoost worker runs: its dataset shard into a DMatrix, ``xgboost.train``
 with Ray's report callback (XGBoost's collective is set up by Ray Train's XGBoostConfig).
 
-Metrics are reported every round as ``train/<metric>`` and ``valid/<metric>`` with the
-``round``; checkpoints (``model.ubj``) every ``checkpoint_frequency`` rounds and at the end.
+Metrics are reported as ``train/<metric>`` and ``valid/<metric>`` with the ``round``:
+every ``report_every`` rounds, or by default at most about once a second (a Ray Train
+report waits for the controller's next poll, ~0.25 s, which on small data costs more than
+the round itself: measured 0.28 s per round against 0.08 s of boosting on 1M rows).
+Checkpoints (``model.ubj``) every ``checkpoint_frequency`` rounds and at the end.
 A restarted worker group continues from Ray's latest checkpoint, a resumed run from the
 registered booster, both up to ``total_rounds``.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,14 +39,21 @@ class XGBoostSpec:
     total_rounds: int
     early_stopping_rounds: int | None = None
     checkpoint_frequency: int = 0
+    report_every: int | None = None
     categories: dict[str, list[Any]] = field(default_factory=dict)
     has_valid: bool = False
 
 
-class _Report(RayTrainReportCallback):
-    """Ray's callback, reporting ``train/rmse``-style names and the round count."""
+# With report_every=None, rounds closer together than this are not reported one by one.
+MIN_REPORT_INTERVAL_S = 1.0
 
-    def __init__(self, frequency: int) -> None:
+
+class _Report(RayTrainReportCallback):
+    """Ray's callback, reporting ``train/rmse``-style names and the round count, every
+    ``report_every`` rounds or (None) at most about once a second; checkpoint rounds and
+    the end are always reported."""
+
+    def __init__(self, frequency: int, report_every: int | None = None) -> None:
         super().__init__(
             filename=MODEL_FILE,
             frequency=frequency,
@@ -50,11 +61,23 @@ class _Report(RayTrainReportCallback):
             results_postprocessing_fn=self._rename,
         )
         self.rounds = 0
+        self.report_every = report_every
+        self._last_report = time.monotonic()
 
     def after_iteration(self, model: xgb.Booster, epoch: int, evals_log: dict) -> bool:
         self.rounds = model.num_boosted_rounds()
-        super().after_iteration(model, epoch, evals_log)
+        checkpoint = self._frequency and (epoch + 1) % self._frequency == 0
+        if checkpoint or self._due():
+            super().after_iteration(model, epoch, evals_log)
+            self._last_report = time.monotonic()
+        else:
+            self._evals_log = evals_log  # what the final report carries
         return False
+
+    def _due(self) -> bool:
+        if self.report_every is not None:
+            return self.rounds % self.report_every == 0
+        return time.monotonic() - self._last_report >= MIN_REPORT_INTERVAL_S
 
     def after_training(self, model: xgb.Booster) -> xgb.Booster:
         self.rounds = model.num_boosted_rounds()
@@ -79,7 +102,7 @@ def xgboost_loop(config: dict[str, Any]) -> None:
         with start.as_directory() as directory:
             booster = load_booster(directory)
     done = booster.num_boosted_rounds() if booster is not None else 0
-    report = _Report(spec.checkpoint_frequency)
+    report = _Report(spec.checkpoint_frequency, spec.report_every)
     if done >= spec.total_rounds and booster is not None:
         report.after_training(booster)
         return
