@@ -422,6 +422,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # Ray first, before any timing: start-up is not counted for either Ray-based reader.
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    # Keep idle worker processes as pinnacle_ray's local instance does (every Ray-based
+    # reader here runs on this instance): Ray would otherwise restart read workers per read.
+    os.environ.setdefault("RAY_num_workers_soft_limit", str(3 * (os.cpu_count() or 1)))
     ray.init(
         num_cpus=os.cpu_count(),
         include_dashboard=False,
