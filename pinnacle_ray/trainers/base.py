@@ -32,7 +32,9 @@ __all__ = [
     "raise_worker_error",
     "ray_train_env",
     "reported_checkpoints",
+    "run_lineage",
     "store_of",
+    "warn_unregistered",
     "worker_entry",
 ]
 
@@ -133,6 +135,19 @@ def lineage_of(query: Any) -> dict[str, Any] | None:
     """What a query read, enough to read it again (None for a plain Dataset)."""
     lineage = getattr(query, "lineage", None)
     return lineage() if callable(lineage) else None
+
+
+def run_lineage(train: Any, valid: Any, holdout: dict[str, Any] | None) -> dict[str, Any]:
+    """What a run read: its queries, or for validation without a query, the holdout rule."""
+    return {
+        "train": lineage_of(train),
+        "valid": lineage_of(valid) if valid is not None else holdout,
+    }
+
+
+def warn_unregistered(name: str) -> None:
+    """Say once that a run on a plain Dataset has no registry to go to."""
+    logger.warning("%s: train= is not a datastore query; the run is not registered", name)
 
 
 RESUME_KEY = "_pinnacle_resume_from"

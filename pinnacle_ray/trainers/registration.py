@@ -96,9 +96,13 @@ def register_run(
     keep_epochs: int,
     config: dict[str, Any],
     lineage: dict[str, Any],
-    parent_version: int | None = None,
+    parent: dict[str, Any] | None = None,
 ) -> Any:
-    """Register ``reported`` checkpoints under ``name`` in ``store``'s registry; the version."""
+    """Register ``reported`` checkpoints under ``name`` in ``store``'s registry; the version.
+
+    ``parent`` is the registered model a run resumed from: recorded in the lineage, and as
+    the parent version when it has the same name (a version number only means something
+    under its own name)."""
     handles = choose_handles(reported, listen, mode, keep_epochs)
     if not handles:
         return None
@@ -125,8 +129,8 @@ def register_run(
             str(artifact),
             metrics=json_safe(_public(main[1])),
             config=json_safe(config),
-            lineage=json_safe(lineage),
-            parent_version=parent_version,
+            lineage=json_safe({**lineage, "resumed_from": parent}),
+            parent_version=parent["version"] if parent and parent["name"] == name else None,
             checkpoints=specs,
         )
     logger.info("registered %s version %s (%s)", name, version.version, ", ".join(handles))

@@ -26,7 +26,7 @@ from sklearn.base import clone
 from .._runtime import cluster_cpus, ensure_ray
 from ..errors import ConfigError, DataTooLarge, NonNumericFeature, ResourceError
 from ..registry.sklearn_flavor import save_model
-from .base import TrainResult, default_run_config, lineage_of, store_of
+from .base import TrainResult, default_run_config, run_lineage, store_of, warn_unregistered
 from .caching import estimated_bytes
 from .registration import json_safe, register_run
 from .sklearn_fit import FitSpec, fit_in_memory, fit_incremental
@@ -206,19 +206,11 @@ class SklearnTrainer:
                 mode="min",
                 keep_epochs=0,
                 config=self._config_record(num_cpus),
-                lineage={
-                    "train": lineage_of(train),
-                    "valid": lineage_of(valid) if valid is not None else self._split_lineage(facts),
-                    "resumed_from": parent,
-                },
-                parent_version=parent["version"]
-                if parent and parent["name"] == self.name
-                else None,
+                lineage=run_lineage(train, valid, self._split_lineage(facts)),
+                parent=parent,
             )
-        elif register:
-            logger.warning(
-                "%s: train= is not a datastore query; the run is not registered", self.name
-            )
+        elif register and store is None:
+            warn_unregistered(self.name)
         return TrainResult(
             name=self.name,
             metrics=metrics,

@@ -28,12 +28,13 @@ from .base import (
     TrainResult,
     datasets_for,
     default_run_config,
-    lineage_of,
     plan_for,
     raise_worker_error,
     ray_train_env,
     reported_checkpoints,
+    run_lineage,
     store_of,
+    warn_unregistered,
     worker_entry,
 )
 from .caching import estimated_bytes, maybe_cache
@@ -217,23 +218,13 @@ class TorchTrainer:
                 mode=self.mode,
                 keep_epochs=self.keep_checkpoints,
                 config=self._config_record(plan.scaling_config),
-                lineage={
-                    "train": lineage_of(train),
-                    "valid": lineage_of(valid) if valid is not None else self._split_lineage(),
-                    "resumed_from": parent,
-                },
-                # A parent version only means something under the same name; lineage
-                # names the model resumed from either way.
-                parent_version=parent["version"]
-                if parent and parent["name"] == self.name
-                else None,
+                lineage=run_lineage(train, valid, self._split_lineage()),
+                parent=parent,
             )
         elif reported:
             check_listened(reported, self.listen)
         elif register and store is None:
-            logger.warning(
-                "%s: train= is not a datastore query; the run is not registered", self.name
-            )
+            warn_unregistered(self.name)
         return TrainResult(
             name=self.name,
             metrics=dict(result.metrics or {}),

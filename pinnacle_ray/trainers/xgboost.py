@@ -26,12 +26,13 @@ from .base import (
     RESUME_KEY,
     TrainResult,
     default_run_config,
-    lineage_of,
     plan_for,
     raise_worker_error,
     ray_train_env,
     reported_checkpoints,
+    run_lineage,
     store_of,
+    warn_unregistered,
     worker_entry,
 )
 from .features import count_non_finite, non_finite_message
@@ -226,19 +227,11 @@ class XGBoostTrainer:
                     mode=mode,
                     keep_epochs=0,
                     config=self._config_record(spec, plan.scaling_config),
-                    lineage={
-                        "train": lineage_of(train),
-                        "valid": lineage_of(valid)
-                        if valid is not None
-                        else self._split_lineage(facts),
-                        "resumed_from": parent,
-                    },
-                    parent_version=parent["version"]
-                    if parent and parent["name"] == self.name
-                    else None,
+                    lineage=run_lineage(train, valid, self._split_lineage(facts)),
+                    parent=parent,
                 )
             elif register and store is None:
-                logger.warning("%s: train= is not a datastore query; not registered", self.name)
+                warn_unregistered(self.name)
         return TrainResult(
             name=self.name,
             metrics=dict(result.metrics or {}),
