@@ -206,7 +206,7 @@ class SklearnTrainer:
                 mode="min",
                 keep_epochs=0,
                 config=self._config_record(num_cpus),
-                lineage=run_lineage(train, valid, self._split_lineage(facts)),
+                lineage=run_lineage(train, valid, facts.holdout(self.valid_fraction, self.seed)),
                 parent=parent,
             )
         elif register and store is None:
@@ -324,11 +324,6 @@ class SklearnTrainer:
                 "seed": self.seed,
             }
         )
-
-    def _split_lineage(self, facts: QueryFacts) -> dict[str, Any] | None:
-        if self.valid_fraction is None or facts.key is None:
-            return None
-        return {"holdout": "hash of the key", "fraction": self.valid_fraction, "seed": self.seed}
 
 
 def _encodes_text(estimator: Any) -> bool:

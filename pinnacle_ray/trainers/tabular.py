@@ -42,6 +42,12 @@ class QueryFacts:
         self.rows = rows
         self.key = key
 
+    def holdout(self, fraction: float | None, seed: int) -> dict[str, Any] | None:
+        """The lineage of a key-hash validation split of this query (None without one)."""
+        if fraction is None or self.key is None:
+            return None
+        return {"holdout": "hash of the key", "fraction": fraction, "seed": seed}
+
     def text_columns(self, columns: Sequence[str]) -> list[str]:
         """The ``columns`` whose type is not a number (strings, dates, ...)."""
         if self.schema is None:

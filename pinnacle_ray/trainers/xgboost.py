@@ -227,7 +227,9 @@ class XGBoostTrainer:
                     mode=mode,
                     keep_epochs=0,
                     config=self._config_record(spec, plan.scaling_config),
-                    lineage=run_lineage(train, valid, self._split_lineage(facts)),
+                    lineage=run_lineage(
+                        train, valid, facts.holdout(self.valid_fraction, self.seed)
+                    ),
                     parent=parent,
                 )
             elif register and store is None:
@@ -330,11 +332,6 @@ class XGBoostTrainer:
                 },
             }
         )
-
-    def _split_lineage(self, facts: QueryFacts) -> dict[str, Any] | None:
-        if self.valid_fraction is None or facts.key is None:
-            return None
-        return {"holdout": "hash of the key", "fraction": self.valid_fraction, "seed": self.seed}
 
 
 def _listened(metrics: dict[str, Any]) -> str | None:
