@@ -89,6 +89,10 @@ def main() -> None:
     print("\npredictions of the best checkpoint on 5 validation rows:")
     for truth, guess in zip(rows.column("progression").to_pylist(), predicted, strict=True):
         print(f"  progression {truth:6.1f}   predicted {guess:6.1f}")
+    print(
+        "\nnext: examples/sklearn_and_xgboost.py trains scikit-learn and XGBoost models on a "
+        "table the same way (pr.SklearnTrainer, pr.XGBoostTrainer)"
+    )
 
 
 if __name__ == "__main__":
