@@ -6,6 +6,8 @@ Nothing in here imports pinnacle_ray, so a broken package never stops the baseli
 from __future__ import annotations
 
 import gc
+import logging
+import os
 import sqlite3
 import statistics
 import threading
@@ -17,6 +19,7 @@ from typing import Any
 
 import psutil
 import pyarrow as pa
+import ray.data
 
 BENCH_DIR = Path(__file__).resolve().parent
 DATA_DIR = BENCH_DIR / ".data"
@@ -186,3 +189,24 @@ def build_sqlite_table(
         conn.execute("ANALYZE")
     conn.close()
     print(f"sqlite: built {table} ({rows:,} rows) in {time.perf_counter() - t0:.1f}s -> {path}")
+
+
+def quiet_ray() -> None:
+    """Ray at WARNING, no progress bars: one line per run stays readable."""
+    for name in ("ray", "ray.data", "ray.data._internal", "ray.train", "ray.tune", "ray.air"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # "Progress bars disabled. To enable, ..." is a WARNING; we disable them on purpose.
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.enable_operator_progress_bars = False
+    ctx.print_on_execution_start = False
+    ctx.enable_auto_log_stats = False
+
+
+def keep_idle_workers() -> None:
+    """Make the Ray instance started next keep idle worker processes, as pinnacle_ray's own
+    local instance does (``pinnacle_ray._runtime.keep_idle_workers``); every Ray-based method
+    runs on it. Without it Ray restarts read workers for every run. Set here without
+    importing the package, so the other methods still run when it is broken."""
+    os.environ.setdefault("RAY_num_workers_soft_limit", str(3 * (os.cpu_count() or 1)))

@@ -57,6 +57,8 @@ from _common import (
     ensure_data_dir,
     fmt_bytes,
     fmt_rate,
+    keep_idle_workers,
+    quiet_ray,
     time_method,
 )
 
@@ -404,33 +406,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def quiet_ray_data() -> None:
-    for name in ("ray", "ray.data", "ray.data._internal"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    # "Progress bars disabled. To enable, ..." is a WARNING; we disable them on purpose.
-    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    ctx.enable_operator_progress_bars = False
-    ctx.print_on_execution_start = False
-    ctx.enable_auto_log_stats = False
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     rows, repeats = args.rows, args.repeats
 
     # Ray first, before any timing: start-up is not counted for either Ray-based reader.
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-    # Keep idle worker processes as pinnacle_ray's local instance does (every Ray-based
-    # reader here runs on this instance): Ray would otherwise restart read workers per read.
-    os.environ.setdefault("RAY_num_workers_soft_limit", str(3 * (os.cpu_count() or 1)))
+    keep_idle_workers()
     ray.init(
         num_cpus=os.cpu_count(),
         include_dashboard=False,
         logging_level=logging.WARNING,
     )
-    quiet_ray_data()
+    quiet_ray()
     print(
         f"python {platform.python_version()}, ray {ray.__version__}, pyarrow {pa.__version__}, "
         f"{os.cpu_count()} CPUs; rows={rows:,}, repeats={repeats}"

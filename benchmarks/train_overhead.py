@@ -81,7 +81,14 @@ import ray.data
 import ray.train
 import ray.train.torch
 import torch
-from _common import banner, build_sqlite_table, ensure_data_dir, fmt_rate
+from _common import (
+    banner,
+    build_sqlite_table,
+    ensure_data_dir,
+    fmt_rate,
+    keep_idle_workers,
+    quiet_ray,
+)
 from ray.train import RunConfig, ScalingConfig
 
 TABLE = "bench"
@@ -679,18 +686,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def quiet_ray() -> None:
-    """Ray at WARNING, no progress bars: one line per run stays readable."""
-    for name in ("ray", "ray.data", "ray.train", "ray.tune", "ray.air"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    ctx.enable_operator_progress_bars = False
-    ctx.print_on_execution_start = False
-    ctx.enable_auto_log_stats = False
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     data_dir = ensure_data_dir()
@@ -704,9 +699,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
         logging.ERROR
     )
-    # Keep idle worker processes as pinnacle_ray's local instance does (both (a) and (b) run
-    # on this instance): Ray would otherwise restart read workers for every run.
-    os.environ.setdefault("RAY_num_workers_soft_limit", str(3 * (os.cpu_count() or 1)))
+    keep_idle_workers()
     ray.init(
         num_cpus=os.cpu_count(),
         include_dashboard=True,

@@ -31,6 +31,7 @@ __all__ = [
     "plan_for",
     "raise_worker_error",
     "ray_train_env",
+    "registered_model",
     "reported_checkpoints",
     "run_lineage",
     "store_of",
@@ -143,6 +144,26 @@ def run_lineage(train: Any, valid: Any, holdout: dict[str, Any] | None) -> dict[
         "train": lineage_of(train),
         "valid": lineage_of(valid) if valid is not None else holdout,
     }
+
+
+def registered_model(
+    store: Any, name: str, version: int | None, handle: str, features: list[str]
+) -> tuple[Any, dict[str, Any]]:
+    """The registered model a run resumes from (loaded by its flavor, with ``handle``'s
+    weights) and the parent record for the new version; refused when it was trained on
+    other features."""
+    if store is None:
+        raise ConfigError("resume_from= needs train= to be a datastore query (its registry)")
+    record = store.models.get(name, version=version, handle=handle)
+    model = store.models.load(name, version=record.version, handle=handle)
+    trained = list(getattr(model, "features", None) or [])
+    if trained != list(features):
+        raise ConfigError(
+            f"{name} version {record.version} was trained on features {trained}, "
+            f"not {list(features)}"
+        )
+    logger.info("resuming from %s version %s handle %r", name, record.version, handle)
+    return model, {"name": name, "version": record.version, "handle": handle}
 
 
 def warn_unregistered(name: str) -> None:

@@ -12,7 +12,19 @@ import ray.data
 
 from ..errors import ColumnNotFound, ConfigError, NonFiniteValues, NonNumericFeature
 
-__all__ = ["batch_arrays", "check_columns", "count_non_finite", "non_finite_message"]
+__all__ = [
+    "batch_arrays",
+    "check_columns",
+    "check_feature_list",
+    "count_non_finite",
+    "non_finite_message",
+]
+
+
+def check_feature_list(features: Any) -> None:
+    """ConfigError unless ``features`` is a non-empty list of column names (not one string)."""
+    if isinstance(features, str) or not features:
+        raise ConfigError(f"features must be a non-empty list of column names, got {features!r}")
 
 
 def check_columns(
@@ -24,8 +36,7 @@ def check_columns(
 ) -> None:
     """Raise when a feature/label is missing or not numeric (booleans count as numbers);
     the columns in ``any_type`` only have to exist (a pipeline encodes them)."""
-    if isinstance(features, str) or not features:
-        raise ConfigError(f"features must be a non-empty list of column names, got {features!r}")
+    check_feature_list(features)
     names = list(schema.names)
     wanted = [*features, *([label] if label is not None else [])]
     missing = [c for c in wanted if c not in names]

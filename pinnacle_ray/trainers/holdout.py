@@ -11,7 +11,7 @@ import ray.data
 from .._runtime import planned_execution
 from ..errors import ConfigError, EmptyResult
 
-__all__ = ["holdout_mask", "split_by_key"]
+__all__ = ["check_fraction", "holdout_mask", "split_by_key"]
 
 _BUCKETS = 10_000
 
@@ -35,6 +35,12 @@ def holdout_mask(keys: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray
             count=len(keys),
         )
     return buckets < np.uint64(round(fraction * _BUCKETS))
+
+
+def check_fraction(fraction: float | None) -> None:
+    """ConfigError unless ``fraction`` (a trainer's ``valid_fraction``) is None or in (0, 1)."""
+    if fraction is not None and not 0 < fraction < 1:
+        raise ConfigError(f"valid_fraction must be between 0 and 1 or None, got {fraction!r}")
 
 
 def split_by_key(

@@ -9,7 +9,6 @@ inside uses them). Estimators with ``partial_fit`` can instead stream batches fr
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -26,16 +25,23 @@ from sklearn.base import clone
 from .._runtime import cluster_cpus, ensure_ray
 from ..errors import ConfigError, DataTooLarge, NonNumericFeature, ResourceError
 from ..registry.sklearn_flavor import save_model
-from .base import TrainResult, default_run_config, run_lineage, store_of, warn_unregistered
+from .base import (
+    TrainResult,
+    default_run_config,
+    registered_model,
+    run_lineage,
+    store_of,
+    warn_unregistered,
+)
 from .caching import estimated_bytes
+from .features import check_feature_list
+from .holdout import check_fraction
 from .registration import json_safe, register_run
 from .sklearn_fit import FitSpec, fit_in_memory, fit_incremental
 from .sklearn_metrics import estimator_kind
 from .tabular import QueryFacts, check_query, query_datasets, read_once
 
 __all__ = ["SklearnTrainer"]
-
-logger = logging.getLogger("pinnacle_ray.trainers")
 
 # The data is held about three times while fitting: Arrow blocks, the pandas frame, and
 # the float64 array scikit-learn converts it to.
@@ -85,10 +91,7 @@ class SklearnTrainer:
                 f"estimator must be a scikit-learn estimator or Pipeline (with fit and "
                 f"get_params), got {type(estimator).__name__}"
             )
-        if isinstance(features, str) or not features:
-            raise ConfigError(
-                f"features must be a non-empty list of column names, got {features!r}"
-            )
+        check_feature_list(features)
         self.kind = estimator_kind(estimator)
         if label is None and self.kind in ("classifier", "regressor"):
             raise ConfigError(
@@ -104,10 +107,7 @@ class SklearnTrainer:
         for field, value in (("batch_size", batch_size), ("epochs", epochs)):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{field} must be a positive integer, got {value!r}")
-        if valid_fraction is not None and not 0 < valid_fraction < 1:
-            raise ConfigError(
-                f"valid_fraction must be between 0 and 1 or None, got {valid_fraction!r}"
-            )
+        check_fraction(valid_fraction)
         if not 0 < max_memory_share <= 1:
             raise ConfigError(f"max_memory_share must be in (0, 1], got {max_memory_share!r}")
         if num_cpus is not None and not num_cpus > 0:
@@ -278,23 +278,14 @@ class SklearnTrainer:
                 "resume_from= continues a model with more partial_fit passes; set "
                 "incremental=True (a full fit would start from scratch anyway)"
             )
-        if store is None:
-            raise ConfigError("resume_from= needs train= to be a datastore query (its registry)")
-        record = store.models.get(name, version=version, handle=handle)
-        model = store.models.load(name, version=record.version, handle=handle)
+        model, parent = registered_model(store, name, version, handle, self.features)
         estimator = getattr(model, "estimator", None)
         if type(estimator) is not type(self.estimator):
             raise ConfigError(
-                f"{name} version {record.version} is a {type(estimator).__name__}, not a "
+                f"{name} version {parent['version']} is a {type(estimator).__name__}, not a "
                 f"{type(self.estimator).__name__}; resume it with the same estimator"
             )
-        if list(model.features) != self.features:
-            raise ConfigError(
-                f"{name} version {record.version} was trained on features {model.features}, "
-                f"not {self.features}"
-            )
-        logger.info("resuming from %s version %s handle %r", name, record.version, handle)
-        return estimator, {"name": name, "version": record.version, "handle": handle}
+        return estimator, parent
 
     # -- what is stored with the version ---------------------------------------------------
     def _meta(self, estimator: Any) -> dict[str, Any]:

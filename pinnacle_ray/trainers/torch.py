@@ -21,7 +21,7 @@ import ray.train.torch
 import torch
 from ray.train import CheckpointConfig, RunConfig, ScalingConfig
 
-from ..errors import ConfigError, EmptyResult, MetricNotReported, NonFiniteValues
+from ..errors import ConfigError, MetricNotReported, NonFiniteValues
 from ..registry.torch_flavor import check_compatible, model_meta
 from .base import (
     RESUME_KEY,
@@ -40,11 +40,12 @@ from .base import (
 from .caching import estimated_bytes, maybe_cache
 from .checkpoint import MODEL_FILE, STATE_FILE
 from .early_stopping import EarlyStopping
-from .features import check_columns, count_non_finite, non_finite_message
+from .features import count_non_finite, non_finite_message
 from .holdout import split_by_key
 from .objectives import resolve_objective
 from .registration import check_listened, json_safe, register_run
 from .resources import ResourcePlan
+from .tabular import check_query
 from .torch_loop import LoopSettings, managed_loop, optimizer_class, resume_position
 
 __all__ = ["TorchTrainer"]
@@ -280,20 +281,13 @@ class TorchTrainer:
         for role, query in (("train", train), ("valid", valid)):
             if query is None:
                 continue
-            is_dataset = isinstance(query, ray.data.Dataset)
-            # A query's schema is planned without reading; a Dataset's is Ray's own (Arrow
-            # underneath); anything else is checked in the workers.
-            schema = query.schema() if callable(getattr(query, "schema", None)) else None
-            schema = getattr(schema, "base_schema", schema) if is_dataset else schema
-            if schema is not None:
-                check_columns(schema, self.features, self.label)
-            if hasattr(query, "count") and not is_dataset:
-                rows = query.count()
-                if rows == 0:
-                    raise EmptyResult(
-                        f"the {role} query returns no rows ({query!r}); check its where/params"
-                    )
-                sizes[role] = estimated_bytes(schema, rows) if schema is not None else None
+            # A query's schema and count are planned without reading; a Dataset's schema is
+            # Ray's own; anything else is checked in the workers.
+            facts = check_query(query, role, self.features, self.label)
+            if facts.rows is not None:
+                sizes[role] = (
+                    estimated_bytes(facts.schema, facts.rows) if facts.schema is not None else None
+                )
         datasets = datasets_for({"train": train, "valid": valid}, plan)
         wants_valid = bool(self.settings.listen and self.settings.listen.startswith("valid/"))
         holdout = "valid" not in datasets and wants_valid

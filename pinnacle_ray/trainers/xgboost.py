@@ -9,7 +9,6 @@ among the workers: nothing competes with the workers for CPUs while they boost.
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from typing import Any
 
@@ -29,14 +28,15 @@ from .base import (
     plan_for,
     raise_worker_error,
     ray_train_env,
+    registered_model,
     reported_checkpoints,
     run_lineage,
     store_of,
     warn_unregistered,
     worker_entry,
 )
-from .features import count_non_finite, non_finite_message
-from .holdout import split_by_key
+from .features import check_feature_list, count_non_finite, non_finite_message
+from .holdout import check_fraction, split_by_key
 from .registration import json_safe, register_run
 from .tabular import (
     QueryFacts,
@@ -50,8 +50,6 @@ from .tabular import (
 from .xgboost_loop import XGBoostSpec, xgboost_loop
 
 __all__ = ["XGBoostTrainer"]
-
-logger = logging.getLogger("pinnacle_ray.trainers")
 
 # Metrics where larger is better (XGBoost maximizes these when early stopping, too).
 _MAXIMIZED = ("auc", "aucpr", "map", "ndcg", "pre")
@@ -98,10 +96,7 @@ class XGBoostTrainer:
         run_config: RunConfig | None = None,
         name: str | None = None,
     ) -> None:
-        if isinstance(features, str) or not features:
-            raise ConfigError(
-                f"features must be a non-empty list of column names, got {features!r}"
-            )
+        check_feature_list(features)
         if not isinstance(label, str) or not label:
             raise ConfigError(f"label must be a column name, got {label!r}")
         for field, value, low in (
@@ -118,10 +113,7 @@ class XGBoostTrainer:
                 f"early_stopping_rounds must be a positive integer or None, got "
                 f"{early_stopping_rounds!r}"
             )
-        if valid_fraction is not None and not 0 < valid_fraction < 1:
-            raise ConfigError(
-                f"valid_fraction must be between 0 and 1 or None, got {valid_fraction!r}"
-            )
+        check_fraction(valid_fraction)
         self.params = {"tree_method": "hist", **dict(params or {})}
         self.features = list(features)
         self.label = label
@@ -288,22 +280,10 @@ class XGBoostTrainer:
     ) -> tuple[ray.train.Checkpoint | None, dict[str, Any] | None, int]:
         if name is None:
             return None, None, 0
-        if store is None:
-            raise ConfigError("resume_from= needs train= to be a datastore query (its registry)")
-        record = store.models.get(name, version=version, handle=handle)
-        directory = store.models.checkpoint_dir(name, version=record.version, handle=handle)
-        model = store.models.load(name, version=record.version)
-        if list(getattr(model, "features", [])) != self.features:
-            raise ConfigError(
-                f"{name} version {record.version} was trained on features "
-                f"{getattr(model, 'features', None)}, not {self.features}"
-            )
-        done = load_booster(directory).num_boosted_rounds()
-        parent = {"name": name, "version": record.version, "handle": handle, "rounds": done}
-        logger.info(
-            "resuming from %s version %s handle %r (%d rounds)", name, record.version, handle, done
-        )
-        return ray.train.Checkpoint.from_directory(directory), parent, done
+        model, parent = registered_model(store, name, version, handle, self.features)
+        done = model.booster.num_boosted_rounds()
+        directory = store.models.checkpoint_dir(name, version=parent["version"], handle=handle)
+        return ray.train.Checkpoint.from_directory(directory), {**parent, "rounds": done}, done
 
     # -- what is stored with the version ---------------------------------------------------
     def _meta(self, spec: XGBoostSpec) -> dict[str, Any]:
