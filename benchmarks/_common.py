@@ -12,11 +12,12 @@ import sqlite3
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psutil
 import pyarrow as pa
 import ray.data
@@ -210,3 +211,18 @@ def keep_idle_workers() -> None:
     runs on it. Without it Ray restarts read workers for every run. Set here without
     importing the package, so the other methods still run when it is broken."""
     os.environ.setdefault("RAY_num_workers_soft_limit", str(3 * (os.cpu_count() or 1)))
+
+
+def linear_chunks(
+    rows: int, n_features: int, seed: int, chunk: int
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Deterministic (ids 1..rows, features ~ N(0, 1), label = features @ w + N(0, 0.1) noise)
+    in chunks of ``chunk`` rows: the same values for every benchmark with the same seed."""
+    rng = np.random.default_rng(seed)
+    weights = rng.normal(size=n_features)
+    for start in range(1, rows + 1, chunk):
+        stop = min(start + chunk, rows + 1)
+        ids = np.arange(start, stop, dtype=np.int64)
+        feats = rng.normal(size=(len(ids), n_features))
+        label = feats @ weights + rng.normal(scale=0.1, size=len(ids))
+        yield ids, feats, label

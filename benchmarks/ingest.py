@@ -58,6 +58,7 @@ from _common import (
     fmt_bytes,
     fmt_rate,
     keep_idle_workers,
+    linear_chunks,
     quiet_ray,
     time_method,
 )
@@ -97,14 +98,8 @@ def arrow_schema() -> pa.Schema:
 
 def generate_batches(rows: int) -> Iterator[pa.RecordBatch]:
     """Deterministic data: features ~ N(0, 1), label = features @ w + noise, bucket = id % 100."""
-    rng = np.random.default_rng(SEED)
-    weights = rng.normal(size=N_FEATURES)
     schema = arrow_schema()
-    for start in range(1, rows + 1, GEN_CHUNK):
-        stop = min(start + GEN_CHUNK, rows + 1)
-        ids = np.arange(start, stop, dtype=np.int64)
-        feats = rng.normal(size=(len(ids), N_FEATURES))
-        label = feats @ weights + rng.normal(scale=0.1, size=len(ids))
+    for ids, feats, label in linear_chunks(rows, N_FEATURES, SEED, GEN_CHUNK):
         arrays = [pa.array(ids)]
         arrays += [pa.array(feats[:, i]) for i in range(N_FEATURES)]
         arrays += [pa.array(label), pa.array((ids % 100).astype(np.int32))]
