@@ -44,9 +44,10 @@ from .errors import (
     TooFewRows,
     WriteError,
 )
-from .registry import CheckpointRecord, CheckpointSpec, ModelRegistry, ModelVersion
+from .registry import CheckpointRecord, CheckpointSpec, HandleMove, ModelRegistry, ModelVersion
 
 if TYPE_CHECKING:
+    from .predict import PredictResult, predict
     from .trainers import (
         SklearnTrainer,
         TorchTrainer,
@@ -58,10 +59,13 @@ if TYPE_CHECKING:
         save_state,
     )
 
-# The trainers import torch, Ray Train, scikit-learn and XGBoost (seconds); the package is
+# The trainers import torch, Ray Train, scikit-learn and XGBoost (seconds), and predict
+# imports Ray Train's config for its resource plan; the package is
 # also imported by every Ray Data read task process, which needs none of them. They load
 # on first use instead: ``pr.TorchTrainer`` works as before.
 _LAZY = {
+    "PredictResult": "predict",
+    "predict": "predict",
     "SklearnTrainer": "trainers",
     "TorchTrainer": "trainers",
     "TrainResult": "trainers",
@@ -101,6 +105,7 @@ __all__ = [
     "DatastoreError",
     "DuplicateKey",
     "EmptyResult",
+    "HandleMove",
     "IncompatibleCheckpoint",
     "InvalidIdentifier",
     "InvalidKey",
@@ -112,6 +117,7 @@ __all__ = [
     "NonFiniteValues",
     "NonNumericFeature",
     "PinnacleError",
+    "PredictResult",
     "QueryError",
     "RegistryError",
     "ResourceError",
@@ -131,6 +137,7 @@ __all__ = [
     "errors",
     "get_checkpoint",
     "load_state",
+    "predict",
     "report",
     "save_state",
 ]

@@ -83,6 +83,14 @@ class ModelCatalog(Protocol):
         self, name: str, version: int | None = None, handle: str | None = None
     ) -> str: ...
 
+    def resolve(
+        self, name: str, version: int | None = None, handle: str | None = None
+    ) -> tuple[Any, str | None]: ...
+
+    def promote(self, name: str, version: int | None = None, handle: str = ...) -> Any: ...
+
+    def rollback(self, name: str, handle: str = ...) -> Any: ...
+
 
 _factory: Callable[[Datastore], ModelCatalog] | None = None
 

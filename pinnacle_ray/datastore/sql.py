@@ -80,6 +80,11 @@ class SqlDatastore:
     def __repr__(self) -> str:
         return f"SqlDatastore({self.url!r})"
 
+    def __reduce__(self) -> tuple[Any, tuple[URL, str]]:
+        # Sent to a Ray worker (e.g. pr.predict's actors), a store reconnects there from its
+        # URL, as the read shards do; the engine and its pool stay in this process.
+        return open_sql, (self._url, self.artifact_root)
+
     def table(
         self,
         name: str,

@@ -8,6 +8,7 @@ is a flavor found by name (:mod:`.flavors`), so this room never imports the trai
 from __future__ import annotations
 
 from ..datastore.base import set_models_factory
+from .aliases import HandleMove
 from .flavors import get_flavor, register_flavor
 from .records import CheckpointRecord, CheckpointSpec, ModelVersion
 from .registry import ModelRegistry
@@ -15,6 +16,7 @@ from .registry import ModelRegistry
 __all__ = [
     "CheckpointRecord",
     "CheckpointSpec",
+    "HandleMove",
     "ModelRegistry",
     "ModelVersion",
     "get_flavor",

@@ -24,6 +24,7 @@ import pyarrow as pa
 from ..datastore.artifact_root import normalize_root
 from ..datastore.base import Datastore
 from ..errors import ConfigError, DuplicateKey, ModelNotFound, RegistryError, TableNotFound
+from .aliases import DEFAULT_ALIAS, AliasBook, HandleMove, is_checkpoint_handle, validate_alias
 from .artifacts import Manifest
 from .flavors import Predictor, get_flavor
 from .lineage import from_json, mask_secrets, to_json
@@ -70,6 +71,9 @@ class ModelRegistry:
         store.models.get("mlp", handle="best")        # a CheckpointRecord
         model = store.models.load("mlp", handle="best")
         model.predict(frame)
+        store.models.promote("mlp", version=1, handle="production")
+        store.models.load("mlp")                      # production when set, else the latest
+        store.models.rollback("mlp")                  # production back where it was before
 
     ``prefix`` names the tables (``<prefix>_models``, ``<prefix>_checkpoints``,
     ``<prefix>_registry_meta``); ``artifact_root`` defaults to the store's.
@@ -88,6 +92,7 @@ class ModelRegistry:
         )
         self.tables = RegistryTables(prefix)
         self._files = ArtifactRoot(self.artifact_root)
+        self._aliases = AliasBook(store, self.tables.handle_moves)
         self._ready = False
 
     def __repr__(self) -> str:
@@ -199,10 +204,15 @@ class ModelRegistry:
         self, name: str, version: int | None = None, handle: str | None = None
     ) -> ModelVersion | CheckpointRecord:
         """A version (the latest ready one when ``version`` is None), or with ``handle`` the
-        :class:`CheckpointRecord` of that version's checkpoint."""
+        :class:`CheckpointRecord` of that version's checkpoint; a promoted handle
+        (``production``, ...) gives the :class:`ModelVersion` it points at."""
         name = validate_name(name)
         version = validate_version(version)
         handle = validate_handle(handle) if handle is not None else None
+        if handle is not None and not is_checkpoint_handle(handle):
+            aliased = self._aliased_version(name, version, handle)
+            if aliased is not None:
+                return self.get(name, aliased)
         row = self._version_row(name, version)
         checkpoints = self._read(self.tables.checkpoints, {"name": name, "version": row["version"]})
         if handle is None:
@@ -210,9 +220,11 @@ class ModelRegistry:
         found = [c for c in checkpoints if c["handle"] == handle]
         if not found:
             known = sorted(c["handle"] for c in checkpoints)
+            aliases = sorted(self._aliases.current(name))
             raise ModelNotFound(
                 f"model {name!r} version {row['version']} has no checkpoint handle {handle!r}; "
                 + (f"its handles are {known}" if known else "it was registered without checkpoints")
+                + (f"; promoted handles of {name!r}: {aliases}" if aliases else "")
             )
         c = found[0]
         return CheckpointRecord(
@@ -236,19 +248,99 @@ class ModelRegistry:
     def load(
         self, name: str, version: int | None = None, handle: str | None = None, **kwargs: Any
     ) -> Predictor:
-        """The model, checksums verified, loaded by its framework's flavor (``.predict(batch)``);
-        with ``handle``, that checkpoint's weights in the version's model. ``kwargs`` go to
-        the flavor (torch: ``model=<instance>`` as a template)."""
-        record = self.get(name, version)
-        assert isinstance(record, ModelVersion)
+        """The model, checksums verified, loaded by its framework's flavor (``.predict(batch)``).
+
+        Which one: :meth:`resolve` (with neither ``version`` nor ``handle``, the version
+        ``production`` points at when it is set, else the latest); with a checkpoint
+        ``handle``, that checkpoint's weights in the version's model. ``kwargs`` go to the
+        flavor (torch: ``model=<instance>`` as a template)."""
+        record, checkpoint_handle = self.resolve(name, version, handle)
         flavor = get_flavor(record.framework)
         model_dir = self._files.local_copy(record.artifact_uri, record.sha256)
         weights_dir = None
-        if handle is not None:
-            checkpoint = self.get(name, record.version, handle)
+        if checkpoint_handle is not None:
+            checkpoint = self.get(name, record.version, checkpoint_handle)
             assert isinstance(checkpoint, CheckpointRecord)
             weights_dir = self._files.local_copy(checkpoint.uri, checkpoint.sha256)
         return flavor.load_model(model_dir, weights_dir=weights_dir, **kwargs)
+
+    def resolve(
+        self, name: str, version: int | None = None, handle: str | None = None
+    ) -> tuple[ModelVersion, str | None]:
+        """The version :meth:`load` (and ``pr.predict``) uses, and the checkpoint handle whose
+        weights it takes (None: the version's own artifact).
+
+        With neither ``version`` nor ``handle``: the version ``production`` points at when
+        it is set, else the latest. A promoted ``handle`` gives the version it points at; a
+        checkpoint handle (``best``, ``latest``, ``epoch_<n>``) that checkpoint of ``version``
+        (default: the latest version).
+        """
+        name = validate_name(name)
+        version = validate_version(version)
+        handle = validate_handle(handle) if handle is not None else None
+        if version is None and handle is None:
+            version = self._aliases.version_of(name, DEFAULT_ALIAS) if self._exists() else None
+            if version is not None:
+                logger.info("%s: using version %d (handle %r)", name, version, DEFAULT_ALIAS)
+        elif handle is not None and not is_checkpoint_handle(handle):
+            aliased = self._aliased_version(name, version, handle)
+            if aliased is not None:
+                version, handle = aliased, None
+        if handle is None:
+            record = self.get(name, version)
+            assert isinstance(record, ModelVersion)
+            return record, None
+        checkpoint = self.get(name, version, handle)  # raises when the handle does not exist
+        record = self.get(name, checkpoint.version)
+        assert isinstance(record, ModelVersion)
+        return record, handle
+
+    # -- promoted handles (aliases) --------------------------------------------------------
+    def promote(
+        self, name: str, version: int | None = None, handle: str = DEFAULT_ALIAS
+    ) -> ModelVersion:
+        """Point ``handle`` (default ``production``) at ``version`` (default: the latest); the
+        move is kept in the handle's history, so :meth:`rollback` can undo it.
+
+        ``latest``, ``best`` and ``epoch_<n>`` name checkpoints and cannot be promoted to.
+        """
+        name = validate_name(name)
+        version = validate_version(version)
+        handle = validate_alias(handle)
+        record = self.get(name, version)  # ModelNotFound names the versions that exist
+        assert isinstance(record, ModelVersion)
+        self._aliases.promote(name, handle, record.version)
+        return record
+
+    def rollback(self, name: str, handle: str = DEFAULT_ALIAS) -> ModelVersion:
+        """Point ``handle`` back at the version it pointed at before its last promote; each
+        further rollback goes one promote further back."""
+        name = validate_name(name)
+        handle = validate_alias(handle)
+        move = self._aliases.rollback(name, handle)
+        record = self.get(name, move.version)
+        assert isinstance(record, ModelVersion)
+        return record
+
+    def aliases(self, name: str) -> dict[str, int]:
+        """The promoted handles of ``name`` that point at a version, e.g. ``{"production": 3}``."""
+        return self._aliases.current(validate_name(name))
+
+    def history(self, name: str, handle: str = DEFAULT_ALIAS) -> list[HandleMove]:
+        """Every promote and rollback of ``handle``, oldest first."""
+        return self._aliases.history(validate_name(name), validate_alias(handle))
+
+    def _aliased_version(self, name: str, version: int | None, handle: str) -> int | None:
+        aliased = self._aliases.version_of(name, handle) if self._exists() else None
+        if aliased is not None and version is not None and version != aliased:
+            raise ConfigError(
+                f"version={version} and handle={handle!r} disagree: {handle!r} points at "
+                f"version {aliased} of {name!r}. Pass one of them"
+            )
+        return aliased
+
+    def _exists(self) -> bool:
+        return self._ensure(create=False)
 
     # -- tables ----------------------------------------------------------------------------
     def _ensure(self, *, create: bool) -> bool:

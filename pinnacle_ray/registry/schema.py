@@ -81,3 +81,8 @@ class RegistryTables:
     @property
     def meta(self) -> str:
         return f"{self.prefix}_registry_meta"
+
+    @property
+    def handle_moves(self) -> str:
+        """Moves of user-set handles (aliases such as ``production``); see ``aliases.py``."""
+        return f"{self.prefix}_handle_moves"

@@ -1,0 +1,372 @@
+"""Batch prediction with write-back: a registered model over a query, rows upserted by key.
+
+``pr.predict`` reads the query's shards through Ray Data and runs ``map_batches`` on a pool
+of actors. Each actor loads the model once (checksums verified, by its flavor), predicts a
+batch and upserts it into the output table itself, so predictions never travel back to the
+driver: the driver only sums the row counts the actors return, and its memory stays flat
+however large the table is. Every write is keyed by (the query's key, model, version), so
+a rerun, or a retry after a failure halfway, leaves exactly one row per key.
+
+Everything that can be checked before reading is checked first (model, version, handle,
+features, key, output table), so a bad request writes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import ray
+import ray.data
+
+from ._runtime import cluster_cpus, cluster_gpus, planned_execution
+from .datastore.identifiers import validate_identifier
+from .errors import ColumnNotFound, ConfigError, InvalidKey, PinnacleError
+from .registry.flavors import META_FILE
+
+__all__ = ["DEFAULT_BATCH_SIZE", "PredictResult", "predict"]
+
+logger = logging.getLogger("pinnacle_ray.predict")
+
+DEFAULT_BATCH_SIZE = 10_000
+# Columns every output row has besides the query's key and the predictions.
+MODEL_COLUMN, VERSION_COLUMN, CREATED_COLUMN = "model", "version", "created_at"
+_PREDICTION = re.compile(r"prediction(_\d+)?|proba_.*")
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    """What a ``pr.predict`` run wrote: ``rows`` rows of ``model`` ``version`` into ``output``."""
+
+    model: str
+    version: int
+    output: str
+    rows: int
+    seconds: float
+
+
+def predict(
+    model: str,
+    query: Any,
+    output: str,
+    version: int | None = None,
+    handle: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    concurrency: int | None = None,
+    columns: Sequence[str] | None = None,
+) -> PredictResult:
+    """Predict every row of ``query`` with registered ``model`` and upsert the predictions
+    into table ``output`` of the query's datastore; returns how many rows were written.
+
+    Each output row holds the query's key, ``model``, ``version``, the prediction
+    (``prediction``, or ``prediction_<i>`` for several outputs), for classifiers one
+    ``proba_<class>`` column per class, ``created_at`` (the run's start, UTC) and the
+    query ``columns`` you ask to copy (e.g. the label, to score later). Rows are keyed by
+    (key, model, version): running again updates them in place.
+
+    Which model: ``version`` and/or ``handle`` as in ``store.models.load``; with neither,
+    the version ``production`` points at when promoted, else the latest. ``concurrency``
+    actors (default: one per cluster CPU) each load the model once and take
+    ``batch_size`` rows per call; their CPUs are planned to leave room for the reads.
+
+    Example::
+
+        q = store.table("houses", columns=["id", "rooms", "area"], where={"split": "new"})
+        pr.predict("house-price", q, output="price_predictions").rows
+    """
+    started = time.perf_counter()
+    store = _store_of(query)
+    output = validate_identifier(output, "output table name")
+    batch_size = _positive_int(batch_size, "batch_size")
+    if concurrency is not None:
+        concurrency = _positive_int(concurrency, "concurrency")
+    record, checkpoint = store.models.resolve(model, version, handle)
+    key = _query_key(query)
+    passthrough = _passthrough(columns, query, key)
+    features = _features(store, record, query, key, passthrough)
+    _check_output(store, output, key, passthrough)
+
+    actors, actor_cpus, read_cpus = _plan(concurrency)
+    logger.info(
+        "predicting with %s version %d into %r: %d actor(s) x %g CPU, reads %g CPU each",
+        record.name,
+        record.version,
+        output,
+        actors,
+        actor_cpus,
+        read_cpus,
+    )
+    spec = _Spec(
+        store=store,
+        model=record.name,
+        version=record.version,
+        checkpoint=checkpoint,
+        features=features,
+        key=key,
+        passthrough=passthrough,
+        output=output,
+        created_at=dt.datetime.now(dt.timezone.utc),
+    )
+    needed = list(dict.fromkeys([key, *(features or []), *passthrough]))
+    dataset = query.to_dataset(num_cpus=read_cpus).select_columns(needed)
+    counts = dataset.map_batches(
+        BatchWriter,
+        fn_constructor_args=(spec,),
+        batch_size=batch_size,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=actor_cpus,
+    )
+    written = 0
+    try:
+        with planned_execution():
+            for batch in counts.iter_batches(batch_size=None, batch_format="pyarrow"):
+                written += int(np.asarray(batch.column("rows")).sum())
+    except Exception as exc:  # the actor's own error, not Ray's wrapper around it
+        raise _original(exc, record.name) from None
+    seconds = round(time.perf_counter() - started, 3)
+    logger.info("wrote %d prediction(s) into %r in %.1f s", written, output, seconds)
+    return PredictResult(record.name, record.version, output, written, seconds)
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """What each actor needs: where to write, which model, and which columns."""
+
+    store: Any  # a Datastore; pickles as its URL and reconnects in the actor
+    model: str
+    version: int
+    checkpoint: str | None
+    features: list[str] | None
+    key: str
+    passthrough: list[str]
+    output: str
+    created_at: dt.datetime
+
+
+class BatchWriter:
+    """The actor ``pr.predict`` runs: loads the model once, then predicts and upserts each
+    batch, returning only how many rows it wrote."""
+
+    def __init__(self, spec: _Spec) -> None:
+        self.spec = spec
+        self.model = spec.store.models.load(spec.model, spec.version, spec.checkpoint)
+        self.proba: bool | None = None  # whether the model gives probabilities: first batch
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        if batch.num_rows == 0:
+            return pa.table({"rows": pa.array([0], pa.int64())})
+        table = self.predictions(batch)
+        key = [self.spec.key, MODEL_COLUMN, VERSION_COLUMN]
+        written = self.spec.store.write(self.spec.output, table, key=key)
+        return pa.table({"rows": pa.array([written], pa.int64())})
+
+    def predictions(self, batch: pa.Table) -> pa.Table:
+        """The output rows for ``batch``: key, model, version, predictions, created_at."""
+        spec, n = self.spec, batch.num_rows
+        if spec.features is None:  # registered without feature names: columns in order
+            inputs: Any = _matrix(batch, [c for c in batch.column_names if c != spec.key])
+        else:
+            inputs = batch.select(spec.features).to_pandas()
+        out: dict[str, pa.Array] = {
+            spec.key: batch.column(spec.key).combine_chunks(),
+            MODEL_COLUMN: pa.repeat(pa.scalar(spec.model), n),
+            VERSION_COLUMN: pa.repeat(pa.scalar(spec.version, pa.int64()), n),
+        }
+        out.update(_named("prediction", np.asarray(self.model.predict(inputs))))
+        probabilities = self._probabilities(inputs)
+        if probabilities is not None:
+            classes = getattr(self.model, "classes", None) or range(probabilities.shape[1])
+            out.update(_proba_columns(probabilities, list(classes)))
+        out[CREATED_COLUMN] = pa.repeat(pa.scalar(spec.created_at, pa.timestamp("us", "UTC")), n)
+        for column in spec.passthrough:
+            if column not in out:
+                out[column] = batch.column(column).combine_chunks()
+        return pa.table(out)
+
+    def _probabilities(self, inputs: Any) -> np.ndarray | None:
+        if self.proba is False or not hasattr(self.model, "predict_proba"):
+            return None
+        try:
+            values = np.asarray(self.model.predict_proba(inputs))
+        except ConfigError:  # a regressor (or a classifier without probabilities)
+            self.proba = False
+            return None
+        self.proba = True
+        return values.reshape(len(values), -1)
+
+
+def _named(prefix: str, values: np.ndarray) -> dict[str, pa.Array]:
+    """One column for a 1-D result (or one output), else ``<prefix>_<i>`` per output."""
+    if values.ndim > 1 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.ndim == 1:
+        return {prefix: _arrow(values)}
+    flat = values.reshape(len(values), -1)
+    return {f"{prefix}_{i}": _arrow(flat[:, i]) for i in range(flat.shape[1])}
+
+
+def _proba_columns(probabilities: np.ndarray, classes: list[Any]) -> dict[str, pa.Array]:
+    names = [f"proba_{_safe(c)}" for c in classes]
+    if len(classes) != probabilities.shape[1] or len(set(names)) != len(names):
+        names = [f"proba_{i}" for i in range(probabilities.shape[1])]
+    return {n: _arrow(probabilities[:, i]) for i, n in enumerate(names)}
+
+
+def _safe(value: Any) -> str:
+    """A class label as part of a column name: letters, digits and ``_`` only."""
+    text = re.sub(r"[^A-Za-z0-9_]", "_", str(value.item() if hasattr(value, "item") else value))
+    return text[:48] or "_"
+
+
+def _arrow(values: np.ndarray) -> pa.Array:
+    if values.dtype.kind == "f":
+        values = values.astype(np.float64, copy=False)  # one SQL type for every flavor
+    elif values.dtype.kind in "iu":
+        values = values.astype(np.int64, copy=False)
+    return pa.array(values)
+
+
+def _matrix(batch: pa.Table, names: list[str]) -> np.ndarray:
+    return np.column_stack([batch.column(c).to_numpy(zero_copy_only=False) for c in names])
+
+
+# -- checks before anything is read --------------------------------------------------------
+def _store_of(query: Any) -> Any:
+    store = getattr(query, "store", None)
+    if store is None or not hasattr(store, "models") or not hasattr(query, "to_dataset"):
+        raise ConfigError(
+            f"pr.predict needs a datastore query (store.table / store.sql), got "
+            f"{type(query).__name__}; predictions are written back into its datastore"
+        )
+    return store
+
+
+def _positive_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
+def _query_key(query: Any) -> str:
+    key = getattr(query, "key", None)
+    if not key:
+        raise InvalidKey(
+            f"pr.predict writes one row per key, but {query!r} has no key; pass key=<unique "
+            "column> to store.table / store.sql (or select the table's primary key)"
+        )
+    reserved = {MODEL_COLUMN, VERSION_COLUMN, CREATED_COLUMN}
+    if key in reserved or _PREDICTION.fullmatch(key):
+        raise ConfigError(
+            f"the query's key {key!r} clashes with an output column ({sorted(reserved)}, "
+            "prediction*, proba_*); alias it in the query, e.g. SELECT model AS model_id"
+        )
+    return key
+
+
+def _passthrough(columns: Sequence[str] | None, query: Any, key: str) -> list[str]:
+    if columns is None:
+        return []
+    if isinstance(columns, str) or not all(isinstance(c, str) for c in columns):
+        raise ConfigError(f"columns must be a list of column names, got {columns!r}")
+    available = list(query.columns)
+    missing = [c for c in columns if c not in available]
+    if missing:
+        raise ColumnNotFound(f"columns={missing} are not in the query; its columns are {available}")
+    clashes = [
+        c
+        for c in columns
+        if c in (MODEL_COLUMN, VERSION_COLUMN, CREATED_COLUMN) or _PREDICTION.fullmatch(c)
+    ]
+    if clashes:
+        raise ConfigError(
+            f"columns={clashes} would overwrite output columns of the same name; alias them "
+            "in the query"
+        )
+    return [c for c in dict.fromkeys(columns) if c != key]
+
+
+def _features(
+    store: Any, record: Any, query: Any, key: str, passthrough: list[str]
+) -> list[str] | None:
+    """The model's features, all present in the query; None when it has no names (the
+    query's other columns are then its inputs, in order)."""
+    meta_path = Path(store.models.checkpoint_dir(record.name, record.version)) / META_FILE
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    features = meta.get("features") if isinstance(meta, dict) else None
+    available = list(query.columns)
+    if not features:
+        inputs = [c for c in available if c != key and c not in passthrough]
+        logger.info(
+            "%s version %d was registered without feature names; its inputs are the query's "
+            "columns %s, in that order",
+            record.name,
+            record.version,
+            inputs,
+        )
+        return None
+    missing = [f for f in features if f not in available]
+    if missing:
+        raise ColumnNotFound(
+            f"{record.name} version {record.version} needs feature(s) {missing}, which the "
+            f"query does not select; its columns are {available}. The model was trained on "
+            f"{list(features)}"
+        )
+    return list(features)
+
+
+def _check_output(store: Any, output: str, key: str, passthrough: list[str]) -> None:
+    """An existing output table must be one these rows fit (created by a previous run)."""
+    if output not in store.tables():
+        return
+    existing = list(store.table(output).columns)
+    needed = [key, MODEL_COLUMN, VERSION_COLUMN, CREATED_COLUMN, *passthrough]
+    missing = [c for c in needed if c not in existing]
+    if missing:
+        raise ConfigError(
+            f"output table {output!r} exists without column(s) {missing} (its columns are "
+            f"{existing}); write to a new table, or one an earlier pr.predict made"
+        )
+
+
+def _plan(concurrency: int | None) -> tuple[int, float, float]:
+    """(actors, CPUs per actor, CPUs per read task): the actors hold their CPUs for the
+    whole run, so on a small cluster they get a share that leaves room for the reads
+    (the trainers' resource plan, with actors as its workers)."""
+    from ray.train import ScalingConfig
+
+    from .trainers.resources import ClusterResources, plan_resources
+
+    cpus = cluster_cpus()
+    actors = concurrency or cpus
+    plan = plan_resources(ScalingConfig(num_workers=actors), ClusterResources(cpus, cluster_gpus()))
+    actor_cpus = float((plan.scaling_config.resources_per_worker or {}).get("CPU", 1.0))
+    return actors, actor_cpus, plan.read_cpus
+
+
+def _original(exc: BaseException, model: str) -> BaseException:
+    """The exception an actor raised (its own type), found inside Ray's wrappers."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    found: BaseException = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, PinnacleError):
+            found = current
+            break
+        if not type(current).__module__.startswith("ray."):
+            found = current
+        cause = getattr(current, "cause", None)
+        current = cause if isinstance(cause, BaseException) else current.__cause__
+    if found is not exc:
+        found.add_note(f"(raised while predicting with {model!r} in a Ray Data actor)")
+    return found
