@@ -116,16 +116,21 @@ def predict(
         output=output,
         created_at=dt.datetime.now(dt.timezone.utc),
     )
-    needed = list(dict.fromkeys([key, *(features or []), *passthrough]))
-    dataset = query.to_dataset(num_cpus=read_cpus).select_columns(needed)
-    counts = dataset.map_batches(
+    # No select_columns here: Ray Data runs a projection as a separate 1-CPU task that
+    # cannot fit beside the actors on a small cluster (measured: a silent hang on 2 CPUs);
+    # each actor picks its columns from the batch instead.
+    counts = query.to_dataset(num_cpus=read_cpus).map_batches(
         BatchWriter,
         fn_constructor_args=(spec,),
         batch_size=batch_size,
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=actors),
+        # Up to `actors`, started as blocks arrive: a small query read in one block
+        # does not wait for actors it cannot use.
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
         num_cpus=actor_cpus,
     )
+    # The actor's own exception reaches the driver (Ray's wrapper keeps only its text).
+    counts.context.raise_original_map_exception = True
     written = 0
     try:
         with planned_execution():
