@@ -139,14 +139,15 @@ def _write(
                     statement = _write_statement(table, batch, keys, conn, created, insert_only)
                 if batch.num_rows == 0:
                     continue
+                compiled = None if statement is None else _Compiled(statement, batch, conn)
                 for start in range(0, batch.num_rows, BATCH_ROWS):
                     chunk = batch.slice(start, BATCH_ROWS)
-                    rows = _rows(chunk, conn.dialect.name)
-                    if statement is None:  # no unique constraint on the key
+                    if compiled is not None:
+                        compiled.execute(conn, chunk)
+                    else:  # no unique constraint on the key
+                        rows = _rows(chunk, conn.dialect.name)
                         _delete_keys(conn, table, keys, rows)
                         conn.execute(table.insert(), rows)
-                    else:
-                        conn.execute(statement, rows)
                     written += chunk.num_rows
     except PinnacleError:
         _drop_if_created(store, name, created)
@@ -285,6 +286,66 @@ def _statement(table: sa.Table, columns: list[str], keys: list[str], dialect: st
         targets = updates or keys[:1]
         return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in targets})
     return None
+
+
+class _Compiled:
+    """``statement`` compiled once for a batch's columns, executed on whole chunks.
+
+    SQLAlchemy's own executemany converts every row's dict through the bind processors
+    (measured: ~35k rows/s on SQLite, the bottleneck of prediction write-back). Here the
+    same processors run column by column and the DBAPI gets plain tuples (or dicts, for
+    named parameter styles): the same values, several times faster.
+    """
+
+    def __init__(self, statement: Any, batch: pa.Table, conn: sa.Connection) -> None:
+        self.statement = statement
+        compiled = statement.compile(dialect=conn.dialect, column_keys=batch.column_names)
+        names = compiled.positiontup if compiled.positional else compiled.bind_names.values()
+        self.names = list(names or [])
+        # A statement with parameters of its own (not columns): SQLAlchemy binds it.
+        usable = bool(self.names) and all(n in batch.column_names for n in self.names)
+        self.compiled = compiled if usable else None
+        self.processors = getattr(compiled, "_bind_processors", {})
+
+    def execute(self, conn: sa.Connection, chunk: pa.Table) -> None:
+        dialect = conn.dialect.name
+        if self.compiled is None:
+            conn.execute(self.statement, _rows(chunk, dialect))
+            return
+        columns = _columns(chunk, dialect)
+        values = []
+        for name in self.names:
+            column = columns[name]
+            processor = self.processors.get(name)
+            values.append(column if processor is None else [processor(v) for v in column])
+        if self.compiled.positional:
+            rows: Any = list(zip(*values, strict=True))
+        else:
+            rows = [dict(zip(self.names, row, strict=True)) for row in zip(*values, strict=True)]
+        conn.exec_driver_sql(self.compiled.string, rows)
+
+
+def _columns(chunk: pa.Table, dialect: str) -> dict[str, list[Any]]:
+    """Each column of ``chunk`` as Python values the way :func:`_rows` makes them."""
+    out = {}
+    for field in chunk.schema:
+        column = chunk.column(field.name)
+        if (
+            dialect != "postgresql"
+            and pa.types.is_timestamp(field.type)
+            and field.type.tz is not None
+        ):
+            column = column.cast(pa.timestamp(field.type.unit))  # UTC wall time, no zone
+        if dialect in ("mysql", "mariadb") and pa.types.is_floating(field.type):
+            bad = pc.sum(pc.invert(pc.is_finite(column.fill_null(0.0)))).as_py()
+            if bad:
+                value = column.filter(pc.invert(pc.is_finite(column.fill_null(0.0))))[0]
+                raise WriteError(
+                    f"column {field.name!r} holds {value.as_py()}, which MariaDB/MySQL cannot "
+                    "store; replace NaN/inf with None (NULL) before writing"
+                )
+        out[field.name] = column.to_pylist()
+    return out
 
 
 def _rows(chunk: pa.Table, dialect: str) -> list[dict[str, Any]]:
