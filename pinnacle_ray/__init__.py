@@ -44,7 +44,13 @@ from .errors import (
     TooFewRows,
     WriteError,
 )
-from .registry import CheckpointRecord, CheckpointSpec, ModelRegistry, ModelVersion
+from .registry import (
+    CheckpointRecord,
+    CheckpointSpec,
+    ModelRegistry,
+    ModelVersion,
+    SweepTrial,
+)
 
 if TYPE_CHECKING:
     from .trainers import (
@@ -57,6 +63,7 @@ if TYPE_CHECKING:
         report,
         save_state,
     )
+    from .tune import SweepResult, sweep
 
 # The trainers import torch, Ray Train, scikit-learn and XGBoost (seconds); the package is
 # also imported by every Ray Data read task process, which needs none of them. They load
@@ -70,6 +77,8 @@ _LAZY = {
     "load_state": "trainers",
     "report": "trainers",
     "save_state": "trainers",
+    "SweepResult": "tune",
+    "sweep": "tune",
 }
 
 
@@ -120,6 +129,8 @@ __all__ = [
     "SklearnTrainer",
     "SqlDatastore",
     "SqlQuery",
+    "SweepResult",
+    "SweepTrial",
     "TableNotFound",
     "TooFewRows",
     "TorchTrainer",
@@ -133,4 +144,5 @@ __all__ = [
     "load_state",
     "report",
     "save_state",
+    "sweep",
 ]

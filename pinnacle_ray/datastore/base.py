@@ -83,6 +83,10 @@ class ModelCatalog(Protocol):
         self, name: str, version: int | None = None, handle: str | None = None
     ) -> str: ...
 
+    def sweeps(self, name: str | None = None) -> list[Any]: ...
+
+    def record_sweep(self, trials: list[Any]) -> None: ...
+
 
 _factory: Callable[[Datastore], ModelCatalog] | None = None
 

@@ -11,12 +11,14 @@ from ..datastore.base import set_models_factory
 from .flavors import get_flavor, register_flavor
 from .records import CheckpointRecord, CheckpointSpec, ModelVersion
 from .registry import ModelRegistry
+from .sweeps import SweepTrial
 
 __all__ = [
     "CheckpointRecord",
     "CheckpointSpec",
     "ModelRegistry",
     "ModelVersion",
+    "SweepTrial",
     "get_flavor",
     "register_flavor",
 ]

@@ -47,6 +47,7 @@ from .schema import (
     RegistryTables,
 )
 from .storage import ArtifactRoot
+from .sweeps import SweepTrial, read_trials, write_trials
 
 __all__ = ["ModelRegistry"]
 
@@ -249,6 +250,16 @@ class ModelRegistry:
             assert isinstance(checkpoint, CheckpointRecord)
             weights_dir = self._files.local_copy(checkpoint.uri, checkpoint.sha256)
         return flavor.load_model(model_dir, weights_dir=weights_dir, **kwargs)
+
+    # -- sweeps ----------------------------------------------------------------------------
+    def sweeps(self, name: str | None = None) -> list[SweepTrial]:
+        """The trials of sweep ``name`` (or of every sweep) as ``pr.sweep`` recorded them:
+        parameters, final metrics, status; the best trial first, then by score."""
+        return read_trials(self.store, self.tables.sweeps, name)
+
+    def record_sweep(self, trials: list[SweepTrial]) -> None:
+        """Store a sweep's trials (upsert by sweep name and trial id)."""
+        write_trials(self.store, self.tables.sweeps, trials)
 
     # -- tables ----------------------------------------------------------------------------
     def _ensure(self, *, create: bool) -> bool:

@@ -1,4 +1,4 @@
-"""The registry's three tables (models, checkpoints, meta) as Arrow schemas, and their names.
+"""The registry's tables (models, checkpoints, meta) as Arrow schemas, and their names.
 
 Tables are created from these schemas by the datastore's own insert, so every backend gets
 types it can store. ``meta`` holds ``schema_version``: a registry written by a newer
@@ -81,3 +81,7 @@ class RegistryTables:
     @property
     def meta(self) -> str:
         return f"{self.prefix}_registry_meta"
+
+    @property
+    def sweeps(self) -> str:
+        return f"{self.prefix}_sweeps"
