@@ -42,6 +42,7 @@ from ray.tune import PlacementGroupFactory
 
 from . import _tune_params as params
 from ._runtime import cluster_cpus, cluster_gpus
+from ._tune_cleanup import ReleaseStoppedRuns
 from ._tune_data import SharedQuery, share
 from .errors import ColumnNotFound, ConfigError, MetricNotReported
 from .registry import SweepTrial
@@ -164,6 +165,7 @@ def sweep(
         ),
         _trial_resources(planned, trial_cpus),
     )
+    release = ReleaseStoppedRuns()
     tuner = ray.tune.Tuner(
         trainable,
         param_space=space,
@@ -175,10 +177,15 @@ def sweep(
             search_alg=search_alg,
             max_concurrent_trials=plan.concurrent,
         ),
-        run_config=ray.tune.RunConfig(name=f"{name}-{uuid.uuid4().hex[:6]}", verbose=0),
+        run_config=ray.tune.RunConfig(
+            name=f"{name}-{uuid.uuid4().hex[:6]}", verbose=0, callbacks=[release]
+        ),
     )
     started = time.perf_counter()
-    grid = tuner.fit()
+    try:
+        grid = tuner.fit()
+    finally:
+        release.release()
     logger.info("sweep %r: %d trial(s) in %.1f s", name, len(grid), time.perf_counter() - started)
     return _finish(grid, trainer, name, metric, mode, plan, store, train, valid, register)
 
