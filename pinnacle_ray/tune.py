@@ -63,7 +63,7 @@ logger = logging.getLogger("pinnacle_ray.tune")
 
 RECORD_FILE = "pinnacle_run.json"
 # What a trial driving a Ray Train run reserves in Tune: memory, no CPU.
-TRIAL_MEMORY = 256 * 1024 * 1024
+TRIAL_BUNDLE = {"memory": 256 * 1024 * 1024}
 # The last report of a trial that ran to its end carries this; a trial stopped by the
 # scheduler never sends it.
 DONE_KEY = "pinnacle/done"
@@ -165,7 +165,8 @@ def sweep(
         ),
         _trial_resources(planned, trial_cpus),
     )
-    release = ReleaseStoppedRuns()
+    # Only Ray Train runs leave placement groups behind when a trial is stopped.
+    release = ReleaseStoppedRuns(TRIAL_BUNDLE) if _trains(planned) else None
     tuner = ray.tune.Tuner(
         trainable,
         param_space=space,
@@ -178,14 +179,17 @@ def sweep(
             max_concurrent_trials=plan.concurrent,
         ),
         run_config=ray.tune.RunConfig(
-            name=f"{name}-{uuid.uuid4().hex[:6]}", verbose=0, callbacks=[release]
+            name=f"{name}-{uuid.uuid4().hex[:6]}",
+            verbose=0,
+            callbacks=[release] if release is not None else None,
         ),
     )
     started = time.perf_counter()
     try:
         grid = tuner.fit()
     finally:
-        release.release()
+        if release is not None:
+            release.release()
     logger.info("sweep %r: %d trial(s) in %.1f s", name, len(grid), time.perf_counter() - started)
     return _finish(grid, trainer, name, metric, mode, plan, store, train, valid, register)
 
@@ -274,9 +278,14 @@ def _trial_resources(trainer: Any, trial_cpus: float) -> PlacementGroupFactory:
     asks for no CPU (the head bundle is empty). A Ray Train run places its workers in a
     placement group of its own, so the trial reserves only its memory; a fit task (which
     Tune schedules inside the trial's placement group) gets a bundle with its CPUs."""
-    if getattr(trainer, "scaling_config", None) is not None:
-        return PlacementGroupFactory([{}, {"memory": TRIAL_MEMORY}])
+    if _trains(trainer):
+        return PlacementGroupFactory([{}, TRIAL_BUNDLE])
     return PlacementGroupFactory([{}, {"CPU": trial_cpus}])
+
+
+def _trains(trainer: Any) -> bool:
+    """Whether the trainer runs Ray Train workers (else one fit task)."""
+    return getattr(trainer, "scaling_config", None) is not None
 
 
 def _trial_count(space: dict[str, Any], num_samples: int) -> int:
