@@ -151,10 +151,15 @@ def sweep(
     planned, trial_cpus, trial_gpus, note = _per_trial(trainer, cluster)
     reads = read_reserve(cluster.cpus) / 2
     shared_train, shared_valid = share(train, "train", reads), share(valid, "valid", reads)
-    if isinstance(shared_train, SharedQuery) and not shared_train.materialized:
-        trial_cpus += 0 if getattr(trainer, "scaling_config", None) else read_reserve(cluster.cpus)
+    streamed = isinstance(shared_train, SharedQuery) and not shared_train.materialized
+    # A fit task streaming its reads needs them beside it (Ray Train runs count them already).
+    extra = read_reserve(cluster.cpus) if streamed and not _trains(planned) else 0.0
     plan = plan_trials(
-        trial_cpus, trial_gpus, cluster, _trial_count(space, num_samples), max_concurrent_trials
+        trial_cpus + extra,
+        trial_gpus,
+        cluster,
+        _trial_count(space, num_samples),
+        max_concurrent_trials,
     )
     message = f"sweep {name!r}: {plan}" + (f"; {note}" if note else "")
     (logger.warning if note else logger.info)(message)
