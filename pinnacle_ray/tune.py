@@ -67,6 +67,8 @@ TRIAL_BUNDLE = {"memory": 256 * 1024 * 1024}
 # The last report of a trial that ran to its end carries this; a trial stopped by the
 # scheduler never sends it.
 DONE_KEY = "pinnacle/done"
+# How Tune says that a result lacks the metric it optimizes.
+_METRIC_MISSING = "did not include the specified metric"
 # Tune's own bookkeeping in every result; not what a trial measured.
 _TUNE_FIELDS = {
     "checkpoint_dir_name",
@@ -305,7 +307,8 @@ def _run_trial(config: dict[str, Any], *, trainer: Any, train: Any, valid: Any) 
     candidate = params.with_params(trainer, config)
     result = candidate.fit(train, valid, register=False)
     record: RunRecord | None = getattr(result, "record", None)
-    metrics = record.main_metrics() if record is not None else dict(result.metrics or {})
+    checkpointed = record is not None and record.reported
+    metrics = record.main_metrics() if checkpointed else dict(result.metrics or {})
     with tempfile.TemporaryDirectory(prefix="pinnacle-trial-") as folder:
         payload = {"record": record.to_json() if record is not None else None}
         Path(folder, RECORD_FILE).write_text(json.dumps(payload))
@@ -355,6 +358,12 @@ def _finish(
     if register and store is not None:
         if record is not None:
             version = record.register(store, config={"sweep": sweep_info}, lineage={"sweep": name})
+            if version is None:
+                logger.warning(
+                    "sweep %r: the best trial reported no checkpoint; nothing to register "
+                    "(report one with pr.report(metrics, model=...))",
+                    name,
+                )
         else:
             logger.warning(
                 "sweep %r: %s returns no run record; training the best parameters once more "
@@ -448,6 +457,12 @@ def _raise_no_trial(results: list[Any], metric: str) -> None:
     for r in results:
         if r.error is not None:
             error = r.error
+            if _METRIC_MISSING in str(error):  # Tune's check of every reported result
+                raise MetricNotReported(
+                    f"metric={metric!r} is missing from the trials' reports (e.g. trial "
+                    f"{_trial_id(r)} reported {sorted(_trial_metrics(r))}); sweep on a metric "
+                    "every report of the loop carries"
+                ) from None
             cause = getattr(error, "cause", None)
             original = cause if isinstance(cause, BaseException) else error
             original.add_note(f"(raised in every trial of the sweep; first: {_trial_id(r)})")

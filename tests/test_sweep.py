@@ -165,3 +165,52 @@ def test_asha_stops_bad_torch_trials_early_when_two_workers_fill_two_cpus(db):
     # every Ray Train report reached Tune: the full trial saw 4 epochs, the others fewer
     assert best.metrics["training_iteration"] == 5  # 4 epoch reports + the final one
     assert all(t.metrics["training_iteration"] < 4 for t in bad)
+
+
+def _loss_loop(config):  # plain Ray Train code: the loss is the swept value itself
+    model = torch.nn.Linear(1, 1)
+    for epoch in range(2):
+        pr.report({"epoch": epoch, "loss": config["lr"] * (2 - epoch)}, model=model)
+
+
+def test_ray_style_loop_sweeps_its_train_loop_config(db):
+    _, store, _ = db
+    trainer = pr.TorchTrainer(_loss_loop, train_loop_config={"lr": 1.0}, name="loop")
+
+    result = pr.sweep(
+        trainer,
+        {"train_loop_config.lr": tune.grid_search([0.3, 0.1])},
+        train=_queries(store)[0],
+        metric="loss",
+        mode="min",
+        name="loop-lr",
+    )
+
+    assert result.params == {"train_loop_config.lr": 0.1}
+    assert result.metrics["loss"] == pytest.approx(0.1)
+    assert store.models.get("loop", version=result.version).config["train_loop_config"] == {
+        "lr": 0.1
+    }
+
+
+def test_xgboost_sweeps_its_params_by_path(db):
+    _, store, features = db
+    trainer = pr.XGBoostTrainer(features=features, label="target", num_boost_round=5, name="xgb")
+
+    result = pr.sweep(
+        trainer,
+        {"params.max_depth": tune.grid_search([1, 3])},
+        train=_queries(store)[0],
+        metric="valid/rmse",
+        mode="min",
+        name="xgb-depth",
+    )
+
+    trials = store.models.sweeps("xgb-depth")
+    assert {t.params["params.max_depth"] for t in trials} == {1, 3}
+    best = min(trials, key=lambda t: t.score)
+    assert result.params == best.params and best.version == result.version
+    assert (
+        store.models.get("xgb", version=result.version).config["params"]["max_depth"]
+        == (best.params["params.max_depth"])
+    )

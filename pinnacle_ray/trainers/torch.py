@@ -237,7 +237,7 @@ class TorchTrainer:
             version=version_record.version if version_record is not None else None,
             path=getattr(result, "path", None),
             ray_result=result,
-            record=record if reported else None,
+            record=record,
         )
 
     def reported_metrics(self, train: Any, valid: Any = None) -> set[str] | None:

@@ -250,7 +250,7 @@ class XGBoostTrainer:
             version=version.version if version is not None else None,
             path=getattr(result, "path", None),
             ray_result=result,
-            record=record if reported else None,
+            record=record,
         )
 
     def reported_metrics(self, train: Any, valid: Any = None) -> set[str] | None:
