@@ -127,13 +127,11 @@ def default_run_config(name: str, checkpoint_config: CheckpointConfig | None = N
     with a fixed name when that is what you want.
     """
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return reporting_to_tune(
-        RunConfig(
-            name=f"{name}-{stamp}-{uuid.uuid4().hex[:6]}",
-            # Ray Train's own INFO lines (every report, every checkpoint) drown the user's output.
-            logging_config=LoggingConfig(log_level="WARNING"),
-            checkpoint_config=checkpoint_config,
-        )
+    return RunConfig(
+        name=f"{name}-{stamp}-{uuid.uuid4().hex[:6]}",
+        # Ray Train's own INFO lines (every report, every checkpoint) drown the user's output.
+        logging_config=LoggingConfig(log_level="WARNING"),
+        checkpoint_config=checkpoint_config,
     )
 
 

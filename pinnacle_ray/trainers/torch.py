@@ -377,7 +377,7 @@ class TorchTrainer:
     def _run_config(self) -> RunConfig:
         if self.run_config is not None:
             return reporting_to_tune(self.run_config)
-        return default_run_config(self.name, CheckpointConfig(num_to_keep=None))
+        return reporting_to_tune(default_run_config(self.name, CheckpointConfig(num_to_keep=None)))
 
     def _meta(self) -> dict[str, Any]:
         objective = None

@@ -209,9 +209,9 @@ class XGBoostTrainer:
             worker_entry(xgboost_loop),
             train_loop_config=config,
             scaling_config=plan.scaling_config,
-            run_config=reporting_to_tune(self.run_config)
-            if self.run_config is not None
-            else default_run_config(self.name, CheckpointConfig(num_to_keep=None)),
+            run_config=reporting_to_tune(
+                self.run_config or default_run_config(self.name, CheckpointConfig(num_to_keep=None))
+            ),
             datasets={role: quiet(dataset) for role, dataset in read.items()},
         )
         try:
