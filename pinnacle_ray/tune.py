@@ -343,6 +343,17 @@ def _finish(
     finished = [r for r in results if _status(r) == "completed" and _score(r, metric) is not None]
     if not finished:
         _raise_no_trial(results, metric)
+    errored = [r for r in results if r.error is not None]
+    if errored:
+        logger.warning(
+            "sweep %r: %d of %d trial(s) failed (first: %s: %s); the best is chosen among the "
+            "others",
+            name,
+            len(errored),
+            len(results),
+            _trial_id(errored[0]),
+            str(errored[0].error).splitlines()[0] if str(errored[0].error) else "",
+        )
     pick = min if mode == "min" else max
     best = pick(finished, key=lambda r: _score(r, metric))
     record = _load_record(best)
