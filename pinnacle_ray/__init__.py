@@ -44,7 +44,14 @@ from .errors import (
     TooFewRows,
     WriteError,
 )
-from .registry import CheckpointRecord, CheckpointSpec, HandleMove, ModelRegistry, ModelVersion
+from .registry import (
+    CheckpointRecord,
+    CheckpointSpec,
+    HandleMove,
+    ModelRegistry,
+    ModelVersion,
+    SweepTrial,
+)
 
 if TYPE_CHECKING:
     from .predict import PredictResult, predict
@@ -58,6 +65,7 @@ if TYPE_CHECKING:
         report,
         save_state,
     )
+    from .tune import SweepResult, sweep
 
 # The trainers import torch, Ray Train, scikit-learn and XGBoost (seconds), and predict
 # imports Ray Train's config for its resource plan; the package is
@@ -74,6 +82,8 @@ _LAZY = {
     "load_state": "trainers",
     "report": "trainers",
     "save_state": "trainers",
+    "SweepResult": "tune",
+    "sweep": "tune",
 }
 
 
@@ -126,6 +136,8 @@ __all__ = [
     "SklearnTrainer",
     "SqlDatastore",
     "SqlQuery",
+    "SweepResult",
+    "SweepTrial",
     "TableNotFound",
     "TooFewRows",
     "TorchTrainer",
@@ -140,4 +152,5 @@ __all__ = [
     "predict",
     "report",
     "save_state",
+    "sweep",
 ]

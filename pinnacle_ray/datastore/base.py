@@ -91,6 +91,10 @@ class ModelCatalog(Protocol):
 
     def rollback(self, name: str, handle: str = ...) -> Any: ...
 
+    def sweeps(self, name: str | None = None) -> list[Any]: ...
+
+    def record_sweep(self, trials: list[Any]) -> None: ...
+
 
 _factory: Callable[[Datastore], ModelCatalog] | None = None
 

@@ -7,6 +7,7 @@ always bound parameters; identifiers come from the database's own catalog or are
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,7 @@ from .shards import (
 )
 from .sql_read import SqlShard, conform, rows_to_table
 from .sql_types import arrow_type
+from .watermark import Watermark, watermark_of
 
 if TYPE_CHECKING:
     from .sql import SqlDatastore
@@ -100,6 +102,7 @@ class SqlQuery:
             self._table = None
             self._source, self._columns = self._text_source(text or "")
         self.key = self._resolve_key(key) if key is not None else None
+        self._after: Watermark | None = None  # since(): only rows with key > this
 
     # -- public --------------------------------------------------------------------------
     @property
@@ -108,7 +111,24 @@ class SqlQuery:
 
     def __repr__(self) -> str:
         what = f"table={self.table_name!r}" if self.table_name else f"sql={self.text!r}"
-        return f"SqlQuery({what}, key={self.key!r}, store={self.store.url})"
+        since = f", since {self._after.model} v{self._after.version}" if self._after else ""
+        return f"SqlQuery({what}, key={self.key!r}{since}, store={self.store.url})"
+
+    def since(self, name: str, version: int | None = None) -> SqlQuery:
+        """This query's rows whose key is past what model ``name`` (its latest version, or
+        ``version``) was trained on: continue training on what came in since, e.g.
+        ``trainer.fit(train=q.since("mlp"), resume_from="mlp")``.
+
+        The watermark is the largest key of the version's training query (its lineage).
+        Rows added later with a smaller key are not included: use an increasing key (an
+        auto-increment id, an insertion timestamp).
+        """
+        key_type = self.schema().field(self.key).type if self.key is not None else pa.null()
+        mark = watermark_of(self.store.models, name, version, self.key, key_type)
+        out = copy.copy(self)
+        out._after = mark
+        out.__dict__.pop("_read_plan", None)
+        return out
 
     def count(self) -> int:
         """Number of rows the query returns (one ``COUNT(*)`` round trip)."""
@@ -126,6 +146,8 @@ class SqlQuery:
             out.update(table=self.table_name, columns=self.columns, where=self.where)
         else:
             out.update(sql=self.text, params=self.params)
+        if self._after is not None:
+            out.update(since=self._after.lineage())
         plan = getattr(self, "_read_plan", None)
         if plan is not None:  # what the last to_dataset() planned: rows and key range read
             out.update(rows=plan.rows, strategy=plan.strategy)
@@ -268,7 +290,15 @@ class SqlQuery:
             stmt = stmt.select_from(self._table)
             for name, value in self.where.items():
                 stmt = stmt.where(_match(self._table.c[name], value))
-        return stmt
+        return self._past_watermark(stmt)
+
+    def _past_watermark(self, stmt: sa.Select) -> sa.Select:
+        """``stmt`` limited to keys past the since() watermark (unchanged without one)."""
+        if self._after is None:
+            return stmt
+        column = next(c for c in self._columns if c.name == self.key)
+        typed = {} if isinstance(column.type, sa.types.NullType) else {"type_": column.type}
+        return stmt.where(column > sa.bindparam(None, self._after.value, **typed))
 
     # -- planning ------------------------------------------------------------------------
     def _split_column(self) -> tuple[str, Any] | None:
@@ -297,7 +327,7 @@ class SqlQuery:
         stmt = sa.select(*columns).select_from(self._source)
         for name, value in self.where.items():
             stmt = stmt.where(_match(self._source.c[name], value))
-        return stmt
+        return self._past_watermark(stmt)
 
     def _key_stats(self, column: Any) -> KeyStats:
         if isinstance(column, _CtidPages):
@@ -309,7 +339,7 @@ class SqlQuery:
         # Row counts only balance shards (the outer ranges are open, so every row is read
         # whatever the count): an unfiltered PostgreSQL table uses the planner's estimate.
         estimate = None
-        if self._table is not None and not self.where:
+        if self._table is not None and not self.where and self._after is None:
             estimate = self.store._estimated_rows(self._table)
         count_stmt = (
             sa.select(sa.literal(estimate)) if estimate else self._filtered(sa.func.count())

@@ -12,6 +12,7 @@ from .aliases import HandleMove
 from .flavors import get_flavor, register_flavor
 from .records import CheckpointRecord, CheckpointSpec, ModelVersion
 from .registry import ModelRegistry
+from .sweeps import SweepTrial
 
 __all__ = [
     "CheckpointRecord",
@@ -19,6 +20,7 @@ __all__ = [
     "HandleMove",
     "ModelRegistry",
     "ModelVersion",
+    "SweepTrial",
     "get_flavor",
     "register_flavor",
 ]

@@ -48,6 +48,7 @@ from .schema import (
     RegistryTables,
 )
 from .storage import ArtifactRoot
+from .sweeps import SweepTrial, read_trials, write_trials
 
 __all__ = ["ModelRegistry"]
 
@@ -341,6 +342,16 @@ class ModelRegistry:
 
     def _exists(self) -> bool:
         return self._ensure(create=False)
+
+    # -- sweeps ----------------------------------------------------------------------------
+    def sweeps(self, name: str | None = None) -> list[SweepTrial]:
+        """The trials of sweep ``name`` (or of every sweep) as ``pr.sweep`` recorded them:
+        parameters, final metrics, status; the best trial first, then by score."""
+        return read_trials(self.store, self.tables.sweeps, name)
+
+    def record_sweep(self, trials: list[SweepTrial]) -> None:
+        """Store a sweep's trials (upsert by sweep name and trial id)."""
+        write_trials(self.store, self.tables.sweeps, trials)
 
     # -- tables ----------------------------------------------------------------------------
     def _ensure(self, *, create: bool) -> bool:

@@ -1,4 +1,4 @@
-"""The registry's three tables (models, checkpoints, meta) as Arrow schemas, and their names.
+"""The registry's tables (models, checkpoints, meta) as Arrow schemas, and their names.
 
 Tables are created from these schemas by the datastore's own insert, so every backend gets
 types it can store. ``meta`` holds ``schema_version``: a registry written by a newer
@@ -86,3 +86,7 @@ class RegistryTables:
     def handle_moves(self) -> str:
         """Moves of user-set handles (aliases such as ``production``); see ``aliases.py``."""
         return f"{self.prefix}_handle_moves"
+
+    @property
+    def sweeps(self) -> str:
+        return f"{self.prefix}_sweeps"

@@ -4,15 +4,17 @@ turning a Ray Train failure back into the user's own exception."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import inspect
 import logging
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import ray.data
 import ray.train
@@ -27,12 +29,15 @@ __all__ = [
     "TrainResult",
     "datasets_for",
     "default_run_config",
+    "in_tune_trial",
+    "keeps_arguments",
     "lineage_of",
     "plan_for",
     "raise_worker_error",
     "ray_train_env",
     "registered_model",
     "reported_checkpoints",
+    "reporting_to_tune",
     "run_lineage",
     "store_of",
     "warn_unregistered",
@@ -40,6 +45,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("pinnacle_ray.trainers")
+
+_T = TypeVar("_T")
 
 
 class _Query(Protocol):
@@ -52,7 +59,8 @@ class _Query(Protocol):
 class TrainResult:
     """A finished run: its name, final metrics and last checkpoint (``ray.train.Checkpoint``).
 
-    ``version`` is the registered model version, ``None`` when the run was not registered.
+    ``version`` is the registered model version, ``None`` when the run was not registered;
+    ``record`` is what registering stores (a sweep registers its best trial's later).
     """
 
     name: str
@@ -61,6 +69,7 @@ class TrainResult:
     version: int | None = None
     path: str | None = None
     ray_result: Any = field(default=None, repr=False)
+    record: Any = field(default=None, repr=False)
 
 
 def plan_for(scaling: ScalingConfig | None) -> ResourcePlan:
@@ -124,6 +133,46 @@ def default_run_config(name: str, checkpoint_config: CheckpointConfig | None = N
         logging_config=LoggingConfig(log_level="WARNING"),
         checkpoint_config=checkpoint_config,
     )
+
+
+def reporting_to_tune(run_config: RunConfig) -> RunConfig:
+    """``run_config`` with Ray Tune's ``TuneReportCallback`` added when the run starts inside
+    a Tune trial (``pr.sweep``, or your own Tuner): every ``ray.train.report`` of the
+    workers then reaches Tune, so schedulers such as ASHA see intermediate metrics, as in
+    Ray's Train + Tune guide. Outside Tune, or with the callback already there, unchanged."""
+    if not in_tune_trial():
+        return run_config
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    callbacks = list(run_config.callbacks or [])
+    if any(isinstance(c, TuneReportCallback) for c in callbacks):
+        return run_config
+    return dataclasses.replace(run_config, callbacks=[*callbacks, TuneReportCallback()])
+
+
+def in_tune_trial() -> bool:
+    """True inside a Ray Tune trial's function (not in Train workers, not in a driver)."""
+    if "ray.tune" not in sys.modules:  # a trial process has imported Tune; spare the import
+        return False
+    from ray.tune.trainable.trainable_fn_utils import _in_tune_session
+
+    return bool(_in_tune_session())
+
+
+def keeps_arguments(cls: type[_T]) -> type[_T]:
+    """Class decorator: each instance keeps the arguments it was built with (``_arguments``,
+    by parameter name), so a sweep can build a copy with some of them changed."""
+    init = cls.__init__  # type: ignore[misc]
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        bound = signature.bind(self, *args, **kwargs)
+        self._arguments = {k: v for k, v in list(bound.arguments.items())[1:]}
+        init(self, *args, **kwargs)
+
+    cls.__init__ = __init__  # type: ignore[misc]
+    return cls
 
 
 def store_of(query: Any) -> Any:

@@ -14,6 +14,7 @@ import math
 import shutil
 import tempfile
 from contextlib import ExitStack
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from ..errors import MetricNotReported
 from ..registry import CheckpointSpec
 from ..registry.flavors import META_FILE
 
-__all__ = ["check_listened", "choose_handles", "json_safe", "register_run"]
+__all__ = ["RunRecord", "check_listened", "choose_handles", "json_safe", "register_run"]
 
 logger = logging.getLogger("pinnacle_ray.trainers")
 
@@ -84,6 +85,105 @@ def check_listened(reported: list[Reported], listen: str | None) -> list[Reporte
     return scored
 
 
+@dataclass
+class RunRecord:
+    """A finished run, ready to register: its reported checkpoints with their metrics, and
+    what the version stores with them. A trainer registers it as soon as its run ends; a
+    sweep keeps one per trial and registers only the best trial's.
+
+    ``parent`` is the registered model the run resumed from: recorded in the lineage, and
+    as the parent version when it has the same name (a version number only means
+    something under its own name).
+    """
+
+    name: str
+    framework: str
+    reported: list[Reported]
+    meta: dict[str, Any]
+    listen: str | None
+    mode: str
+    keep_epochs: int
+    config: dict[str, Any]
+    lineage: dict[str, Any]
+    parent: dict[str, Any] | None = None
+
+    def handles(self) -> dict[str, Reported]:
+        """Each handle and the reported checkpoint it names."""
+        return choose_handles(self.reported, self.listen, self.mode, self.keep_epochs)
+
+    def main_metrics(self) -> dict[str, Any]:
+        """The metrics of the checkpoint the version's artifact is (``best``, else ``latest``)."""
+        handles = self.handles()
+        main = handles.get("best") or handles.get("latest")
+        return _public(main[1]) if main is not None else {}
+
+    def register(
+        self,
+        store: Any,
+        *,
+        config: dict[str, Any] | None = None,
+        lineage: dict[str, Any] | None = None,
+    ) -> Any:
+        """Register the run as the next version of ``name`` in ``store``'s registry; the
+        version (None when nothing was reported). ``config``/``lineage`` add entries."""
+        handles = self.handles()
+        if not handles:
+            return None
+        main = handles.get("best") or handles["latest"]
+        parent = self.parent
+        with ExitStack() as stack:
+            local: dict[int, str] = {}
+            for checkpoint, _ in handles.values():
+                if id(checkpoint) not in local:
+                    local[id(checkpoint)] = stack.enter_context(checkpoint.as_directory())
+            artifact = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pinnacle-")))
+            shutil.copytree(local[id(main[0])], artifact, dirs_exist_ok=True)
+            (artifact / META_FILE).write_text(json.dumps(json_safe(self.meta), indent=2))
+            specs = {
+                handle: CheckpointSpec(
+                    path=local[id(checkpoint)],
+                    step=int(metrics.get("step", 0) or 0),
+                    metrics=json_safe(_public(metrics)),
+                )
+                for handle, (checkpoint, metrics) in handles.items()
+            }
+            version = store.models.register(
+                self.name,
+                self.framework,
+                str(artifact),
+                metrics=json_safe(_public(main[1])),
+                config=json_safe({**self.config, **(config or {})}),
+                lineage=json_safe({**self.lineage, "resumed_from": parent, **(lineage or {})}),
+                parent_version=parent["version"]
+                if parent and parent["name"] == self.name
+                else None,
+                checkpoints=specs,
+            )
+        logger.info("registered %s version %s (%s)", self.name, version.version, ", ".join(handles))
+        return version
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as JSON-able data; checkpoints by their storage URI."""
+        return json_safe(
+            {
+                **{f.name: getattr(self, f.name) for f in fields(self) if f.name != "reported"},
+                "reported": [
+                    {"uri": _uri(checkpoint), "metrics": metrics}
+                    for checkpoint, metrics in self.reported
+                ],
+            }
+        )
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunRecord:
+        """The record :meth:`to_json` wrote, its checkpoints opened from their URIs."""
+        values = dict(data)
+        values["reported"] = [
+            (ray.train.Checkpoint(r["uri"]), dict(r["metrics"])) for r in data["reported"]
+        ]
+        return cls(**values)
+
+
 def register_run(
     store: Any,
     name: str,
@@ -98,43 +198,20 @@ def register_run(
     lineage: dict[str, Any],
     parent: dict[str, Any] | None = None,
 ) -> Any:
-    """Register ``reported`` checkpoints under ``name`` in ``store``'s registry; the version.
+    """Register ``reported`` checkpoints under ``name`` in ``store``'s registry; the version
+    (:meth:`RunRecord.register` of a record made of these arguments)."""
+    record = RunRecord(
+        name, framework, reported, meta, listen, mode, keep_epochs, config, lineage, parent
+    )
+    return record.register(store)
 
-    ``parent`` is the registered model a run resumed from: recorded in the lineage, and as
-    the parent version when it has the same name (a version number only means something
-    under its own name)."""
-    handles = choose_handles(reported, listen, mode, keep_epochs)
-    if not handles:
-        return None
-    main = handles.get("best") or handles["latest"]
-    with ExitStack() as stack:
-        local: dict[int, str] = {}
-        for checkpoint, _ in handles.values():
-            if id(checkpoint) not in local:
-                local[id(checkpoint)] = stack.enter_context(checkpoint.as_directory())
-        artifact = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pinnacle-")))
-        shutil.copytree(local[id(main[0])], artifact, dirs_exist_ok=True)
-        (artifact / META_FILE).write_text(json.dumps(json_safe(meta), indent=2))
-        specs = {
-            handle: CheckpointSpec(
-                path=local[id(checkpoint)],
-                step=int(metrics.get("step", 0) or 0),
-                metrics=json_safe(_public(metrics)),
-            )
-            for handle, (checkpoint, metrics) in handles.items()
-        }
-        version = store.models.register(
-            name,
-            framework,
-            str(artifact),
-            metrics=json_safe(_public(main[1])),
-            config=json_safe(config),
-            lineage=json_safe({**lineage, "resumed_from": parent}),
-            parent_version=parent["version"] if parent and parent["name"] == name else None,
-            checkpoints=specs,
-        )
-    logger.info("registered %s version %s (%s)", name, version.version, ", ".join(handles))
-    return version
+
+def _uri(checkpoint: ray.train.Checkpoint) -> str:
+    """Where a checkpoint is stored, as a URI another process can open."""
+    fs = checkpoint.filesystem
+    if fs is None or fs.type_name == "local":
+        return checkpoint.path
+    return f"{fs.type_name}://{checkpoint.path}"
 
 
 def _public(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -9,13 +9,21 @@ the workers' default share, and saying so in one line) or refuses with the numbe
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from ray.train import ScalingConfig
 
 from ..errors import ResourceError
 
-__all__ = ["ClusterResources", "ResourcePlan", "plan_resources"]
+__all__ = [
+    "ClusterResources",
+    "ResourcePlan",
+    "TrialPlan",
+    "plan_resources",
+    "plan_trials",
+    "read_reserve",
+]
 
 # The smallest CPU share a worker may be given before we refuse instead.
 MIN_WORKER_CPU = 0.1
@@ -62,7 +70,7 @@ def plan_resources(
             f"{n} worker(s) x {cpu:g} CPU = {cpu * n:g} CPUs requested, but the cluster "
             f"has {cluster.cpus:g}; lower num_workers or resources_per_worker['CPU']"
         )
-    reserve = _read_reserve(cluster.cpus) if reads else 0.0
+    reserve = read_reserve(cluster.cpus) if reads else 0.0
     room = cluster.cpus - reserve
     if cpu * n <= room:
         # Two reads at a time fit in what the workers leave; never more than Ray's 1 CPU.
@@ -91,6 +99,47 @@ def plan_resources(
     return ResourcePlan(adjusted, read_cpus, note)
 
 
-def _read_reserve(cpus: float) -> float:
+@dataclass(frozen=True)
+class TrialPlan:
+    """How a sweep's trials share the cluster: what one trial holds and how many run at once."""
+
+    trial_cpus: float
+    trial_gpus: float
+    concurrent: int
+    trials: int
+    cluster: ClusterResources
+
+    def __str__(self) -> str:
+        queued = " (the others queue)" if self.concurrent < self.trials else ""
+        gpus = f" and {self.trial_gpus:g} GPU(s)" if self.trial_gpus else ""
+        return (
+            f"{self.trials} trial(s), each holding {self.trial_cpus:.3g} CPU(s){gpus} of the "
+            f"cluster's {self.cluster.cpus:g}: {self.concurrent} at a time{queued}"
+        )
+
+
+def plan_trials(
+    trial_cpus: float,
+    trial_gpus: float,
+    cluster: ClusterResources,
+    trials: int,
+    max_concurrent: int | None = None,
+) -> TrialPlan:
+    """How many trials, each holding ``trial_cpus``/``trial_gpus`` while it trains (its
+    workers and its data reads), run at once on ``cluster`` without waiting on each other
+    forever: as many as fit, at most ``trials`` and ``max_concurrent``."""
+    if trial_cpus > cluster.cpus + 1e-9 or trial_gpus > cluster.gpus + 1e-9:
+        raise ResourceError(
+            f"one trial needs {trial_cpus:g} CPU(s) and {trial_gpus:g} GPU(s), but the cluster "
+            f"has {cluster.cpus:g} and {cluster.gpus:g}; lower the trainer's workers or CPUs"
+        )
+    fit = math.floor(cluster.cpus / trial_cpus + 1e-9) if trial_cpus > 0 else trials
+    if trial_gpus > 0:
+        fit = min(fit, math.floor(cluster.gpus / trial_gpus + 1e-9))
+    concurrent = max(1, min(fit, trials, max_concurrent or trials))
+    return TrialPlan(trial_cpus, trial_gpus, concurrent, trials, cluster)
+
+
+def read_reserve(cpus: float) -> float:
     """CPUs kept free for Ray Data's read tasks: one on clusters of 4+ CPUs, else half."""
     return 1.0 if cpus >= 4 else 0.5

@@ -28,6 +28,7 @@ from ..registry.sklearn_flavor import save_model
 from .base import (
     TrainResult,
     default_run_config,
+    keeps_arguments,
     registered_model,
     run_lineage,
     store_of,
@@ -36,7 +37,7 @@ from .base import (
 from .caching import estimated_bytes
 from .features import check_feature_list
 from .holdout import check_fraction
-from .registration import json_safe, register_run
+from .registration import RunRecord, json_safe
 from .sklearn_fit import FitSpec, fit_in_memory, fit_incremental
 from .sklearn_metrics import estimator_kind
 from .tabular import QueryFacts, check_query, query_datasets, read_once
@@ -50,6 +51,7 @@ COPIES_WHILE_FITTING = 3
 MIN_READ_CPU = 0.1
 
 
+@keeps_arguments
 class SklearnTrainer:
     """Fit a scikit-learn estimator (or ``Pipeline``) on a datastore query, as a Ray task.
 
@@ -194,30 +196,45 @@ class SklearnTrainer:
         directory = directory / (run_config.name or self.name) / "checkpoint_000000"
         meta = save_model(directory, estimator, self._meta(estimator))
         checkpoint = ray.train.Checkpoint.from_directory(str(directory))
-        record = None
+        record = RunRecord(
+            self.name,
+            "sklearn",
+            [(checkpoint, metrics)],
+            meta=meta,
+            listen=None,
+            mode="min",
+            keep_epochs=0,
+            config=self._config_record(num_cpus),
+            lineage=run_lineage(train, valid, facts.holdout(self.valid_fraction, self.seed)),
+            parent=parent,
+        )
+        version = None
         if register and store is not None:
-            record = register_run(
-                store,
-                self.name,
-                [(checkpoint, metrics)],
-                framework="sklearn",
-                meta=meta,
-                listen=None,
-                mode="min",
-                keep_epochs=0,
-                config=self._config_record(num_cpus),
-                lineage=run_lineage(train, valid, facts.holdout(self.valid_fraction, self.seed)),
-                parent=parent,
-            )
+            version = record.register(store)
         elif register and store is None:
             warn_unregistered(self.name)
         return TrainResult(
             name=self.name,
             metrics=metrics,
             checkpoint=checkpoint,
-            version=record.version if record is not None else None,
+            version=version.version if version is not None else None,
             path=str(directory.parent),
+            record=record,
         )
+
+    def reported_metrics(self, train: Any, valid: Any = None) -> set[str]:
+        """The metric names a fit on ``train``/``valid`` reports: what a sweep may optimize."""
+        held = self.valid_fraction is not None and getattr(train, "key", None) is not None
+        prefix = "valid" if valid is not None or held else "train"
+        scores = {
+            "classifier": ["accuracy", "f1"]
+            + (["roc_auc"] if hasattr(self.estimator, "predict_proba") else []),
+            "regressor": ["rmse", "mae", "r2"],
+            "clusterer": ["silhouette"] if hasattr(self.estimator, "predict") else [],
+        }.get(self.kind, [])
+        if hasattr(self.estimator, "score"):
+            scores.append("score")
+        return {f"{prefix}/{m}" for m in [*scores, "rows"]} | {"train/rows", "fit_seconds"}
 
     # -- checks before any read ------------------------------------------------------------
     def _check(self, query: Any, role: str) -> QueryFacts:

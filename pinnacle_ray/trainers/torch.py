@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import json
 import logging
 from collections.abc import Callable
@@ -28,10 +29,12 @@ from .base import (
     TrainResult,
     datasets_for,
     default_run_config,
+    keeps_arguments,
     plan_for,
     raise_worker_error,
     ray_train_env,
     reported_checkpoints,
+    reporting_to_tune,
     run_lineage,
     store_of,
     warn_unregistered,
@@ -43,7 +46,7 @@ from .early_stopping import EarlyStopping
 from .features import count_non_finite, non_finite_message
 from .holdout import split_by_key
 from .objectives import resolve_objective
-from .registration import check_listened, json_safe, register_run
+from .registration import RunRecord, check_listened, json_safe
 from .resources import ResourcePlan
 from .tabular import check_query
 from .torch_loop import LoopSettings, managed_loop, optimizer_class, resume_position
@@ -58,6 +61,7 @@ _MANAGED_KNOWN = ("train/loss", "valid/loss", "valid/accuracy")
 _AUTO: Any = type("_Auto", (), {"__repr__": lambda self: "'auto'"})()
 
 
+@keeps_arguments
 class TorchTrainer:
     """Train a torch model on Ray Train with datastore queries as its datasets.
 
@@ -207,21 +211,21 @@ class TorchTrainer:
                 raise
             raise
         reported = reported_checkpoints(result)
+        record = RunRecord(
+            self.name,
+            "torch",
+            reported,
+            meta=self._meta(),
+            listen=self.listen,
+            mode=self.mode,
+            keep_epochs=self.keep_checkpoints,
+            config=self._config_record(plan.scaling_config),
+            lineage=run_lineage(train, valid, self._split_lineage()),
+            parent=parent,
+        )
         version_record = None
         if register and store is not None and reported:
-            version_record = register_run(
-                store,
-                self.name,
-                reported,
-                framework="torch",
-                meta=self._meta(),
-                listen=self.listen,
-                mode=self.mode,
-                keep_epochs=self.keep_checkpoints,
-                config=self._config_record(plan.scaling_config),
-                lineage=run_lineage(train, valid, self._split_lineage()),
-                parent=parent,
-            )
+            version_record = record.register(store)
         elif reported:
             check_listened(reported, self.listen)
         elif register and store is None:
@@ -233,14 +237,28 @@ class TorchTrainer:
             version=version_record.version if version_record is not None else None,
             path=getattr(result, "path", None),
             ray_result=result,
+            record=record,
         )
+
+    def reported_metrics(self, train: Any, valid: Any = None) -> set[str] | None:
+        """The metric names a fit on ``train``/``valid`` reports (None for your own loop,
+        whose reports only the run can tell): what a sweep may optimize."""
+        if not self.managed:
+            return None
+        assert self.settings is not None
+        names = {"train/loss", "step", "epoch"}
+        if valid is not None or (self.listen or "").startswith("valid/"):
+            names.add("valid/loss")
+            if resolve_objective(self.settings.objective).classification:
+                names.add("valid/accuracy")
+        return names
 
     # -- managed mode --------------------------------------------------------------------
     def _settings(self, **kw: Any) -> LoopSettings:
         if self.features is None or self.label is None:
             raise ConfigError("the managed loop needs features=[...] and label=<column>")
         objective = resolve_objective(kw["objective"])
-        optimizer_class(kw["optimizer_cls"])
+        _check_optimizer_kwargs(optimizer_class(kw["optimizer_cls"]), kw["optimizer_kwargs"])
         for field in ("batch_size", "epochs", "max_iterations", "validation_interval"):
             value = kw[field]
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -358,8 +376,8 @@ class TorchTrainer:
 
     def _run_config(self) -> RunConfig:
         if self.run_config is not None:
-            return self.run_config
-        return default_run_config(self.name, CheckpointConfig(num_to_keep=None))
+            return reporting_to_tune(self.run_config)
+        return reporting_to_tune(default_run_config(self.name, CheckpointConfig(num_to_keep=None)))
 
     def _meta(self) -> dict[str, Any]:
         objective = None
@@ -384,3 +402,18 @@ class TorchTrainer:
             record["loop"] = getattr(self.train_loop_per_worker, "__qualname__", None)
             record["train_loop_config"] = self.train_loop_config
         return json_safe(record)
+
+
+def _check_optimizer_kwargs(
+    cls: type[torch.optim.Optimizer], kwargs: dict[str, Any] | None
+) -> None:
+    """ConfigError for an argument the optimizer does not take (before any worker starts)."""
+    parameters = inspect.signature(cls).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return
+    known = [n for n in parameters if n != "params"]
+    unknown = sorted(set(kwargs or {}) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"optimizer_kwargs {unknown} are not arguments of {cls.__name__}; it takes {known}"
+        )

@@ -10,6 +10,7 @@ among the workers: nothing competes with the workers for CPUs while they boost.
 from __future__ import annotations
 
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -25,11 +26,13 @@ from .base import (
     RESUME_KEY,
     TrainResult,
     default_run_config,
+    keeps_arguments,
     plan_for,
     raise_worker_error,
     ray_train_env,
     registered_model,
     reported_checkpoints,
+    reporting_to_tune,
     run_lineage,
     store_of,
     warn_unregistered,
@@ -37,7 +40,7 @@ from .base import (
 )
 from .features import check_feature_list, count_non_finite, non_finite_message
 from .holdout import check_fraction, split_by_key
-from .registration import json_safe, register_run
+from .registration import RunRecord, json_safe
 from .tabular import (
     QueryFacts,
     check_query,
@@ -51,10 +54,26 @@ from .xgboost_loop import XGBoostSpec, xgboost_loop
 
 __all__ = ["XGBoostTrainer"]
 
+# XGBoost's evaluation metric when params name none, by objective.
+_DEFAULT_EVAL_METRIC = {
+    "reg:squarederror": "rmse",
+    "reg:logistic": "rmse",
+    "reg:absoluteerror": "mae",
+    "reg:squaredlogerror": "rmsle",
+    "reg:pseudohubererror": "mphe",
+    "binary:logistic": "logloss",
+    "binary:logitraw": "logloss",
+    "binary:hinge": "error",
+    "multi:softmax": "mlogloss",
+    "multi:softprob": "mlogloss",
+    "count:poisson": "poisson-nloglik",
+    "reg:gamma": "gamma-nloglik",
+}
 # Metrics where larger is better (XGBoost maximizes these when early stopping, too).
 _MAXIMIZED = ("auc", "aucpr", "map", "ndcg", "pre")
 
 
+@keeps_arguments
 class XGBoostTrainer:
     """Train an XGBoost booster on Ray Train workers with datastore queries as datasets.
 
@@ -190,8 +209,9 @@ class XGBoostTrainer:
             worker_entry(xgboost_loop),
             train_loop_config=config,
             scaling_config=plan.scaling_config,
-            run_config=self.run_config
-            or default_run_config(self.name, CheckpointConfig(num_to_keep=None)),
+            run_config=reporting_to_tune(
+                self.run_config or default_run_config(self.name, CheckpointConfig(num_to_keep=None))
+            ),
             datasets={role: quiet(dataset) for role, dataset in read.items()},
         )
         try:
@@ -203,37 +223,49 @@ class XGBoostTrainer:
         reported = reported_checkpoints(result)
         listen = _listened(result.metrics or {})
         mode = "max" if listen and listen.split("/")[-1].split("@")[0] in _MAXIMIZED else "min"
-        with tempfile.TemporaryDirectory(prefix="pinnacle-xgb-best-") as scratch:
-            best = _best_round(reported, listen, scratch)
-            if best is not None:
-                reported = sorted([*reported, best], key=lambda r: r[1].get("step", 0))
-            record = None
-            if register and store is not None and reported:
-                record = register_run(
-                    store,
-                    self.name,
-                    reported,
-                    framework="xgboost",
-                    meta=self._meta(spec),
-                    listen=listen,
-                    mode=mode,
-                    keep_epochs=0,
-                    config=self._config_record(spec, plan.scaling_config),
-                    lineage=run_lineage(
-                        train, valid, facts.holdout(self.valid_fraction, self.seed)
-                    ),
-                    parent=parent,
-                )
-            elif register and store is None:
-                warn_unregistered(self.name)
+        best = _best_round(reported, listen, _best_round_dir(result))
+        if best is not None:
+            reported = sorted([*reported, best], key=lambda r: r[1].get("step", 0))
+        record = RunRecord(
+            self.name,
+            "xgboost",
+            reported,
+            meta=self._meta(spec),
+            listen=listen,
+            mode=mode,
+            keep_epochs=0,
+            config=self._config_record(spec, plan.scaling_config),
+            lineage=run_lineage(train, valid, facts.holdout(self.valid_fraction, self.seed)),
+            parent=parent,
+        )
+        version = None
+        if register and store is not None and reported:
+            version = record.register(store)
+        elif register and store is None:
+            warn_unregistered(self.name)
         return TrainResult(
             name=self.name,
             metrics=dict(result.metrics or {}),
             checkpoint=result.checkpoint,
-            version=record.version if record is not None else None,
+            version=version.version if version is not None else None,
             path=getattr(result, "path", None),
             ray_result=result,
+            record=record,
         )
+
+    def reported_metrics(self, train: Any, valid: Any = None) -> set[str] | None:
+        """The metric names a fit on ``train``/``valid`` reports (None when XGBoost's default
+        evaluation metric for the objective is not known here): what a sweep may optimize."""
+        metrics = self.params.get("eval_metric")
+        if metrics is None:
+            objective = self.params.get("objective", "reg:squarederror")
+            metrics = _DEFAULT_EVAL_METRIC.get(objective)
+            if metrics is None:
+                return None
+        names = [metrics] if isinstance(metrics, str) else list(metrics)
+        held = self.valid_fraction is not None and getattr(train, "key", None) is not None
+        sets = ["train", "valid"] if valid is not None or held else ["train"]
+        return {f"{s}/{m}" for s in sets for m in names} | {"round", "step"}
 
     # -- checks before any read ------------------------------------------------------------
     def _check(self, query: Any, role: str) -> QueryFacts:
@@ -320,6 +352,16 @@ def _listened(metrics: dict[str, Any]) -> str | None:
     return valid[-1] if valid else None
 
 
+def _best_round_dir(result: Any) -> str:
+    """Where the booster cut at its best round is written: beside the run's own
+    checkpoints when they are local (it lives as long as they do, e.g. until a sweep
+    registers its best trial), else a temporary folder."""
+    path = getattr(result, "path", None)
+    if path and Path(path).is_dir():
+        return str(Path(path) / "best_round")
+    return tempfile.mkdtemp(prefix="pinnacle-xgb-best-")
+
+
 def _best_round(
     reported: list[tuple[ray.train.Checkpoint, dict[str, Any]]], listen: str | None, scratch: str
 ) -> tuple[ray.train.Checkpoint, dict[str, Any]] | None:
@@ -334,6 +376,7 @@ def _best_round(
     if best is None or score is None or int(best) + 1 >= booster.num_boosted_rounds():
         return None
     rounds = int(best) + 1
+    Path(scratch).mkdir(parents=True, exist_ok=True)
     booster[:rounds].save_model(f"{scratch}/{MODEL_FILE}")
     best_metrics = {listen: float(score), "round": rounds, "step": rounds}
     return ray.train.Checkpoint.from_directory(scratch), best_metrics

@@ -1,0 +1,485 @@
+"""``pr.sweep``: a Ray Tune hyperparameter sweep of any pinnacle_ray trainer, on queries.
+
+Each trial is a Tune function that builds the trainer with the trial's parameters and
+calls its ``fit``, the way Ray's Train + Tune guide (Ray Train V2) launches a Ray Train run
+per trial; inside a trial, the trainers add ``TuneReportCallback`` so every report of the
+workers reaches Tune, and schedulers such as ASHA stop bad trials early. Around that, the
+sweep does what a bare ``Tuner`` leaves to you:
+
+- it checks parameter paths, mode and metric before any trial starts;
+- it plans resources once: each trial's workers plus its data reads, and how many trials
+  fit at a time (the rest queue), so a sweep never waits forever on 2 CPUs;
+- it reads the query once for all trials;
+- it registers the best trial as a new model version (with its parameters, the sweep's
+  name and the trial id) and keeps every trial's parameters and final metrics in the
+  datastore (``store.models.sweeps(name)``).
+
+A trainer plugs in when its class keeps its constructor arguments
+(:func:`pinnacle_ray.trainers.base.keeps_arguments`) and its ``fit(train, valid,
+register=False)`` returns a ``TrainResult`` with a ``record``; ``reported_metrics`` lets the
+metric be checked up front. Without a ``record``, the best parameters are trained once more
+to register them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray.data
+import ray.train
+import ray.tune
+from ray.tune import PlacementGroupFactory
+
+from . import _tune_params as params
+from ._runtime import cluster_cpus, cluster_gpus
+from ._tune_cleanup import ReleaseStoppedRuns
+from ._tune_data import SharedQuery, share
+from .errors import ColumnNotFound, ConfigError, MetricNotReported
+from .registry import SweepTrial
+from .registry.records import validate_name
+from .trainers.base import TrainResult, store_of
+from .trainers.registration import RunRecord
+from .trainers.resources import (
+    ClusterResources,
+    TrialPlan,
+    plan_resources,
+    plan_trials,
+    read_reserve,
+)
+
+__all__ = ["SweepResult", "sweep"]
+
+logger = logging.getLogger("pinnacle_ray.tune")
+
+RECORD_FILE = "pinnacle_run.json"
+# What a trial driving a Ray Train run reserves in Tune: memory, no CPU.
+TRIAL_BUNDLE = {"memory": 256 * 1024 * 1024}
+# The last report of a trial that ran to its end carries this; a trial stopped by the
+# scheduler never sends it.
+DONE_KEY = "pinnacle/done"
+# How Tune says that a result lacks the metric it optimizes.
+_METRIC_MISSING = "did not include the specified metric"
+# Tune's own bookkeeping in every result; not what a trial measured.
+_TUNE_FIELDS = {
+    "checkpoint_dir_name",
+    "checkpoint_path",
+    "config",
+    "date",
+    "done",
+    "experiment_tag",
+    "hostname",
+    "iterations_since_restore",
+    "node_ip",
+    "pid",
+    "should_checkpoint",
+    "time_since_restore",
+    "time_this_iter_s",
+    "time_total_s",
+    "timestamp",
+    "trial_id",
+    DONE_KEY,
+}
+
+
+@dataclass
+class SweepResult(TrainResult):
+    """The best trial of a sweep as a ``TrainResult`` (registered ``version``, ``metrics``,
+    ``checkpoint``), plus the sweep: its ``trials`` as stored in the datastore, the best
+    trial's ``params`` and id, the resource ``plan`` and Tune's own ``grid`` (``ResultGrid``).
+
+    Example::
+
+        result = pr.sweep(trainer, {"optimizer_kwargs.lr": tune.loguniform(1e-4, 1e-1)},
+                          train=q, metric="valid/loss", mode="min", num_samples=8)
+        result.version, result.params, result.metrics["valid/loss"]
+        result.grid.get_dataframe()          # Tune's view of every trial
+    """
+
+    sweep: str = ""
+    trial_id: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    trials: list[SweepTrial] = field(default_factory=list, repr=False)
+    plan: TrialPlan | None = field(default=None, repr=False)
+    grid: Any = field(default=None, repr=False)
+
+
+def sweep(
+    trainer: Any,
+    param_space: Mapping[str, Any],
+    train: Any,
+    valid: Any = None,
+    *,
+    metric: str,
+    mode: str = "min",
+    num_samples: int = 1,
+    scheduler: Any = None,
+    search_alg: Any = None,
+    max_concurrent_trials: int | None = None,
+    name: str | None = None,
+    register: bool = True,
+) -> SweepResult:
+    """Sweep ``trainer``'s arguments over ``param_space`` with Ray Tune; register the best.
+
+    ``param_space`` maps parameter paths to ``ray.tune`` search spaces (or fixed values):
+    ``"optimizer_kwargs.lr"``, ``"train_loop_config.lr"``, ``"params.max_depth"``,
+    ``"estimator__alpha"`` (scikit-learn ``set_params`` names; ``estimator__ridge__alpha``
+    for a pipeline step), ``"batch_size"``; nested dicts work too. ``metric``/``mode`` pick
+    the best trial and drive ``scheduler`` (e.g. ``ASHAScheduler()``) and ``search_alg``.
+    ``max_concurrent_trials`` caps how many run at once; never more than the cluster holds.
+
+    The best trial is registered as a new version of ``trainer.name`` in ``train``'s
+    datastore (``register=False`` to skip) with the sweep's ``name`` and its trial id;
+    every trial is kept in ``store.models.sweeps(name)``.
+    """
+    metric, mode, num_samples = _check_settings(metric, mode, num_samples, max_concurrent_trials)
+    space = params.flatten_space(param_space)
+    params.check_space(trainer, space)
+    store = store_of(train)
+    name = _sweep_name(name, trainer, store)
+    _check_columns(trainer, train, valid)
+    _check_metric(trainer, train, valid, metric)
+
+    cluster = ClusterResources(cluster_cpus(), cluster_gpus())
+    planned, trial_cpus, trial_gpus, note = _per_trial(trainer, cluster)
+    reads = read_reserve(cluster.cpus) / 2
+    shared_train, shared_valid = share(train, "train", reads), share(valid, "valid", reads)
+    streamed = isinstance(shared_train, SharedQuery) and not shared_train.materialized
+    # A fit task streaming its reads needs them beside it (Ray Train runs count them already).
+    extra = read_reserve(cluster.cpus) if streamed and not _trains(planned) else 0.0
+    plan = plan_trials(
+        trial_cpus + extra,
+        trial_gpus,
+        cluster,
+        _trial_count(space, num_samples),
+        max_concurrent_trials,
+    )
+    message = f"sweep {name!r}: {plan}" + (f"; {note}" if note else "")
+    (logger.warning if note else logger.info)(message)
+
+    trainable = ray.tune.with_resources(
+        ray.tune.with_parameters(
+            _run_trial, trainer=planned, train=shared_train, valid=shared_valid
+        ),
+        _trial_resources(planned, trial_cpus),
+    )
+    # Only Ray Train runs leave placement groups behind when a trial is stopped.
+    release = ReleaseStoppedRuns(TRIAL_BUNDLE) if _trains(planned) else None
+    tuner = ray.tune.Tuner(
+        trainable,
+        param_space=space,
+        tune_config=ray.tune.TuneConfig(
+            metric=metric,
+            mode=mode,
+            num_samples=num_samples,
+            scheduler=scheduler,
+            search_alg=search_alg,
+            max_concurrent_trials=plan.concurrent,
+        ),
+        run_config=ray.tune.RunConfig(
+            name=f"{name}-{uuid.uuid4().hex[:6]}",
+            verbose=0,
+            callbacks=[release] if release is not None else None,
+        ),
+    )
+    started = time.perf_counter()
+    try:
+        grid = tuner.fit()
+    finally:
+        if release is not None:
+            release.release()
+    logger.info("sweep %r: %d trial(s) in %.1f s", name, len(grid), time.perf_counter() - started)
+    return _finish(grid, trainer, name, metric, mode, plan, store, train, valid, register)
+
+
+# -- before any trial ----------------------------------------------------------------------
+def _check_settings(
+    metric: Any, mode: Any, num_samples: Any, max_concurrent: Any
+) -> tuple[str, str, int]:
+    if mode not in ("min", "max"):
+        raise ConfigError(f"mode must be 'min' or 'max', got {mode!r}")
+    if not isinstance(metric, str) or not metric:
+        raise ConfigError(f"metric must be the name of a reported metric, got {metric!r}")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ConfigError(f"num_samples must be a positive integer, got {num_samples!r}")
+    if max_concurrent is not None and (
+        isinstance(max_concurrent, bool)
+        or not isinstance(max_concurrent, int)
+        or max_concurrent < 1
+    ):
+        raise ConfigError(
+            f"max_concurrent_trials must be a positive integer or None, got {max_concurrent!r}"
+        )
+    return metric, mode, num_samples
+
+
+def _sweep_name(name: str | None, trainer: Any, store: Any) -> str:
+    if name is None:
+        name = f"{getattr(trainer, 'name', 'model')}-sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = validate_name(name)
+    if store is not None and store.models.sweeps(name):
+        raise ConfigError(
+            f"a sweep named {name!r} is already recorded in {store.url}; give this one "
+            "another name (store.models.sweeps(name) shows the earlier one)"
+        )
+    return name
+
+
+def _check_columns(trainer: Any, train: Any, valid: Any) -> None:
+    """ColumnNotFound for a feature or label the queries lack, before 8 trials find out."""
+    wanted = [*(getattr(trainer, "features", None) or [])]
+    label = getattr(trainer, "label", None)
+    if isinstance(label, str):
+        wanted.append(label)
+    for role, query in (("train", train), ("valid", valid)):
+        schema_of = getattr(query, "schema", None)
+        if not wanted or not callable(schema_of):
+            continue
+        schema = schema_of()
+        names = list(getattr(schema, "names", []) or [])
+        missing = [c for c in wanted if names and c not in names]
+        if missing:
+            raise ColumnNotFound(
+                f"the {role} query has no column(s) {missing}; its columns are {names}"
+            )
+
+
+def _check_metric(trainer: Any, train: Any, valid: Any, metric: str) -> None:
+    reported = getattr(trainer, "reported_metrics", None)
+    names = reported(train, valid) if callable(reported) else None
+    if names is not None and metric not in names:
+        raise MetricNotReported(
+            f"metric={metric!r} is never reported by {type(trainer).__name__} on these "
+            f"queries; it reports {sorted(names)}"
+        )
+
+
+def _per_trial(trainer: Any, cluster: ClusterResources) -> tuple[Any, float, float, str | None]:
+    """The trainer each trial runs (its workers' resources planned once, so trials do not
+    re-plan or re-warn), and the CPUs/GPUs one trial holds while it trains."""
+    scaling = getattr(trainer, "scaling_config", None)
+    if scaling is None:  # one fit task (scikit-learn): its CPUs
+        return trainer, float(getattr(trainer, "num_cpus", None) or 1), 0.0, None
+    plan = plan_resources(scaling, cluster)
+    scaling = plan.scaling_config
+    per_worker = dict(scaling.resources_per_worker or {})
+    per_worker.setdefault("CPU", 1.0)
+    scaling = dataclasses.replace(scaling, resources_per_worker=per_worker)
+    n = scaling.num_workers
+    cpus = float(per_worker["CPU"]) * n + read_reserve(cluster.cpus)
+    gpus = float(per_worker.get("GPU", 1.0 if scaling.use_gpu else 0.0)) * n
+    return params.with_arguments(trainer, scaling_config=scaling), cpus, gpus, plan.note
+
+
+def _trial_resources(trainer: Any, trial_cpus: float) -> PlacementGroupFactory:
+    """What Tune reserves per trial. The trial's own process only drives the run, so it
+    asks for no CPU (the head bundle is empty). A Ray Train run places its workers in a
+    placement group of its own, so the trial reserves only its memory; a fit task (which
+    Tune schedules inside the trial's placement group) gets a bundle with its CPUs."""
+    if _trains(trainer):
+        return PlacementGroupFactory([{}, TRIAL_BUNDLE])
+    return PlacementGroupFactory([{}, {"CPU": trial_cpus}])
+
+
+def _trains(trainer: Any) -> bool:
+    """Whether the trainer runs Ray Train workers (else one fit task)."""
+    return getattr(trainer, "scaling_config", None) is not None
+
+
+def _trial_count(space: dict[str, Any], num_samples: int) -> int:
+    grids = [len(v["grid_search"]) for v in space.values() if isinstance(v, Mapping)]
+    return num_samples * math.prod(grids)
+
+
+# -- one trial (runs in a Tune trial actor) ------------------------------------------------
+def _run_trial(config: dict[str, Any], *, trainer: Any, train: Any, valid: Any) -> None:
+    """Build the trainer with this trial's parameters, fit it without registering, and
+    report its final metrics to Tune with the record needed to register it later."""
+    candidate = params.with_params(trainer, config)
+    result = candidate.fit(train, valid, register=False)
+    record: RunRecord | None = getattr(result, "record", None)
+    checkpointed = record is not None and record.reported
+    metrics = record.main_metrics() if checkpointed else dict(result.metrics or {})
+    with tempfile.TemporaryDirectory(prefix="pinnacle-trial-") as folder:
+        payload = {"record": record.to_json() if record is not None else None}
+        Path(folder, RECORD_FILE).write_text(json.dumps(payload))
+        ray.tune.report(
+            {**_numbers(metrics), DONE_KEY: 1},
+            checkpoint=ray.tune.Checkpoint.from_directory(folder),
+        )
+
+
+def _numbers(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        k: v
+        for k, v in metrics.items()
+        if isinstance(v, (int, float, bool)) and not str(k).startswith("timing/")
+    }
+
+
+# -- after the trials ----------------------------------------------------------------------
+def _finish(
+    grid: Any,
+    trainer: Any,
+    name: str,
+    metric: str,
+    mode: str,
+    plan: TrialPlan,
+    store: Any,
+    train: Any,
+    valid: Any,
+    register: bool,
+) -> SweepResult:
+    results = list(grid)
+    finished = [r for r in results if _status(r) == "completed" and _score(r, metric) is not None]
+    if not finished:
+        _raise_no_trial(results, metric)
+    errored = [r for r in results if r.error is not None]
+    if errored:
+        logger.warning(
+            "sweep %r: %d of %d trial(s) failed (first: %s: %s); the best is chosen among the "
+            "others",
+            name,
+            len(errored),
+            len(results),
+            _trial_id(errored[0]),
+            str(errored[0].error).splitlines()[0] if str(errored[0].error) else "",
+        )
+    pick = min if mode == "min" else max
+    best = pick(finished, key=lambda r: _score(r, metric))
+    record = _load_record(best)
+    model_name = getattr(trainer, "name", None) or "model"
+    version = None
+    sweep_info = {
+        "name": name,
+        "trial_id": _trial_id(best),
+        "params": dict(best.config),
+        "metric": metric,
+        "mode": mode,
+    }
+    if register and store is not None:
+        if record is not None:
+            version = record.register(store, config={"sweep": sweep_info}, lineage={"sweep": name})
+            if version is None:
+                logger.warning(
+                    "sweep %r: the best trial reported no checkpoint; nothing to register "
+                    "(report one with pr.report(metrics, model=...))",
+                    name,
+                )
+        else:
+            logger.warning(
+                "sweep %r: %s returns no run record; training the best parameters once more "
+                "to register them",
+                name,
+                type(trainer).__name__,
+            )
+            again = params.with_params(trainer, best.config).fit(train, valid, register=True)
+            version = store.models.get(model_name, version=again.version) if again.version else None
+    trials = [
+        SweepTrial(
+            sweep=name,
+            trial_id=_trial_id(r),
+            model=model_name,
+            status=_status(r),
+            params=dict(r.config or {}),
+            metrics=_trial_metrics(r),
+            metric=metric,
+            mode=mode,
+            best=r is best,
+            version=version.version if (r is best and version is not None) else None,
+        )
+        for r in results
+    ]
+    if store is not None:
+        store.models.record_sweep(trials)
+    trials = sorted(trials, key=lambda t: (not t.best, t.score is None, _signed(t, mode)))
+    checkpoint = record.reported[-1][0] if record is not None and record.reported else None
+    return SweepResult(
+        name=model_name,
+        metrics=_trial_metrics(best),
+        checkpoint=checkpoint,
+        version=version.version if version is not None else None,
+        path=best.path,
+        ray_result=best,
+        record=record,
+        sweep=name,
+        trial_id=_trial_id(best),
+        params=dict(best.config),
+        trials=trials,
+        plan=plan,
+        grid=grid,
+    )
+
+
+def _status(result: Any) -> str:
+    if result.error is not None:
+        return "error"
+    return "completed" if (result.metrics or {}).get(DONE_KEY) else "stopped"
+
+
+def _score(result: Any, metric: str) -> float | None:
+    value = (result.metrics or {}).get(metric)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _signed(trial: SweepTrial, mode: str) -> float:
+    score = trial.score
+    return 0.0 if score is None else (score if mode == "min" else -score)
+
+
+def _trial_id(result: Any) -> str:
+    return str((result.metrics or {}).get("trial_id") or Path(result.path).name)
+
+
+def _trial_metrics(result: Any) -> dict[str, Any]:
+    metrics = result.metrics or {}
+    return {
+        k: v
+        for k, v in metrics.items()
+        if k not in _TUNE_FIELDS
+        and not str(k).startswith("timing/")
+        and isinstance(v, (int, float, bool, str))
+    }
+
+
+def _load_record(result: Any) -> RunRecord | None:
+    if result.checkpoint is None:
+        return None
+    with result.checkpoint.as_directory() as folder:
+        payload = json.loads(Path(folder, RECORD_FILE).read_text())
+    data = payload.get("record")
+    return RunRecord.from_json(data) if data else None
+
+
+def _raise_no_trial(results: list[Any], metric: str) -> None:
+    """Every trial failed or none reported the metric: the first trial's own error, else
+    MetricNotReported naming what the trials did report."""
+    for r in results:
+        if r.error is not None:
+            error = r.error
+            if _METRIC_MISSING in str(error):  # Tune's check of every reported result
+                raise MetricNotReported(
+                    f"metric={metric!r} is missing from the trials' reports (e.g. trial "
+                    f"{_trial_id(r)} reported {sorted(_trial_metrics(r))}); sweep on a metric "
+                    "every report of the loop carries"
+                ) from None
+            cause = getattr(error, "cause", None)
+            original = cause if isinstance(cause, BaseException) else error
+            original.add_note(f"(raised in every trial of the sweep; first: {_trial_id(r)})")
+            raise original
+    seen = sorted({k for r in results for k in _trial_metrics(r)})
+    raise MetricNotReported(
+        f"metric={metric!r} was never reported by any trial; they reported {seen}. Sweep on "
+        "one of those, or report it from the loop"
+    )
