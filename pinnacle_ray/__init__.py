@@ -32,6 +32,7 @@ from .errors import (
     InvalidKey,
     InvalidURL,
     MetricNotReported,
+    MixedTypes,
     ModelNotFound,
     NonFiniteValues,
     NonNumericFeature,
@@ -47,6 +48,8 @@ from .errors import (
 from .registry import CheckpointRecord, CheckpointSpec, ModelRegistry, ModelVersion
 
 if TYPE_CHECKING:
+    from .datastore.mongo import MongoDatastore
+    from .datastore.mongo_query import MongoQuery
     from .trainers import (
         SklearnTrainer,
         TorchTrainer,
@@ -58,10 +61,13 @@ if TYPE_CHECKING:
         save_state,
     )
 
-# The trainers import torch, Ray Train, scikit-learn and XGBoost (seconds); the package is
+# The trainers import torch, Ray Train, scikit-learn and XGBoost (seconds), the Mongo classes
+# pymongo; the package is
 # also imported by every Ray Data read task process, which needs none of them. They load
 # on first use instead: ``pr.TorchTrainer`` works as before.
 _LAZY = {
+    "MongoDatastore": "datastore.mongo",
+    "MongoQuery": "datastore.mongo_query",
     "SklearnTrainer": "trainers",
     "TorchTrainer": "trainers",
     "TrainResult": "trainers",
@@ -106,9 +112,12 @@ __all__ = [
     "InvalidKey",
     "InvalidURL",
     "MetricNotReported",
+    "MixedTypes",
     "ModelNotFound",
     "ModelRegistry",
     "ModelVersion",
+    "MongoDatastore",
+    "MongoQuery",
     "NonFiniteValues",
     "NonNumericFeature",
     "PinnacleError",

@@ -352,9 +352,7 @@ class _Engine:
         if more is not None:
             cursor_id = next(self.cursor_ids)
             self.cursors[cursor_id] = (namespace, more)
-        return {
-            "cursor": {"id": bson.int64.Int64(cursor_id), "ns": namespace, "firstBatch": batch}
-        }
+        return {"cursor": {"id": bson.int64.Int64(cursor_id), "ns": namespace, "firstBatch": batch}}
 
     @staticmethod
     def _has_more(docs: Iterator[Any]) -> Iterator[Any] | None:
