@@ -21,7 +21,7 @@ from .base import ModelCatalog, make_models
 from .mongo_errors import translate
 from .mongo_query import MongoQuery
 from .mongo_read import client_for
-from .mongo_write import WriteData, delete_documents, insert, match_filter, upsert
+from .mongo_write import KEY_INDEX, WriteData, delete_documents, insert, match_filter, upsert
 from .url import mask
 
 __all__ = ["MongoDatastore"]
@@ -90,10 +90,21 @@ class MongoDatastore:
         where: Mapping[str, Any] | None = None,
         key: str | None = None,
     ) -> MongoQuery:
-        """As on SQL: ``where`` holds equality (``{f: v}``) or IN (``{f: [..]}``) conditions,
-        ``columns`` the fields to read; ``key`` defaults to ``_id``."""
+        """The documents as rows, as on SQL: ``where`` holds equality (``{f: v}``) or IN
+        (``{f: [..]}``) conditions; ``columns`` the fields to read (default: every top-level
+        field but ``_id``, as a table's columns); ``key`` defaults to the field of the
+        collection's unique key index (what ``write(..., key=)`` created), else ``_id``."""
+        if key is None:
+            key = self._unique_key(name)
+            if columns is not None and key not in columns:
+                key = None
         return MongoQuery(
-            self, name, filter=match_filter(where or {}), projection=columns, key=key or "_id"
+            self,
+            name,
+            filter=match_filter(where or {}),
+            projection=columns,
+            key=key or "_id",
+            include_id=False,
         )
 
     def write(self, name: str, data: WriteData, key: str | Sequence[str]) -> int:
@@ -143,6 +154,22 @@ class MongoDatastore:
             raise
         except PyMongoError as exc:
             raise translate(exc, secrets=self._secrets, context=context) from None
+
+    def _has_table(self, name: str) -> bool:
+        return name in self.tables()
+
+    def _unique_key(self, name: str) -> str | None:
+        """The one field of ``name``'s unique index (other than ``_id``), if it has one."""
+        self._require_collection(name)
+        indexes = self._call(
+            lambda db: db[name].index_information(), f"reading the indexes of {name!r}"
+        )
+        fields = [
+            info["key"][0][0]
+            for index, info in sorted(indexes.items(), key=lambda i: i[0] != KEY_INDEX)
+            if info.get("unique") and len(info["key"]) == 1 and info["key"][0][0] != "_id"
+        ]
+        return fields[0] if fields else None
 
     def _check_collection_name(self, name: object) -> str:
         if not isinstance(name, str) or not name.strip():

@@ -71,6 +71,7 @@ class MongoQuery:
         filter: Mapping[str, Any] | None = None,
         projection: Sequence[str] | Mapping[str, Any] | None = None,
         key: str | None = "_id",
+        include_id: bool = True,
     ) -> None:
         self.store = store
         self.table_name = store._require_collection(collection)
@@ -78,6 +79,7 @@ class MongoQuery:
             raise ConfigError(f"filter must be a dict (a MongoDB query), got {filter!r}")
         self.filter: dict[str, Any] = dict(filter or {})
         self._requested = _columns(projection)
+        self._include_id = include_id
         self.key = _check_field(key or "_id", "key")
 
     # -- public --------------------------------------------------------------------------
@@ -194,7 +196,15 @@ class MongoQuery:
                 ),
                 f"sampling documents of {self._describe_short()}",
             )
+            if not sample and self._requested is None:
+                # An empty result still has the collection's columns (as a SQL table does).
+                sample = self.store._call(
+                    lambda db: list(db[self.table_name].find({}).limit(SAMPLE_DOCS)),
+                    f"sampling documents of collection {self.table_name!r}",
+                )
             columns = self._requested or top_level_fields(sample)
+            if self._requested is None and not self._include_id:
+                columns = [c for c in columns if c != "_id"]
             if not sample and self._requested is None:
                 columns = []
             extra = self._values_beyond(sample, columns)
@@ -231,6 +241,8 @@ class MongoQuery:
             )
             if anywhere is None:
                 known = self._known_fields()
+                if not known:  # an empty collection has no fields to check against
+                    continue
                 raise ColumnNotFound(
                     f"no document of collection {self.table_name!r} has field {column!r}; "
                     f"fields seen: {known[:30]}. Check the spelling (nested fields are "

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 from bson import Decimal128, ObjectId
 from pymongo import UpdateOne
-from pymongo.errors import BulkWriteError, CollectionInvalid, PyMongoError
+from pymongo.errors import BulkWriteError, CollectionInvalid, OperationFailure, PyMongoError
 
 from ..errors import ConfigError, DuplicateKey, InvalidKey, WriteError
 from .mongo_errors import is_duplicate_key, translate
@@ -42,6 +42,7 @@ logger = logging.getLogger("pinnacle_ray.datastore")
 
 BATCH_ROWS = 5_000
 KEY_INDEX = "pinnacle_key"
+NAMESPACE_EXISTS = 48
 
 
 def upsert(store: MongoDatastore, name: str, data: WriteData, key: str | Sequence[str]) -> int:
@@ -114,7 +115,7 @@ def delete_documents(store: MongoDatastore, name: str, where: Mapping[str, Any])
     if not isinstance(where, Mapping) or not where:
         raise ConfigError(
             f"delete needs where={{field: value}} naming the documents; got {where!r}. "
-            "Refusing to delete every document of a collection"
+            "Refusing to delete every row (document) of a collection"
         )
     store._require_collection(name)
     query = match_filter(where)
@@ -174,8 +175,12 @@ def _ensure_collection(store: MongoDatastore, name: str, keys: list[str]) -> Any
 
 def _create(db: Any, name: str) -> None:
     # Another writer may create it first: then write into theirs.
-    with contextlib.suppress(CollectionInvalid):
-        db.create_collection(name)
+    try:
+        with contextlib.suppress(CollectionInvalid):
+            db.create_collection(name)
+    except OperationFailure as exc:
+        if exc.code != NAMESPACE_EXISTS:
+            raise
 
 
 def _upsert_op(doc: dict[str, Any], keys: list[str]) -> UpdateOne:
