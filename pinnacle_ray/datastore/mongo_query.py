@@ -130,8 +130,8 @@ class MongoQuery:
             isinstance(shards, bool) or not isinstance(shards, int) or shards < 1
         ):
             raise ConfigError(f"shards must be a positive integer or None, got {shards!r}")
-        planned = self._planned()
         stats = self._key_stats()
+        planned = self._planned()
         total = stats.count + stats.nulls
         n = shards or default_shard_count(total, cluster_cpus())
         points = None
