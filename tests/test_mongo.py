@@ -246,6 +246,13 @@ def test_bad_credentials_raise_an_authentication_error_without_the_password(mong
     assert PASSWORD not in str(info.value)
 
 
+def test_srv_url_that_cannot_be_resolved_fails_naming_it_without_the_password():
+    url = f"mongodb+srv://ann:{PASSWORD}@cluster0.pinnacle-test.invalid/shop"
+    with pytest.raises(pr.DatastoreConnectionError, match=r"mongodb\+srv://ann:\*\*\*@") as info:
+        pr.connect(url)
+    assert PASSWORD not in str(info.value)
+
+
 def test_url_without_a_database_is_refused():
     with pytest.raises(pr.InvalidURL, match="names no database"):
         pr.connect(f"mongodb://ann:{PASSWORD}@127.0.0.1:27017/")

@@ -48,15 +48,20 @@ NAMESPACE_EXISTS = 48
 def upsert(store: MongoDatastore, name: str, data: WriteData, key: str | Sequence[str]) -> int:
     """Upsert ``data`` into collection ``name`` by ``key``; returns documents written."""
     keys = _keys(key)
-    batches = _prepared(data, keys, insert_only=False)
-    coll = _ensure_collection(store, name, keys)
+    ready = False
     written = 0
-    for batch in batches:
+    # A Ray Dataset streams: each of its batches is checked before it is written. Any other
+    # input is one table, checked whole before the first document is sent.
+    for batch in to_arrow_batches(data):
+        batch = _prepared_batch(batch, keys, insert_only=False)
+        if not ready:
+            _ensure_collection(store, name, keys)
+            ready = True
         for start in range(0, batch.num_rows, BATCH_ROWS):
             docs = _documents(batch.slice(start, BATCH_ROWS))
             ops = [_upsert_op(doc, keys) for doc in docs]
             store._call(
-                lambda _db, ops=ops: coll.bulk_write(ops, ordered=True),
+                lambda db, ops=ops: db[name].bulk_write(ops, ordered=True),
                 f"upserting into collection {name!r}",
             )
             written += len(docs)
@@ -151,12 +156,15 @@ def _keys(key: str | Sequence[str]) -> list[str]:
 
 def _prepared(data: WriteData, keys: list[str], *, insert_only: bool) -> list[pa.Table]:
     # Everything is checked before the first document is sent (no transactions here).
-    batches = [prepare_batch(b, keys, insert_only=insert_only) for b in to_arrow_batches(data)]
-    for batch in batches:
-        for f in batch.schema:
-            if f.name.startswith("$") or "\x00" in f.name:
-                raise WriteError(f"column {f.name!r} cannot be a MongoDB field name")
-    return batches
+    return [_prepared_batch(b, keys, insert_only=insert_only) for b in to_arrow_batches(data)]
+
+
+def _prepared_batch(batch: pa.Table, keys: list[str], *, insert_only: bool) -> pa.Table:
+    batch = prepare_batch(batch, keys, insert_only=insert_only)
+    for f in batch.schema:
+        if f.name.startswith("$") or "\x00" in f.name:
+            raise WriteError(f"column {f.name!r} cannot be a MongoDB field name")
+    return batch
 
 
 def _ensure_collection(store: MongoDatastore, name: str, keys: list[str]) -> Any:
