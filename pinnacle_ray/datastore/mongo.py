@@ -15,7 +15,14 @@ from typing import Any, TypeVar
 from pymongo.errors import PyMongoError
 from sqlalchemy.engine import URL
 
-from ..errors import ConfigError, InvalidIdentifier, InvalidURL, PinnacleError, TableNotFound
+from ..errors import (
+    ColumnNotFound,
+    ConfigError,
+    InvalidIdentifier,
+    InvalidURL,
+    PinnacleError,
+    TableNotFound,
+)
 from .artifact_root import resolve_artifact_root
 from .base import ModelCatalog, make_models
 from .mongo_errors import translate
@@ -94,6 +101,9 @@ class MongoDatastore:
         (``{f: [..]}``) conditions; ``columns`` the fields to read (default: every top-level
         field but ``_id``, as a table's columns); ``key`` defaults to the field of the
         collection's unique key index (what ``write(..., key=)`` created), else ``_id``."""
+        self._require_collection(name)
+        for field in where or {}:
+            self._require_field(name, field, "where")
         if key is None:
             key = self._unique_key(name)
             if columns is not None and key not in columns:
@@ -158,9 +168,23 @@ class MongoDatastore:
     def _has_table(self, name: str) -> bool:
         return name in self.tables()
 
+    def _require_field(self, name: str, field: str, what: str) -> None:
+        """``ColumnNotFound`` when documents exist but none has ``field`` (a likely typo)."""
+        docs = self._call(
+            lambda db: [
+                db[name].find_one({field: {"$exists": True}}, {field: 1}),
+                db[name].find_one({}),
+            ],
+            f"looking for field {field!r} in collection {name!r}",
+        )
+        if docs[0] is None and docs[1] is not None:
+            raise ColumnNotFound(
+                f"{what} names field {field!r}, which no document of collection {name!r} has; "
+                f"fields of a document there: {list(docs[1])[:30]}"
+            )
+
     def _unique_key(self, name: str) -> str | None:
         """The one field of ``name``'s unique index (other than ``_id``), if it has one."""
-        self._require_collection(name)
         indexes = self._call(
             lambda db: db[name].index_information(), f"reading the indexes of {name!r}"
         )

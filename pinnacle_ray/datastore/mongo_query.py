@@ -81,6 +81,10 @@ class MongoQuery:
         self._requested = _columns(projection)
         self._include_id = include_id
         self.key = _check_field(key or "_id", "key")
+        # Checked now, as a SQL query checks its columns when it is built.
+        self._planned()
+        if self.key != "_id":
+            self._check_key_exists()
 
     # -- public --------------------------------------------------------------------------
     @property
@@ -249,6 +253,19 @@ class MongoQuery:
                     "dotted: 'user.age')"
                 )
         return extra
+
+    def _check_key_exists(self) -> None:
+        found = self.store._call(
+            lambda db: db[self.table_name].find_one({self.key: {"$exists": True}}, {self.key: 1}),
+            f"looking for key {self.key!r} in collection {self.table_name!r}",
+        )
+        known = self._known_fields() if found is None else []
+        if found is None and known:
+            raise InvalidKey(
+                f"key {self.key!r} is a field of no document of collection "
+                f"{self.table_name!r}; fields seen: {known[:30]}. Pick a sortable field every "
+                "document has (default '_id')"
+            )
 
     def _known_fields(self) -> list[str]:
         docs = self.store._call(
