@@ -177,7 +177,7 @@ class MongoDatastore:
             ],
             f"looking for field {field!r} in collection {name!r}",
         )
-        if docs[0] is None and docs[1] is not None:
+        if docs[0] is None and docs[1] is not None and field.split(".")[0] not in docs[1]:
             raise ColumnNotFound(
                 f"{what} names field {field!r}, which no document of collection {name!r} has; "
                 f"fields of a document there: {list(docs[1])[:30]}"

@@ -172,6 +172,12 @@ class MongoQuery:
             lambda db: list(db[self.table_name].find(self.filter, self._projection())),
             f"reading {self._describe_short()}",
         )
+        unknown = not planned.schema.names or any(pa.types.is_null(f.type) for f in planned.schema)
+        if docs and unknown:
+            # Documents written since the query was planned (e.g. into a collection that
+            # was empty then): all of them are here, so plan from them.
+            columns = self._requested or self._output_fields(docs)
+            planned = plan_columns(docs, columns, self.table_name)
         return documents_to_table(docs, planned, self.table_name)
 
     def to_dataset(self, shards: int | None = None, *, num_cpus: float | None = None) -> Dataset:
@@ -206,17 +212,20 @@ class MongoQuery:
                     lambda db: list(db[self.table_name].find({}).limit(SAMPLE_DOCS)),
                     f"sampling documents of collection {self.table_name!r}",
                 )
-            columns = self._requested or top_level_fields(sample)
-            if self._requested is None and not self._include_id:
-                columns = [c for c in columns if c != "_id"]
-            if not sample and self._requested is None:
-                columns = []
+            columns = self._requested or self._output_fields(sample)
             extra = self._values_beyond(sample, columns)
             planned = plan_columns(sample + extra, columns, self.table_name)
             sizes = [len(bson.encode(d)) for d in sample[:100]]
             self._row_bytes = max(1, sum(sizes) // len(sizes)) if sizes else 64
             self._planned_cache = planned
         return self._planned_cache
+
+    def _output_fields(self, docs: list[Any]) -> list[str]:
+        """The columns when no projection names them: the documents' top-level fields."""
+        if not docs:
+            return []
+        columns = top_level_fields(docs)
+        return columns if self._include_id else [c for c in columns if c != "_id"]
 
     def _values_beyond(self, sample: list[Any], columns: list[str]) -> list[Any]:
         """For requested fields the sample has no value of: one document that has (to plan
@@ -245,7 +254,9 @@ class MongoQuery:
             )
             if anywhere is None:
                 known = self._known_fields()
-                if not known:  # an empty collection has no fields to check against
+                if not known or column in known:
+                    # An empty collection has no fields to check against; a field seen now
+                    # was written since the lookup above (a concurrent writer).
                     continue
                 raise ColumnNotFound(
                     f"no document of collection {self.table_name!r} has field {column!r}; "
@@ -260,7 +271,7 @@ class MongoQuery:
             f"looking for key {self.key!r} in collection {self.table_name!r}",
         )
         known = self._known_fields() if found is None else []
-        if found is None and known:
+        if found is None and known and self.key not in known:
             raise InvalidKey(
                 f"key {self.key!r} is a field of no document of collection "
                 f"{self.table_name!r}; fields seen: {known[:30]}. Pick a sortable field every "
