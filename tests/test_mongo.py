@@ -8,11 +8,15 @@ registry and training tests run on Mongo too, through the ``with_mongo`` marker.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import socket
+import subprocess
+import sys
 import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import bson
 import numpy as np
@@ -327,3 +331,25 @@ def test_torch_managed_loop_trains_and_registers_on_a_mongo_query(store, tables,
     assert predicted.shape == (89,) and np.isfinite(predicted).all()
     lineage = store.models.get(f"{table}-lin").lineage
     assert lineage["train"]["key"] == "id" and lineage["train"]["rows"] == 442 - 89
+
+
+# -- the example -----------------------------------------------------------------------------
+def test_mongo_reviews_example_trains_and_writes_predictions_back_with_its_own_ray(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PINNACLE_MONGO_URI")}
+    env["PINNACLE_ARTIFACT_ROOT"] = str(tmp_path / "art")
+    proc = subprocess.run(
+        [sys.executable, str(root / "examples" / "mongo_reviews.py"), "--rows", "1000"],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (
+        "collection 'reviews' in mongodb://" in proc.stdout
+        and "800 train / 200 valid" in proc.stdout
+    )
+    assert "registered in MongoDB: ModelVersion('review-recommended', version=1" in proc.stdout
+    assert "wrote 200 predictions (twice); 'review_predictions' holds 200" in proc.stdout
