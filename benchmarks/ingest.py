@@ -19,6 +19,13 @@ whole table, once as a warm-up (so the OS page cache is equally warm for all) an
 4. connectorx ``read_sql(..., return_type="arrow")`` with 1 and with 2 partitions on ``id``.
 5. ADBC (``adbc_driver_sqlite`` / ``adbc_driver_postgresql``) ``fetch_arrow_table()``.
 
+MongoDB (``--backends ...,mongo``, on by default) runs only when ``PINNACLE_TEST_MONGO_URI``
+names a server (``mongodb://host:27017/database``); otherwise it prints that it skipped Mongo
+and why. The same rows become documents of collection ``bench_ingest`` (``_id`` = id), and
+the readers are: pinnacle_ray's sharded ``store.find("bench_ingest").to_dataset()``,
+``pymongoarrow``'s ``find_arrow_all`` in one process, ``ray.data.read_mongo``, and a plain
+pymongo cursor into Arrow (the last two need ``pip install pymongoarrow``).
+
 Ray is started once, before any timing, so its start-up is not counted for either Ray
 reader. Targets checked: pinnacle_ray >= 6x faster than ``ray.data.read_sql`` and >= 0.75x
 the speed of connectorx with 2 partitions (ratios from the min times).
@@ -278,27 +285,42 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def ratio_lines(results: dict[str, Result]) -> list[tuple[str, str, str]]:
-    """(description, value, verdict) for the two targets."""
-    pr_res = results.get(M_PR)
+SQL_TARGETS = [
+    (M_READ_SQL, SPEEDUP_TARGET_READ_SQL, "speed-up vs ray.data.read_sql"),
+    (M_CX2, RATIO_TARGET_CX2, "speed vs connectorx (2 partitions)"),
+]
+
+
+def ratio_lines(
+    results: dict[str, Result],
+    targets: list[tuple[str, float | None, str]] = SQL_TARGETS,
+    ours: str = M_PR,
+) -> list[tuple[str, str, str]]:
+    """(description, value, verdict) for each target (no verdict when it has none)."""
+    pr_res = results.get(ours)
     out: list[tuple[str, str, str]] = []
-    for other, target, label in (
-        (M_READ_SQL, SPEEDUP_TARGET_READ_SQL, "speed-up vs ray.data.read_sql"),
-        (M_CX2, RATIO_TARGET_CX2, "speed vs connectorx (2 partitions)"),
-    ):
+    for other, target, label in targets:
         o = results.get(other)
-        desc = f"pinnacle_ray {label} (target >= {target:g}x)"
+        wanted = f" (target >= {target:g}x)" if target is not None else ""
+        desc = f"pinnacle_ray {label}{wanted}"
         if pr_res is None or not pr_res.ok:
             out.append((desc, "n/a (pinnacle_ray FAILED)", "FAIL"))
         elif o is None or not o.ok:
             out.append((desc, f"n/a ({other} FAILED)", "n/a"))
         else:
             r = o.min_s / pr_res.min_s
-            out.append((desc, f"{r:.2f}x", verdict(r >= target)))
+            out.append((desc, f"{r:.2f}x", verdict(r >= target) if target is not None else ""))
     return out
 
 
-def print_report(backend: str, rows: int, repeats: int, results: dict[str, Result]) -> str:
+def print_report(
+    backend: str,
+    rows: int,
+    repeats: int,
+    results: dict[str, Result],
+    targets: list[tuple[str, float | None, str]] = SQL_TARGETS,
+    ours: str = M_PR,
+) -> str:
     """Print the plain-text table; return the markdown version."""
     w = max(len(m) for m in results) + 2
     print()
@@ -311,7 +333,7 @@ def print_report(backend: str, rows: int, repeats: int, results: dict[str, Resul
         else:
             print(f"{m:<{w}}  FAILED {r.error}")
     print()
-    ratios = ratio_lines(results)
+    ratios = ratio_lines(results, targets, ours)
     dw = max(len(d) for d, _, _ in ratios)
     for desc, val, v in ratios:
         print(f"  {desc:<{dw}}  {val:>26}  {v}")
@@ -381,19 +403,124 @@ def run_backend(backend: Backend, rows: int, repeats: int) -> str:
     return print_report(backend.name, rows, repeats, results)
 
 
+# --------------------------------------------------------------------------- MongoDB
+
+MONGO_ENV = "PINNACLE_TEST_MONGO_URI"
+M_PR_MONGO = "pinnacle_ray (find, sharded)"
+M_PYMONGOARROW = "pymongoarrow find_arrow_all"
+M_READ_MONGO = "ray.data.read_mongo"
+M_CURSOR = "pymongo cursor -> Arrow"
+
+
+def mongo_collection(uri: str) -> Any:
+    from pymongo import MongoClient
+    from pymongo.uri_parser import parse_uri
+
+    database = parse_uri(uri)["database"]
+    if not database:
+        raise ValueError(f"{MONGO_ENV} names no database; add it: mongodb://host:27017/bench")
+    return MongoClient(uri)[database][TABLE]
+
+
+def build_mongo(uri: str, rows: int, rebuild: bool) -> None:
+    coll = mongo_collection(uri)
+    if not rebuild and coll.estimated_document_count() == rows:
+        print(f"mongo: reusing collection {TABLE} ({rows:,} documents)")
+        return
+    coll.drop()
+    started = time.perf_counter()
+    for batch in generate_batches(rows):
+        docs = batch.to_pylist()
+        for doc in docs:
+            doc["_id"] = doc.pop("id")
+        coll.insert_many(docs, ordered=False)
+    print(f"mongo: built collection {TABLE} in {time.perf_counter() - started:.1f} s")
+
+
+def read_mongo_pinnacle(uri: str, rows: int) -> Any:
+    import pinnacle_ray as pr
+
+    store = pr.connect(uri)
+    ds = store.find(TABLE).to_dataset().materialize()
+    assert ds.count() == rows, f"count {ds.count()} != {rows}"
+    return ds
+
+
+def read_mongo_pymongoarrow(uri: str) -> pa.Table:
+    from pymongoarrow.api import find_arrow_all
+
+    return find_arrow_all(mongo_collection(uri), {})
+
+
+def read_ray_read_mongo(uri: str, rows: int) -> Any:
+    from pymongo.uri_parser import parse_uri
+
+    database = parse_uri(uri)["database"]
+    ds = ray.data.read_mongo(uri=uri, database=database, collection=TABLE).materialize()
+    assert ds.count() == rows, f"count {ds.count()} != {rows}"
+    return ds
+
+
+def read_mongo_cursor(uri: str) -> pa.Table:
+    cursor = mongo_collection(uri).find({}, batch_size=FETCH_SIZE)
+    batches, pending = [], []
+    for doc in cursor:
+        pending.append(doc)
+        if len(pending) == FETCH_SIZE:
+            batches.append(pa.Table.from_pylist(pending))
+            pending = []
+    if pending:
+        batches.append(pa.Table.from_pylist(pending))
+    return pa.concat_tables(batches)
+
+
+def run_mongo(uri: str, rows: int, repeats: int) -> str:
+    print()
+    print(banner(f"mongo: timing readers ({repeats} repeat(s) + 1 warm-up each)"))
+    check = check_rows(rows)
+    results: dict[str, Result] = {}
+    for name, fn in (
+        (M_PR_MONGO, lambda: read_mongo_pinnacle(uri, rows)),
+        (M_PYMONGOARROW, lambda: read_mongo_pymongoarrow(uri)),
+        (M_READ_MONGO, lambda: read_ray_read_mongo(uri, rows)),
+        (M_CURSOR, lambda: read_mongo_cursor(uri)),
+    ):
+        res = time_method(name, fn, rows, repeats, check=check)
+        results[name] = res
+        if res.ok:
+            print(f"  {name:<28} min {res.min_s:8.3f}s  median {res.median_s:8.3f}s")
+        else:
+            print(f"  {name}: FAILED {res.error}")
+        sys.stdout.flush()
+    targets = [
+        (M_PYMONGOARROW, None, "speed vs pymongoarrow find_arrow_all (one process)"),
+        (M_READ_MONGO, None, "speed-up vs ray.data.read_mongo"),
+    ]
+    return print_report("mongo", rows, repeats, results, targets, M_PR_MONGO)
+
+
+def skip_banner(what: str, why: str) -> None:
+    print()
+    print("!" * 78)
+    print(f"!!! {what} SKIPPED: {why}")
+    print("!" * 78)
+    print()
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--rows", type=int, default=1_000_000, help="table size (default 1,000,000)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per method (default 3)")
     p.add_argument(
         "--backends",
-        default="sqlite,postgresql",
-        help="comma-separated subset of sqlite,postgresql (default both)",
+        default="sqlite,postgresql,mongo",
+        help="comma-separated subset of sqlite,postgresql,mongo (default all; mongo runs "
+        f"only when {MONGO_ENV} is set)",
     )
     p.add_argument("--rebuild", action="store_true", help="rebuild the tables even if present")
     args = p.parse_args(argv)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    unknown = set(args.backends) - {"sqlite", "postgresql"}
+    unknown = set(args.backends) - {"sqlite", "postgresql", "mongo"}
     if unknown:
         p.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
     if args.rows < 1 or args.repeats < 1:
@@ -430,16 +557,32 @@ def main(argv: list[str] | None = None) -> int:
             backends.append(postgres_backend())
         except Exception as e:
             msg = f"{type(e).__name__}: {e}".strip().splitlines()[0]
-            print()
-            print("!" * 78)
-            print(f"!!! PostgreSQL SKIPPED: {PG_URL} unusable: {msg}")
-            print("!" * 78)
-            print()
+            skip_banner("PostgreSQL", f"{PG_URL} unusable: {msg}")
+    mongo_uri = None
+    if "mongo" in args.backends:
+        mongo_uri = os.environ.get(MONGO_ENV)
+        if not mongo_uri:
+            skip_banner(
+                "MongoDB",
+                f"{MONGO_ENV} is not set (no MongoDB server on this machine; the test "
+                "stand-in is not a server to time). Set it to mongodb://host:27017/bench",
+            )
+        else:
+            try:
+                build_mongo(mongo_uri, rows, args.rebuild)
+            except Exception as e:
+                from pinnacle_ray.datastore.url import mask
+
+                msg = f"{type(e).__name__}: {e}".strip().splitlines()[0]
+                skip_banner("MongoDB", f"{mask(mongo_uri)} unusable: {msg}")
+                mongo_uri = None
 
     markdown: list[str] = []
     for b in backends:
         markdown.append(run_backend(b, rows, repeats))
         gc.collect()
+    if mongo_uri:
+        markdown.append(run_mongo(mongo_uri, rows, repeats))
 
     if markdown:
         print()

@@ -32,6 +32,7 @@ from .errors import (
     InvalidKey,
     InvalidURL,
     MetricNotReported,
+    MixedTypes,
     ModelNotFound,
     NonFiniteValues,
     NonNumericFeature,
@@ -54,6 +55,8 @@ from .registry import (
 )
 
 if TYPE_CHECKING:
+    from .datastore.mongo import MongoDatastore
+    from .datastore.mongo_query import MongoQuery
     from .predict import PredictResult, predict
     from .trainers import (
         SklearnTrainer,
@@ -67,11 +70,13 @@ if TYPE_CHECKING:
     )
     from .tune import SweepResult, sweep
 
-# The trainers import torch, Ray Train, scikit-learn and XGBoost (seconds), and predict
-# imports Ray Train's config for its resource plan; the package is
-# also imported by every Ray Data read task process, which needs none of them. They load
-# on first use instead: ``pr.TorchTrainer`` works as before.
+# The trainers import torch, Ray Train, scikit-learn and XGBoost (seconds), predict imports
+# Ray Train's config for its resource plan, the Mongo classes pymongo; the package is also
+# imported by every Ray Data read task process, which needs none of them. They load on first
+# use instead: ``pr.TorchTrainer`` works as before.
 _LAZY = {
+    "MongoDatastore": "datastore.mongo",
+    "MongoQuery": "datastore.mongo_query",
     "PredictResult": "predict",
     "predict": "predict",
     "SklearnTrainer": "trainers",
@@ -121,9 +126,12 @@ __all__ = [
     "InvalidKey",
     "InvalidURL",
     "MetricNotReported",
+    "MixedTypes",
     "ModelNotFound",
     "ModelRegistry",
     "ModelVersion",
+    "MongoDatastore",
+    "MongoQuery",
     "NonFiniteValues",
     "NonNumericFeature",
     "PinnacleError",

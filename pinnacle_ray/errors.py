@@ -22,6 +22,7 @@ __all__ = [
     "InvalidKey",
     "InvalidURL",
     "MetricNotReported",
+    "MixedTypes",
     "ModelNotFound",
     "NonFiniteValues",
     "NonNumericFeature",
@@ -98,6 +99,10 @@ class DuplicateKey(WriteError):
 
 class DataError(PinnacleError, ValueError):
     """The rows themselves cannot be trained on (types, NaN/inf, missing values)."""
+
+
+class MixedTypes(DataError):
+    """A document field holds values of different types (e.g. numbers and strings)."""
 
 
 class NonNumericFeature(DataError):

@@ -2,6 +2,10 @@
 
 SQLite always runs. PostgreSQL and MariaDB run against the servers on 127.0.0.1 (override
 with PINNACLE_TEST_PG_URL / PINNACLE_TEST_MYSQL_URL) and skip loudly when unreachable.
+Tests marked ``with_mongo`` also run on MongoDB: the server at PINNACLE_TEST_MONGO_URI
+(a ``mongodb://.../database`` URL) when set, else the session's wire-protocol stand-in
+(``pinnacle_ray._mongo_standin``, mongomock behind a localhost port that Ray's worker
+processes reach as they would a real server).
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from pinnacle_ray._runtime import keep_idle_workers
 
 PG_URL = os.environ.get("PINNACLE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("PINNACLE_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+MONGO_URI = os.environ.get("PINNACLE_TEST_MONGO_URI")
 SERVERS = {"postgresql": PG_URL, "mariadb": MYSQL_URL}
+SQL_BACKENDS = ["sqlite", "postgresql", "mariadb"]
 _unreachable: dict[str, str] = {}
 
 
@@ -56,7 +62,50 @@ def _server_store(backend: str) -> pr.SqlDatastore:
         pytest.skip(_unreachable[backend])
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "with_mongo: a backend-agnostic test that also runs on MongoDB"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    explicit = any(
+        "backend"
+        in (m.args[0].replace(" ", "").split(",") if isinstance(m.args[0], str) else m.args[0])
+        for m in metafunc.definition.iter_markers("parametrize")
+    )
+    if "backend" in metafunc.fixturenames and not explicit:
+        mongo = metafunc.definition.get_closest_marker("with_mongo") is not None
+        metafunc.parametrize("backend", SQL_BACKENDS + (["mongo"] if mongo else []), indirect=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The SQL reader choice means nothing on MongoDB: run its Mongo case once.
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("backend") == "mongo" and params.get("reader") == "dbapi":
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def mongo_uri() -> Iterator[str]:
+    """A MongoDB URL: PINNACLE_TEST_MONGO_URI, else a stand-in started for the session."""
+    if MONGO_URI:
+        yield MONGO_URI
+        return
+    from pinnacle_ray._mongo_standin import MongoStandIn
+
+    with MongoStandIn() as server:
+        yield server.uri("pinnacle_test")
+
+
+@pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
@@ -75,6 +124,10 @@ class Tables:
         return full
 
     def drop_all(self) -> None:
+        if isinstance(self.store, pr.MongoDatastore):
+            for name in self.made:
+                self.store.drop(name)
+            return
         engine = self.store._engine
         with engine.begin() as conn:
             for name in self.made:
@@ -83,9 +136,14 @@ class Tables:
 
 
 @pytest.fixture
-def store(backend: str, tmp_path) -> Iterator[pr.SqlDatastore]:
+def store(backend: str, tmp_path, request: pytest.FixtureRequest) -> Iterator[pr.SqlDatastore]:
     """A datastore on each backend; SQLite in a fresh file."""
-    s = pr.connect(tmp_path / "test.db") if backend == "sqlite" else _server_store(backend)
+    if backend == "mongo":
+        s = pr.connect(request.getfixturevalue("mongo_uri"), artifact_root=tmp_path / "art")
+    elif backend == "sqlite":
+        s = pr.connect(tmp_path / "test.db")
+    else:
+        s = _server_store(backend)
     yield s
     s.close()
 

@@ -78,11 +78,13 @@ def test_repr_and_url_mask_the_password():
     assert SECRET not in str(info.value)
 
 
+@pytest.mark.with_mongo
 def test_missing_table_names_the_table(store):
     with pytest.raises(pr.TableNotFound, match="no_such_table"):
         store.table("no_such_table")
 
 
+@pytest.mark.with_mongo
 def test_missing_column_names_the_column_and_the_real_ones(store, tables):
     name = tables("cols")
     store.write(name, [{"id": 1, "a": 2}], key="id")
@@ -90,6 +92,7 @@ def test_missing_column_names_the_column_and_the_real_ones(store, tables):
         store.table(name, columns=["id", "nope"])
 
 
+@pytest.mark.with_mongo
 def test_where_on_an_unknown_column_is_refused(store, tables):
     name = tables("where")
     store.write(name, [{"id": 1, "a": 2}], key="id")
@@ -115,6 +118,7 @@ def test_more_than_one_statement_is_refused(store):
         store.sql("SELECT 1 AS a; DROP TABLE x")
 
 
+@pytest.mark.with_mongo
 def test_key_not_in_the_result_is_refused(store, tables):
     name = tables("key")
     store.write(name, [{"id": 1, "a": 2}], key="id")
@@ -143,6 +147,7 @@ def test_nan_in_where_is_refused(store, tables):
         store.table(name, where={"a": float("nan")})
 
 
+@pytest.mark.with_mongo
 def test_bad_shard_count_is_refused(store, tables):
     name = tables("shards")
     store.write(name, [{"id": 1}], key="id")

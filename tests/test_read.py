@@ -62,6 +62,7 @@ def test_every_row_is_read_exactly_once_when_the_table_has_n_rows(store, tables,
     assert _sum(ds, "x") == pytest.approx(_db_sum(store, name, "x"))
 
 
+@pytest.mark.with_mongo
 def test_empty_result_is_a_dataset_of_zero_rows_with_the_schema(store, tables, reader):
     name = tables("empty")
     _make(store, name, 10)
@@ -70,6 +71,7 @@ def test_empty_result_is_a_dataset_of_zero_rows_with_the_schema(store, tables, r
     assert ds.schema().names == ["id", "k", "x", "label"]
 
 
+@pytest.mark.with_mongo
 def test_repeated_key_values_at_split_points_are_read_once(store, tables, reader):
     n = 2_000
     keys = np.where(np.arange(n) < n // 2, 5, np.arange(n) % 37)  # half the rows share a key
@@ -79,6 +81,7 @@ def test_repeated_key_values_at_split_points_are_read_once(store, tables, reader
     assert sorted(_ids(ds)) == list(range(n))
 
 
+@pytest.mark.with_mongo
 def test_null_keys_are_read_once(store, tables, reader):
     name = tables("nulls")
     rows = [{"id": i, "k": None if i % 5 == 0 else i * 3, "x": float(i)} for i in range(200)]
@@ -89,6 +92,7 @@ def test_null_keys_are_read_once(store, tables, reader):
     assert sorted(_ids(q.to_dataset(shards=4))) == list(range(200))
 
 
+@pytest.mark.with_mongo
 def test_skewed_key_gives_balanced_shards_from_data_quantiles(store, tables):
     n = 5_000
     keys = (np.random.default_rng(1).pareto(1.0, n) * 1000).astype(np.int64)
@@ -100,6 +104,7 @@ def test_skewed_key_gives_balanced_shards_from_data_quantiles(store, tables):
     assert max(sizes) <= 2 * (n / len(sizes)), sizes
 
 
+@pytest.mark.with_mongo
 def test_string_and_timestamp_keys_split_into_ranges(store, tables, reader):
     name = tables("keys")
     base = dt.datetime(2024, 1, 1)
@@ -126,6 +131,7 @@ def test_sql_query_with_bound_params_reads_in_key_ranges(store, tables, reader):
     assert ds.schema().names == ["id", "y"]
 
 
+@pytest.mark.with_mongo
 def test_where_and_columns_select_rows_and_fields(store, tables, reader):
     name = tables("where")
     _make(store, name, 300)

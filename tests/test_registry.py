@@ -1,7 +1,8 @@
 """The model registry in the datastore, and the datastore writes it builds on.
 
-Registry tests that touch the database run on SQLite, PostgreSQL and MariaDB (the ``store``
-fixture); flavor and architecture tests need no database. Nothing here needs Ray.
+Registry tests that touch the database run on SQLite, PostgreSQL, MariaDB and MongoDB (the
+``store`` fixture, ``with_mongo``); flavor and architecture tests need no database. Nothing
+here needs Ray.
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ def spawn_pool() -> Iterator[multiprocessing.pool.Pool]:
 
 
 # -- datastore: insert, delete, to_arrow -----------------------------------------------------
+@pytest.mark.with_mongo
 def test_insert_writes_rows_and_creates_the_table_when_keys_are_new(store, tables):
     name = tables("ins")
     data = pa.table({"k1": ["a", "a", "b"], "k2": [1, 2, 1], "v": [0.5, 1.5, 2.5]})
@@ -111,6 +113,7 @@ def test_insert_writes_rows_and_creates_the_table_when_keys_are_new(store, table
     assert sorted(rows, key=lambda r: (r["k1"], r["k2"])) == data.to_pylist()
 
 
+@pytest.mark.with_mongo
 def test_insert_raises_duplicate_key_and_writes_nothing_when_a_key_exists(store, tables):
     name = tables("dup")
     store.insert(name, [{"id": 1, "v": "x"}], key="id")
@@ -119,11 +122,13 @@ def test_insert_raises_duplicate_key_and_writes_nothing_when_a_key_exists(store,
     assert store.table(name).to_arrow().to_pylist() == [{"id": 1, "v": "x"}]
 
 
+@pytest.mark.with_mongo
 def test_insert_raises_duplicate_key_when_the_rows_repeat_a_key(store, tables):
     with pytest.raises(pr.DuplicateKey, match="repeat the key"):
         store.insert(tables("rep"), [{"id": 1, "v": "a"}, {"id": 1, "v": "b"}], key="id")
 
 
+@pytest.mark.with_mongo
 def test_delete_removes_only_matching_rows_when_where_has_values_and_lists(store, tables):
     name = tables("del")
     store.write(name, [{"id": i, "g": "a" if i < 3 else "b"} for i in range(6)], key="id")
@@ -131,6 +136,7 @@ def test_delete_removes_only_matching_rows_when_where_has_values_and_lists(store
     assert sorted(store.table(name).to_arrow().column("id").to_pylist()) == [1, 3, 4, 5]
 
 
+@pytest.mark.with_mongo
 def test_delete_refuses_when_where_is_empty(store, tables):
     name = tables("all")
     store.write(name, [{"id": 1}], key="id")
@@ -138,6 +144,7 @@ def test_delete_refuses_when_where_is_empty(store, tables):
         store.delete(name, {})
 
 
+@pytest.mark.with_mongo
 def test_to_arrow_returns_the_planned_schema_when_read_in_the_driver(store, tables):
     name = tables("arrow")
     store.write(
@@ -201,6 +208,7 @@ def test_store_models_is_one_registry_beside_the_database_when_reached_through_c
 
 
 # -- registry on every backend ---------------------------------------------------------------
+@pytest.mark.with_mongo
 def test_load_predicts_like_the_original_when_a_sequential_is_registered(registry, tmp_path):
     module = _mlp()
     registered = registry.register(
@@ -220,6 +228,7 @@ def test_load_predicts_like_the_original_when_a_sequential_is_registered(registr
     )
 
 
+@pytest.mark.with_mongo
 def test_list_returns_ready_versions_newest_first_when_several_exist(registry, tmp_path):
     path = _saved(tmp_path, _mlp())
     for name in ("a", "a", "a", "b"):
@@ -228,6 +237,7 @@ def test_list_returns_ready_versions_newest_first_when_several_exist(registry, t
     assert [(v.name, v.version) for v in registry.list()][:2] == [("b", 1), ("a", 3)]
 
 
+@pytest.mark.with_mongo
 def test_handles_load_their_own_weights_when_a_version_has_several(registry, tmp_path):
     late, early = _mlp(seed=2), _mlp(seed=1)
     final = _saved(tmp_path, late)
@@ -250,6 +260,7 @@ def test_handles_load_their_own_weights_when_a_version_has_several(registry, tmp
     np.testing.assert_allclose(predicted, _expected(early, frame), rtol=1e-6)
 
 
+@pytest.mark.with_mongo
 def test_shared_checkpoint_folders_are_stored_once_when_handles_name_the_same_path(
     registry, tmp_path
 ):
@@ -262,6 +273,7 @@ def test_shared_checkpoint_folders_are_stored_once_when_handles_name_the_same_pa
     assert len([p for p in (tmp_path / "art" / "mlp").glob("*/checkpoints/*") if p.is_dir()]) == 1
 
 
+@pytest.mark.with_mongo
 def test_lineage_and_config_are_stored_without_passwords_when_they_carry_urls(registry, tmp_path):
     lineage = {
         "train": {"store": "postgresql://alice:s3cr3t@db/shop", "table": "houses"},
@@ -276,11 +288,12 @@ def test_lineage_and_config_are_stored_without_passwords_when_they_carry_urls(re
     assert got.config == {"hf_token": "***", "tokenizer": "bert-base"}
 
 
+@pytest.mark.with_mongo
 def test_versions_are_unique_and_gapless_when_processes_register_concurrently(
-    store, tables, tmp_path, spawn_pool
+    store, backend, tables, tmp_path, spawn_pool
 ):
     prefix = _registry_prefix(tables)
-    url = store._url.render_as_string(hide_password=False)
+    url = store._uri if backend == "mongo" else store._url.render_as_string(hide_password=False)
     job = (url, prefix, str(tmp_path / "art"), str(_saved(tmp_path, _mlp())), 3)
     results = spawn_pool.starmap(register_many, [job] * 4)
     assert sorted(v for got in results for v in got) == list(range(1, 13))
@@ -288,6 +301,7 @@ def test_versions_are_unique_and_gapless_when_processes_register_concurrently(
     assert sorted(v.version for v in listed) == list(range(1, 13))
 
 
+@pytest.mark.with_mongo
 @pytest.mark.parametrize("fail_at", ["copy", "checkpoint rows", "ready"])
 def test_failed_registration_leaves_no_version_and_no_files_when_a_step_fails(
     registry, store, tmp_path, monkeypatch, fail_at
@@ -330,6 +344,7 @@ def test_failed_registration_leaves_no_version_and_no_files_when_a_step_fails(
     assert registry.register("mlp", "torch", path).version == 2
 
 
+@pytest.mark.with_mongo
 def test_get_raises_model_not_found_listing_what_exists_when_asked_for_unknowns(registry, tmp_path):
     path = _saved(tmp_path, _mlp())
     registry.register("mlp", "torch", path, checkpoints={"latest": pr.CheckpointSpec(path)})

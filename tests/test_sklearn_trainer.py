@@ -21,6 +21,7 @@ import pinnacle_ray as pr
 from pinnacle_ray.registry.sklearn_flavor import load_model, save_model
 
 
+@pytest.mark.with_mongo
 def test_classifier_with_string_labels_predicts_exactly_like_in_process_when_loaded(store, tables):
     table = tables("bc")
     features = breast_cancer(store, table)

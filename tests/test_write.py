@@ -61,6 +61,7 @@ def test_types_survive_a_write_and_sharded_read(store, tables, reader):
             assert seen == value, (column, seen, value)
 
 
+@pytest.mark.with_mongo
 def test_reserved_and_non_ascii_identifiers_work(store, tables, reader):
     name = tables("order")
     rows = [{"order": i, "größe": float(i), "select": f"v{i}"} for i in range(50)]
@@ -71,6 +72,7 @@ def test_reserved_and_non_ascii_identifiers_work(store, tables, reader):
     assert [r["größe"] for r in got] == [float(i) for i in range(50)]
 
 
+@pytest.mark.with_mongo
 @pytest.mark.parametrize("kind", ["dicts", "pandas", "arrow", "columns"])
 def test_write_accepts_rows_dataframes_and_arrow(store, tables, kind):
     name = tables(kind)
@@ -85,6 +87,7 @@ def test_write_accepts_rows_dataframes_and_arrow(store, tables, kind):
     assert store.table(name).count() == 10
 
 
+@pytest.mark.with_mongo
 def test_writing_the_same_rows_twice_duplicates_nothing(store, tables):
     name = tables("idem")
     rows = [{"id": i, "v": float(i)} for i in range(100)]
@@ -93,6 +96,7 @@ def test_writing_the_same_rows_twice_duplicates_nothing(store, tables):
     assert store.table(name).count() == 100
 
 
+@pytest.mark.with_mongo
 def test_upsert_updates_existing_keys_and_inserts_new_ones(store, tables):
     name = tables("upd")
     store.write(name, [{"id": i, "v": 0.0} for i in range(10)], key="id")
@@ -102,6 +106,7 @@ def test_upsert_updates_existing_keys_and_inserts_new_ones(store, tables):
     assert got[4] == 0.0 and got[5] == 1.0 and got[14] == 1.0
 
 
+@pytest.mark.with_mongo
 def test_upsert_by_composite_key(store, tables):
     name = tables("comp")
     rows = [{"model": m, "id": i, "p": 0.0} for m in ("a", "b") for i in range(5)]
@@ -112,6 +117,7 @@ def test_upsert_by_composite_key(store, tables):
     assert q.to_dataset().take_all()[0]["p"] == 9.0
 
 
+@pytest.mark.with_mongo
 def test_repeated_keys_in_one_write_keep_the_last_row(store, tables):
     name = tables("last")
     store.write(name, [{"id": 1, "v": 1.0}, {"id": 1, "v": 2.0}, {"id": 2, "v": 3.0}], key="id")
@@ -166,6 +172,7 @@ def test_a_database_error_mid_write_rolls_back_every_batch(store, tables):
     assert store.table(name).count() == 1
 
 
+@pytest.mark.with_mongo
 def test_null_key_values_are_refused_before_writing(store, tables):
     name = tables("nullkey")
     with pytest.raises(pr.InvalidKey, match="NULL"):
@@ -173,6 +180,7 @@ def test_null_key_values_are_refused_before_writing(store, tables):
     assert not store._has_table(name)
 
 
+@pytest.mark.with_mongo
 def test_key_missing_from_the_data_is_refused(store, tables):
     with pytest.raises(pr.InvalidKey, match="not in the data"):
         store.write(tables("nokey"), [{"v": 1}], key="id")

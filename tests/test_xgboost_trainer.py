@@ -14,6 +14,7 @@ import pinnacle_ray as pr
 from pinnacle_ray.registry.xgboost_flavor import load_booster
 
 
+@pytest.mark.with_mongo
 def test_two_workers_early_stop_and_register_the_best_round(store, tables):
     table = tables("bc")
     features = breast_cancer(store, table)

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from ..errors import InvalidURL
 from .base import Datastore, ModelCatalog
-from .shards import KeyRange, KeyStats, plan_ranges
+from .shards import KeyRange, KeyStats, ShardPlan, plan_ranges
 from .sql import SqlDatastore
-from .sql_query import ShardPlan, SqlQuery
-from .url import mask, parse_sql_url
+from .sql_query import SqlQuery
+from .url import parse_sql_url
+
+if TYPE_CHECKING:
+    from .mongo import MongoDatastore
 
 __all__ = [
     "Datastore",
     "KeyRange",
     "KeyStats",
     "ModelCatalog",
+    "MongoDatastore",
+    "MongoQuery",
     "ShardPlan",
     "SqlDatastore",
     "SqlQuery",
@@ -26,8 +31,9 @@ __all__ = [
 
 def connect(
     url: str | os.PathLike[str], artifact_root: str | os.PathLike[str] | None = None
-) -> SqlDatastore:
-    """Connect to the datastore at ``url`` (any SQLAlchemy URL, or a path to an SQLite file).
+) -> SqlDatastore | MongoDatastore:
+    """Connect to the datastore at ``url``: any SQLAlchemy URL, a path to an SQLite file, or
+    a ``mongodb://`` / ``mongodb+srv://`` URL (a :class:`MongoDatastore`).
 
     The connection is checked here, so a wrong host, port, password or database fails now
     (within a few seconds) with an error naming the URL (password masked).
@@ -38,9 +44,21 @@ def connect(
     """
     text = os.fspath(url) if not isinstance(url, str) else url
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
-    if scheme.startswith("mongodb"):
-        raise InvalidURL(
-            f"{mask(text)!r}: MongoDB datastores are not available in this release; use a "
-            "SQL URL (sqlite, postgresql, mysql/mariadb)"
-        )
+    if scheme in ("mongodb", "mongodb+srv"):
+        from .mongo import MongoDatastore  # pymongo loads only for Mongo URLs
+
+        return MongoDatastore(text, artifact_root)
     return SqlDatastore(parse_sql_url(text), artifact_root)
+
+
+def __getattr__(name: str) -> object:
+    # The Mongo classes import pymongo; load them on first use, not with the package.
+    if name == "MongoDatastore":
+        from .mongo import MongoDatastore
+
+        return MongoDatastore
+    if name == "MongoQuery":
+        from .mongo_query import MongoQuery
+
+        return MongoQuery
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,12 +9,13 @@ across a split point entirely into one shard, so duplicates never straddle two r
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
     "KeyRange",
     "KeyStats",
+    "ShardPlan",
     "default_shard_count",
     "is_dense_integer",
     "plan_ranges",
@@ -151,3 +152,29 @@ def _clean_points(points: list[Any], lo: Any, hi: Any) -> list[Any]:
         if not cleaned or p != cleaned[-1]:
             cleaned.append(p)
     return cleaned
+
+
+@dataclass
+class ShardPlan:
+    """How a query will be read: the key (or row locator) and one shard per Ray ReadTask."""
+
+    strategy: str  # "key", "rowid", "ctid" or "single"
+    key: str | None
+    rows: int
+    shards: list[Any] = field(default_factory=list)  # ReadShard objects
+    reason: str = ""
+    key_range: tuple[Any, Any] | None = None  # (min, max) of the key when planned by key
+
+    def __len__(self) -> int:
+        return len(self.shards)
+
+    def __str__(self) -> str:
+        head = {
+            "key": f"{len(self)} shard(s) by key range on {self.key!r}",
+            "rowid": f"{len(self)} shard(s) by SQLite rowid range (table has no key)",
+            "ctid": f"{len(self)} shard(s) by PostgreSQL ctid page range (table has no key)",
+            "single": f"1 shard, read in one task ({self.reason})",
+        }[self.strategy]
+        lines = [f"{head}; ~{self.rows} rows"]
+        lines += [f"  [{i}] {s.describe()}  (~{s.rows} rows)" for i, s in enumerate(self.shards)]
+        return "\n".join(lines)

@@ -11,7 +11,6 @@ import copy
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -25,6 +24,7 @@ from .identifiers import validate_identifier
 from .shards import (
     KeyRange,
     KeyStats,
+    ShardPlan,
     default_shard_count,
     is_dense_integer,
     plan_ranges,
@@ -44,32 +44,6 @@ logger = logging.getLogger("pinnacle_ray.datastore")
 _SAMPLE_ROWS = 1000
 _TARGET_BLOCK_BYTES = 32 * 1024 * 1024
 _warned_single: set[str] = set()
-
-
-@dataclass
-class ShardPlan:
-    """How a query will be read: the key (or row locator) and one shard per Ray ReadTask."""
-
-    strategy: str  # "key", "rowid", "ctid" or "single"
-    key: str | None
-    rows: int
-    shards: list[SqlShard] = field(default_factory=list)
-    reason: str = ""
-    key_range: tuple[Any, Any] | None = None  # (min, max) of the key when planned by key
-
-    def __len__(self) -> int:
-        return len(self.shards)
-
-    def __str__(self) -> str:
-        head = {
-            "key": f"{len(self)} shard(s) by key range on {self.key!r}",
-            "rowid": f"{len(self)} shard(s) by SQLite rowid range (table has no key)",
-            "ctid": f"{len(self)} shard(s) by PostgreSQL ctid page range (table has no key)",
-            "single": f"1 shard, read in one task ({self.reason})",
-        }[self.strategy]
-        lines = [f"{head}; ~{self.rows} rows"]
-        lines += [f"  [{i}] {s.describe()}  (~{s.rows} rows)" for i, s in enumerate(self.shards)]
-        return "\n".join(lines)
 
 
 class SqlQuery:

@@ -1,0 +1,80 @@
+"""Read one planned MongoDB shard inside a Ray task: a cursor streamed into Arrow tables.
+
+Each task opens its own client (pymongo clients do not survive pickling or ``fork``), runs
+``find(shard filter, projection)`` with a cursor batch size matched to the Arrow batch
+size, and yields a table every ``batch_rows`` documents, so a shard is never held whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
+
+from ..errors import PinnacleError
+from .mongo_arrow import PlannedColumns, documents_to_table
+from .mongo_errors import translate
+
+__all__ = ["MongoShard", "client_for"]
+
+SERVER_SELECTION_TIMEOUT_MS = 5_000
+
+
+def client_for(uri: str) -> MongoClient:
+    """A pymongo client for ``uri`` that fails within seconds when no server answers
+    (unless the URL sets its own ``serverSelectionTimeoutMS``)."""
+    options: dict[str, Any] = {"tz_aware": False}
+    lowered = uri.lower()
+    if "serverselectiontimeoutms" not in lowered:
+        options["serverSelectionTimeoutMS"] = SERVER_SELECTION_TIMEOUT_MS
+    if "connecttimeoutms" not in lowered:
+        options["connectTimeoutMS"] = SERVER_SELECTION_TIMEOUT_MS
+    return MongoClient(uri, **options)
+
+
+@dataclass
+class MongoShard:
+    """One key range (or all) of a MongoDB query, readable in any Ray worker."""
+
+    uri: str = field(repr=False)  # holds the password: never shown
+    database: str
+    collection: str
+    filter: dict[str, Any]
+    projection: dict[str, Any] | None
+    planned: PlannedColumns
+    rows: int | None
+    label: str
+    batch_rows: int = 65_536
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    def describe(self) -> str:
+        return self.label
+
+    def read(self) -> Iterator[pa.Table]:
+        client = client_for(self.uri)
+        try:
+            cursor = client[self.database][self.collection].find(
+                self.filter, self.projection, batch_size=min(self.batch_rows, 10_000)
+            )
+            pending: list[Mapping[str, Any]] = []
+            for doc in cursor:
+                pending.append(doc)
+                if len(pending) >= self.batch_rows:
+                    yield documents_to_table(pending, self.planned, self.collection)
+                    pending = []
+            if pending:
+                yield documents_to_table(pending, self.planned, self.collection)
+        except PinnacleError:
+            raise
+        except PyMongoError as exc:
+            raise translate(
+                exc,
+                secrets=self.secrets,
+                context=f"reading shard {self.label} of collection {self.collection!r}",
+            ) from None
+        finally:
+            client.close()
