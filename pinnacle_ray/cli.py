@@ -121,7 +121,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         + (where if outcome.version else "not registered")
     )
     rows = [
-        (k, f"{v:.6g}" if isinstance(v, float) else v) for k, v in sorted(outcome.metrics.items())
+        (k, f"{v:.6g}" if isinstance(v, float) else v)
+        for k, v in sorted(outcome.metrics.items())
+        if not k.startswith("timing/") and not isinstance(v, bool)
     ]
     if rows:
         print(_table(rows, ["metric", "value"]))
