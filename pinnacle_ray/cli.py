@@ -48,6 +48,8 @@ def _when(value: dt.datetime | None) -> str:
 def _metrics_text(metrics: dict[str, Any], limit: int = 3) -> str:
     shown = []
     for k, v in sorted(metrics.items()):
+        if k.startswith("timing/"):
+            continue
         if isinstance(v, float):
             shown.append(f"{k}={v:.4g}")
         elif isinstance(v, int) and not isinstance(v, bool):

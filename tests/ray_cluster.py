@@ -8,6 +8,7 @@ ones whose command line names this cluster's temp dir, with all their descendant
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -49,10 +50,8 @@ class LocalCluster:
         pids = _cluster_pids(str(self.temp_dir))
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for pid in pids:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and any(_alive(p) for p in pids):
                 time.sleep(0.2)

@@ -33,6 +33,8 @@ __all__ = ["LoadedSpec", "interpolate", "load_spec", "parse_spec"]
 
 # ${NAME} or ${NAME:-default}; $${...} is a literal "${...}".
 _VAR = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# What a whole-value ${VAR} becomes besides text: integers, decimals, true/false.
+_PLAIN = re.compile(r"-?\d+(\.\d+)?|true|false", re.I)
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,10 @@ def _interpolate_tree(
         where = f"{source}{lines.at(path)}, {_dotted(path)}: "
         text, used = interpolate(value, env, where)
         names.extend(used)
+        if used and _VAR.fullmatch(value) and _PLAIN.fullmatch(text):
+            # `epochs: ${EPOCHS:-10}` is a number even inside a free-form dict
+            # (train_loop_config, params), as the same literal would be in YAML.
+            return yaml.safe_load(text)
         return text
     return value
 

@@ -30,7 +30,8 @@ TRAINER_KINDS = ("torch", "sklearn", "xgboost", "huggingface")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # coerce_numbers_to_str: `store: ${URL}` stays text even when the value looks numeric
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
     def given(self, *exclude: str) -> dict[str, Any]:
         """The fields the spec sets, without ``exclude`` (defaults stay the callee's)."""
@@ -173,7 +174,7 @@ class XGBoostSection(_Section):
 class HuggingFaceSection(_Section):
     """``pr.HuggingFaceTrainer``: its arguments go to the constructor as written."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True)
     kind: Literal["huggingface"]
     model: str
     text_column: str | None = None
