@@ -404,20 +404,22 @@ def _cmd_jobs_list(args: argparse.Namespace) -> int:
         ]
         records = [r for r in records if r is not None]
     clients: dict[str, Any] = {}
-    shown = []
+    shown, unverified = [], set()
     for record in records:
         address = args.address or os.environ.get("RAY_ADDRESS") or record.address
-        if record.active and address and records_table is not None:
-            if address not in clients:
+        if record.active and records_table is not None:
+            if address and address not in clients:
                 try:
                     clients[address] = _client_for(args, address)
                 except PinnacleError:
-                    clients[address] = None  # unreachable: shown as recorded, marked "?"
-            if clients[address] is not None:
+                    clients[address] = None  # unreachable: shown as recorded
+            if address and clients[address] is not None:
                 record = reconcile(records_table, record, clients[address])
+            else:
+                unverified.add(record.submission_id)
         shown.append(record)
     if args.json:
-        _emit_json([r.to_dict() for r in shown])
+        _emit_json([{**r.to_dict(), "verified": r.submission_id not in unverified} for r in shown])
         return EXIT_OK
     if not shown:
         print("no jobs recorded" + (f" in {url}" if url else ""))
@@ -427,14 +429,7 @@ def _cmd_jobs_list(args: argparse.Namespace) -> int:
             r.submission_id,
             r.name,
             r.status
-            + (
-                "?"
-                if r.active
-                and records_table is not None
-                and not clients.get(r.address or "")
-                and not args.address
-                else ""
-            ),
+            + (" (unverified: cluster unreachable)" if r.submission_id in unverified else ""),
             r.model_version or "",
             _when(r.created_at or r.started_at),
             _when(r.ended_at),

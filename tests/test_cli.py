@@ -35,7 +35,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     mp = pytest.MonkeyPatch()
     mp.chdir(ROOT)  # the specs name examples.models:... as run from the repository root
     mp.setenv("PINNACLE_STORE", f"sqlite:///{db}")
-    mp.setenv("EPOCHS", "2")
+    mp.setenv("EPOCHS", "1")
     mp.setenv("ROUNDS", "10")
     results: dict = {}
     try:
@@ -116,6 +116,8 @@ def test_models_show_gives_metrics_config_and_lineage(trained, capsys):
 def test_models_rm_needs_yes_then_removes_the_version(trained, capsys):
     code, _, err = run(capsys, "models", "rm", "diabetes-forest", "--store", trained["store"])
     assert code == 1 and "add --yes to confirm" in err
+    files = Path(pr.connect(trained["store"]).models.get("diabetes-forest").artifact_uri).parent
+    assert files.is_dir()
     code, out, _ = run(
         capsys,
         "models",
@@ -130,6 +132,7 @@ def test_models_rm_needs_yes_then_removes_the_version(trained, capsys):
     assert code == 0 and "removed diabetes-forest version(s) 1" in out
     with pytest.raises(pr.ModelNotFound):
         pr.connect(trained["store"]).models.get("diabetes-forest")
+    assert not files.exists()
 
 
 def test_bad_spec_exits_1_with_a_one_line_reason(capsys, tmp_path):

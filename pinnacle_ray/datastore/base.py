@@ -83,6 +83,8 @@ class ModelCatalog(Protocol):
         self, name: str, version: int | None = None, handle: str | None = None
     ) -> str: ...
 
+    def delete(self, name: str, version: int | None = None) -> list[int]: ...
+
 
 _factory: Callable[[Datastore], ModelCatalog] | None = None
 
