@@ -542,7 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
                  "--output price_predictions", [out, store])  # fmt: skip
     p.add_argument("model", nargs="?", help="registered model name (default: the spec's)")
     p.add_argument("--table", help="predict on this table")
-    p.add_argument("--sql", help="predict on this SELECT")
+    p.add_argument("--sql", "--query", dest="sql", help="predict on this SELECT")
     p.add_argument("--key", help="the query's key column (shards the read)")
     p.add_argument("--output", help="table to write the predictions to")
     p.add_argument("--version", type=int)

@@ -16,7 +16,6 @@ import logging
 import os
 import re
 import signal
-import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,11 +73,11 @@ def run_train(spec: LoadedSpec, *, progress: bool = True) -> RunOutcome:
 
         listen = getattr(spec.run.trainer, "listen", None)
         callbacks = [ProgressCallback(spec.run.name, listen)]
-    trainer = build_trainer(spec, callbacks)
     store = connect_store(spec.run)
-    train = build_query(store, spec.run.train, "train")
-    valid = build_query(store, spec.run.valid, "valid") if spec.run.valid else None
     with _recorded(spec, store) as submission_id:
+        trainer = build_trainer(spec, callbacks)
+        train = build_query(store, spec.run.train, "train")
+        valid = build_query(store, spec.run.valid, "valid") if spec.run.valid else None
         result = trainer.fit(train=train, valid=valid, register=spec.run.register_model)
         outcome = RunOutcome(result.name, result.version, dict(result.metrics), submission_id)
         _finish(store, submission_id, outcome)
@@ -96,16 +95,16 @@ def run_sweep(spec: LoadedSpec) -> RunOutcome:
             "to sweep"
         )
     sweep = _needs(pr, "sweep", "sweep")
-    trainer = build_trainer(spec)
     store = connect_store(spec.run)
-    train = build_query(store, spec.run.train, "train")
-    valid = build_query(store, spec.run.valid, "valid") if spec.run.valid else None
-    scheduler = None
-    if tune.scheduler == "asha":
-        from ray.tune.schedulers import ASHAScheduler
-
-        scheduler = ASHAScheduler()
     with _recorded(spec, store) as submission_id:
+        trainer = build_trainer(spec)
+        train = build_query(store, spec.run.train, "train")
+        valid = build_query(store, spec.run.valid, "valid") if spec.run.valid else None
+        scheduler = None
+        if tune.scheduler == "asha":
+            from ray.tune.schedulers import ASHAScheduler
+
+            scheduler = ASHAScheduler()
         result = sweep(
             trainer,
             param_space=search_space(tune),
@@ -204,7 +203,7 @@ def _recorded(spec: LoadedSpec, store: Any) -> Iterator[str | None]:
         )
         raise SystemExit(143) from None
     except BaseException as exc:
-        logger.error("job %s failed:\n%s", submission_id, traceback.format_exc())
+        # the CLI prints the traceback into the job's logs; the record keeps one line
         _end(jobs, submission_id, "FAILED", _error_text(exc, spec))
         raise
     finally:
