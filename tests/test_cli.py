@@ -86,6 +86,7 @@ def test_quickstart_writes_data_and_a_spec_then_trains_it(trained):
     assert code == 0, err[-3000:]
     assert "wrote 442 rows into table 'patients'" in out
     assert "registered as quickstart-mlp version 1" in out
+    assert "[progress] quickstart-mlp: step " in out  # from Ray Train's controller
     assert "valid/loss" in out  # the metrics table
 
 

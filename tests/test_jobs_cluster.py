@@ -88,7 +88,8 @@ def cli(
 def failed_job(
     env: dict[str, str], workspace: dict[str, Path]
 ) -> tuple[str, subprocess.CompletedProcess]:
-    proc = cli(env, workspace["work"], "submit", "bad.yaml", "--wait", "--json")
+    # --follow streams the driver's logs (to stderr with --json) until the job ends
+    proc = cli(env, workspace["work"], "submit", "bad.yaml", "--follow", "--json")
     return json.loads(proc.stdout.strip().splitlines()[-1])["submission_id"], proc
 
 
@@ -153,6 +154,7 @@ def test_failing_spec_is_failed_with_its_error_recorded_and_traceback_in_logs(
 ):
     sid, proc = failed_job
     assert proc.returncode == 3  # the job FAILED
+    assert "Traceback (most recent call last)" in proc.stderr  # streamed while it ran
     record = JobRecords(store).get(sid)
     assert record.status == "FAILED"
     assert record.error.startswith("ColumnNotFound") and "no_such_column" in record.error

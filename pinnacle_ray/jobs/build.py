@@ -94,7 +94,8 @@ def build_query(store: Any, query: QuerySection, field: str) -> Any:
             f"{field}.find: {query.find!r} is a MongoDB query, but store {store.url!r} is a "
             "SQL database; use table: or sql:"
         )
-    return store.find(query.find, filter=query.filter, projection=query.projection, key=query.key)
+    kwargs = {k: getattr(query, k) for k in ("filter", "projection", "key")}
+    return store.find(query.find, **{k: v for k, v in kwargs.items() if v is not None})
 
 
 def build_scaling(run: RunSpec) -> Any:
