@@ -157,3 +157,14 @@ def test_progress_line_shows_the_step_and_the_listened_metric(capsys):
     callback = ProgressCallback("mlp", listen="valid/loss", every_s=0)
     callback.after_report(None, [{"step": 40, "epoch": 1, "valid/loss": 0.123456}], None)
     assert capsys.readouterr().out.strip() == "[progress] mlp: step 40 epoch 1 valid/loss=0.1235"
+
+
+def test_pip_requirements_come_from_a_list_or_a_requirements_file(tmp_path):
+    spec = parse(XGB)
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("# pinned\nlightgbm==4.5.0\n\npolars\n")
+    from_file = build_runtime_env(spec, working_dir=tmp_path, pip=[str(requirements)])
+    assert from_file["pip"] == ["lightgbm==4.5.0", "polars"]
+    assert build_runtime_env(spec, working_dir=tmp_path, pip=["polars"])["pip"] == ["polars"]
+    with pytest.raises(pr.ConfigError, match=r"missing\.txt' does not exist"):
+        build_runtime_env(spec, working_dir=tmp_path, pip=["missing.txt"])

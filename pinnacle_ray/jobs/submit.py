@@ -66,6 +66,9 @@ def build_runtime_env(
     }
     requirements = pip if pip is not None else (section.pip if section else None)
     if requirements:
+        if not isinstance(requirements, str) and len(requirements) == 1:
+            only = requirements[0]
+            requirements = only if only.endswith(".txt") else requirements
         if isinstance(requirements, str):
             path = Path(requirements)
             if not path.is_file():
