@@ -270,6 +270,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         working_dir=args.working_dir,
         env_names=args.env,
         pip=args.pip,
+        command=args.run,
     )
     sid = record.submission_id
     if not (args.wait or args.follow):
@@ -584,6 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pass this environment variable to the job (repeatable)")  # fmt: skip
     p.add_argument("--working-dir", help="folder shipped to the cluster (default: .)")
     p.add_argument("--pip", nargs="+", help="pip requirements, or a requirements.txt path")
+    p.add_argument("--run", choices=["train", "sweep", "predict"], default="train",
+                   help="what the job runs from the spec (default: train)")  # fmt: skip
     p.set_defaults(func=_cmd_submit)
 
     jobs = _command(sub, "jobs", "list jobs, show status and logs, stop a job",

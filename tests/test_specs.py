@@ -168,3 +168,15 @@ def test_pip_requirements_come_from_a_list_or_a_requirements_file(tmp_path):
     assert build_runtime_env(spec, working_dir=tmp_path, pip=["polars"])["pip"] == ["polars"]
     with pytest.raises(pr.ConfigError, match=r"missing\.txt' does not exist"):
         build_runtime_env(spec, working_dir=tmp_path, pip=["missing.txt"])
+
+
+def test_a_job_runs_train_sweep_or_predict_on_the_spec_inside_its_working_dir(tmp_path):
+    from pinnacle_ray.jobs.submit import _entrypoint
+
+    (tmp_path / "specs").mkdir()
+    spec = parse_spec(XGB, source=str(tmp_path / "specs" / "run.yaml"), env={"DB_URL": "x"})
+    assert _entrypoint(spec, tmp_path) == "pinnacle-ray train specs/run.yaml"
+    assert _entrypoint(spec, tmp_path, "sweep") == "pinnacle-ray sweep specs/run.yaml"
+    assert _entrypoint(spec, tmp_path, "predict") == "pinnacle-ray predict --spec specs/run.yaml"
+    with pytest.raises(pr.SpecError, match="outside the working dir"):
+        _entrypoint(spec, tmp_path / "specs" / "elsewhere")

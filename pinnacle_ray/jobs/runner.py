@@ -141,13 +141,19 @@ def run_predict(
                 f"{spec.source} has no 'predict:' section; add one with query and output"
             )
         store = connect_store(spec.run)
-        query = build_query(store, section.query, "predict.query")
         model = model or section.model or spec.run.name
         output = output or section.output
         kwargs = {**section.given("model", "query", "output"), **kwargs}
+        with _recorded(spec, store) as submission_id:
+            query = build_query(store, section.query, "predict.query")
+            rows = predict(model, query, output=output, **kwargs)
+            outcome = RunOutcome(str(model), kwargs.get("version"), {}, submission_id,
+                                 rows if isinstance(rows, int) else None)  # fmt: skip
+            _finish(store, submission_id, outcome)
+        return outcome
     rows = predict(model, query, output=output, **kwargs)
-    version = kwargs.get("version")
-    return RunOutcome(str(model), version, {}, None, rows if isinstance(rows, int) else None)
+    return RunOutcome(str(model), kwargs.get("version"), {}, None,
+                      rows if isinstance(rows, int) else None)  # fmt: skip
 
 
 def _needs(pr: Any, name: str, command: str) -> Any:

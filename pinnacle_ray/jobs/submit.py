@@ -102,15 +102,23 @@ def submit_spec(
     working_dir: str | os.PathLike[str] | None = None,
     env_names: list[str] | tuple[str, ...] = (),
     pip: list[str] | str | None = None,
+    command: str = "train",
 ) -> JobRecord:
-    """Submit ``spec`` to the Ray cluster at ``address``; its PENDING job record."""
+    """Submit ``spec`` to the Ray cluster at ``address`` to run ``pinnacle-ray <command>``
+    (train, sweep or predict) on it; its PENDING job record."""
     runtime_env = build_runtime_env(spec, working_dir, env_names, pip)
-    entrypoint = _entrypoint(spec, Path(runtime_env["working_dir"]))
+    entrypoint = _entrypoint(spec, Path(runtime_env["working_dir"]), command)
     client = connect_client(address)
     store = connect_store(spec.run)
     records = JobRecords(store)
-    base = f"pr-{spec.run.name}-{spec.digest[:12]}"
-    taken = {r.submission_id: r for r in records.list(digest=spec.digest)}
+    kind = "" if command == "train" else f"{command}-"
+    base = f"pr-{kind}{spec.run.name}-{spec.digest[:12]}"
+    # This command's earlier runs of the spec, and runs by plain `ray job submit`
+    taken = {
+        r.submission_id: r
+        for r in records.list(digest=spec.digest)
+        if r.submission_id.startswith(base) or not r.submission_id.startswith("pr-")
+    }
     for job in _ray_jobs_with_prefix(client, base):
         taken.setdefault(job.submission_id, None)
     for submission_id, record in taken.items():
@@ -160,7 +168,10 @@ def submit_spec(
     return record
 
 
-def _entrypoint(spec: LoadedSpec, working_dir: Path) -> str:
+COMMANDS = ("train", "sweep", "predict")
+
+
+def _entrypoint(spec: LoadedSpec, working_dir: Path, command: str = "train") -> str:
     path = Path(spec.source).resolve()
     try:
         relative = path.relative_to(working_dir)
@@ -169,7 +180,10 @@ def _entrypoint(spec: LoadedSpec, working_dir: Path) -> str:
             f"spec {spec.source!r} is outside the working dir {str(working_dir)!r} that is "
             "shipped to the cluster; move it there or pass --working-dir"
         ) from None
-    return f"pinnacle-ray train {shlex.quote(relative.as_posix())}"
+    if command not in COMMANDS:
+        raise ConfigError(f"a job runs one of {', '.join(COMMANDS)}, not {command!r}")
+    path_arg = shlex.quote(relative.as_posix())
+    return f"pinnacle-ray {command} {'--spec ' if command == 'predict' else ''}{path_arg}"
 
 
 def _ray_jobs_with_prefix(client: Any, prefix: str) -> list[Any]:
