@@ -189,3 +189,20 @@ def test_unknown_job_id_is_a_clear_error(env, workspace):
     proc = cli(env, workspace["work"], "jobs", "status", "pr-nothing-000", "--spec", "good.yaml")
     assert proc.returncode == 1
     assert "no job 'pr-nothing-000'" in proc.stderr
+
+
+def test_record_of_a_job_its_cluster_does_not_know_becomes_failed_but_not_for_other_clusters(
+    cluster, store
+):
+    from pinnacle_ray.jobs.tracking import reconcile
+
+    jobs = JobRecords(store)
+    client = connect_client(cluster.address)
+    ours = jobs.save(JobRecord(submission_id="pr-lost-1", name="lost", status="RUNNING",
+                               address=cluster.address))  # fmt: skip
+    elsewhere = jobs.save(JobRecord(submission_id="pr-lost-2", name="lost", status="RUNNING",
+                                    address="http://10.0.0.9:8265"))  # fmt: skip
+    fixed = reconcile(jobs, ours, client)
+    assert fixed.status == "FAILED" and "has no job 'pr-lost-1'" in fixed.error
+    assert reconcile(jobs, elsewhere, client).status == "RUNNING"
+    assert jobs.get("pr-lost-2").status == "RUNNING"

@@ -97,11 +97,14 @@ def ray_record(client: Any, submission_id: str) -> JobRecord | None:
 
 def reconcile(records: JobRecords | None, record: JobRecord, client: Any) -> JobRecord:
     """``record`` corrected from Ray's status when the record still says it is active:
-    Ray's FAILED/STOPPED/SUCCEEDED wins, and a job Ray no longer knows becomes FAILED."""
+    Ray's FAILED/STOPPED/SUCCEEDED wins, and a job that the cluster it was submitted to no
+    longer knows becomes FAILED (another cluster's silence proves nothing)."""
     if record.status not in ACTIVE:
         return record
     ray_side = ray_record(client, record.submission_id)
     if ray_side is None:
+        if not _same_cluster(record.address, client._address):
+            return record  # it may run on the cluster it was submitted to; not ours to judge
         changes: dict[str, Any] = {
             "status": "FAILED",
             "error": f"the Ray cluster at {client._address} has no job {record.submission_id!r} "
@@ -186,6 +189,13 @@ def stop_job(client: Any, submission_id: str, timeout_s: float = 60.0) -> str:
             ) from None
         raise JobError(f"cannot stop {submission_id!r}: {_first_line(exc)}") from None
     return wait_for(client, submission_id, timeout_s=timeout_s)
+
+
+def _same_cluster(recorded: str | None, address: str) -> bool:
+    def norm(a: str) -> str:
+        return (a if "://" in a else f"http://{a}").rstrip("/").lower()
+
+    return bool(recorded) and norm(recorded) == norm(address)
 
 
 def _missing(exc: BaseException) -> bool:
