@@ -59,20 +59,20 @@ def _finish_job(args: argparse.Namespace, client: Any, sid: str, spec_store: str
             sid,
             on_status=None if args.json else lambda s: print(f"  {sid}: {s}", flush=True),
         )
-    record = _job_record(args, sid, client, store_url=spec_store)
+    record = _job_record(args, sid, client, known_store=spec_store)
     _print_record(args, record)
     return EXIT_CODES.get(status, EXIT_ERROR)
 
 
 def _job_record(
-    args: argparse.Namespace, sid: str, client: Any, store_url: str | None = None
+    args: argparse.Namespace, sid: str, client: Any, known_store: str | None = None
 ) -> Any:
     """The job's record from the datastore (reconciled with Ray), or Ray's view alone."""
     from ..errors import JobNotFound
     from ..jobs import JobRecords
     from ..jobs.tracking import ray_record, reconcile
 
-    url = store_url or store_url(args, required=False)
+    url = known_store or store_url(args, required=False)
     if url is not None:
         import pinnacle_ray as pr
 
