@@ -77,7 +77,7 @@ def store_url(args: argparse.Namespace, required: bool = True) -> str | None:
     if getattr(args, "store", None):
         return args.store
     if getattr(args, "spec", None):
-        from .jobs import load_spec
+        from ..jobs import load_spec
 
         return load_spec(args.spec).run.store
     if os.environ.get(STORE_ENV):
