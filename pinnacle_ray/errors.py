@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "ChecksumMismatch",
+    "ClusterUnreachable",
     "ColumnNotFound",
     "ConfigError",
     "DataError",
@@ -15,12 +16,15 @@ __all__ = [
     "DatastoreAuthenticationError",
     "DatastoreConnectionError",
     "DatastoreError",
+    "DuplicateJob",
     "DuplicateKey",
     "EmptyResult",
     "IncompatibleCheckpoint",
     "InvalidIdentifier",
     "InvalidKey",
     "InvalidURL",
+    "JobError",
+    "JobNotFound",
     "MetricNotReported",
     "MixedTypes",
     "ModelNotFound",
@@ -31,6 +35,7 @@ __all__ = [
     "RegistryError",
     "ResourceError",
     "SingleClass",
+    "SpecError",
     "TableNotFound",
     "TooFewRows",
     "WriteError",
@@ -143,6 +148,26 @@ class ChecksumMismatch(RegistryError):
 
 class IncompatibleCheckpoint(RegistryError, ValueError):
     """Stored weights do not fit the model they are loaded into (names or shapes differ)."""
+
+
+class SpecError(ConfigError):
+    """A run spec (YAML) is missing a field, has one it should not, or holds a bad value."""
+
+
+class JobError(PinnacleError):
+    """A Ray job could not be submitted, found or controlled."""
+
+
+class JobNotFound(JobError, LookupError):
+    """No job record (and no Ray job) has the submission id asked for."""
+
+
+class DuplicateJob(JobError):
+    """The same spec is already running as another job; submit with ``--force`` to run twice."""
+
+
+class ClusterUnreachable(JobError, ConnectionError):
+    """No Ray cluster (job server / dashboard) answers at the address given."""
 
 
 def redact(text: str, secrets: tuple[str, ...] | list[str]) -> str:

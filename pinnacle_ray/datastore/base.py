@@ -95,6 +95,8 @@ class ModelCatalog(Protocol):
 
     def record_sweep(self, trials: list[Any]) -> None: ...
 
+    def delete(self, name: str, version: int | None = None) -> list[int]: ...
+
 
 _factory: Callable[[Datastore], ModelCatalog] | None = None
 

@@ -179,6 +179,34 @@ class ModelRegistry:
         logger.info("registered %s version %d (%s)", name, claimed, ", ".join(handles) or "-")
         return _version(row, sorted(handles))
 
+    def delete(self, name: str, version: int | None = None) -> list[int]:
+        """Remove version ``version`` of ``name`` (every version when None): its rows first,
+        so it is gone for readers at once, then its files. The versions removed."""
+        name = validate_name(name)
+        version = validate_version(version)
+        if version is not None:
+            rows = [self._version_row(name, version)]
+        else:
+            self._version_row(name, None)  # ModelNotFound (with the known names) if none
+            rows = self._read(self.tables.models, {"name": name})
+        removed = []
+        for row in rows:
+            where = {"name": name, "version": int(row["version"])}
+            self.store.delete(self.tables.checkpoints, where)
+            self.store.delete(self.tables.models, where)
+            removed.append(int(row["version"]))
+            prefix = self._files.uri("")
+            uri = row["artifact_uri"] or ""
+            if uri.startswith(prefix) and uri.endswith("/model"):
+                try:
+                    self._files.delete(uri[len(prefix) : -len("/model")])
+                except Exception as exc:  # the version is already gone; say what is left
+                    logger.warning(
+                        "removed %s version %s, but not its files: %s", name, row["version"], exc
+                    )
+        logger.info("removed %s version(s) %s", name, sorted(removed))
+        return sorted(removed)
+
     # -- reading ---------------------------------------------------------------------------
     def list(self, name: str | None = None) -> list[ModelVersion]:
         """Ready versions (of ``name``, or of every model), newest first."""

@@ -1,0 +1,186 @@
+"""The ``pinnacle-ray`` command line: run specs, models in the registry, and Ray jobs.
+
+Human output by default (tables; progress lines while training), ``--json`` for scripts.
+Exit codes scripts can trust:
+
+- 0: done (for a job: it SUCCEEDED, or it was submitted without ``--wait``);
+- 1: refused or failed, with a one-line reason on stderr (``error: ...``);
+- 2: the command line itself is wrong (argparse);
+- 3: the job FAILED; 4: the job was STOPPED (``submit --wait``, ``jobs logs --follow``);
+- 130: interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from typing import Any
+
+from .. import __version__
+from ..errors import PinnacleError
+from ._jobs import cmd_jobs_list, cmd_jobs_logs, cmd_jobs_status, cmd_jobs_stop, cmd_submit
+from ._models import cmd_models_list, cmd_models_rm, cmd_models_show
+from ._output import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, STORE_ENV
+from ._run import cmd_predict, cmd_quickstart, cmd_sweep, cmd_train
+
+__all__ = ["build_parser", "main"]
+
+
+def _command(
+    sub: Any, name: str, summary: str, example: str, parents: list[argparse.ArgumentParser]
+) -> argparse.ArgumentParser:
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=summary,
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=parents,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``pinnacle-ray`` argument parser (every command has ``--help`` with an example)."""
+    parser = argparse.ArgumentParser(
+        prog="pinnacle-ray",
+        description="Train models on Ray directly on the data in your database.",
+        epilog=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"pinnacle-ray {__version__}")
+    out = argparse.ArgumentParser(add_help=False)
+    out.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument("--store", help=f"datastore URL (default: ${STORE_ENV})")
+    store.add_argument("--spec", help="take the datastore URL from this spec")
+    ray_addr = argparse.ArgumentParser(add_help=False)
+    ray_addr.add_argument(
+        "--address", help="Ray job server, e.g. http://127.0.0.1:8265 (default: $RAY_ADDRESS)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = _command(sub, "train", "train the model a spec describes (registered in its store)",
+                 "pinnacle-ray train examples/specs/xgboost.yaml", [out])  # fmt: skip
+    p.add_argument("spec", help="the run spec (YAML)")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_train)
+
+    p = _command(sub, "sweep", "run the spec's tune: sweep with Ray Tune; register the best",
+                 "pinnacle-ray sweep examples/specs/xgboost.yaml", [out])  # fmt: skip
+    p.add_argument("spec", help="the run spec (YAML) with a tune: section")
+    p.set_defaults(func=cmd_sweep)
+
+    p = _command(sub, "predict", "write a registered model's predictions on a query to a table",
+                 "pinnacle-ray predict house-price --store sqlite:///shop.db --table houses "
+                 "--output price_predictions", [out, store])  # fmt: skip
+    p.add_argument("model", nargs="?", help="registered model name (default: the spec's)")
+    p.add_argument("--table", help="predict on this table")
+    p.add_argument("--sql", "--query", dest="sql", help="predict on this SELECT")
+    p.add_argument("--key", help="the query's key column (shards the read)")
+    p.add_argument("--output", help="table to write the predictions to")
+    p.add_argument("--version", type=int)
+    p.add_argument("--handle", help="checkpoint handle, e.g. best")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--concurrency", type=int)
+    p.add_argument("--columns", help="comma-separated input columns to keep in the output")
+    p.set_defaults(func=cmd_predict)
+
+    models = _command(sub, "models", "list, show or remove registered models",
+                      "pinnacle-ray models list --store sqlite:///shop.db", [])  # fmt: skip
+    msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    p = _command(msub, "list", "registered versions, newest first",
+                 "pinnacle-ray models list --store sqlite:///shop.db", [out, store])  # fmt: skip
+    p.add_argument("name", nargs="?", help="only this model")
+    p.set_defaults(func=cmd_models_list)
+    p = _command(msub, "show", "one version: metrics, config, lineage, files",
+                 "pinnacle-ray models show house-price --version 2 --store sqlite:///shop.db",
+                 [out, store])  # fmt: skip
+    p.add_argument("name")
+    p.add_argument("--version", type=int, help="default: the latest")
+    p.set_defaults(func=cmd_models_show)
+    p = _command(msub, "rm", "remove a version (or every version) and its files",
+                 "pinnacle-ray models rm house-price --version 1 --yes --store sqlite:///shop.db",
+                 [out, store])  # fmt: skip
+    p.add_argument("name")
+    p.add_argument("--version", type=int, help="default: every version")
+    p.add_argument("--yes", action="store_true", help="confirm the removal")
+    p.set_defaults(func=cmd_models_rm)
+
+    p = _command(sub, "submit", "run a spec as a Ray job (recorded in the spec's store)",
+                 "pinnacle-ray submit examples/specs/xgboost.yaml --address "
+                 "http://127.0.0.1:8265 --follow", [out, ray_addr])  # fmt: skip
+    p.add_argument("spec", help="the run spec (YAML), inside the working dir")
+    p.add_argument("--wait", action="store_true", help="wait for the job; exit with its status")
+    p.add_argument("--follow", action="store_true", help="stream its logs until it ends")
+    p.add_argument("--force", action="store_true", help="submit even if the spec is running")
+    p.add_argument("--env", action="append", default=[], metavar="NAME",
+                   help="pass this environment variable to the job (repeatable)")  # fmt: skip
+    p.add_argument("--working-dir", help="folder shipped to the cluster (default: .)")
+    p.add_argument("--pip", nargs="+", help="pip requirements, or a requirements.txt path")
+    p.add_argument("--run", choices=["train", "sweep", "predict"], default="train",
+                   help="what the job runs from the spec (default: train)")  # fmt: skip
+    p.set_defaults(func=cmd_submit)
+
+    jobs = _command(sub, "jobs", "list jobs, show status and logs, stop a job",
+                    "pinnacle-ray jobs list --spec examples/specs/xgboost.yaml", [])  # fmt: skip
+    jsub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
+    p = _command(jsub, "list", "recorded jobs, newest first (status checked with Ray)",
+                 "pinnacle-ray jobs list --store sqlite:///shop.db",
+                 [out, store, ray_addr])  # fmt: skip
+    p.add_argument("--name", help="only jobs of this model")
+    p.set_defaults(func=cmd_jobs_list)
+    p = _command(jsub, "status", "one job: status, model version produced, error",
+                 "pinnacle-ray jobs status pr-house-price-1a2b3c4d5e6f --store sqlite:///shop.db",
+                 [out, store, ray_addr])  # fmt: skip
+    p.add_argument("id", help="the submission id")
+    p.set_defaults(func=cmd_jobs_status)
+    p = _command(jsub, "logs", "the job driver's stdout/stderr, from Ray",
+                 "pinnacle-ray jobs logs pr-house-price-1a2b3c4d5e6f --follow --address "
+                 "http://127.0.0.1:8265", [store, ray_addr])  # fmt: skip
+    p.add_argument("id", help="the submission id")
+    p.add_argument("--follow", action="store_true",
+                   help="stream until the job ends; exit with its status")  # fmt: skip
+    p.set_defaults(func=cmd_jobs_logs, json=False)
+    p = _command(jsub, "stop", "stop a running job",
+                 "pinnacle-ray jobs stop pr-house-price-1a2b3c4d5e6f --address "
+                 "http://127.0.0.1:8265", [out, store, ray_addr])  # fmt: skip
+    p.add_argument("id", help="the submission id")
+    p.set_defaults(func=cmd_jobs_stop)
+
+    p = _command(sub, "quickstart", "write a demo table and spec, then train on it locally",
+                 "pinnacle-ray quickstart --dir ./pinnacle-quickstart", [out])  # fmt: skip
+    p.add_argument("--dir", default="pinnacle-quickstart", help="where to write db and spec")
+    p.add_argument("--epochs", type=int, default=30)
+    p.set_defaults(func=cmd_quickstart)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``pinnacle-ray`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return EXIT_OK
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BaseException as exc:
+        if isinstance(exc, SystemExit):
+            raise
+        from ..jobs import current_submission_id
+
+        # A job's logs keep the whole traceback; at a terminal, one line says it all
+        # (PINNACLE_RAY_VERBOSE=1 for the traceback of an unexpected error there too).
+        verbose = os.environ.get("PINNACLE_RAY_VERBOSE", "") not in ("", "0")
+        if current_submission_id() or verbose or not isinstance(exc, PinnacleError):
+            traceback.print_exc(file=sys.stderr)
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        name = type(exc).__name__
+        print(f"error: {text}" if isinstance(exc, PinnacleError) else f"error: {name}: {text}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_ERROR

@@ -1,0 +1,85 @@
+"""``models list|show|rm``: the registry of a datastore, from the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..errors import ConfigError
+from ._output import EXIT_OK, connect, emit_json, metrics_text, table, when
+
+__all__ = ["cmd_models_list", "cmd_models_rm", "cmd_models_show"]
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    store = connect(args)
+    versions = store.models.list(args.name)
+    if args.json:
+        emit_json([_version_dict(v) for v in versions])
+        return EXIT_OK
+    if not versions:
+        print(f"no models registered in {store.url}")
+        return EXIT_OK
+    rows = [
+        (
+            v.name,
+            v.version,
+            v.framework,
+            when(v.created_at),
+            ",".join(v.handles),
+            metrics_text(v.metrics),
+        )
+        for v in versions
+    ]
+    print(table(rows, ["name", "version", "framework", "created (UTC)", "handles", "metrics"]))
+    return EXIT_OK
+
+
+def cmd_models_show(args: argparse.Namespace) -> int:
+    store = connect(args)
+    v = store.models.get(args.name, version=args.version)
+    info = _version_dict(v)
+    if args.json:
+        emit_json(info)
+        return EXIT_OK
+    for key in ("name", "version", "framework", "created_at", "handles", "parent_version",
+                "artifact_uri", "size_bytes", "sha256"):  # fmt: skip
+        print(f"{key:15} {info[key]}")
+    for section in ("metrics", "config", "lineage"):
+        print(f"{section}:")
+        print(
+            "  "
+            + json.dumps(info[section], indent=2, default=str, sort_keys=True).replace("\n", "\n  ")
+        )
+    return EXIT_OK
+
+
+def cmd_models_rm(args: argparse.Namespace) -> int:
+    store = connect(args)
+    if not args.yes:
+        what = f"version {args.version} of" if args.version else "every version of"
+        raise ConfigError(f"this removes {what} {args.name!r} and its files; add --yes to confirm")
+    removed = store.models.delete(args.name, version=args.version)
+    if args.json:
+        emit_json({"name": args.name, "removed": removed})
+    else:
+        print(f"removed {args.name} version(s) {', '.join(map(str, removed))}")
+    return EXIT_OK
+
+
+def _version_dict(v: Any) -> dict[str, Any]:
+    return {
+        "name": v.name,
+        "version": v.version,
+        "framework": v.framework,
+        "created_at": v.created_at.isoformat(),
+        "handles": list(v.handles),
+        "parent_version": v.parent_version,
+        "metrics": v.metrics,
+        "config": v.config,
+        "lineage": v.lineage,
+        "artifact_uri": v.artifact_uri,
+        "size_bytes": v.size_bytes,
+        "sha256": v.sha256,
+    }
