@@ -15,8 +15,8 @@ trial by ``valid/rmse``:
 (b) raw    a ``ray.tune.Tuner`` over a function that connects to the database and runs the
            same trainer's ``fit(register=False)`` on the query (each trial reads the
            table), with the resources that work on 2 CPUs (a CPU-less trial process and a
-           1-CPU bundle for the fit task: Tune's default of 1 CPU per trial deadlocks, as
-           the fit task is placed in the trial's own bundle).
+           1-CPU bundle for the fit task: Tune places the fit task in the trial's own
+           bundle, so that bundle needs a CPU besides the trial's).
 
 Both run ``--concurrent`` trials at a time (default 1, so per-trial times compare like
 for like), and once more with ``pr.sweep``'s own plan. The figure is wall time per trial
