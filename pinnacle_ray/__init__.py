@@ -27,15 +27,18 @@ from .errors import (
     DataTooLarge,
     DuplicateKey,
     EmptyResult,
+    EmptyText,
     IncompatibleCheckpoint,
     InvalidIdentifier,
     InvalidKey,
     InvalidURL,
+    LabelMismatch,
     MetricNotReported,
     ModelNotFound,
     NonFiniteValues,
     NonNumericFeature,
     PinnacleError,
+    PretrainedNotFound,
     QueryError,
     RegistryError,
     ResourceError,
@@ -48,6 +51,7 @@ from .registry import CheckpointRecord, CheckpointSpec, ModelRegistry, ModelVers
 
 if TYPE_CHECKING:
     from .trainers import (
+        HuggingFaceTrainer,
         SklearnTrainer,
         TorchTrainer,
         TrainResult,
@@ -62,6 +66,7 @@ if TYPE_CHECKING:
 # also imported by every Ray Data read task process, which needs none of them. They load
 # on first use instead: ``pr.TorchTrainer`` works as before.
 _LAZY = {
+    "HuggingFaceTrainer": "trainers",
     "SklearnTrainer": "trainers",
     "TorchTrainer": "trainers",
     "TrainResult": "trainers",
@@ -101,10 +106,13 @@ __all__ = [
     "DatastoreError",
     "DuplicateKey",
     "EmptyResult",
+    "EmptyText",
+    "HuggingFaceTrainer",
     "IncompatibleCheckpoint",
     "InvalidIdentifier",
     "InvalidKey",
     "InvalidURL",
+    "LabelMismatch",
     "MetricNotReported",
     "ModelNotFound",
     "ModelRegistry",
@@ -112,6 +120,7 @@ __all__ = [
     "NonFiniteValues",
     "NonNumericFeature",
     "PinnacleError",
+    "PretrainedNotFound",
     "QueryError",
     "RegistryError",
     "ResourceError",

@@ -17,15 +17,18 @@ __all__ = [
     "DatastoreError",
     "DuplicateKey",
     "EmptyResult",
+    "EmptyText",
     "IncompatibleCheckpoint",
     "InvalidIdentifier",
     "InvalidKey",
     "InvalidURL",
+    "LabelMismatch",
     "MetricNotReported",
     "ModelNotFound",
     "NonFiniteValues",
     "NonNumericFeature",
     "PinnacleError",
+    "PretrainedNotFound",
     "QueryError",
     "RegistryError",
     "ResourceError",
@@ -114,6 +117,18 @@ class SingleClass(DataError):
 
 class TooFewRows(DataError):
     """The query returns fewer rows than the run needs (e.g. one per worker)."""
+
+
+class EmptyText(DataError):
+    """A text column holds empty strings or NULLs where a model needs text to read."""
+
+
+class LabelMismatch(DataError):
+    """The validation rows hold labels the training rows (or the resumed model) never had."""
+
+
+class PretrainedNotFound(ConfigError, LookupError):
+    """A pretrained model or tokenizer is not available locally, or is not a transformers one."""
 
 
 class DataTooLarge(ResourceError):
