@@ -7,10 +7,16 @@ through module-scoped fixtures (each Ray Train start costs ~10-15 s here).
 
 from __future__ import annotations
 
+import json
+import logging
+import time
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 from ray.train import ScalingConfig
+from safetensors.torch import load_file
 from text_data import sentiment_rows, tiny_bert
 
 import pinnacle_ray as pr
@@ -79,12 +85,159 @@ def test_loss_goes_down_over_the_run(fitted, sqlite):
 
 def test_loaded_model_predicts_labels_and_scores_from_raw_text(fitted, sqlite):
     model = sqlite.models.load("sentiment")
-    labels = model.predict(["the product was great", "it was awful and broken"])
+    labels = model.predict(["the product was great and lovely", "it was awful and broken"])
     assert list(labels) == ["pos", "neg"]
-    scores = model.predict_scores(pd.DataFrame({"text": ["superb service", "useless"]}))
+    scores = model.predict_scores(
+        pd.DataFrame({"text": ["superb and perfect service", "useless and sad"]})
+    )
     assert list(scores["label"]) == ["pos", "neg"]
     assert (scores["score"] > 0.5).all()
-    proba = model.predict_proba({"text": np.array(["lovely", "sad"])})
+    proba = model.predict_proba({"text": np.array(["lovely fine", "sad poor"])})
     assert proba.shape == (2, 2)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
     assert list(model.classes) == ["neg", "pos"]
+
+
+def test_checkpoints_hold_no_pickles_and_keep_the_tokenizer(fitted, sqlite):
+    folder = sqlite.models.checkpoint_dir("sentiment", handle="latest")
+    names = {p.name for p in Path(folder).iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "optimizer.safetensors"} <= names
+    assert not [n for n in names if n.endswith((".pt", ".pth", ".bin"))]
+    config = json.loads((Path(folder) / "config.json").read_text())
+    assert config["id2label"] == {"0": "neg", "1": "pos"}
+
+
+@pytest.fixture(scope="module")
+def resumed(fitted, sqlite, bert):
+    """One epoch, then resumed from the registry up to two epochs."""
+    train = sqlite.table("reviews", where={"split": "train"})
+    one = _trainer(bert, training_args=ARGS | {"num_train_epochs": 1}, name="short")
+    first = one.fit(train=train)
+    two = _trainer(bert, training_args=ARGS | {"num_train_epochs": 2}, name="short")
+    return first, two.fit(train=train, resume_from="short")
+
+
+def test_resume_continues_the_optimizer_scheduler_and_step_when_resumed_from_registry(
+    resumed, sqlite
+):
+    first, second = resumed
+    steps = first.metrics["step"]
+    assert second.metrics["step"] == 2 * steps
+    assert second.version == 2 and sqlite.models.get("short").parent_version == 1
+    folder = sqlite.models.checkpoint_dir("short", version=2, handle="latest")
+    adam = load_file(f"{folder}/optimizer.safetensors")
+    # AdamW counts its own steps: restored, it goes on from the first run's count.
+    assert int(adam["0.step"]) == 2 * steps
+    state = json.loads((Path(folder) / "resume_state.json").read_text())
+    assert state["scheduler"]["last_epoch"] == 2 * steps
+
+
+def test_resume_is_refused_when_the_checkpoint_already_reached_the_steps(resumed, sqlite, bert):
+    train = sqlite.table("reviews", where={"split": "train"})
+    trainer = _trainer(bert, training_args=ARGS | {"num_train_epochs": 1}, name="short")
+    with pytest.raises(pr.ConfigError, match="already at step"):
+        trainer.fit(train=train, resume_from="short")
+
+
+@pytest.fixture(scope="module")
+def regression(folder, bert):
+    store = pr.connect(folder / "scores.db")
+    rows = sentiment_rows(240, seed=1)
+    for row in rows[:5]:  # five texts longer than max_length
+        row["text"] = " ".join([row["text"]] * 8)
+    store.write("scores", rows, key="id")
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def regressed(regression, bert):
+    logger = logging.getLogger("pinnacle_ray.trainers")
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    try:
+        result = _trainer(
+            bert, label="score", name="score", training_args=ARGS | {"num_train_epochs": 4}
+        ).fit(
+            train=regression.table("scores", where={"split": "train"}),
+            valid=regression.table("scores", where={"split": "valid"}),
+        )
+    finally:
+        logger.removeHandler(handler)
+    return result, seen
+
+
+def test_a_float_label_trains_a_regression_that_predicts_values(regressed, regression):
+    result, _ = regressed
+    assert {"valid/rmse", "valid/mae", "valid/loss"} <= set(result.metrics)
+    model = regression.models.load("score")
+    assert model.task == "regression"
+    values = model.predict(["excellent and perfect", "horrible and useless"])
+    assert values.dtype.kind == "f" and values[0] > values[1]
+
+
+def test_texts_longer_than_max_length_are_truncated_and_said_once(regressed):
+    result, seen = regressed
+    warnings = [m for m in seen if "longer than max_length=16" in m]
+    assert len(warnings) == 1
+    assert result.metrics["data/truncated"] >= 5
+
+
+# -- bad input: refused with a clear error --------------------------------------------------
+
+
+def test_a_missing_text_column_is_refused_before_training(sqlite, bert):
+    with pytest.raises(pr.ColumnNotFound, match="body"):
+        _trainer(bert, text_column="body").fit(train=sqlite.table("reviews"))
+
+
+def test_a_hub_name_not_on_this_machine_is_refused_with_how_to_provide_it():
+    with pytest.raises(pr.PretrainedNotFound, match="not available locally") as info:
+        pr.HuggingFaceTrainer(model="bert-base-uncased", label="label")
+    assert "save_pretrained" in str(info.value)
+
+
+def test_a_folder_that_is_not_a_transformers_model_is_refused(tmp_path):
+    (tmp_path / "weights.txt").write_text("nothing here")
+    with pytest.raises(pr.PretrainedNotFound, match="not a transformers model"):
+        pr.HuggingFaceTrainer(model=str(tmp_path), label="label")
+
+
+def test_use_gpu_without_gpus_is_refused_within_seconds(sqlite, bert):
+    started = time.monotonic()
+    trainer = _trainer(bert, scaling_config=ScalingConfig(num_workers=2, use_gpu=True))
+    with pytest.raises(pr.ResourceError, match="GPU"):
+        trainer.fit(train=sqlite.table("reviews"))
+    assert time.monotonic() - started < 10
+
+
+def test_a_valid_label_the_training_rows_lack_is_refused(folder, bert):
+    store = pr.connect(folder / "labels.db")
+    rows = sentiment_rows(60, seed=2)
+    rows[0] |= {"split": "valid", "label": "neutral"}
+    store.write("reviews", rows, key="id")
+    with pytest.raises(pr.LabelMismatch, match="neutral"):
+        _trainer(bert).fit(
+            train=store.table("reviews", where={"split": "train"}),
+            valid=store.table("reviews", where={"split": "valid"}),
+        )
+
+
+def test_empty_texts_are_refused_with_their_count(folder, bert):
+    store = pr.connect(folder / "empty.db")
+    rows = sentiment_rows(60, seed=3)
+    for row in rows[:3]:
+        row["text"] = ""
+    rows[3]["text"] = None
+    store.write("reviews", rows, key="id")
+    with pytest.raises(pr.EmptyText, match="'text': 4 row"):
+        _trainer(bert, training_args=ARGS | {"num_train_epochs": 1}).fit(
+            train=store.table("reviews")
+        )
+
+
+def test_a_transformers_4_argument_name_is_refused_with_its_new_name(bert):
+    with pytest.raises(pr.ConfigError, match="eval_strategy"):
+        _trainer(bert, training_args={"evaluation_strategy": "steps"})

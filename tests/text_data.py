@@ -16,7 +16,7 @@ def sentiment_rows(n: int, seed: int = 0, start: int = 0) -> list[dict]:
     rows = []
     for i in range(start, start + n):
         positive = rng.random() < 0.5
-        words = [*rng.sample(FILLER, 4), rng.choice(GOOD if positive else BAD)]
+        words = [*rng.sample(FILLER, 2), *rng.sample(GOOD if positive else BAD, 2)]
         rng.shuffle(words)
         rows.append(
             {
@@ -66,6 +66,8 @@ def tiny_bert(folder: Path, *, with_tokenizer: bool = True) -> Path:
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
     )
     BertModel(config).save_pretrained(folder)
     if with_tokenizer:

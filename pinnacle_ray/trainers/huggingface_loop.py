@@ -227,6 +227,9 @@ def _training_args(spec: HFSpec, output_dir: str) -> Any:
     from transformers import TrainingArguments
 
     args = dict(spec.training_args)
+    # Sequence classification and regression heads return a per-batch mean loss; averaging
+    # "tokens" across devices (for language-model losses) would scale it by the world size.
+    args.setdefault("average_tokens_across_devices", False)
     args.update(
         output_dir=output_dir,
         max_steps=spec.max_steps,
