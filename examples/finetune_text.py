@@ -72,6 +72,9 @@ def accuracy_before(path: str, texts: list[str], truth: np.ndarray, labels: list
 
 
 def main() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars for each load in this script
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", default="reviews.db", help="SQLite file to create or reuse")
     parser.add_argument("--rows", type=int, default=800)

