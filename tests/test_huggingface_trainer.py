@@ -162,7 +162,11 @@ def regressed(regression, bert):
     logger.addHandler(handler)
     try:
         result = _trainer(
-            bert, label="score", name="score", training_args=ARGS | {"num_train_epochs": 4}
+            bert,
+            text_column=("title", "text"),  # text pairs
+            label="score",
+            name="score",
+            training_args=ARGS | {"num_train_epochs": 4},
         ).fit(
             train=regression.table("scores", where={"split": "train"}),
             valid=regression.table("scores", where={"split": "valid"}),
@@ -172,12 +176,17 @@ def regressed(regression, bert):
     return result, seen
 
 
-def test_a_float_label_trains_a_regression_that_predicts_values(regressed, regression):
+def test_a_float_label_trains_a_regression_on_text_pairs_that_predicts_values(
+    regressed, regression
+):
     result, _ = regressed
     assert {"valid/rmse", "valid/mae", "valid/loss"} <= set(result.metrics)
     model = regression.models.load("score")
     assert model.task == "regression"
-    values = model.predict(["excellent and perfect", "horrible and useless"])
+    pairs = pd.DataFrame(
+        {"title": ["the", "the"], "text": ["excellent and perfect", "horrible and useless"]}
+    )
+    values = model.predict(pairs)
     assert values.dtype.kind == "f" and values[0] > values[1]
 
 

@@ -11,7 +11,7 @@ FILLER = ["the", "product", "was", "really", "quite", "and", "service", "it", "v
 
 
 def sentiment_rows(n: int, seed: int = 0, start: int = 0) -> list[dict]:
-    """``n`` rows of id, text, label ('pos'/'neg'), score (float) and split."""
+    """``n`` rows of id, title, text, label ('pos'/'neg'), score (float) and split."""
     rng = random.Random(seed)
     rows = []
     for i in range(start, start + n):
@@ -21,6 +21,7 @@ def sentiment_rows(n: int, seed: int = 0, start: int = 0) -> list[dict]:
         rows.append(
             {
                 "id": i,
+                "title": FILLER[i % len(FILLER)],
                 "text": " ".join(words),
                 "label": "pos" if positive else "neg",
                 "score": 1.0 if positive else -1.0,
