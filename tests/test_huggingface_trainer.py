@@ -142,6 +142,24 @@ def test_resume_is_refused_when_the_checkpoint_already_reached_the_steps(resumed
         trainer.fit(train=sqlite.table("reviews"), resume_from="sentiment", version=1)
 
 
+@pytest.mark.timeout(600)  # one more Ray Train start; a shared machine can take minutes
+def test_training_stops_early_when_the_listened_metric_stops_improving(sqlite, bert):
+    result = _trainer(
+        bert,
+        training_args=ARGS | {"max_steps": 20, "eval_steps": 2},
+        early_stopping_patience=1,
+        early_stopping_threshold=10.0,  # no change of accuracy counts as an improvement
+        listen="valid/accuracy",
+        name="early",
+    ).fit(
+        train=sqlite.table("reviews", where={"split": "train"}),
+        valid=sqlite.table("reviews", where={"split": "valid"}),
+    )
+    assert result.metrics["step"] < 20
+    best = sqlite.models.get("early", handle="best")
+    assert best.step <= result.metrics["step"] and "valid/accuracy" in best.metrics
+
+
 @pytest.fixture(scope="module")
 def regression(folder, bert):
     store = pr.connect(folder / "scores.db")
