@@ -19,18 +19,21 @@ __all__ = [
     "DuplicateJob",
     "DuplicateKey",
     "EmptyResult",
+    "EmptyText",
     "IncompatibleCheckpoint",
     "InvalidIdentifier",
     "InvalidKey",
     "InvalidURL",
     "JobError",
     "JobNotFound",
+    "LabelMismatch",
     "MetricNotReported",
     "MixedTypes",
     "ModelNotFound",
     "NonFiniteValues",
     "NonNumericFeature",
     "PinnacleError",
+    "PretrainedNotFound",
     "QueryError",
     "RegistryError",
     "ResourceError",
@@ -124,6 +127,18 @@ class SingleClass(DataError):
 
 class TooFewRows(DataError):
     """The query returns fewer rows than the run needs (e.g. one per worker)."""
+
+
+class EmptyText(DataError):
+    """A text column holds empty strings or NULLs where a model needs text to read."""
+
+
+class LabelMismatch(DataError):
+    """The validation rows hold labels the training rows (or the resumed model) never had."""
+
+
+class PretrainedNotFound(ConfigError, LookupError):
+    """A pretrained model or tokenizer is not available locally, or is not a transformers one."""
 
 
 class DataTooLarge(ResourceError):

@@ -24,6 +24,7 @@ FLAVORS: dict[str, str] = {
     "torch": "pinnacle_ray.registry.torch_flavor",
     "sklearn": "pinnacle_ray.registry.sklearn_flavor",
     "xgboost": "pinnacle_ray.registry.xgboost_flavor",
+    "huggingface": "pinnacle_ray.registry.huggingface_flavor",
 }
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .base import TrainResult
     from .checkpoint import get_checkpoint, load_state, report, save_state
+    from .huggingface import HuggingFaceTrainer
     from .resources import ClusterResources, ResourcePlan, plan_resources
     from .sklearn import SklearnTrainer
     from .torch import TorchTrainer
@@ -25,6 +26,7 @@ _WHERE = {
     "ClusterResources": "resources",
     "ResourcePlan": "resources",
     "plan_resources": "resources",
+    "HuggingFaceTrainer": "huggingface",
     "SklearnTrainer": "sklearn",
     "TorchTrainer": "torch",
     "XGBoostTrainer": "xgboost",
@@ -32,6 +34,7 @@ _WHERE = {
 
 __all__ = [
     "ClusterResources",
+    "HuggingFaceTrainer",
     "ResourcePlan",
     "SklearnTrainer",
     "TorchTrainer",

@@ -1,0 +1,175 @@
+"""The Hugging Face flavor: a fine-tuned transformers model loaded to predict on raw text.
+
+A registered folder is what ``save_pretrained`` writes for the model and its tokenizer
+(``config.json``, ``model.safetensors``, ``tokenizer.json``, ...) plus ``pinnacle.json``:
+the task, the text column(s), the label, ``max_length`` and the label values in id order.
+Loading never runs code from the folder: weights are safetensors only, configs and
+tokenizers are JSON, and ``trust_remote_code`` is never set.
+
+Example::
+
+    model = store.models.load("sentiment")            # a HuggingFaceModel
+    model.predict(["great value", "broke in a day"])  # array(['pos', 'neg'], dtype=object)
+    model.predict_proba(frame)                        # one column per label, in model.classes
+    model.predict_scores(frame)                       # DataFrame: label, score
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import torch
+
+from ..errors import ColumnNotFound, ConfigError, IncompatibleCheckpoint
+from .torch_flavor import read_meta
+
+__all__ = [
+    "CLASSIFICATION",
+    "REGRESSION",
+    "TASKS",
+    "HuggingFaceModel",
+    "load_model",
+    "load_pretrained",
+    "texts_of",
+]
+
+CLASSIFICATION = "sequence-classification"
+REGRESSION = "regression"
+TASKS = (CLASSIFICATION, REGRESSION)
+_PREDICT_BATCH = 64
+
+
+def load_pretrained(directory: str | Path, **kwargs: Any) -> Any:
+    """A sequence-classification model from a local ``save_pretrained`` folder, safetensors
+    only and no remote code; ``kwargs`` go to ``from_pretrained`` (num_labels, id2label)."""
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(
+        str(directory), local_files_only=True, use_safetensors=True, **kwargs
+    )
+
+
+def texts_of(batch: Any, columns: Sequence[str]) -> list[Any]:
+    """The texts of ``batch`` (a string, a list of strings or of pairs, or rows as pandas,
+    Arrow or a dict of arrays with ``columns``): one string, or one pair, per row."""
+    if isinstance(batch, str):
+        return [batch]
+    if isinstance(batch, (list, tuple)) and not isinstance(batch, Mapping):
+        return [tuple(t) if isinstance(t, (list, tuple)) else t for t in batch]
+    if isinstance(batch, (pa.Table, pa.RecordBatch)):
+        names = list(batch.column_names)
+        get = lambda c: batch.column(c).to_pylist()  # noqa: E731
+    elif isinstance(batch, Mapping):
+        names = [str(k) for k in batch]
+        get = lambda c: list(batch[c])  # noqa: E731
+    elif isinstance(batch, pd.DataFrame):
+        names = [str(c) for c in batch.columns]
+        get = lambda c: batch[c].tolist()  # noqa: E731
+    else:
+        raise ConfigError(
+            f"cannot predict on a {type(batch).__name__}; pass a string, a list of strings, a "
+            "pandas DataFrame, a pyarrow Table or a dict of arrays"
+        )
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise ColumnNotFound(
+            f"the batch has no text column(s) {missing}; its columns are {names[:30]}. The "
+            f"model reads {list(columns)}"
+        )
+    values = [get(c) for c in columns]
+    return values[0] if len(values) == 1 else list(zip(*values, strict=True))
+
+
+class HuggingFaceModel:
+    """A loaded fine-tuned transformers model that predicts labels (or values) from raw text.
+
+    Example::
+
+        model = store.models.load("sentiment", handle="best")
+        model.predict(["loved it", "never again"])     # labels as they were in the table
+        model.predict_proba(frame)                     # probabilities, columns = model.classes
+        model.predict_scores(frame)                    # DataFrame with label and score
+        model.model, model.tokenizer, model.meta       # the transformers objects
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, meta: dict[str, Any]) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.meta = meta
+        self.task: str = meta.get("task") or CLASSIFICATION
+        self.text_columns: list[str] = list(meta.get("text_columns") or ["text"])
+        self.label: str | None = meta.get("label")
+        self.max_length: int | None = meta.get("max_length")
+        labels = meta.get("labels")
+        self.classes = np.asarray(labels, dtype=object) if labels is not None else None
+
+    def __repr__(self) -> str:
+        classes = None if self.classes is None else list(self.classes)
+        return (
+            f"HuggingFaceModel({type(self.model).__name__}, task={self.task!r}, "
+            f"text_columns={self.text_columns}, classes={classes})"
+        )
+
+    def predict(self, batch: Any) -> np.ndarray:
+        """One prediction per text: the label (classification) or the value (regression)."""
+        out = self._forward(batch)
+        if self.task == REGRESSION:
+            return out[:, 0].numpy()
+        ids = out.argmax(dim=-1).numpy()
+        return self.classes[ids] if self.classes is not None else ids
+
+    def predict_proba(self, batch: Any) -> np.ndarray:
+        """Label probabilities per text, one column per label in ``classes`` order."""
+        if self.task == REGRESSION:
+            raise ConfigError("predict_proba is for classification models; this one regresses")
+        return torch.softmax(self._forward(batch), dim=-1).numpy()
+
+    def predict_scores(self, batch: Any) -> pd.DataFrame:
+        """A ``label`` and ``score`` (its probability) per text, as a text-classification
+        pipeline gives them."""
+        proba = self.predict_proba(batch)
+        ids = proba.argmax(axis=-1)
+        labels = self.classes[ids] if self.classes is not None else ids
+        return pd.DataFrame({"label": labels, "score": proba[np.arange(len(ids)), ids]})
+
+    def _forward(self, batch: Any) -> torch.Tensor:
+        texts = texts_of(batch, self.text_columns)
+        outputs = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), _PREDICT_BATCH):
+                chunk = texts[start : start + _PREDICT_BATCH]
+                pairs = bool(chunk) and isinstance(chunk[0], tuple)
+                encoded = self.tokenizer(
+                    [t[0] for t in chunk] if pairs else [str(t) for t in chunk],
+                    [t[1] for t in chunk] if pairs else None,
+                    truncation=True,
+                    max_length=self.max_length,
+                    padding=True,
+                    return_tensors="pt",
+                )
+                outputs.append(self.model(**encoded).logits.detach().float().cpu())
+        if not outputs:
+            width = 1 if self.task == REGRESSION or self.classes is None else len(self.classes)
+            return torch.empty((0, width))
+        return torch.cat(outputs)
+
+
+def load_model(model_dir: str | Path, *, weights_dir: str | Path | None = None) -> HuggingFaceModel:
+    """The model in ``model_dir`` (a handle's checkpoint in ``weights_dir`` when given)."""
+    from transformers import AutoTokenizer
+
+    meta = read_meta(model_dir)
+    source = Path(weights_dir or model_dir)
+    if not (source / "config.json").is_file():
+        raise IncompatibleCheckpoint(
+            f"{source} holds no config.json; it is not a Hugging Face checkpoint written by "
+            "pr.HuggingFaceTrainer"
+        )
+    model = load_pretrained(source)
+    tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=True)
+    return HuggingFaceModel(model, tokenizer, meta)

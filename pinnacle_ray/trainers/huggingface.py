@@ -1,0 +1,608 @@
+"""``HuggingFaceTrainer``: fine-tune a transformers model on text rows of a datastore query,
+on Ray Train workers, and register it with its tokenizer.
+
+The query's rows are tokenized by Ray Data (``map_batches``, next to the read) and each
+worker streams its shard into ``transformers.Trainer`` through Ray's documented
+integration (``prepare_trainer`` + a report callback); see :mod:`.huggingface_loop`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import ray.data
+import ray.train
+import ray.train.torch
+from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+
+from ..errors import (
+    ConfigError,
+    DataError,
+    EmptyText,
+    LabelMismatch,
+    NonFiniteValues,
+    NonNumericFeature,
+    TooFewRows,
+)
+from ..registry.huggingface_flavor import CLASSIFICATION, REGRESSION, TASKS
+from ..registry.torch_flavor import read_meta
+from .base import (
+    RESUME_KEY,
+    TrainResult,
+    datasets_for,
+    default_run_config,
+    plan_for,
+    raise_worker_error,
+    ray_train_env,
+    reported_checkpoints,
+    run_lineage,
+    store_of,
+    warn_unregistered,
+    worker_entry,
+)
+from .huggingface_loop import (
+    EMPTY_COLUMN,
+    TRAINER_STATE,
+    TRUNCATED_COLUMN,
+    HFSpec,
+    huggingface_loop,
+    steps_for,
+)
+from .pretrained import resolve_pretrained, resolve_tokenizer
+from .registration import check_listened, json_safe, register_run
+from .tabular import check_query, distinct_values, is_numeric, require_classes
+
+__all__ = ["HuggingFaceTrainer"]
+
+logger = logging.getLogger("pinnacle_ray.trainers")
+
+# Arguments the trainer sets itself (from the data and the run), with what to use instead.
+_MANAGED = {
+    "output_dir": "Ray Train's storage holds the checkpoints (run_config=RunConfig(...))",
+    "eval_strategy": "eval_steps= sets how often; each evaluation also checkpoints",
+    "save_strategy": "checkpoints follow eval_steps and every epoch's end",
+    "save_steps": "checkpoints follow eval_steps and every epoch's end",
+    "load_best_model_at_end": "the registry keeps the best checkpoint as handle 'best'",
+    "report_to": "metrics go to Ray Train (result.metrics, the registry)",
+    "metric_for_best_model": "use listen='valid/<metric>'",
+}
+_RENAMED = {"evaluation_strategy": "eval_strategy", "tokenizer": "processing_class"}
+_TOKENIZE_BATCH = 256
+
+
+class HuggingFaceTrainer:
+    """Fine-tune a Hugging Face transformers model on text rows, distributed on Ray Train.
+
+    Example::
+
+        trainer = pr.HuggingFaceTrainer(
+            model="/models/MiniLM-L6",            # a save_pretrained folder (or a cached name)
+            text_column="review",                 # or ("question", "answer") for text pairs
+            label="sentiment",                    # strings are fine: mapped to ids and back
+            training_args={"num_train_epochs": 2, "learning_rate": 5e-5,
+                           "per_device_train_batch_size": 16},
+            max_length=128,
+            scaling_config=ScalingConfig(num_workers=2),
+            name="sentiment",
+        )
+        result = trainer.fit(train=store.table("reviews", where={"split": "train"}),
+                             valid=store.table("reviews", where={"split": "valid"}))
+        store.models.load("sentiment").predict(["great value", "broke in a day"])
+
+    ``task`` is ``"sequence-classification"`` or ``"regression"`` (default: regression for a
+    float label, else classification). ``training_args`` are ``transformers.TrainingArguments``
+    fields; epochs become steps from the planned row count, because a streamed shard has no
+    length. Each evaluation (every ``eval_steps``, default once per epoch) and each epoch's
+    end reports the metrics with a checkpoint (safetensors + JSON); the run is registered
+    with handles ``latest``, ``best`` (by ``listen``) and ``epoch_<n>``.
+    ``early_stopping_patience`` adds transformers' ``EarlyStoppingCallback``.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str],
+        *,
+        text_column: str | tuple[str, str] | list[str] = "text",
+        label: str = "label",
+        task: str | None = None,
+        tokenizer: Any = None,
+        training_args: dict[str, Any] | None = None,
+        max_length: int | None = None,
+        early_stopping_patience: int | None = None,
+        early_stopping_threshold: float = 0.0,
+        listen: str | None = None,
+        mode: str | None = None,
+        keep_checkpoints: int = 3,
+        seed: int = 0,
+        scaling_config: ScalingConfig | None = None,
+        run_config: RunConfig | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.text_columns = _text_columns(text_column)
+        if not isinstance(label, str) or not label:
+            raise ConfigError(f"label must be a column name, got {label!r}")
+        if task is not None and task not in TASKS:
+            raise ConfigError(
+                f"task={task!r} is not supported; use one of {list(TASKS)} (or None to infer "
+                "it from the label's type)"
+            )
+        if not isinstance(keep_checkpoints, int) or keep_checkpoints < 0:
+            raise ConfigError(f"keep_checkpoints must be an integer >= 0, got {keep_checkpoints!r}")
+        if early_stopping_patience is not None and (
+            not isinstance(early_stopping_patience, int) or early_stopping_patience < 1
+        ):
+            raise ConfigError(
+                f"early_stopping_patience must be a positive integer or None, got "
+                f"{early_stopping_patience!r}"
+            )
+        if mode not in (None, "min", "max"):
+            raise ConfigError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.model, config = resolve_pretrained(model)
+        self._limit = getattr(config, "max_position_embeddings", None)
+        self.tokenizer = resolve_tokenizer(tokenizer, self.model)
+        self.max_length = _max_length(max_length, config, self.tokenizer)
+        self.training_args = _check_training_args(training_args)
+        self.label = label
+        self.task = task
+        self.early_stopping_patience = early_stopping_patience
+        self.early_stopping_threshold = float(early_stopping_threshold)
+        self.listen = listen
+        self.mode = mode
+        self.keep_checkpoints = keep_checkpoints
+        self.seed = seed
+        self.scaling_config = scaling_config or ScalingConfig(num_workers=1)
+        self.run_config = run_config
+        self.name = name or Path(self.model).name or "huggingface"
+
+    # -- public ----------------------------------------------------------------------------
+    def fit(
+        self,
+        train: Any,
+        valid: Any = None,
+        *,
+        register: bool = True,
+        resume_from: str | None = None,
+        version: int | None = None,
+        handle: str = "latest",
+    ) -> TrainResult:
+        """Fine-tune on ``train`` (a query or ``ray.data.Dataset``), evaluating on ``valid``.
+
+        ``register`` stores the run as a new version in ``train``'s datastore.
+        ``resume_from="<name>"`` continues that registered model's checkpoint ``handle``
+        (weights, optimizer, scheduler and step; epochs count from its first run).
+        """
+        facts = self._check(train, "train")
+        if valid is not None:
+            self._check(valid, "valid")
+        task = self.task or (
+            REGRESSION
+            if facts.schema is not None
+            and pa.types.is_floating(facts.schema.field(self.label).type)
+            else CLASSIFICATION
+        )
+        if (
+            task == REGRESSION
+            and facts.schema is not None
+            and not is_numeric(facts.schema, self.label)
+        ):
+            raise NonNumericFeature(
+                f"label column {self.label!r} has type {facts.schema.field(self.label).type}; "
+                "regression needs numbers (or task='sequence-classification' for classes)"
+            )
+        listen, mode = self._listen(task, valid is not None)
+        plan = plan_for(self.scaling_config)
+        store = store_of(train)
+        start, parent, resumed = self._resume(store, resume_from, version, handle)
+        datasets = datasets_for({"train": train, "valid": valid}, plan)
+        labels = self._labels(task, datasets, resumed)
+        rows = facts.rows if facts.rows is not None else datasets["train"].count()
+        workers = plan.scaling_config.num_workers
+        if rows < workers:
+            raise TooFewRows(
+                f"the training query has {rows} row(s) for {workers} workers; every worker "
+                "needs rows. Use fewer workers (ScalingConfig(num_workers=...))"
+            )
+        spec = self._spec(task, labels, rows, workers, valid is not None, listen, mode)
+        if start is not None:
+            self._check_work_left(start, spec)
+        tokenize = Tokenize(self.tokenizer, self.text_columns, self.label, labels, self.max_length)
+        datasets = {
+            role: ds.map_batches(
+                tokenize,
+                batch_format="pyarrow",
+                batch_size=_TOKENIZE_BATCH,
+                num_cpus=plan.read_cpus,
+            )
+            for role, ds in datasets.items()
+        }
+        config: dict[str, Any] = {"spec": spec, "tokenizer": self.tokenizer}
+        if start is not None:
+            config[RESUME_KEY] = ray.train.Checkpoint.from_directory(start)
+        trainer = ray.train.torch.TorchTrainer(
+            worker_entry(huggingface_loop),
+            train_loop_config=config,
+            scaling_config=plan.scaling_config,
+            run_config=self.run_config
+            or default_run_config(self.name, CheckpointConfig(num_to_keep=None)),
+            datasets=datasets,
+        )
+        try:
+            with ray_train_env():
+                result = trainer.fit()
+        except Exception as exc:
+            try:
+                raise_worker_error(exc)
+            except (EmptyText, NonFiniteValues):
+                self._count_bad_rows(train, valid)
+                raise
+            raise
+        metrics = dict(result.metrics or {})
+        self._say_truncated(metrics)
+        reported = reported_checkpoints(result)
+        record = None
+        if register and store is not None and reported:
+            record = register_run(
+                store,
+                self.name,
+                reported,
+                framework="huggingface",
+                meta=self._meta(task, labels),
+                listen=listen,
+                mode=mode,
+                keep_epochs=self.keep_checkpoints,
+                config=self._config_record(spec, plan.scaling_config),
+                lineage=run_lineage(train, valid, None),
+                parent=parent,
+            )
+        elif reported:
+            check_listened(reported, listen)
+        elif register and store is None:
+            warn_unregistered(self.name)
+        return TrainResult(
+            name=self.name,
+            metrics=metrics,
+            checkpoint=result.checkpoint,
+            version=record.version if record is not None else None,
+            path=getattr(result, "path", None),
+            ray_result=result,
+        )
+
+    # -- checks before any worker starts ---------------------------------------------------
+    def _check(self, query: Any, role: str) -> Any:
+        facts = check_query(
+            query, role, self.text_columns, self.label, any_type=[*self.text_columns, self.label]
+        )
+        if facts.schema is not None:
+            for column in self.text_columns:
+                kind = facts.schema.field(column).type
+                if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+                    raise DataError(
+                        f"text column {column!r} of the {role} query has type {kind}, not text; "
+                        "cast it in the query (store.sql(... CAST(col AS TEXT) ...)) or pick "
+                        "the text column with text_column="
+                    )
+        return facts
+
+    def _listen(self, task: str, has_valid: bool) -> tuple[str, str]:
+        known = ["train/loss"]
+        if has_valid:
+            known += ["valid/loss"] + (
+                ["valid/rmse", "valid/mae"] if task == REGRESSION else ["valid/accuracy"]
+            )
+        listen = self.listen or ("valid/loss" if has_valid else "train/loss")
+        if listen not in known:
+            raise ConfigError(
+                f"listen={listen!r} is not reported by this run; use one of {known}"
+                + ("" if has_valid else " (pass valid= for validation metrics)")
+            )
+        if self.early_stopping_patience is not None and not listen.startswith("valid/"):
+            raise ConfigError(
+                "early_stopping_patience needs validation: pass valid=<query> and listen to a "
+                "valid/ metric"
+            )
+        mode = self.mode or ("max" if listen.endswith("accuracy") else "min")
+        return listen, mode
+
+    def _labels(
+        self, task: str, datasets: dict[str, ray.data.Dataset], resumed: list[Any] | None
+    ) -> list[Any] | None:
+        """The label values in id order (classification): the training rows' classes, or
+        the resumed model's; validation labels must be among them."""
+        if task == REGRESSION:
+            return None
+        classes = distinct_values(datasets["train"], self.label)
+        require_classes(classes, self.label, "the training query")
+        known = list(resumed) if resumed is not None else classes
+        if resumed is not None and set(classes) - set(known):
+            raise LabelMismatch(
+                f"the training query has label(s) {sorted(set(classes) - set(known))[:10]} that "
+                f"the resumed model does not know (it predicts {known[:10]}); train a new "
+                "model, or filter those rows out"
+            )
+        if "valid" in datasets:
+            unseen = sorted(set(distinct_values(datasets["valid"], self.label)) - set(known))
+            if unseen:
+                raise LabelMismatch(
+                    f"the valid query has label(s) {unseen[:10]} that the training query does "
+                    f"not have (train labels: {known[:10]}); the model cannot learn them. Make "
+                    "both queries hold the same label set (e.g. split by a hash of the key)"
+                )
+        return known
+
+    def _spec(
+        self,
+        task: str,
+        labels: list[Any] | None,
+        rows: int,
+        workers: int,
+        has_valid: bool,
+        listen: str,
+        mode: str,
+    ) -> HFSpec:
+        args = self.training_args
+        per_epoch, total = steps_for(
+            rows,
+            workers,
+            int(args.get("per_device_train_batch_size", 8)),
+            int(args.get("gradient_accumulation_steps", 1)),
+            float(args.get("num_train_epochs", 3.0)),
+        )
+        max_steps = int(args.get("max_steps", -1))
+        total = max_steps if max_steps > 0 else total
+        eval_steps = args.get("eval_steps")
+        if isinstance(eval_steps, float) and eval_steps < 1:
+            eval_steps = max(1, round(eval_steps * total))
+        eval_steps = int(eval_steps) if eval_steps else per_epoch
+        pad = self.tokenizer.pad_token_id
+        return HFSpec(
+            model=self.model,
+            task=task,
+            labels=labels,
+            training_args={k: v for k, v in args.items() if k not in ("max_steps", "eval_steps")},
+            max_steps=total,
+            steps_per_epoch=per_epoch,
+            eval_steps=eval_steps,
+            has_valid=has_valid,
+            pad_token_id=int(pad) if pad is not None else 0,
+            listen=listen,
+            greater_is_better=mode == "max",
+            early_stopping_patience=self.early_stopping_patience,
+            early_stopping_threshold=self.early_stopping_threshold,
+            text_columns=self.text_columns,
+            seed=self.seed,
+            use_gpu=bool(self.scaling_config.use_gpu),
+        )
+
+    # -- resume ----------------------------------------------------------------------------
+    def _resume(
+        self, store: Any, name: str | None, version: int | None, handle: str
+    ) -> tuple[str | None, dict[str, Any] | None, list[Any] | None]:
+        if name is None:
+            return None, None, None
+        if store is None:
+            raise ConfigError("resume_from= needs train= to be a datastore query (its registry)")
+        record = store.models.get(name, version=version, handle=handle)
+        meta = read_meta(store.models.checkpoint_dir(name, version=record.version))
+        if meta.get("framework") != "huggingface":
+            raise ConfigError(
+                f"{name} version {record.version} is a {meta.get('framework')!r} model, not one "
+                "trained by pr.HuggingFaceTrainer"
+            )
+        if list(meta.get("text_columns") or []) != self.text_columns:
+            raise ConfigError(
+                f"{name} version {record.version} reads text columns {meta.get('text_columns')}, "
+                f"not {self.text_columns}"
+            )
+        directory = store.models.checkpoint_dir(name, version=record.version, handle=handle)
+        parent = {"name": name, "version": record.version, "handle": handle, "step": record.step}
+        logger.info("resuming from %s version %s handle %r", name, record.version, handle)
+        return directory, parent, meta.get("labels")
+
+    def _check_work_left(self, directory: str, spec: HFSpec) -> None:
+        path = Path(directory) / TRAINER_STATE
+        step = json.loads(path.read_text()).get("global_step", 0) if path.is_file() else 0
+        if step >= spec.max_steps:
+            raise ConfigError(
+                f"the checkpoint is already at step {step}, which reaches this run's "
+                f"{spec.max_steps} steps; epochs and max_steps count from the start of the "
+                "first run, so raise num_train_epochs (or max_steps) to train further"
+            )
+
+    # -- after a run -----------------------------------------------------------------------
+    def _count_bad_rows(self, train: Any, valid: Any) -> None:
+        """Count empty texts and missing labels exactly (only on this error path) and raise."""
+        for role, query in (("train", train), ("valid", valid)):
+            if query is None:
+                continue
+            dataset = query if isinstance(query, ray.data.Dataset) else query.to_dataset()
+            empty, missing = _count_empty(dataset, self.text_columns, self.label)
+            if empty:
+                parts = ", ".join(f"{c!r}: {n} row(s)" for c, n in empty.items())
+                raise EmptyText(
+                    f"empty or NULL texts in the {role} query ({parts}); a model cannot learn "
+                    "from no text. Filter them out in the query (e.g. where col <> '' and col "
+                    "IS NOT NULL)"
+                ) from None
+            if missing:
+                raise NonFiniteValues(
+                    f"label column {self.label!r} is NULL or NaN in {missing} row(s) of the "
+                    f"{role} query; filter them out in the query (WHERE {self.label} IS NOT "
+                    "NULL) before training"
+                ) from None
+
+    def _say_truncated(self, metrics: dict[str, Any]) -> None:
+        truncated, rows = metrics.get("data/truncated", 0), metrics.get("data/rows_read", 0)
+        if truncated:
+            logger.warning(
+                "%d of %d training rows read (%.1f%%) were longer than max_length=%d tokens and "
+                "were truncated; raise max_length (this model takes up to %s) or shorten the "
+                "texts",
+                truncated,
+                rows,
+                100 * truncated / max(rows, 1),
+                self.max_length,
+                self._limit,
+            )
+
+    def _meta(self, task: str, labels: list[Any] | None) -> dict[str, Any]:
+        import transformers
+
+        return json_safe(
+            {
+                "framework": "huggingface",
+                "task": task,
+                "text_columns": self.text_columns,
+                "label": self.label,
+                "labels": labels,
+                "max_length": self.max_length,
+                "base_model": self.model,
+                "transformers_version": transformers.__version__,
+            }
+        )
+
+    def _config_record(self, spec: HFSpec, scaling: ScalingConfig) -> dict[str, Any]:
+        record = dataclasses.asdict(spec)
+        record.pop("labels", None)
+        record["max_length"] = self.max_length
+        record["scaling"] = {
+            "num_workers": scaling.num_workers,
+            "resources_per_worker": scaling.resources_per_worker,
+            "use_gpu": scaling.use_gpu,
+        }
+        return json_safe(record)
+
+
+class Tokenize:
+    """Ray Data ``map_batches`` function: text rows -> token ids, label ids and check flags.
+
+    Runs in Ray Data's tasks, so tokenizing is spread over the cluster next to the reads.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        text_columns: list[str],
+        label: str,
+        labels: list[Any] | None,
+        max_length: int,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.text_columns = text_columns
+        self.label = label
+        self.label2id = {v: i for i, v in enumerate(labels)} if labels is not None else None
+        self.max_length = max_length
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        columns = [table.column(c).to_pylist() for c in self.text_columns]
+        empty = [
+            any(t is None or not str(t).strip() for t in row) for row in zip(*columns, strict=False)
+        ]
+        texts = [["" if t is None else str(t) for t in c] for c in columns]
+        encoded = self.tokenizer(
+            texts[0],
+            texts[1] if len(texts) > 1 else None,
+            truncation=True,
+            max_length=self.max_length,
+        )
+        encodings = getattr(encoded, "encodings", None)
+        if encodings:
+            truncated = [bool(e.overflowing) for e in encodings]
+        else:  # a slow tokenizer keeps no encodings: a full-length row was (probably) cut
+            truncated = [len(ids) >= self.max_length for ids in encoded["input_ids"]]
+        out: dict[str, Any] = {}
+        for name in ("input_ids", "attention_mask", "token_type_ids"):
+            if name in encoded:
+                out[name] = pa.array(encoded[name], type=pa.list_(pa.int32()))
+        values = table.column(self.label).to_pylist()
+        if self.label2id is None:
+            labels = [np.nan if v is None else float(v) for v in values]
+        else:
+            labels = [float(self.label2id[v]) if v in self.label2id else np.nan for v in values]
+        out["labels"] = pa.array(labels, type=pa.float64())
+        out[EMPTY_COLUMN] = pa.array(empty, type=pa.bool_())
+        out[TRUNCATED_COLUMN] = pa.array(truncated, type=pa.bool_())
+        return pa.table(out)
+
+
+def _text_columns(text_column: Any) -> list[str]:
+    columns = [text_column] if isinstance(text_column, str) else list(text_column or [])
+    if not 1 <= len(columns) <= 2 or not all(isinstance(c, str) and c for c in columns):
+        raise ConfigError(
+            f"text_column must be a column name or a pair of them (text, text_pair), got "
+            f"{text_column!r}"
+        )
+    return columns
+
+
+def _max_length(max_length: int | None, config: Any, tokenizer: Any) -> int:
+    limit = getattr(config, "max_position_embeddings", None)
+    if max_length is None:
+        return min(128, limit) if isinstance(limit, int) else 128
+    if not isinstance(max_length, int) or max_length < 2:
+        raise ConfigError(f"max_length must be an integer >= 2 (tokens), got {max_length!r}")
+    if isinstance(limit, int) and max_length > limit:
+        raise ConfigError(
+            f"max_length={max_length} is more than the model takes ({limit} positions, "
+            "config.max_position_embeddings); lower it"
+        )
+    return max_length
+
+
+def _check_training_args(training_args: dict[str, Any] | None) -> dict[str, Any]:
+    from transformers import TrainingArguments
+
+    args = dict(training_args or {})
+    known = {f.name for f in dataclasses.fields(TrainingArguments)}
+    for key in args:
+        if key in _RENAMED:
+            raise ConfigError(
+                f"training_args[{key!r}] is called {_RENAMED[key]!r} in transformers 5; rename it"
+            )
+        if key in _MANAGED:
+            raise ConfigError(f"training_args[{key!r}] is set by the trainer: {_MANAGED[key]}")
+        if key not in known:
+            raise ConfigError(
+                f"training_args[{key!r}] is not a transformers.TrainingArguments field; see "
+                "its documentation for the names (e.g. learning_rate, num_train_epochs, "
+                "per_device_train_batch_size, weight_decay, warmup_steps)"
+            )
+    for key in ("per_device_train_batch_size", "per_device_eval_batch_size"):
+        value = args.get(key, 8)
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"training_args[{key!r}] must be a positive integer, got {value!r}")
+    return args
+
+
+def _count_empty(
+    dataset: ray.data.Dataset, text_columns: list[str], label: str
+) -> tuple[dict[str, int], int]:
+    """Empty/NULL texts per column and NULL/NaN labels, over the whole dataset."""
+
+    def count(table: pa.Table) -> pa.Table:
+        row: dict[str, list[int]] = {}
+        for c in text_columns:
+            row[c] = [sum(t is None or not str(t).strip() for t in table.column(c).to_pylist())]
+        row["__label"] = [
+            sum(
+                v is None or (isinstance(v, float) and v != v)
+                for v in table.column(label).to_pylist()
+            )
+        ]
+        return pa.table(row)
+
+    totals = dataset.select_columns([*text_columns, label]).map_batches(
+        count, batch_format="pyarrow"
+    )
+    sums = dict.fromkeys([*text_columns, "__label"], 0)
+    for row in totals.iter_rows():
+        for c in sums:
+            sums[c] += int(row[c])
+    missing = sums.pop("__label")
+    return {c: n for c, n in sums.items() if n}, missing

@@ -1,0 +1,344 @@
+"""What every Ray Train worker runs for :class:`pinnacle_ray.HuggingFaceTrainer`.
+
+Ray's documented integration, unchanged: a ``transformers.Trainer`` whose datasets are the
+worker's shards (``iter_torch_batches``, streamed, never materialized on the worker),
+``ray.train.huggingface.transformers.prepare_trainer`` and a ``RayTrainReportCallback``
+(ours writes the checkpoint in safe formats). Texts arrive tokenized by Ray Data; batches
+are padded here to their longest row. Everything needed to continue (weights, optimizer,
+scheduler, step, early-stopping state) is in each checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray.train
+import torch
+import torch.distributed as dist
+from ray.data.collate_fn import NumpyBatchCollateFn
+from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
+from safetensors.torch import load_file, save_file
+from transformers import TrainerCallback
+
+from ..errors import EmptyText, NonFiniteValues
+from ..registry.huggingface_flavor import REGRESSION, load_pretrained
+from .checkpoint import _join_optimizer, _split_optimizer, get_checkpoint
+
+__all__ = ["HFSpec", "huggingface_loop", "restore_hf_checkpoint"]
+
+logger = logging.getLogger("pinnacle_ray.trainers")
+
+# Our checkpoint layout beside save_pretrained's files: no pickles.
+OPTIMIZER_TENSORS = "optimizer.safetensors"
+RESUME_STATE = "resume_state.json"
+TRAINER_STATE = "trainer_state.json"
+# Files HF writes with torch.save (pickle); we store their content safely instead.
+_PICKLED_GLOBS = ("*.pt", "*.pth", "*.bin")
+# Columns the tokenizing map adds for checks; not model inputs.
+EMPTY_COLUMN = "_pinnacle_empty"
+TRUNCATED_COLUMN = "_pinnacle_truncated"
+
+
+@dataclass(frozen=True)
+class HFSpec:
+    """What every worker needs, decided in the driver."""
+
+    model: str
+    task: str
+    labels: list[Any] | None
+    training_args: dict[str, Any]
+    max_steps: int
+    steps_per_epoch: int
+    eval_steps: int
+    has_valid: bool
+    pad_token_id: int
+    listen: str | None
+    greater_is_better: bool = False
+    early_stopping_patience: int | None = None
+    early_stopping_threshold: float = 0.0
+    text_columns: list[str] = field(default_factory=list)
+    seed: int = 0
+    use_gpu: bool = False
+
+
+class PadCollate(NumpyBatchCollateFn):
+    """Tokenized rows -> model inputs padded to the batch's longest row; refuses empty texts
+    and missing labels (the driver then counts them over the whole query)."""
+
+    def __init__(self, pad_token_id: int, regression: bool) -> None:
+        super().__init__()
+        self.pad_token_id = pad_token_id
+        self.regression = regression
+        self.rows = 0
+        self.truncated = 0
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        empty = int(np.asarray(batch[EMPTY_COLUMN]).sum())
+        if empty:
+            raise EmptyText(f"{empty} empty or NULL text(s) in a batch of {len(batch['labels'])}")
+        labels = np.asarray(batch["labels"], dtype=np.float64)
+        if not np.isfinite(labels).all():
+            raise NonFiniteValues("NULL or NaN labels in a batch")
+        self.rows += len(labels)
+        self.truncated += int(np.asarray(batch[TRUNCATED_COLUMN]).sum())
+        out: dict[str, torch.Tensor] = {}
+        width = max((len(r) for r in batch["input_ids"]), default=0)
+        for name in ("input_ids", "attention_mask", "token_type_ids"):
+            if name not in batch:
+                continue
+            pad = self.pad_token_id if name == "input_ids" else 0
+            matrix = np.full((len(batch[name]), width), pad, dtype=np.int64)
+            for i, row in enumerate(batch[name]):
+                matrix[i, : len(row)] = row
+            out[name] = torch.from_numpy(matrix)
+        dtype = torch.float32 if self.regression else torch.int64
+        out["labels"] = torch.tensor(labels, dtype=dtype)
+        return out
+
+
+class EpochEnds(TrainerCallback):
+    """Evaluate, log and save at every epoch's end and at the last step, so that each
+    epoch has a checkpoint (``epoch_<n>`` handles) whatever ``eval_steps`` is."""
+
+    def __init__(self, steps_per_epoch: int, has_valid: bool) -> None:
+        super().__init__()
+        self.steps_per_epoch = steps_per_epoch
+        self.has_valid = has_valid
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if state.global_step % self.steps_per_epoch == 0 or state.global_step >= state.max_steps:
+            control.should_log = True
+            control.should_save = True
+            control.should_evaluate = self.has_valid
+        return control
+
+
+class SafeReport(RayTrainReportCallback):
+    """Ray's report callback, writing the checkpoint without pickles: the model and tokenizer
+    as ``save_pretrained`` wrote them, the optimizer as safetensors, the scheduler and
+    trainer state as JSON. Only rank 0 uploads files; every rank reports the metrics."""
+
+    def __init__(self, spec: HFSpec, collate: PadCollate) -> None:
+        super().__init__()
+        self.spec = spec
+        self.collate = collate
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        metrics = self.metrics(state)
+        rows, truncated = _all_sum([self.collate.rows, self.collate.truncated])
+        metrics["data/rows_read"], metrics["data/truncated"] = int(rows), int(truncated)
+        if ray.train.get_context().get_world_rank() != 0:
+            ray.train.report(metrics)
+            return
+        source = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        with tempfile.TemporaryDirectory() as tmp:
+            # Flat, not in Ray's "checkpoint/" subfolder: the folder is the registered model.
+            shutil.copytree(
+                source, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*_PICKLED_GLOBS)
+            )
+            save_state_safely(Path(tmp), kwargs.get("optimizer"), kwargs.get("lr_scheduler"))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        shutil.rmtree(source, ignore_errors=True)  # reported; the worker's disk needs no copy
+
+    def metrics(self, state: Any) -> dict[str, Any]:
+        """The latest value of every logged metric, named ``train/loss``, ``valid/<name>``,
+        with the step, the epoch (from 0) and whether it closed that epoch."""
+        out: dict[str, Any] = {}
+        for log in state.log_history:
+            for key, value in log.items():
+                if key == "loss":
+                    out["train/loss"] = value
+                elif key.startswith("eval_") and key.endswith(("_runtime", "_per_second")):
+                    out[f"timing/valid_{key[5:]}"] = value
+                elif key.startswith("eval_"):
+                    out[f"valid/{key[5:]}"] = value
+                elif key in ("learning_rate", "grad_norm"):
+                    out[key] = value
+        step = int(state.global_step)
+        out["step"] = step
+        out["epoch"] = max(0, step - 1) // self.spec.steps_per_epoch
+        out["epoch_done"] = step % self.spec.steps_per_epoch == 0
+        return out
+
+
+def _all_sum(values: list[float]) -> list[float]:
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def save_state_safely(directory: Path, optimizer: Any, scheduler: Any) -> None:
+    """The optimizer's tensors as safetensors and its structure with the scheduler's state
+    as JSON, into ``directory`` (beside HF's ``trainer_state.json``)."""
+    state: dict[str, Any] = {}
+    if optimizer is not None:
+        tensors, structure = _split_optimizer(optimizer.state_dict())
+        save_file(tensors, str(directory / OPTIMIZER_TENSORS))
+        state["optimizer"] = structure
+    if scheduler is not None:
+        state["scheduler"] = scheduler.state_dict()
+    (directory / RESUME_STATE).write_text(json.dumps(state))
+
+
+def restore_hf_checkpoint(checkpoint_dir: str | Path, target: str | Path) -> Path:
+    """Turn our safe checkpoint into the folder ``Trainer.train(resume_from_checkpoint=)``
+    reads: the optimizer and scheduler state written back with ``torch.save`` locally (from
+    tensors and JSON we wrote; transformers reads them with ``weights_only=True``)."""
+    source = Path(checkpoint_dir)
+    if (source / RayTrainReportCallback.CHECKPOINT_NAME).is_dir():
+        source = source / RayTrainReportCallback.CHECKPOINT_NAME
+    target = Path(target)
+    shutil.copytree(source, target, dirs_exist_ok=True)
+    state_file = source / RESUME_STATE
+    if state_file.is_file():
+        state = json.loads(state_file.read_text())
+        if "optimizer" in state:
+            tensors = load_file(str(source / OPTIMIZER_TENSORS))
+            torch.save(_join_optimizer(tensors, state["optimizer"]), target / "optimizer.pt")
+        if "scheduler" in state:
+            torch.save(state["scheduler"], target / "scheduler.pt")
+    return target
+
+
+def _compute_metrics(task: str) -> Any:
+    def metrics(prediction: Any) -> dict[str, float]:
+        logits = np.asarray(prediction.predictions)
+        labels = np.asarray(prediction.label_ids)
+        if task == REGRESSION:
+            error = logits.reshape(len(labels), -1)[:, 0] - labels
+            return {"rmse": float(np.sqrt(np.mean(error**2))), "mae": float(np.abs(error).mean())}
+        return {"accuracy": float((logits.argmax(axis=-1) == labels).mean())}
+
+    return metrics
+
+
+def _training_args(spec: HFSpec, output_dir: str) -> Any:
+    from transformers import TrainingArguments
+
+    args = dict(spec.training_args)
+    # Every parameter of a classification/regression head model takes part in each step;
+    # searching for unused ones costs a graph traversal per step (pass True if yours skips some).
+    args.setdefault("ddp_find_unused_parameters", False)
+    # Sequence classification and regression heads return a per-batch mean loss; averaging
+    # "tokens" across devices (for language-model losses) would scale it by the world size.
+    args.setdefault("average_tokens_across_devices", False)
+    args.update(
+        output_dir=output_dir,
+        max_steps=spec.max_steps,
+        eval_strategy="steps" if spec.has_valid else "no",
+        eval_steps=spec.eval_steps if spec.has_valid else None,
+        save_strategy="steps",
+        save_steps=spec.eval_steps,
+        logging_strategy="steps",
+        logging_steps=min(int(args.get("logging_steps") or spec.eval_steps), spec.eval_steps),
+        report_to="none",
+        disable_tqdm=True,
+        save_total_limit=None,
+        load_best_model_at_end=False,
+        # Our epochs count from the first run; a resumed run starts its data pass afresh
+        # (skipping batches of an iterable shard would re-read them just to drop them).
+        ignore_data_skip=True,
+        remove_unused_columns=False,
+        seed=spec.seed,
+        # accelerate treats a CPU run as distributed (gloo, on Ray's process group) only
+        # with use_cpu; without it each CPU worker would train alone.
+        use_cpu=not spec.use_gpu,
+    )
+    if spec.listen and spec.listen.startswith("valid/") and spec.has_valid:
+        args["metric_for_best_model"] = spec.listen.split("/", 1)[1]
+        args["greater_is_better"] = spec.greater_is_better
+    return TrainingArguments(**args)
+
+
+def huggingface_loop(config: dict[str, Any]) -> None:
+    """``train_loop_per_worker`` for :class:`pinnacle_ray.HuggingFaceTrainer`."""
+    from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, set_seed
+
+    spec: HFSpec = config["spec"]
+    tokenizer = config["tokenizer"]
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download from a worker
+    _quiet_transformers()
+    set_seed(spec.seed)
+    work = tempfile.mkdtemp(prefix="pinnacle-hf-")
+    try:
+        start = get_checkpoint()  # Ray's own after a restart, else the registered one
+        resume_dir = None
+        if start is not None:
+            with start.as_directory() as directory:
+                resume_dir = str(restore_hf_checkpoint(directory, Path(work, "resume")))
+            model = load_pretrained(resume_dir)
+        elif spec.task == REGRESSION:
+            model = load_pretrained(spec.model, num_labels=1, problem_type="regression")
+        else:
+            assert spec.labels is not None
+            model = load_pretrained(
+                spec.model,
+                num_labels=len(spec.labels),
+                id2label={i: str(v) for i, v in enumerate(spec.labels)},
+                label2id={str(v): i for i, v in enumerate(spec.labels)},
+                problem_type="single_label_classification",
+                ignore_mismatched_sizes=True,
+            )
+        args = _training_args(spec, str(Path(work, "out")))
+        collate = PadCollate(spec.pad_token_id, spec.task == REGRESSION)
+        train = ray.train.get_dataset_shard("train").iter_torch_batches(
+            batch_size=args.per_device_train_batch_size, collate_fn=collate, prefetch_batches=2
+        )
+        valid = None
+        if spec.has_valid:
+            valid = ray.train.get_dataset_shard("valid").iter_torch_batches(
+                batch_size=args.per_device_eval_batch_size,
+                collate_fn=PadCollate(spec.pad_token_id, spec.task == REGRESSION),
+            )
+        callbacks: list[Any] = [EpochEnds(spec.steps_per_epoch, spec.has_valid)]
+        if spec.early_stopping_patience is not None:
+            callbacks.append(
+                EarlyStoppingCallback(spec.early_stopping_patience, spec.early_stopping_threshold)
+            )
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=train,
+            eval_dataset=valid,
+            processing_class=tokenizer,
+            compute_metrics=_compute_metrics(spec.task),
+            callbacks=callbacks,
+        )
+        trainer.remove_callback(PrinterCallback)  # prints every log dict; Ray gets them
+        trainer.add_callback(SafeReport(spec, collate))
+        trainer = prepare_trainer(trainer)
+        trainer.train(resume_from_checkpoint=resume_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _quiet_transformers() -> None:
+    """Keep transformers' warnings, drop its per-load reports and progress bars (one set per
+    worker would interleave on the driver's console), unless PINNACLE_RAY_VERBOSE is set."""
+    if os.environ.get("PINNACLE_RAY_VERBOSE", "") not in ("", "0"):
+        return
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def steps_for(
+    rows: int, workers: int, batch_size: int, accumulation: int, epochs: float
+) -> tuple[int, int]:
+    """(steps per epoch, total steps) for ``rows`` split equally among ``workers``."""
+    per_worker = rows // workers
+    batches = max(1, math.ceil(per_worker / batch_size))
+    per_epoch = max(1, batches // max(1, accumulation))
+    return per_epoch, max(1, math.ceil(epochs * per_epoch))

