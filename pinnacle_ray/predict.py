@@ -124,9 +124,9 @@ def predict(
         fn_constructor_args=(spec,),
         batch_size=batch_size,
         batch_format="pyarrow",
-        # Up to `actors`, started as blocks arrive: a small query read in one block
-        # does not wait for actors it cannot use.
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
+        # All actors start at once (each pays its imports and model load in parallel
+        # with the reads); a small query read in one block may scale the pool down.
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors, initial_size=actors),
         num_cpus=actor_cpus,
     )
     # The actor's own exception reaches the driver (Ray's wrapper keeps only its text).

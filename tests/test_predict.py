@@ -154,7 +154,7 @@ def test_predict_uses_the_production_version_when_neither_version_nor_handle_is_
 def test_rerun_after_a_failure_halfway_leaves_exactly_one_row_per_key(local, tmp_path):
     _register_torch(local, tmp_path, trip=100.0)
     poisoned = _points(2000)
-    poisoned.loc[poisoned["id"] == 1999, "a"] = 1e6  # the last row of the last batch
+    poisoned.loc[poisoned["id"] >= 1500, "a"] = 1e6  # the last 5 of 20 batches fail
     local.write("pts", poisoned, key="id")
     query = local.table("pts")
     with pytest.raises(ValueError, match="tripwire"):

@@ -30,6 +30,7 @@ from ..errors import (
     WriteError,
 )
 from .identifiers import validate_identifier
+from .sql_bulk import BULK_MIN_ROWS, bulk_upsert
 from .sql_errors import is_duplicate_key, translate
 from .sql_query import _match
 from .sql_types import sql_type
@@ -123,13 +124,19 @@ def _write(
     for k in keys:
         validate_identifier(k, "key")
     engine = store._engine
+    batches = to_arrow_batches(data)
+    if not insert_only and isinstance(batches, list) and len(batches) == 1:
+        batches = [_prepare(batches[0], keys)]
+        bulk = _bulk(store, name, batches[0], keys)
+        if bulk is not None:
+            return bulk
     written = 0
     created = False
     table: sa.Table | None = None
     statement: Any = None
     try:
         with engine.begin() as conn:
-            for batch in to_arrow_batches(data):
+            for batch in batches:
                 batch = _prepare(batch, keys, insert_only=insert_only)
                 if batch.num_rows == 0 and table is not None:
                     continue
@@ -164,6 +171,20 @@ def _write(
             err = WriteError(f"{err} — nothing was written (the transaction was rolled back)")
         raise err from None
     return written
+
+
+def _bulk(store: SqlDatastore, name: str, batch: pa.Table, keys: list[str]) -> int | None:
+    """Rows written by the Arrow-native bulk upsert, or None where it does not apply (a
+    small write, a missing table, no unique key, a driver without ADBC)."""
+    if batch.num_rows < BULK_MIN_ROWS or store._fast_reader() != "adbc-postgresql":
+        return None
+    if not store._has_table(name):
+        return None  # the general path creates it, with its key
+    table = store._reflect(name)
+    _check_columns(table, batch.schema, keys)
+    with store._errors(f"reading the keys of table {name!r}"), store._engine.connect() as conn:
+        unique = _unique_on_keys(table, keys, conn)
+    return bulk_upsert(store, table, batch, keys, unique)
 
 
 def _write_statement(
