@@ -138,7 +138,7 @@ def test_promote_and_rollback_move_the_handle_predict_uses(swept):
     }
     code, out, _ = cli("models", "rollback", "diabetes-forest", "--store", store)
     assert code == 0 and out == "rolled back diabetes-forest: production -> version 1\n"
-    code, out, err = cli("predict", "--spec", SPEC, "--json", "--store", store)
+    code, out, err = cli("predict", "--spec", SPEC, "--json")
     assert code == 0, err[-3000:]
     assert last_json(out)["version"] == 1
 
