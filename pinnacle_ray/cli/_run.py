@@ -55,7 +55,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     where = (
         f"best trial registered as version {outcome.version}"
         if outcome.version
-        else ("best trial not registered")
+        else "best trial not registered"
     )
     print(f"swept {outcome.name} ({outcome.sweep}) in {seconds:.1f} s; {where}")
     rows = [
@@ -68,8 +68,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         )
         for t in outcome.trials or []
     ]
-    metric = spec.run.tune.metric if spec.run.tune else "score"
-    print(table(rows, ["best", "trial", "status", metric, "params"]))
+    assert spec.run.tune is not None  # run_sweep refused a spec without one
+    print(table(rows, ["best", "trial", "status", spec.run.tune.metric, "params"]))
     return EXIT_OK
 
 
