@@ -155,21 +155,12 @@ def test_address_with_no_cluster_fails_within_seconds_naming_it(capsys):
     assert code == 1 and f"no Ray cluster answers at http://127.0.0.1:{port}" in err
 
 
-def test_sweep_and_predict_say_what_is_missing_when_pinnacle_ray_lacks_them(capsys, monkeypatch):
-    for name, argv in (
-        ("sweep", ["sweep", "examples/specs/xgboost.yaml"]),
-        ("predict", ["predict", "--spec", "examples/specs/torch_managed.yaml"]),
-    ):
-        monkeypatch.setattr(pr, name, None, raising=False)  # as in a release without them
-        code, _, err = run(capsys, *argv)
-        assert code == 1 and f"'pinnacle-ray {name}' needs pr.{name}" in err
-
-
 @pytest.mark.parametrize(
     "argv",
     [
         ["train"], ["sweep"], ["predict"], ["submit"], ["quickstart"],
-        ["models", "list"], ["models", "show"], ["models", "rm"],
+        ["models", "list"], ["models", "show"], ["models", "rm"], ["models", "promote"],
+        ["models", "rollback"],
         ["jobs", "list"], ["jobs", "status"], ["jobs", "logs"], ["jobs", "stop"],
     ],
 )  # fmt: skip

@@ -33,6 +33,9 @@ trainer:
   features: {features}
   label: progression
   num_cpus: 1
+predict:
+  query: {{table: patients, key: id}}
+  output: forest_predictions
 """
 
 
@@ -121,6 +124,26 @@ def test_submitted_job_outlives_the_client_and_registers_its_model(env, workspac
     assert store.models.get("forest", version=record.model_version).version == record.model_version
     logs = cli(env, workspace["work"], "jobs", "logs", sid)
     assert f"registered as forest version {record.model_version}" in logs.stdout
+
+
+def test_submit_run_predict_writes_the_predictions_and_records_the_version_used(
+    env, workspace, store
+):
+    if not store.models.list("forest"):  # run alone: the tests above registered it
+        trained = cli(env, workspace["work"], "submit", "good.yaml", "--wait")
+        assert trained.returncode == 0, trained.stderr[-3000:]
+    latest = store.models.get("forest").version
+    proc = cli(env, workspace["work"], "submit", "good.yaml", "--run", "predict", "--wait",
+               "--json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = JobRecords(store).get(json.loads(proc.stdout)["submission_id"])
+    assert (record.status, record.model_name, record.model_version) == (
+        "SUCCEEDED",
+        "forest",
+        latest,
+    )
+    written = store.sql("SELECT COUNT(*) AS n FROM forest_predictions").to_arrow()["n"][0].as_py()
+    assert written == 442
 
 
 def test_same_spec_is_refused_while_it_runs_and_stop_records_stopped(env, workspace, store):

@@ -21,7 +21,13 @@ from typing import Any
 from .. import __version__
 from ..errors import PinnacleError
 from ._jobs import cmd_jobs_list, cmd_jobs_logs, cmd_jobs_status, cmd_jobs_stop, cmd_submit
-from ._models import cmd_models_list, cmd_models_rm, cmd_models_show
+from ._models import (
+    cmd_models_list,
+    cmd_models_promote,
+    cmd_models_rm,
+    cmd_models_rollback,
+    cmd_models_show,
+)
 from ._output import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, STORE_ENV
 from ._run import cmd_predict, cmd_quickstart, cmd_sweep, cmd_train
 
@@ -87,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--columns", help="comma-separated input columns to keep in the output")
     p.set_defaults(func=cmd_predict)
 
-    models = _command(sub, "models", "list, show or remove registered models",
+    models = _command(sub, "models", "list, show, remove, promote or roll back registered models",
                       "pinnacle-ray models list --store sqlite:///shop.db", [])  # fmt: skip
     msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     p = _command(msub, "list", "registered versions, newest first",
@@ -107,6 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", type=int, help="default: every version")
     p.add_argument("--yes", action="store_true", help="confirm the removal")
     p.set_defaults(func=cmd_models_rm)
+    p = _command(msub, "promote", "point a handle (default: production) at a version",
+                 "pinnacle-ray models promote house-price --version 3 --store sqlite:///shop.db",
+                 [out, store])  # fmt: skip
+    p.add_argument("name")
+    p.add_argument("--version", type=int, help="default: the latest")
+    p.add_argument("--handle", default="production", help="default: production")
+    p.set_defaults(func=cmd_models_promote)
+    p = _command(msub, "rollback", "point a handle back at the version it had before",
+                 "pinnacle-ray models rollback house-price --store sqlite:///shop.db",
+                 [out, store])  # fmt: skip
+    p.add_argument("name")
+    p.add_argument("--handle", default="production", help="default: production")
+    p.set_defaults(func=cmd_models_rollback)
 
     p = _command(sub, "submit", "run a spec as a Ray job (recorded in the spec's store)",
                  "pinnacle-ray submit examples/specs/xgboost.yaml --address "

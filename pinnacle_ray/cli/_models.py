@@ -1,4 +1,4 @@
-"""``models list|show|rm``: the registry of a datastore, from the terminal."""
+"""``models list|show|rm|promote|rollback``: the registry of a datastore, from the terminal."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ from typing import Any
 from ..errors import ConfigError
 from ._output import EXIT_OK, connect, emit_json, metrics_text, table, when
 
-__all__ = ["cmd_models_list", "cmd_models_rm", "cmd_models_show"]
+__all__ = [
+    "cmd_models_list",
+    "cmd_models_promote",
+    "cmd_models_rm",
+    "cmd_models_rollback",
+    "cmd_models_show",
+]
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
@@ -65,6 +71,26 @@ def cmd_models_rm(args: argparse.Namespace) -> int:
         emit_json({"name": args.name, "removed": removed})
     else:
         print(f"removed {args.name} version(s) {', '.join(map(str, removed))}")
+    return EXIT_OK
+
+
+def cmd_models_promote(args: argparse.Namespace) -> int:
+    store = connect(args)
+    v = store.models.promote(args.name, version=args.version, handle=args.handle)
+    return _moved(args, v, "promoted")
+
+
+def cmd_models_rollback(args: argparse.Namespace) -> int:
+    store = connect(args)
+    v = store.models.rollback(args.name, handle=args.handle)
+    return _moved(args, v, "rolled back")
+
+
+def _moved(args: argparse.Namespace, v: Any, what: str) -> int:
+    if args.json:
+        emit_json({"name": v.name, "handle": args.handle, "version": v.version})
+    else:
+        print(f"{what} {v.name}: {args.handle} -> version {v.version}")
     return EXIT_OK
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ._output import EXIT_OK, connect, emit_json, metrics_text, stdout_to_stderr, table
+from ._output import EXIT_OK, connect, emit_json, stdout_to_stderr, table
 
 __all__ = ["cmd_predict", "cmd_quickstart", "cmd_sweep", "cmd_train"]
 
@@ -51,12 +51,30 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     if args.json:
         emit_json({**outcome.to_dict(), "seconds": round(seconds, 2)})
-    else:
-        print(
-            f"swept {outcome.name} in {seconds:.1f} s; best trial registered as version "
-            f"{outcome.version}: {metrics_text(outcome.metrics, 6)}"
+        return EXIT_OK
+    where = (
+        f"best trial registered as version {outcome.version}"
+        if outcome.version
+        else "best trial not registered"
+    )
+    print(f"swept {outcome.name} ({outcome.sweep}) in {seconds:.1f} s; {where}")
+    rows = [
+        (
+            "*" if t["best"] else "",
+            t["trial_id"],
+            t["status"],
+            "" if t["score"] is None else f"{t['score']:.6g}",
+            " ".join(f"{k}={_short(v)}" for k, v in sorted(t["params"].items())),
         )
+        for t in outcome.trials or []
+    ]
+    assert spec.run.tune is not None  # run_sweep refused a spec without one
+    print(table(rows, ["best", "trial", "status", spec.run.tune.metric, "params"]))
     return EXIT_OK
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -69,7 +87,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.columns:
         kwargs["columns"] = [c.strip() for c in args.columns.split(",") if c.strip()]
     if args.spec:
-        outcome = run_predict(load_spec(args.spec), model=args.model, output=args.output, **kwargs)
+        spec = load_spec(args.spec)
+        with stdout_to_stderr(args.json):
+            outcome = run_predict(spec, model=args.model, output=args.output, **kwargs)
     else:
         if not args.model or not args.output or not (args.table or args.sql):
             raise ConfigError(
@@ -87,7 +107,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(outcome.to_dict())
     else:
-        print(f"wrote {outcome.rows} prediction(s) of {outcome.name}")
+        seconds = outcome.metrics.get("timing/seconds", 0.0)
+        print(
+            f"wrote {outcome.rows} prediction(s) of {outcome.name} version {outcome.version} "
+            f"into {outcome.output} in {seconds:.1f} s"
+        )
     return EXIT_OK
 
 

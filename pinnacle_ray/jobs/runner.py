@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigError, PinnacleError, redact
+from ..errors import ConfigError, redact
 from ..registry.lineage import mask_secrets
 from .build import build_query, build_trainer, connect_store, search_space
 from .records import JobRecord, JobRecords
@@ -35,13 +35,17 @@ _JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # ray._private.runtime_env.cons
 
 @dataclass
 class RunOutcome:
-    """What a spec run produced: the model and version, metrics, and its job id if any."""
+    """What a spec run produced: the model and version, metrics, and its job id if any;
+    for a sweep its name and trials (best first), for predictions the rows written where."""
 
     name: str
     version: int | None
     metrics: dict[str, Any] = field(default_factory=dict)
     submission_id: str | None = None
     rows: int | None = None
+    output: str | None = None
+    sweep: str | None = None
+    trials: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -50,6 +54,9 @@ class RunOutcome:
             "metrics": self.metrics,
             "submission_id": self.submission_id,
             "rows": self.rows,
+            "output": self.output,
+            "sweep": self.sweep,
+            "trials": self.trials,
         }
 
 
@@ -94,7 +101,6 @@ def run_sweep(spec: LoadedSpec) -> RunOutcome:
             f"{spec.source} has no 'tune:' section; add one with param_space, metric and mode "
             "to sweep"
         )
-    sweep = _needs(pr, "sweep", "sweep")
     store = connect_store(spec.run)
     with _recorded(spec, store) as submission_id:
         trainer = build_trainer(spec)
@@ -105,7 +111,7 @@ def run_sweep(spec: LoadedSpec) -> RunOutcome:
             from ray.tune.schedulers import ASHAScheduler
 
             scheduler = ASHAScheduler()
-        result = sweep(
+        result = pr.sweep(
             trainer,
             param_space=search_space(tune),
             train=train,
@@ -116,9 +122,28 @@ def run_sweep(spec: LoadedSpec) -> RunOutcome:
             scheduler=scheduler,
             name=tune.name,
         )
-        outcome = RunOutcome(result.name, result.version, dict(result.metrics or {}), submission_id)
+        outcome = RunOutcome(
+            result.name,
+            result.version,
+            dict(result.metrics or {}),
+            submission_id,
+            sweep=result.sweep,
+            trials=[_trial_dict(t) for t in result.trials],
+        )
         _finish(store, submission_id, outcome)
     return outcome
+
+
+def _trial_dict(trial: Any) -> dict[str, Any]:
+    return {
+        "trial_id": trial.trial_id,
+        "status": trial.status,
+        "best": trial.best,
+        "version": trial.version,
+        "score": trial.score,
+        "params": trial.params,
+        "metrics": trial.metrics,
+    }
 
 
 def run_predict(
@@ -133,37 +158,32 @@ def run_predict(
     ``model``/``query``/``output`` given directly (``kwargs`` as ``pr.predict`` takes them)."""
     import pinnacle_ray as pr
 
-    predict = _needs(pr, "predict", "predict")
-    if spec is not None:
-        section = spec.run.predict
-        if section is None:
-            raise ConfigError(
-                f"{spec.source} has no 'predict:' section; add one with query and output"
-            )
-        store = connect_store(spec.run)
-        model = model or section.model or spec.run.name
-        output = output or section.output
-        kwargs = {**section.given("model", "query", "output"), **kwargs}
-        with _recorded(spec, store) as submission_id:
-            query = build_query(store, section.query, "predict.query")
-            rows = predict(model, query, output=output, **kwargs)
-            outcome = RunOutcome(str(model), kwargs.get("version"), {}, submission_id,
-                                 rows if isinstance(rows, int) else None)  # fmt: skip
-            _finish(store, submission_id, outcome)
-        return outcome
-    rows = predict(model, query, output=output, **kwargs)
-    return RunOutcome(str(model), kwargs.get("version"), {}, None,
-                      rows if isinstance(rows, int) else None)  # fmt: skip
+    if spec is None:
+        return _predicted(pr.predict(model, query, output=output, **kwargs), None)
+    section = spec.run.predict
+    if section is None:
+        raise ConfigError(f"{spec.source} has no 'predict:' section; add one with query and output")
+    store = connect_store(spec.run)
+    model = model or section.model or spec.run.name
+    output = output or section.output
+    kwargs = {**section.given("model", "query", "output"), **kwargs}
+    with _recorded(spec, store) as submission_id:
+        query = build_query(store, section.query, "predict.query")
+        outcome = _predicted(pr.predict(model, query, output=output, **kwargs), submission_id)
+        _finish(store, submission_id, outcome)
+    return outcome
 
 
-def _needs(pr: Any, name: str, command: str) -> Any:
-    function = getattr(pr, name, None)
-    if function is None:
-        raise PinnacleError(
-            f"'pinnacle-ray {command}' needs pr.{name}, which this pinnacle_ray "
-            f"({pr.__version__}) does not have; upgrade pinnacle_ray"
-        )
-    return function
+def _predicted(result: Any, submission_id: str | None) -> RunOutcome:
+    """A ``pr.predict`` result (``PredictResult``) as a run outcome."""
+    return RunOutcome(
+        result.model,
+        result.version,
+        {"timing/seconds": round(result.seconds, 3)},
+        submission_id,
+        rows=result.rows,
+        output=result.output,
+    )
 
 
 class _Stopped(BaseException):
