@@ -190,7 +190,9 @@ class BatchWriter:
         out.update(_named("prediction", np.asarray(self.model.predict(inputs))))
         probabilities = self._probabilities(inputs)
         if probabilities is not None:
-            classes = getattr(self.model, "classes", None) or range(probabilities.shape[1])
+            classes = getattr(self.model, "classes", None)  # a list, or an array (HF)
+            if classes is None:
+                classes = range(probabilities.shape[1])
             out.update(_proba_columns(probabilities, list(classes)))
         out[CREATED_COLUMN] = pa.repeat(pa.scalar(spec.created_at, pa.timestamp("us", "UTC")), n)
         for column in spec.passthrough:
@@ -307,7 +309,10 @@ def _features(
     query's other columns are then its inputs, in order)."""
     meta_path = Path(store.models.checkpoint_dir(record.name, record.version)) / META_FILE
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    features = meta.get("features") if isinstance(meta, dict) else None
+    # A text model (Hugging Face) reads its text columns; its actor gets them as raw text.
+    features = (
+        (meta.get("features") or meta.get("text_columns")) if isinstance(meta, dict) else None
+    )
     available = list(query.columns)
     if not features:
         inputs = [c for c in available if c != key and c not in passthrough]

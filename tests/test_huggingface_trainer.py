@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from ray import tune
 from ray.train import ScalingConfig
 from safetensors.torch import load_file
 from text_data import sentiment_rows, tiny_bert
@@ -98,6 +100,26 @@ def test_loaded_model_predicts_labels_and_scores_from_raw_text(fitted, sqlite):
     assert list(model.classes) == ["neg", "pos"]
 
 
+def _output(store, table: str) -> pd.DataFrame:
+    return store.table(table).to_arrow().to_pandas().sort_values("id", ignore_index=True)
+
+
+def test_predict_writes_labels_and_scores_back_once_when_run_twice(fitted, sqlite):
+    query = sqlite.table("reviews", columns=["id", "text", "label"], where={"split": "valid"})
+    expected = query.count()
+    for _ in range(2):
+        result = pr.predict(
+            "sentiment", query, output="review_predictions", version=1, columns=["label"]
+        )
+        assert (result.version, result.rows) == (1, expected)
+
+    out = _output(sqlite, "review_predictions")
+    assert len(out) == expected and out["id"].is_unique
+    assert set(out["prediction"]) <= {"pos", "neg"}
+    assert (out["prediction"] == out["label"]).mean() > 0.9
+    np.testing.assert_allclose(out["proba_neg"] + out["proba_pos"], 1.0, rtol=1e-5)
+
+
 def test_checkpoints_hold_no_pickles_and_keep_the_tokenizer(fitted, sqlite):
     folder = sqlite.models.checkpoint_dir("sentiment", version=1, handle="latest")
     names = {p.name for p in Path(folder).iterdir()}
@@ -107,26 +129,30 @@ def test_checkpoints_hold_no_pickles_and_keep_the_tokenizer(fitted, sqlite):
     assert config["id2label"] == {"0": "neg", "1": "pos"}
 
 
+NEW_ROWS = sentiment_rows(160, seed=2, start=400)  # written after the first run
+
+
 @pytest.fixture(scope="module")
 def resumed(fitted, sqlite, bert):
-    """The 3-epoch run, resumed from the registry up to 4 epochs."""
+    """The 3-epoch run continued for a 4th epoch on the rows written since: the registered
+    model's weights, optimizer and scheduler go on from where they were."""
+    sqlite.write("reviews", NEW_ROWS, key="id")
     more = _trainer(bert, training_args=ARGS | {"num_train_epochs": 4})
     return fitted, more.fit(
-        train=sqlite.table("reviews", where={"split": "train"}),
+        train=sqlite.table("reviews", where={"split": "train"}).since("sentiment"),
         valid=sqlite.table("reviews", where={"split": "valid"}),
         resume_from="sentiment",
         version=1,
     )
 
 
-def test_resume_continues_the_optimizer_scheduler_and_step_when_resumed_from_registry(
-    resumed, sqlite
-):
+def test_since_continues_the_optimizer_scheduler_and_step_on_new_rows_only(resumed, sqlite):
     first, second = resumed
     steps = first.metrics["step"]
-    per_epoch = steps // 3
+    new_train = sum(r["split"] == "train" for r in NEW_ROWS)
+    per_epoch = math.ceil(new_train / 2 / ARGS["per_device_train_batch_size"])  # 2 workers
     assert second.metrics["step"] == steps + per_epoch
-    assert second.version == 2 and sqlite.models.get("sentiment").parent_version == 1
+    assert second.metrics["valid/accuracy"] > 0.9
     folder = Path(sqlite.models.checkpoint_dir("sentiment", version=2, handle="latest"))
     adam = load_file(str(folder / "optimizer.safetensors"))
     # AdamW counts its own steps: restored, it goes on from the first run's count.
@@ -134,6 +160,18 @@ def test_resume_continues_the_optimizer_scheduler_and_step_when_resumed_from_reg
     state = json.loads((folder / "resume_state.json").read_text())
     assert state["scheduler"]["last_epoch"] == steps + per_epoch
     assert "epoch_3" in sqlite.models.get("sentiment", version=2).handles
+
+
+def test_since_records_the_parent_and_the_new_rows_watermark(resumed, sqlite):
+    _, second = resumed
+    version = sqlite.models.get("sentiment", version=second.version)
+    assert (second.version, version.parent_version) == (2, 1)
+    old_train = [r["id"] for r in sentiment_rows(400) if r["split"] == "train"]
+    new_train = [r["id"] for r in NEW_ROWS if r["split"] == "train"]
+    train = version.lineage["train"]
+    assert train["since"]["after"] == max(old_train)
+    assert (train["key_min"], train["key_max"]) == (min(new_train), max(new_train))
+    assert version.lineage["resumed_from"]["version"] == 1
 
 
 def test_resume_is_refused_when_the_checkpoint_already_reached_the_steps(resumed, sqlite, bert):
@@ -206,6 +244,18 @@ def test_a_float_label_trains_a_regression_on_text_pairs_that_predicts_values(
     )
     values = model.predict(pairs)
     assert values.dtype.kind == "f" and values[0] > values[1]
+
+
+def test_predict_writes_regression_values_back_from_text_pairs(regressed, regression):
+    query = regression.table("scores", where={"split": "valid"})
+    result = pr.predict("score", query, output="score_predictions")
+
+    out = _output(regression, "score_predictions")
+    assert result.rows == len(out) == query.count()
+    assert out["prediction"].dtype.kind == "f" and "proba_0" not in out
+    truth = regression.table("scores", where={"split": "valid"}).to_arrow().to_pandas()
+    joined = out.merge(truth, on="id")
+    assert np.corrcoef(joined["prediction"], joined["score"])[0, 1] > 0.8
 
 
 def test_texts_longer_than_max_length_are_truncated_and_said_once(regressed):
@@ -281,3 +331,49 @@ def test_the_packaged_minilm_loads_offline_when_given_its_folder():
     )
     assert trainer.tokenizer("a short text")["input_ids"][0] == trainer.tokenizer.cls_token_id
     assert trainer.max_length == 128
+
+
+@pytest.mark.timeout(900)  # two Ray Train starts; a shared machine can take minutes
+def test_sweep_registers_the_best_trial_of_training_args_without_a_refit(sqlite, bert):
+    trainer = _trainer(
+        bert,
+        training_args=ARGS | {"num_train_epochs": 1, "eval_steps": 5},
+        scaling_config=ScalingConfig(num_workers=1),
+        listen="valid/accuracy",
+        name="swept",
+    )
+    result = pr.sweep(
+        trainer,
+        {"training_args.learning_rate": tune.grid_search([5e-3, 1e-6])},
+        train=sqlite.table("reviews", where={"split": "train"}),
+        valid=sqlite.table("reviews", where={"split": "valid"}),
+        metric="valid/accuracy",
+        mode="max",
+        name="hf-lr",
+    )
+
+    trials = sqlite.models.sweeps("hf-lr")
+    assert sorted(t.params["training_args.learning_rate"] for t in trials) == [1e-6, 5e-3]
+    best = max(trials, key=lambda t: t.score)
+    assert best.params == result.params == {"training_args.learning_rate": 5e-3}
+    assert best.version == result.version
+    version = sqlite.models.get("swept", version=result.version)
+    assert version.framework == "huggingface"
+    assert version.config["training_args"]["learning_rate"] == 5e-3
+    assert version.config["sweep"]["trial_id"] == result.trial_id
+    assert len(sqlite.models.list("swept")) == 1  # registered from the trial, not refit
+    # each evaluation reached Tune as it happened (4 per trial), not only the final metrics
+    assert all(len(r.metrics_dataframe) >= 4 for r in result.grid)
+
+
+def test_sweep_refuses_a_metric_the_trainer_never_reports_before_trials_start(sqlite, bert):
+    with pytest.raises(pr.MetricNotReported, match="valid/rmse"):
+        pr.sweep(
+            _trainer(bert),
+            {"training_args.learning_rate": tune.grid_search([1e-3, 1e-4])},
+            train=sqlite.table("reviews", where={"split": "train"}),
+            valid=sqlite.table("reviews", where={"split": "valid"}),
+            metric="valid/rmse",
+            mode="min",
+            name="hf-bad-metric",
+        )

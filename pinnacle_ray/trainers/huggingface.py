@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -38,10 +39,12 @@ from .base import (
     TrainResult,
     datasets_for,
     default_run_config,
+    keeps_arguments,
     plan_for,
     raise_worker_error,
     ray_train_env,
     reported_checkpoints,
+    reporting_to_tune,
     run_lineage,
     store_of,
     warn_unregistered,
@@ -56,7 +59,7 @@ from .huggingface_loop import (
     steps_for,
 )
 from .pretrained import resolve_pretrained, resolve_tokenizer
-from .registration import check_listened, json_safe, register_run
+from .registration import RunRecord, check_listened, json_safe
 from .tabular import check_query, distinct_values, is_numeric, require_classes
 
 __all__ = ["HuggingFaceTrainer"]
@@ -77,6 +80,7 @@ _RENAMED = {"evaluation_strategy": "eval_strategy", "tokenizer": "processing_cla
 _TOKENIZE_BATCH = 256
 
 
+@keeps_arguments
 class HuggingFaceTrainer:
     """Fine-tune a Hugging Face transformers model on text rows, distributed on Ray Train.
 
@@ -199,7 +203,7 @@ class HuggingFaceTrainer:
         listen, mode = self._listen(task, valid is not None)
         plan = plan_for(self.scaling_config)
         store = store_of(train)
-        start, parent, resumed = self._resume(store, resume_from, version, handle)
+        start, parent, resumed, position = self._resume(store, resume_from, version, handle)
         datasets = datasets_for({"train": train, "valid": valid}, plan)
         labels = self._labels(task, datasets, resumed)
         rows = facts.rows if facts.rows is not None else datasets["train"].count()
@@ -209,9 +213,7 @@ class HuggingFaceTrainer:
                 f"the training query has {rows} row(s) for {workers} workers; every worker "
                 "needs rows. Use fewer workers (ScalingConfig(num_workers=...))"
             )
-        spec = self._spec(task, labels, rows, workers, valid is not None, listen, mode)
-        if start is not None:
-            self._check_work_left(start, spec)
+        spec = self._spec(task, labels, rows, workers, valid is not None, listen, mode, position)
         tokenize = Tokenize(self.tokenizer, self.text_columns, self.label, labels, self.max_length)
         datasets = {
             role: ds.map_batches(
@@ -229,8 +231,9 @@ class HuggingFaceTrainer:
             worker_entry(huggingface_loop),
             train_loop_config=config,
             scaling_config=plan.scaling_config,
-            run_config=self.run_config
-            or default_run_config(self.name, CheckpointConfig(num_to_keep=None)),
+            run_config=reporting_to_tune(
+                self.run_config or default_run_config(self.name, CheckpointConfig(num_to_keep=None))
+            ),
             datasets=datasets,
         )
         try:
@@ -246,21 +249,21 @@ class HuggingFaceTrainer:
         metrics = dict(result.metrics or {})
         self._say_truncated(metrics)
         reported = reported_checkpoints(result)
-        record = None
+        record = RunRecord(
+            self.name,
+            "huggingface",
+            reported,
+            meta=self._meta(task, labels),
+            listen=listen,
+            mode=mode,
+            keep_epochs=self.keep_checkpoints,
+            config=self._config_record(spec, plan.scaling_config),
+            lineage=run_lineage(train, valid, None),
+            parent=parent,
+        )
+        version = None
         if register and store is not None and reported:
-            record = register_run(
-                store,
-                self.name,
-                reported,
-                framework="huggingface",
-                meta=self._meta(task, labels),
-                listen=listen,
-                mode=mode,
-                keep_epochs=self.keep_checkpoints,
-                config=self._config_record(spec, plan.scaling_config),
-                lineage=run_lineage(train, valid, None),
-                parent=parent,
-            )
+            version = record.register(store)
         elif reported:
             check_listened(reported, listen)
         elif register and store is None:
@@ -269,10 +272,31 @@ class HuggingFaceTrainer:
             name=self.name,
             metrics=metrics,
             checkpoint=result.checkpoint,
-            version=record.version if record is not None else None,
+            version=version.version if version is not None else None,
             path=getattr(result, "path", None),
             ray_result=result,
+            record=record,
         )
+
+    def reported_metrics(self, train: Any, valid: Any = None) -> set[str]:
+        """The metric names a fit on ``train``/``valid`` reports: what a sweep may optimize
+        (the task follows the label's type, as in :meth:`fit`)."""
+        task = self.task
+        if task is None:
+            schema = getattr(train, "schema", None)
+            schema = schema() if callable(schema) else None
+            floating = (
+                schema is not None
+                and self.label in schema.names
+                and pa.types.is_floating(schema.field(self.label).type)
+            )
+            task = REGRESSION if floating else CLASSIFICATION
+        names = {"train/loss", "step", "epoch", "learning_rate", "grad_norm"}
+        if valid is not None:
+            names |= {"valid/loss"} | (
+                {"valid/rmse", "valid/mae"} if task == REGRESSION else {"valid/accuracy"}
+            )
+        return names
 
     # -- checks before any worker starts ---------------------------------------------------
     def _check(self, query: Any, role: str) -> Any:
@@ -345,7 +369,11 @@ class HuggingFaceTrainer:
         has_valid: bool,
         listen: str,
         mode: str,
+        position: tuple[int, int] = (0, 0),
     ) -> HFSpec:
+        """What the workers run. Resumed from ``position`` (step, epochs done), epochs count
+        from the first run and continue at this query's steps per epoch, so a resumed run on
+        fewer (new) rows still trains the epochs that are left."""
         args = self.training_args
         per_epoch, total = steps_for(
             rows,
@@ -354,8 +382,19 @@ class HuggingFaceTrainer:
             int(args.get("gradient_accumulation_steps", 1)),
             float(args.get("num_train_epochs", 3.0)),
         )
+        start_step, start_epoch = position
+        epochs = float(args.get("num_train_epochs", 3.0))
+        if start_step:
+            total = start_step + max(0, math.ceil((epochs - start_epoch) * per_epoch))
         max_steps = int(args.get("max_steps", -1))
         total = max_steps if max_steps > 0 else total
+        if start_step and total <= start_step:
+            raise ConfigError(
+                f"the checkpoint is already at step {start_step} (epoch {start_epoch}), which "
+                f"reaches this run's num_train_epochs={epochs:g}, max_steps={max_steps}; epochs "
+                "and max_steps count from the start of the first run, so raise them to train "
+                "further"
+            )
         eval_steps = args.get("eval_steps")
         if isinstance(eval_steps, float) and eval_steps < 1:
             eval_steps = max(1, round(eval_steps * total))
@@ -378,14 +417,18 @@ class HuggingFaceTrainer:
             text_columns=self.text_columns,
             seed=self.seed,
             use_gpu=bool(self.scaling_config.use_gpu),
+            start_step=start_step,
+            start_epoch=start_epoch,
         )
 
     # -- resume ----------------------------------------------------------------------------
     def _resume(
         self, store: Any, name: str | None, version: int | None, handle: str
-    ) -> tuple[str | None, dict[str, Any] | None, list[Any] | None]:
+    ) -> tuple[str | None, dict[str, Any] | None, list[Any] | None, tuple[int, int]]:
+        """The checkpoint folder to resume from, the parent record, the resumed model's
+        labels and its position: (step, epochs done)."""
         if name is None:
-            return None, None, None
+            return None, None, None, (0, 0)
         if store is None:
             raise ConfigError("resume_from= needs train= to be a datastore query (its registry)")
         record = store.models.get(name, version=version, handle=handle)
@@ -403,17 +446,7 @@ class HuggingFaceTrainer:
         directory = store.models.checkpoint_dir(name, version=record.version, handle=handle)
         parent = {"name": name, "version": record.version, "handle": handle, "step": record.step}
         logger.info("resuming from %s version %s handle %r", name, record.version, handle)
-        return directory, parent, meta.get("labels")
-
-    def _check_work_left(self, directory: str, spec: HFSpec) -> None:
-        path = Path(directory) / TRAINER_STATE
-        step = json.loads(path.read_text()).get("global_step", 0) if path.is_file() else 0
-        if step >= spec.max_steps:
-            raise ConfigError(
-                f"the checkpoint is already at step {step}, which reaches this run's "
-                f"{spec.max_steps} steps; epochs and max_steps count from the start of the "
-                "first run, so raise num_train_epochs (or max_steps) to train further"
-            )
+        return directory, parent, meta.get("labels"), _position(directory, record.metrics)
 
     # -- after a run -----------------------------------------------------------------------
     def _count_bad_rows(self, train: Any, valid: Any) -> None:
@@ -529,6 +562,19 @@ class Tokenize:
         out[EMPTY_COLUMN] = pa.array(empty, type=pa.bool_())
         out[TRUNCATED_COLUMN] = pa.array(truncated, type=pa.bool_())
         return pa.table(out)
+
+
+def _position(directory: str, metrics: dict[str, Any] | None) -> tuple[int, int]:
+    """(step, epochs done) of a registered checkpoint: its reported step and epoch (an
+    epoch not closed is done again), else HF's trainer state."""
+    metrics = metrics or {}
+    path = Path(directory) / TRAINER_STATE
+    state = json.loads(path.read_text()) if path.is_file() else {}
+    step = int(metrics.get("step", state.get("global_step", 0)) or 0)
+    epoch = metrics.get("epoch")
+    if not isinstance(epoch, int):
+        return step, int(state.get("epoch", 0) or 0)
+    return step, epoch + (1 if metrics.get("epoch_done") else 0)
 
 
 def _text_columns(text_column: Any) -> list[str]:

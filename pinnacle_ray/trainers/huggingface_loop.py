@@ -68,6 +68,16 @@ class HFSpec:
     text_columns: list[str] = field(default_factory=list)
     seed: int = 0
     use_gpu: bool = False
+    start_step: int = 0  # resumed from a registered checkpoint: its step
+    start_epoch: int = 0  # and the epochs it had done (epochs count from the first run)
+
+    def epoch_of(self, step: int) -> tuple[int, bool]:
+        """(epoch from 0, whether ``step`` closes it); this run's epochs have
+        ``steps_per_epoch`` steps from ``start_step`` on."""
+        done = step - self.start_step
+        return self.start_epoch + max(0, done - 1) // self.steps_per_epoch, (
+            done > 0 and done % self.steps_per_epoch == 0
+        )
 
 
 class PadCollate(NumpyBatchCollateFn):
@@ -109,16 +119,15 @@ class EpochEnds(TrainerCallback):
     """Evaluate, log and save at every epoch's end and at the last step, so that each
     epoch has a checkpoint (``epoch_<n>`` handles) whatever ``eval_steps`` is."""
 
-    def __init__(self, steps_per_epoch: int, has_valid: bool) -> None:
+    def __init__(self, spec: HFSpec) -> None:
         super().__init__()
-        self.steps_per_epoch = steps_per_epoch
-        self.has_valid = has_valid
+        self.spec = spec
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-        if state.global_step % self.steps_per_epoch == 0 or state.global_step >= state.max_steps:
+        if self.spec.epoch_of(state.global_step)[1] or state.global_step >= state.max_steps:
             control.should_log = True
             control.should_save = True
-            control.should_evaluate = self.has_valid
+            control.should_evaluate = self.spec.has_valid
         return control
 
 
@@ -165,8 +174,7 @@ class SafeReport(RayTrainReportCallback):
                     out[key] = value
         step = int(state.global_step)
         out["step"] = step
-        out["epoch"] = max(0, step - 1) // self.spec.steps_per_epoch
-        out["epoch_done"] = step % self.spec.steps_per_epoch == 0
+        out["epoch"], out["epoch_done"] = self.spec.epoch_of(step)
         return out
 
 
@@ -301,7 +309,7 @@ def huggingface_loop(config: dict[str, Any]) -> None:
                 batch_size=args.per_device_eval_batch_size,
                 collate_fn=PadCollate(spec.pad_token_id, spec.task == REGRESSION),
             )
-        callbacks: list[Any] = [EpochEnds(spec.steps_per_epoch, spec.has_valid)]
+        callbacks: list[Any] = [EpochEnds(spec)]
         if spec.early_stopping_patience is not None:
             callbacks.append(
                 EarlyStoppingCallback(spec.early_stopping_patience, spec.early_stopping_threshold)
