@@ -37,6 +37,7 @@ def sqlite(tmp_path):
     s.close()
 
 
+@pytest.mark.with_mongo
 def test_since_reads_only_rows_past_the_trained_watermark_on_every_backend(store, tables, tmp_path):
     table = tables("points")
     store.write(table, _rows(0, 30), key="id")
@@ -49,6 +50,7 @@ def test_since_reads_only_rows_past_the_trained_watermark_on_every_backend(store
     assert new.lineage()["since"] == {"model": f"{table}-m", "version": 1, "key": "id", "after": 19}
 
 
+@pytest.mark.with_mongo
 def test_since_compares_timestamp_keys_as_timestamps(store, tables, tmp_path):
     table = tables("events")
     start = dt.datetime(2026, 1, 1)

@@ -83,6 +83,7 @@ def local(tmp_path):
 
 
 # -- every backend ---------------------------------------------------------------------------
+@pytest.mark.with_mongo
 def test_rerun_writes_no_duplicate_rows_when_predict_runs_twice(store, tables, tmp_path):
     frame = _points(300)
     data, out = tables("pts"), tables("preds")
