@@ -152,7 +152,7 @@ def test_predict_uses_the_production_version_when_neither_version_nor_handle_is_
 
 
 # -- failures --------------------------------------------------------------------------------
-@pytest.mark.parametrize("backend", ["sqlite", "mongo"], indirect=True)
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_rerun_after_a_failure_halfway_leaves_exactly_one_row_per_key(store, tables, tmp_path):
     data, out, model = tables("pts"), tables("preds"), f"{tables.prefix}-lin"
     _register_torch(store, tmp_path, name=model, trip=100.0)
