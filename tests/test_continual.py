@@ -37,6 +37,7 @@ def sqlite(tmp_path):
     s.close()
 
 
+@pytest.mark.with_mongo
 def test_since_reads_only_rows_past_the_trained_watermark_on_every_backend(store, tables, tmp_path):
     table = tables("points")
     store.write(table, _rows(0, 30), key="id")
@@ -49,6 +50,7 @@ def test_since_reads_only_rows_past_the_trained_watermark_on_every_backend(store
     assert new.lineage()["since"] == {"model": f"{table}-m", "version": 1, "key": "id", "after": 19}
 
 
+@pytest.mark.with_mongo
 def test_since_compares_timestamp_keys_as_timestamps(store, tables, tmp_path):
     table = tables("events")
     start = dt.datetime(2026, 1, 1)
@@ -60,16 +62,22 @@ def test_since_compares_timestamp_keys_as_timestamps(store, tables, tmp_path):
     assert store.table(table, key="at").since(f"{table}-m").count() == 2
 
 
-def test_since_is_refused_when_the_version_records_no_key_watermark(sqlite, tmp_path):
-    _registered(sqlite, "plain", tmp_path, {"train": None})
+@pytest.mark.parametrize("backend", ["sqlite", "mongo"], indirect=True)
+def test_since_is_refused_when_the_version_records_no_key_watermark(store, tables, tmp_path):
+    table = tables("points")
+    store.write(table, _rows(0, 10), key="id")
+    _registered(store, f"{table}-plain", tmp_path, {"train": None})
     with pytest.raises(pr.ConfigError, match="records no key watermark"):
-        sqlite.table("points").since("plain")
+        store.table(table).since(f"{table}-plain")
 
 
-def test_since_is_refused_when_the_query_has_another_key(sqlite, tmp_path):
-    _registered(sqlite, "other-key", tmp_path, {"train": {"key": "x1", "key_max": 0.5}})
+@pytest.mark.parametrize("backend", ["sqlite", "mongo"], indirect=True)
+def test_since_is_refused_when_the_query_has_another_key(store, tables, tmp_path):
+    table = tables("points")
+    store.write(table, _rows(0, 10), key="id")
+    _registered(store, f"{table}-x1", tmp_path, {"train": {"key": "x1", "key_max": 0.5}})
     with pytest.raises(pr.InvalidKey, match=r"trained on key 'x1'.*key is 'id'"):
-        sqlite.table("points").since("other-key")
+        store.table(table).since(f"{table}-x1")
 
 
 def test_since_is_refused_when_the_query_has_no_key(sqlite, tmp_path):
@@ -92,6 +100,29 @@ def test_sklearn_partial_fit_continues_on_new_rows_only_with_its_parent_recorded
     assert version.lineage["train"]["since"]["after"] == 199
     assert version.lineage["train"]["key_min"] == 200 and version.lineage["train"]["key_max"] == 259
     assert second.metrics["train/rows"] + second.metrics["valid/rows"] == 60
+
+
+@pytest.mark.parametrize("backend", ["mongo"], indirect=True)
+def test_sklearn_continues_on_documents_past_an_objectid_watermark_when_the_key_is_id(
+    store, tables
+):
+    collection, name = tables("points"), f"{tables.prefix}-sgd"
+    store.write(collection, _rows(0, 200), key="id")  # each document gets a new ObjectId
+    trainer = pr.SklearnTrainer(
+        SGDRegressor(random_state=0), features=FEATURES, label="y", incremental=True, name=name
+    )
+    first = trainer.fit(train=store.find(collection))  # sharded by _id
+    store.write(collection, _rows(200, 260), key="id")
+
+    new = store.find(collection).since(name)
+    second = trainer.fit(train=new, resume_from=name)
+
+    assert sorted(new.to_arrow().column("id").to_pylist()) == list(range(200, 260))
+    train = store.models.get(name, version=second.version).lineage["train"]
+    last_old = store.find(collection, filter={"id": 199}).to_arrow().column("_id")[0].as_py()
+    trained_on = store.models.get(name, version=first.version).lineage["train"]
+    assert train["since"]["after"] == last_old == trained_on["key_max"]
+    assert train["key_min"] > last_old and train["rows"] == 60
 
 
 def test_xgboost_adds_rounds_on_new_rows_only(sqlite):

@@ -10,6 +10,8 @@ import pytest
 import pinnacle_ray as pr
 from pinnacle_ray.jobs import JobRecord, JobRecords
 
+pytestmark = pytest.mark.with_mongo  # every test also runs on MongoDB
+
 
 @pytest.fixture
 def jobs(store, tables) -> JobRecords:

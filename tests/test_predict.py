@@ -83,6 +83,7 @@ def local(tmp_path):
 
 
 # -- every backend ---------------------------------------------------------------------------
+@pytest.mark.with_mongo
 def test_rerun_writes_no_duplicate_rows_when_predict_runs_twice(store, tables, tmp_path):
     frame = _points(300)
     data, out = tables("pts"), tables("preds")
@@ -151,19 +152,21 @@ def test_predict_uses_the_production_version_when_neither_version_nor_handle_is_
 
 
 # -- failures --------------------------------------------------------------------------------
-def test_rerun_after_a_failure_halfway_leaves_exactly_one_row_per_key(local, tmp_path):
-    _register_torch(local, tmp_path, trip=100.0)
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_rerun_after_a_failure_halfway_leaves_exactly_one_row_per_key(store, tables, tmp_path):
+    data, out, model = tables("pts"), tables("preds"), f"{tables.prefix}-lin"
+    _register_torch(store, tmp_path, name=model, trip=100.0)
     poisoned = _points(2000)
     poisoned.loc[poisoned["id"] >= 1500, "a"] = 1e6  # the last 5 of 20 batches fail
-    local.write("pts", poisoned, key="id")
-    query = local.table("pts")
+    store.write(data, poisoned, key="id")
+    query = store.table(data)
     with pytest.raises(ValueError, match="tripwire"):
-        pr.predict("lin", query, output="preds", batch_size=100, concurrency=1)
-    partial = len(_read(local, "preds"))
+        pr.predict(model, query, output=out, batch_size=100, concurrency=1)
+    partial = len(_read(store, out))
     assert 0 < partial < 2000  # the batches before the bad one were written
-    local.write("pts", _points(2000), key="id")  # fixed
-    assert pr.predict("lin", query, output="preds", batch_size=100).rows == 2000
-    written = _read(local, "preds")
+    store.write(data, _points(2000), key="id")  # fixed
+    assert pr.predict(model, query, output=out, batch_size=100).rows == 2000
+    written = _read(store, out)
     assert len(written) == 2000 and written["id"].is_unique
     assert written["created_at"].nunique() == 1  # every row from the rerun
 

@@ -15,6 +15,8 @@ import pinnacle_ray as pr
 from pinnacle_ray.registry.torch_flavor import save_model
 
 FEATURES = ["a", "b"]
+pytestmark = pytest.mark.with_mongo  # the backend-parametrized tests also run on MongoDB
+
 TABLES = ("models", "checkpoints", "registry_meta", "handle_moves")
 
 

@@ -130,6 +130,27 @@ def test_invalid_mode_is_refused_before_trials_start(db):
         )
 
 
+@pytest.mark.parametrize("backend", ["mongo"], indirect=True)
+def test_trials_are_kept_and_the_best_registered_when_the_datastore_is_mongodb(store, tables):
+    collection, name = tables("diabetes"), f"{tables.prefix}-ridge"
+    features = diabetes(store, collection)
+    result = pr.sweep(
+        pr.SklearnTrainer(Ridge(), features=features, label="target", name=name),
+        {"estimator__alpha": tune.grid_search([0.01, 1000.0])},
+        train=store.table(collection, where={"split": "train"}),
+        valid=store.table(collection, where={"split": "valid"}),
+        metric="valid/rmse",
+        name=name,
+    )
+
+    trials = store.models.sweeps(name)
+    assert sorted(t.params["estimator__alpha"] for t in trials) == [0.01, 1000.0]
+    assert [t.best for t in trials] == [True, False] and trials[0].version == result.version
+    version = store.models.get(name, version=result.version)
+    assert version.config["sweep"]["trial_id"] == result.trial_id
+    assert version.lineage["train"]["collection"] == collection
+
+
 @pytest.mark.timeout(900)  # three Ray Train runs of two workers, one after the other
 def test_asha_stops_bad_torch_trials_early_when_two_workers_fill_two_cpus(db):
     _, store, features = db

@@ -78,6 +78,11 @@ class MongoDatastore:
     def __repr__(self) -> str:
         return f"MongoDatastore({self.url!r})"
 
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        # Sent to a Ray worker (e.g. pr.predict's actors), a store reconnects there from its
+        # URI, as the read shards do; the client and its pool stay in this process.
+        return MongoDatastore, (self._uri, self.artifact_root)
+
     def find(
         self,
         collection: str,

@@ -42,6 +42,7 @@ __all__ = [
     "field_value",
     "kind_of",
     "plan_columns",
+    "scalar_type",
     "top_level_fields",
 ]
 
@@ -70,6 +71,11 @@ _KIND_OF_TYPE = {
     dict: "document",
 }
 _MISSING = object()
+
+
+def scalar_type(kind: str | None) -> pa.DataType:
+    """The Arrow type a scalar BSON ``kind`` (as :func:`kind_of` names it) reads as."""
+    return _SCALAR_TYPES.get(kind or "", pa.null())
 
 
 def kind_of(value: Any) -> str | None:

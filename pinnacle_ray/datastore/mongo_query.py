@@ -10,6 +10,7 @@ the key get their own ``{key: null}`` shard, so every document is read exactly o
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from .mongo_arrow import (
     field_value,
     kind_of,
     plan_columns,
+    scalar_type,
     top_level_fields,
 )
 from .mongo_read import MongoShard
@@ -39,6 +41,7 @@ from .shards import (
     plan_ranges,
     quantile_ranks,
 )
+from .watermark import Watermark, watermark_of
 
 if TYPE_CHECKING:
     from .mongo import MongoDatastore
@@ -81,6 +84,7 @@ class MongoQuery:
         self._requested = _columns(projection)
         self._include_id = include_id
         self.key = _check_field(key or "_id", "key")
+        self._after: Watermark | None = None  # since(): only documents with key > this
         # Checked now, as a SQL query checks its columns when it is built.
         self._planned()
         if self.key != "_id":
@@ -92,16 +96,41 @@ class MongoQuery:
         return self.schema().names
 
     def __repr__(self) -> str:
+        since = f", since {self._after.model} v{self._after.version}" if self._after else ""
         return (
             f"MongoQuery(collection={self.table_name!r}, filter={self.filter!r}, "
-            f"key={self.key!r}, store={self.store.url})"
+            f"key={self.key!r}{since}, store={self.store.url})"
         )
+
+    def since(self, name: str, version: int | None = None) -> MongoQuery:
+        """This query's documents whose key is past what model ``name`` (its latest version,
+        or ``version``) was trained on: continue training on what came in since, e.g.
+        ``trainer.fit(train=q.since("mlp"), resume_from="mlp")``.
+
+        The watermark is the largest key of the version's training query (its lineage); the
+        new documents are ``{key: {"$gt": watermark}}``, so the read is planned over them
+        only. Documents added later with a smaller key are not included: use an increasing
+        key (``_id`` ObjectIds, an insertion date, a counter).
+        """
+        kind = self._key_kind()
+        mark = watermark_of(self.store.models, name, version, self.key, scalar_type(kind))
+        if kind == "objectid" and isinstance(mark.value, str):
+            if not bson.ObjectId.is_valid(mark.value):
+                raise InvalidKey(
+                    f"{name} version {mark.version} recorded key {self.key!r} up to "
+                    f"{mark.value!r}, which is not an ObjectId as this query's key values are"
+                )
+            mark = Watermark(mark.model, mark.version, mark.key, bson.ObjectId(mark.value))
+        out = copy.copy(self)
+        out._after = mark
+        out.__dict__.pop("_read_plan", None)
+        return out
 
     def count(self) -> int:
         """Number of documents the filter matches (``count_documents``)."""
         return int(
             self.store._call(
-                lambda db: db[self.table_name].count_documents(self.filter),
+                lambda db: db[self.table_name].count_documents(self._match),
                 f"counting documents of {self._describe_short()}",
             )
         )
@@ -119,6 +148,8 @@ class MongoQuery:
             "columns": self.columns,
             "key": self.key,
         }
+        if self._after is not None:
+            out.update(since=_json_safe(self._after.lineage()))
         plan = getattr(self, "_read_plan", None)
         if plan is not None:
             out.update(rows=plan.rows, strategy=plan.strategy)
@@ -169,7 +200,7 @@ class MongoQuery:
         (lookups, previews). Training data should use :meth:`to_dataset`."""
         planned = self._planned()
         docs = self.store._call(
-            lambda db: list(db[self.table_name].find(self.filter, self._projection())),
+            lambda db: list(db[self.table_name].find(self._match, self._projection())),
             f"reading {self._describe_short()}",
         )
         unknown = not planned.schema.names or any(pa.types.is_null(f.type) for f in planned.schema)
@@ -195,7 +226,7 @@ class MongoQuery:
 
     # -- planning ------------------------------------------------------------------------
     def _describe_short(self) -> str:
-        shown = f" with filter {_show_filter(self.filter)}" if self.filter else ""
+        shown = f" with filter {_show_filter(self._match)}" if self._match else ""
         return f"collection {self.table_name!r}{shown}"
 
     def _planned(self) -> PlannedColumns:
@@ -238,9 +269,7 @@ class MongoQuery:
                 continue
             found = self.store._call(
                 lambda db, c=column: db[self.table_name].find_one(
-                    {"$and": [self.filter, {c: {"$ne": None}}]}
-                    if self.filter
-                    else {c: {"$ne": None}},
+                    self._and({c: {"$ne": None}}),
                     {c: 1},
                 ),
                 f"looking for field {column!r} in {self._describe_short()}",
@@ -303,8 +332,24 @@ class MongoQuery:
                 fields[c] = 1
         return fields
 
+    @property
+    def _match(self) -> dict[str, Any]:
+        """The documents this query reads: the filter, and past the watermark after since()."""
+        if self._after is None:
+            return self.filter
+        past = {self.key: {"$gt": self._after.value}}
+        return {"$and": [self.filter, past]} if self.filter else past
+
     def _and(self, condition: Mapping[str, Any]) -> dict[str, Any]:
-        return {"$and": [self.filter, dict(condition)]} if self.filter else dict(condition)
+        return {"$and": [self._match, dict(condition)]} if self._match else dict(condition)
+
+    def _key_kind(self) -> str | None:
+        """The BSON kind of the key's values (None when no document has the key)."""
+        doc = self.store._call(
+            lambda db: db[self.table_name].find_one({self.key: {"$ne": None}}, {self.key: 1}),
+            f"reading a value of key {self.key!r} of collection {self.table_name!r}",
+        )
+        return kind_of(field_value(doc, self.key)) if doc is not None else None
 
     def _key_stats(self) -> KeyStats:
         key, name = self.key, self.table_name
@@ -312,7 +357,7 @@ class MongoQuery:
 
         def stats(db: Any) -> tuple[int, int, Any, Any]:
             coll = db[name]
-            total = coll.count_documents(self.filter)
+            total = coll.count_documents(self._match)
             nulls = coll.count_documents(self._and({key: None}))
             if total == nulls:
                 return total, nulls, None, None
@@ -371,7 +416,7 @@ class MongoQuery:
 
     def _range_filter(self, r: KeyRange) -> dict[str, Any]:
         if r.unbounded:
-            return dict(self.filter)
+            return dict(self._match)
         if r.nulls == "only":
             return self._and({self.key: None})
         bounds: dict[str, Any] = {}
