@@ -14,6 +14,7 @@ features, key, output table), so a bad request writes nothing.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import logging
 import re
@@ -132,12 +133,22 @@ def predict(
     # The actor's own exception reaches the driver (Ray's wrapper keeps only its text).
     counts.context.raise_original_map_exception = True
     written = 0
+    failure: BaseException | None = None
     try:
         with planned_execution():
             for batch in counts.iter_batches(batch_size=None, batch_format="pyarrow"):
                 written += int(np.asarray(batch.column("rows")).sum())
     except Exception as exc:  # the actor's own error, not Ray's wrapper around it
-        raise _original(exc, record.name) from None
+        failure = _original(exc, record.name)
+    if failure is not None:
+        # The failed run's frames, reachable from the tracebacks, hold the actor pool's
+        # handles, and a live handle keeps its actor and its CPUs: while the caller holds
+        # the exception, the next run on a small cluster waits for CPUs that never come
+        # back (seen on 2 CPUs). Drop those frames and the dataset before raising.
+        del counts
+        _drop_frames(failure)
+        gc.collect()
+        raise failure
     seconds = round(time.perf_counter() - started, 3)
     logger.info("wrote %d prediction(s) into %r in %.1f s", written, output, seconds)
     return PredictResult(record.name, record.version, output, written, seconds)
@@ -361,6 +372,17 @@ def _plan(concurrency: int | None) -> tuple[int, float, float]:
     plan = plan_resources(ScalingConfig(num_workers=actors), ClusterResources(cpus, cluster_gpus()))
     actor_cpus = float((plan.scaling_config.resources_per_worker or {}).get("CPU", 1.0))
     return actors, actor_cpus, plan.read_cpus
+
+
+def _drop_frames(exc: BaseException) -> None:
+    """Remove the local tracebacks from ``exc`` and the exceptions it chains to (the
+    actor's own traceback travels in its message, not in these frames)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
 
 
 def _original(exc: BaseException, model: str) -> BaseException:
