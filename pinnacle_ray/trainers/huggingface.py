@@ -101,8 +101,11 @@ class HuggingFaceTrainer:
                              valid=store.table("reviews", where={"split": "valid"}))
         store.models.load("sentiment").predict(["great value", "broke in a day"])
 
-    ``task`` is ``"sequence-classification"`` or ``"regression"`` (default: regression for a
-    float label, else classification). ``training_args`` are ``transformers.TrainingArguments``
+    ``task`` is ``"sequence-classification"``, ``"regression"`` or
+    ``"token-classification"`` (one tag per word: whitespace-separated words and tags, or
+    list columns; see :mod:`.huggingface_tokens`). By default it is token classification
+    for a list label, regression for a float label, else sequence classification.
+    ``training_args`` are ``transformers.TrainingArguments``
     fields; epochs become steps from the planned row count, because a streamed shard has no
     length. Each evaluation (every ``eval_steps``, default once per epoch) and each epoch's
     end reports the metrics with a checkpoint (safetensors + JSON); the run is registered
