@@ -198,7 +198,7 @@ class BatchWriter:
             MODEL_COLUMN: pa.repeat(pa.scalar(spec.model), n),
             VERSION_COLUMN: pa.repeat(pa.scalar(spec.version, pa.int64()), n),
         }
-        out.update(_named("prediction", np.asarray(self.model.predict(inputs))))
+        out.update(_named("prediction", _joined(np.asarray(self.model.predict(inputs)))))
         probabilities = self._probabilities(inputs)
         if probabilities is not None:
             classes = getattr(self.model, "classes", None)  # a list, or an array (HF)
@@ -231,6 +231,14 @@ def _named(prefix: str, values: np.ndarray) -> dict[str, pa.Array]:
         return {prefix: _arrow(values)}
     flat = values.reshape(len(values), -1)
     return {f"{prefix}_{i}": _arrow(flat[:, i]) for i in range(flat.shape[1])}
+
+
+def _joined(values: np.ndarray) -> np.ndarray:
+    """Per-row sequences (a token-classification model's tags per word) as one
+    space-separated string per row, which every backend can store."""
+    if values.dtype != object or not any(isinstance(v, (list, tuple, np.ndarray)) for v in values):
+        return values
+    return np.array([" ".join(str(t) for t in v) for v in values], dtype=object)
 
 
 def _proba_columns(probabilities: np.ndarray, classes: list[Any]) -> dict[str, pa.Array]:

@@ -12,6 +12,10 @@ Example::
     model.predict(["great value", "broke in a day"])  # array(['pos', 'neg'], dtype=object)
     model.predict_proba(frame)                        # one column per label, in model.classes
     model.predict_scores(frame)                       # DataFrame: label, score
+
+    tagger = store.models.load("ner")                 # task="token-classification"
+    tagger.predict(["Alice flew to Paris"])           # [['ENTITY', 'O', 'O', 'ENTITY']]
+    tagger.predict_scores(["Alice flew to Paris"])    # DataFrame: tags, scores (per word)
 """
 
 from __future__ import annotations
@@ -32,25 +36,47 @@ __all__ = [
     "CLASSIFICATION",
     "REGRESSION",
     "TASKS",
+    "TOKEN",
     "HuggingFaceModel",
+    "first_subtokens",
     "load_model",
     "load_pretrained",
     "texts_of",
+    "words_of",
 ]
 
 CLASSIFICATION = "sequence-classification"
 REGRESSION = "regression"
-TASKS = (CLASSIFICATION, REGRESSION)
+TOKEN = "token-classification"
+TASKS = (CLASSIFICATION, REGRESSION, TOKEN)
 _PREDICT_BATCH = 64
 
 
-def load_pretrained(directory: str | Path, **kwargs: Any) -> Any:
-    """A sequence-classification model from a local ``save_pretrained`` folder, safetensors
-    only and no remote code; ``kwargs`` go to ``from_pretrained`` (num_labels, id2label)."""
-    from transformers import AutoModelForSequenceClassification
+def load_pretrained(directory: str | Path, task: str = CLASSIFICATION, **kwargs: Any) -> Any:
+    """A sequence- (or, for ``task=TOKEN``, token-) classification model from a local
+    ``save_pretrained`` folder, safetensors only and no remote code; ``kwargs`` go to
+    ``from_pretrained`` (num_labels, id2label)."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-    return AutoModelForSequenceClassification.from_pretrained(
+    auto = AutoModelForTokenClassification if task == TOKEN else AutoModelForSequenceClassification
+    return auto.from_pretrained(
         str(directory), local_files_only=True, use_safetensors=True, **kwargs
+    )
+
+
+def words_of(value: Any) -> list[str]:
+    """The words of one row of a token-classification text or tag column: a string split on
+    whitespace, or a list (or array) of strings as a list column holds them; NULL is no words."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return value.split()
+    if isinstance(value, (list, tuple, np.ndarray, pa.ListScalar)):
+        items = value.as_py() if isinstance(value, pa.ListScalar) else list(value)
+        return [str(w) for w in items if w is not None]
+    raise ConfigError(
+        f"a token-classification row must be whitespace-separated text or a list of words, got "
+        f"a {type(value).__name__}: {value!r}"[:300]
     )
 
 
@@ -116,7 +142,11 @@ class HuggingFaceModel:
         )
 
     def predict(self, batch: Any) -> np.ndarray:
-        """One prediction per text: the label (classification) or the value (regression)."""
+        """One prediction per text: the label (classification), the value (regression), or
+        the list of per-word tags (token classification; words split on whitespace, or the
+        row's list of words)."""
+        if self.task == TOKEN:
+            return _objects([self._tags(p)[0] for p in self._word_probabilities(batch)])
         out = self._forward(batch)
         if self.task == REGRESSION:
             return out[:, 0].numpy()
@@ -127,15 +157,64 @@ class HuggingFaceModel:
         """Label probabilities per text, one column per label in ``classes`` order."""
         if self.task == REGRESSION:
             raise ConfigError("predict_proba is for classification models; this one regresses")
+        if self.task == TOKEN:
+            raise ConfigError(
+                "predict_proba gives one row per text; a token-classification model scores "
+                "each word: use predict_scores (per-word tags and scores)"
+            )
         return torch.softmax(self._forward(batch), dim=-1).numpy()
 
     def predict_scores(self, batch: Any) -> pd.DataFrame:
         """A ``label`` and ``score`` (its probability) per text, as a text-classification
-        pipeline gives them."""
+        pipeline gives them; for token classification, a ``tags`` and a ``scores`` list
+        per text, one entry per word."""
+        if self.task == TOKEN:
+            found = [self._tags(p) for p in self._word_probabilities(batch)]
+            return pd.DataFrame(
+                {"tags": _objects([t for t, _ in found]), "scores": _objects([s for _, s in found])}
+            )
         proba = self.predict_proba(batch)
         ids = proba.argmax(axis=-1)
         labels = self.classes[ids] if self.classes is not None else ids
         return pd.DataFrame({"label": labels, "score": proba[np.arange(len(ids)), ids]})
+
+    def _tags(self, probabilities: np.ndarray) -> tuple[list[Any], list[float]]:
+        ids = probabilities.argmax(axis=-1) if len(probabilities) else np.zeros(0, dtype=int)
+        tags = self.classes[ids] if self.classes is not None else ids
+        scores = probabilities[np.arange(len(ids)), ids] if len(ids) else np.zeros(0)
+        return [t.item() if hasattr(t, "item") else t for t in tags], [float(x) for x in scores]
+
+    def _word_probabilities(self, batch: Any) -> list[np.ndarray]:
+        """Tag probabilities per word of each row (words x tags), read at each word's first
+        sub-token. A row longer than ``max_length`` tokens is read in further windows from
+        its first word not yet read, so every word gets a tag."""
+        rows = [words_of(t) for t in texts_of(batch, self.text_columns)]
+        width = len(self.classes) if self.classes is not None else self.model.config.num_labels
+        found: list[list[np.ndarray]] = [[] for _ in rows]
+        pending = [(i, 0) for i, words in enumerate(rows) if words]  # (row, first word to read)
+        with torch.inference_mode():
+            while pending:
+                chunk, pending = pending[:_PREDICT_BATCH], pending[_PREDICT_BATCH:]
+                encoded = self.tokenizer(
+                    [rows[i][start:] for i, start in chunk],
+                    is_split_into_words=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    padding=True,
+                    return_tensors="pt",
+                )
+                logits = self.model(**encoded).logits.detach().float().cpu()
+                proba = torch.softmax(logits, dim=-1).numpy()
+                for j, (i, start) in enumerate(chunk):
+                    positions = first_subtokens(encoded.word_ids(j))
+                    if not positions:
+                        raise ConfigError(
+                            f"max_length={self.max_length} leaves no room for a word; raise it"
+                        )
+                    found[i].append(proba[j, positions])
+                    if start + len(positions) < len(rows[i]):
+                        pending.append((i, start + len(positions)))
+        return [np.concatenate(p) if p else np.zeros((0, width)) for p in found]
 
     def _forward(self, batch: Any) -> torch.Tensor:
         texts = texts_of(batch, self.text_columns)
@@ -159,6 +238,25 @@ class HuggingFaceModel:
         return torch.cat(outputs)
 
 
+def first_subtokens(word_ids: Sequence[int | None]) -> list[int]:
+    """The position of each word's first sub-token, in word order (the positions a
+    token-classification model is trained and read at)."""
+    positions, previous = [], None
+    for position, word in enumerate(word_ids):
+        if word is not None and word != previous:
+            positions.append(position)
+        previous = word
+    return positions
+
+
+def _objects(values: list[Any]) -> np.ndarray:
+    """A 1-D object array of per-row lists (numpy would make equal-length lists 2-D)."""
+    out = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values):
+        out[i] = value
+    return out
+
+
 def load_model(model_dir: str | Path, *, weights_dir: str | Path | None = None) -> HuggingFaceModel:
     """The model in ``model_dir`` (a handle's checkpoint in ``weights_dir`` when given)."""
     from transformers import AutoTokenizer
@@ -170,6 +268,6 @@ def load_model(model_dir: str | Path, *, weights_dir: str | Path | None = None) 
             f"{source} holds no config.json; it is not a Hugging Face checkpoint written by "
             "pr.HuggingFaceTrainer"
         )
-    model = load_pretrained(source)
+    model = load_pretrained(source, meta.get("task") or CLASSIFICATION)
     tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=True)
     return HuggingFaceModel(model, tokenizer, meta)

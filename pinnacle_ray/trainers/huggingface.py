@@ -32,7 +32,7 @@ from ..errors import (
     NonNumericFeature,
     TooFewRows,
 )
-from ..registry.huggingface_flavor import CLASSIFICATION, REGRESSION, TASKS
+from ..registry.huggingface_flavor import CLASSIFICATION, REGRESSION, TASKS, TOKEN
 from ..registry.torch_flavor import read_meta
 from .base import (
     RESUME_KEY,
@@ -58,6 +58,7 @@ from .huggingface_loop import (
     huggingface_loop,
     steps_for,
 )
+from .huggingface_tokens import TokenizeWords, scan_tags
 from .pretrained import resolve_pretrained, resolve_tokenizer
 from .registration import RunRecord, check_listened, json_safe
 from .tabular import check_query, distinct_values, is_numeric, require_classes
@@ -100,8 +101,11 @@ class HuggingFaceTrainer:
                              valid=store.table("reviews", where={"split": "valid"}))
         store.models.load("sentiment").predict(["great value", "broke in a day"])
 
-    ``task`` is ``"sequence-classification"`` or ``"regression"`` (default: regression for a
-    float label, else classification). ``training_args`` are ``transformers.TrainingArguments``
+    ``task`` is ``"sequence-classification"``, ``"regression"`` or
+    ``"token-classification"`` (one tag per word: whitespace-separated words and tags, or
+    list columns; see :mod:`.huggingface_tokens`). By default it is token classification
+    for a list label, regression for a float label, else sequence classification.
+    ``training_args`` are ``transformers.TrainingArguments``
     fields; epochs become steps from the planned row count, because a streamed shard has no
     length. Each evaluation (every ``eval_steps``, default once per epoch) and each epoch's
     end reports the metrics with a checkpoint (safetensors + JSON); the run is registered
@@ -136,6 +140,11 @@ class HuggingFaceTrainer:
             raise ConfigError(
                 f"task={task!r} is not supported; use one of {list(TASKS)} (or None to infer "
                 "it from the label's type)"
+            )
+        if task == TOKEN and len(self.text_columns) != 1:
+            raise ConfigError(
+                f"task='token-classification' tags the words of one text column, got "
+                f"text_column={text_column!r}"
             )
         if not isinstance(keep_checkpoints, int) or keep_checkpoints < 0:
             raise ConfigError(f"keep_checkpoints must be an integer >= 0, got {keep_checkpoints!r}")
@@ -182,15 +191,13 @@ class HuggingFaceTrainer:
         ``resume_from="<name>"`` continues that registered model's checkpoint ``handle``
         (weights, optimizer, scheduler and step; epochs count from its first run).
         """
-        facts = self._check(train, "train")
-        if valid is not None:
-            self._check(valid, "valid")
-        task = self.task or (
-            REGRESSION
-            if facts.schema is not None
-            and pa.types.is_floating(facts.schema.field(self.label).type)
-            else CLASSIFICATION
+        facts = check_query(
+            train, "train", self.text_columns, self.label, any_type=[*self.text_columns, self.label]
         )
+        task = self._task(facts.schema)
+        self._check_types(facts.schema, "train", task)
+        if valid is not None:
+            self._check(valid, "valid", task)
         if (
             task == REGRESSION
             and facts.schema is not None
@@ -205,7 +212,7 @@ class HuggingFaceTrainer:
         store = store_of(train)
         start, parent, resumed, position = self._resume(store, resume_from, version, handle)
         datasets = datasets_for({"train": train, "valid": valid}, plan)
-        labels = self._labels(task, datasets, resumed)
+        labels = self._labels(task, datasets, resumed, facts.key)
         rows = facts.rows if facts.rows is not None else datasets["train"].count()
         workers = plan.scaling_config.num_workers
         if rows < workers:
@@ -214,7 +221,11 @@ class HuggingFaceTrainer:
                 "needs rows. Use fewer workers (ScalingConfig(num_workers=...))"
             )
         spec = self._spec(task, labels, rows, workers, valid is not None, listen, mode, position)
-        tokenize = Tokenize(self.tokenizer, self.text_columns, self.label, labels, self.max_length)
+        tokenize: Any = (
+            TokenizeWords(self.tokenizer, self.text_columns[0], self.label, labels, self.max_length)
+            if task == TOKEN
+            else Tokenize(self.tokenizer, self.text_columns, self.label, labels, self.max_length)
+        )
         datasets = {
             role: ds.map_batches(
                 tokenize,
@@ -281,16 +292,8 @@ class HuggingFaceTrainer:
     def reported_metrics(self, train: Any, valid: Any = None) -> set[str]:
         """The metric names a fit on ``train``/``valid`` reports: what a sweep may optimize
         (the task follows the label's type, as in :meth:`fit`)."""
-        task = self.task
-        if task is None:
-            schema = getattr(train, "schema", None)
-            schema = schema() if callable(schema) else None
-            floating = (
-                schema is not None
-                and self.label in schema.names
-                and pa.types.is_floating(schema.field(self.label).type)
-            )
-            task = REGRESSION if floating else CLASSIFICATION
+        schema = getattr(train, "schema", None)
+        task = self._task(schema() if callable(schema) else None)
         names = {"train/loss", "step", "epoch", "learning_rate", "grad_norm"}
         if valid is not None:
             names |= {"valid/loss"} | (
@@ -299,20 +302,46 @@ class HuggingFaceTrainer:
         return names
 
     # -- checks before any worker starts ---------------------------------------------------
-    def _check(self, query: Any, role: str) -> Any:
+    def _task(self, schema: pa.Schema | None) -> str:
+        """``task``, else from the label's type: a list of tags -> token classification, a
+        float -> regression, anything else -> sequence classification."""
+        if self.task is not None:
+            return self.task
+        kind = schema.field(self.label).type if schema and self.label in schema.names else None
+        if kind is not None and _is_words(kind) and not _is_text(kind):
+            return TOKEN
+        if kind is not None and pa.types.is_floating(kind):
+            return REGRESSION
+        return CLASSIFICATION
+
+    def _check(self, query: Any, role: str, task: str) -> Any:
         facts = check_query(
             query, role, self.text_columns, self.label, any_type=[*self.text_columns, self.label]
         )
-        if facts.schema is not None:
-            for column in self.text_columns:
-                kind = facts.schema.field(column).type
-                if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-                    raise DataError(
-                        f"text column {column!r} of the {role} query has type {kind}, not text; "
-                        "cast it in the query (store.sql(... CAST(col AS TEXT) ...)) or pick "
-                        "the text column with text_column="
-                    )
+        self._check_types(facts.schema, role, task)
         return facts
+
+    def _check_types(self, schema: pa.Schema | None, role: str, task: str) -> None:
+        """Texts are text (or, for token classification, lists of words, as are the tags)."""
+        if schema is None:
+            return
+        accepted = _is_words if task == TOKEN else _is_text
+        for column in self.text_columns:
+            kind = schema.field(column).type
+            if not accepted(kind):
+                raise DataError(
+                    f"text column {column!r} of the {role} query has type {kind}, not text"
+                    + (" or a list of words" if task == TOKEN else "")
+                    + "; cast it in the query (store.sql(... CAST(col AS TEXT) ...)) or pick "
+                    "the text column with text_column="
+                )
+        kind = schema.field(self.label).type
+        if task == TOKEN and not _is_words(kind):
+            raise DataError(
+                f"label column {self.label!r} of the {role} query has type {kind}; token "
+                "classification needs one tag per word: whitespace-separated tags in a text "
+                "column, or a list of strings"
+            )
 
     def _listen(self, task: str, has_valid: bool) -> tuple[str, str]:
         known = ["train/loss"]
@@ -335,13 +364,24 @@ class HuggingFaceTrainer:
         return listen, mode
 
     def _labels(
-        self, task: str, datasets: dict[str, ray.data.Dataset], resumed: list[Any] | None
+        self,
+        task: str,
+        datasets: dict[str, ray.data.Dataset],
+        resumed: list[Any] | None,
+        key: str | None = None,
     ) -> list[Any] | None:
-        """The label values in id order (classification): the training rows' classes, or
-        the resumed model's; validation labels must be among them."""
+        """The label values in id order (classification): the training rows' classes (or
+        tags), or the resumed model's; validation labels must be among them."""
         if task == REGRESSION:
             return None
-        classes = distinct_values(datasets["train"], self.label)
+        if task == TOKEN:
+            column = self.text_columns[0]
+            values = {
+                role: scan_tags(ds, column, self.label, key, role) for role, ds in datasets.items()
+            }
+        else:
+            values = {}
+        classes = values["train"] if values else distinct_values(datasets["train"], self.label)
         require_classes(classes, self.label, "the training query")
         known = list(resumed) if resumed is not None else classes
         if resumed is not None and set(classes) - set(known):
@@ -351,7 +391,8 @@ class HuggingFaceTrainer:
                 "model, or filter those rows out"
             )
         if "valid" in datasets:
-            unseen = sorted(set(distinct_values(datasets["valid"], self.label)) - set(known))
+            found = values["valid"] if values else distinct_values(datasets["valid"], self.label)
+            unseen = sorted(set(found) - set(known))
             if unseen:
                 raise LabelMismatch(
                     f"the valid query has label(s) {unseen[:10]} that the training query does "
@@ -562,6 +603,17 @@ class Tokenize:
         out[EMPTY_COLUMN] = pa.array(empty, type=pa.bool_())
         out[TRUNCATED_COLUMN] = pa.array(truncated, type=pa.bool_())
         return pa.table(out)
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _is_words(kind: pa.DataType) -> bool:
+    """Text, or a list of strings (the word and tag columns of token classification)."""
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return _is_text(kind.value_type) or pa.types.is_null(kind.value_type)
+    return _is_text(kind)
 
 
 def _position(directory: str, metrics: dict[str, Any] | None) -> tuple[int, int]:

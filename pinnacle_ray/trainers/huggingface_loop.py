@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
 
 from ..errors import EmptyText, NonFiniteValues
-from ..registry.huggingface_flavor import REGRESSION, load_pretrained
+from ..registry.huggingface_flavor import REGRESSION, TOKEN, load_pretrained
 from .checkpoint import _join_optimizer, _split_optimizer, get_checkpoint
 
 __all__ = ["HFSpec", "huggingface_loop", "restore_hf_checkpoint"]
@@ -45,6 +45,7 @@ TRAINER_STATE = "trainer_state.json"
 _PICKLED_GLOBS = ("*.pt", "*.pth", "*.bin")
 # Columns the tokenizing map adds for checks; not model inputs.
 EMPTY_COLUMN = "_pinnacle_empty"
+IGNORED_LABEL = -100  # token classification: tokens no tag goes to (the loss skips them)
 TRUNCATED_COLUMN = "_pinnacle_truncated"
 
 
@@ -82,12 +83,13 @@ class HFSpec:
 
 class PadCollate(NumpyBatchCollateFn):
     """Tokenized rows -> model inputs padded to the batch's longest row; refuses empty texts
-    and missing labels (the driver then counts them over the whole query)."""
+    and missing labels (the driver then counts them over the whole query). Token
+    classification labels (one per token) are padded with -100, which the loss skips."""
 
-    def __init__(self, pad_token_id: int, regression: bool) -> None:
+    def __init__(self, pad_token_id: int, task: str) -> None:
         super().__init__()
         self.pad_token_id = pad_token_id
-        self.regression = regression
+        self.task = task
         self.rows = 0
         self.truncated = 0
 
@@ -95,23 +97,27 @@ class PadCollate(NumpyBatchCollateFn):
         empty = int(np.asarray(batch[EMPTY_COLUMN]).sum())
         if empty:
             raise EmptyText(f"{empty} empty or NULL text(s) in a batch of {len(batch['labels'])}")
-        labels = np.asarray(batch["labels"], dtype=np.float64)
-        if not np.isfinite(labels).all():
-            raise NonFiniteValues("NULL or NaN labels in a batch")
-        self.rows += len(labels)
+        self.rows += len(batch["labels"])
         self.truncated += int(np.asarray(batch[TRUNCATED_COLUMN]).sum())
         out: dict[str, torch.Tensor] = {}
         width = max((len(r) for r in batch["input_ids"]), default=0)
-        for name in ("input_ids", "attention_mask", "token_type_ids"):
+        names = ["input_ids", "attention_mask", "token_type_ids"]
+        if self.task == TOKEN:
+            names.append("labels")
+        for name in names:
             if name not in batch:
                 continue
-            pad = self.pad_token_id if name == "input_ids" else 0
+            pad = {"input_ids": self.pad_token_id, "labels": IGNORED_LABEL}.get(name, 0)
             matrix = np.full((len(batch[name]), width), pad, dtype=np.int64)
             for i, row in enumerate(batch[name]):
                 matrix[i, : len(row)] = row
             out[name] = torch.from_numpy(matrix)
-        dtype = torch.float32 if self.regression else torch.int64
-        out["labels"] = torch.tensor(labels, dtype=dtype)
+        if self.task != TOKEN:
+            labels = np.asarray(batch["labels"], dtype=np.float64)
+            if not np.isfinite(labels).all():
+                raise NonFiniteValues("NULL or NaN labels in a batch")
+            dtype = torch.float32 if self.task == REGRESSION else torch.int64
+            out["labels"] = torch.tensor(labels, dtype=dtype)
         return out
 
 
@@ -226,6 +232,10 @@ def _compute_metrics(task: str) -> Any:
         if task == REGRESSION:
             error = logits.reshape(len(labels), -1)[:, 0] - labels
             return {"rmse": float(np.sqrt(np.mean(error**2))), "mae": float(np.abs(error).mean())}
+        if task == TOKEN:  # over the tagged tokens (each word's first sub-token)
+            tagged = labels != IGNORED_LABEL
+            right = logits.argmax(axis=-1)[tagged] == labels[tagged]
+            return {"accuracy": float(right.mean()) if right.size else 0.0}
         return {"accuracy": float((logits.argmax(axis=-1) == labels).mean())}
 
     return metrics
@@ -285,21 +295,23 @@ def huggingface_loop(config: dict[str, Any]) -> None:
         if start is not None:
             with start.as_directory() as directory:
                 resume_dir = str(restore_hf_checkpoint(directory, Path(work, "resume")))
-            model = load_pretrained(resume_dir)
+            model = load_pretrained(resume_dir, spec.task)
         elif spec.task == REGRESSION:
             model = load_pretrained(spec.model, num_labels=1, problem_type="regression")
         else:
             assert spec.labels is not None
+            extra = {} if spec.task == TOKEN else {"problem_type": "single_label_classification"}
             model = load_pretrained(
                 spec.model,
+                spec.task,
                 num_labels=len(spec.labels),
                 id2label={i: str(v) for i, v in enumerate(spec.labels)},
                 label2id={str(v): i for i, v in enumerate(spec.labels)},
-                problem_type="single_label_classification",
                 ignore_mismatched_sizes=True,
+                **extra,
             )
         args = _training_args(spec, str(Path(work, "out")))
-        collate = PadCollate(spec.pad_token_id, spec.task == REGRESSION)
+        collate = PadCollate(spec.pad_token_id, spec.task)
         train = ray.train.get_dataset_shard("train").iter_torch_batches(
             batch_size=args.per_device_train_batch_size, collate_fn=collate, prefetch_batches=2
         )
@@ -307,7 +319,7 @@ def huggingface_loop(config: dict[str, Any]) -> None:
         if spec.has_valid:
             valid = ray.train.get_dataset_shard("valid").iter_torch_batches(
                 batch_size=args.per_device_eval_batch_size,
-                collate_fn=PadCollate(spec.pad_token_id, spec.task == REGRESSION),
+                collate_fn=PadCollate(spec.pad_token_id, spec.task),
             )
         callbacks: list[Any] = [EpochEnds(spec)]
         if spec.early_stopping_patience is not None:
