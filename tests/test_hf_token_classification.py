@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import ray.data
+import text_data
 from ray.train import ScalingConfig
 
 import pinnacle_ray as pr
@@ -58,26 +59,7 @@ def tagged_rows(n: int, seed: int = 0) -> list[dict]:
 
 def word_tokenizer():
     """A WordLevel tokenizer over NAMES and WORDS (and '-', so 'Oslo-Rome' is 3 sub-tokens)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
-    vocab = {w: i for i, w in enumerate(specials + sorted({*NAMES, *WORDS, "-"}))}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        pad_token="[PAD]",
-        unk_token="[UNK]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        model_max_length=64,
-    )
+    return text_data.word_tokenizer(words={*NAMES, *WORDS, "-"})
 
 
 @pytest.fixture(scope="module")
@@ -88,22 +70,7 @@ def folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def bert(folder):
     """A 2-layer BERT (hidden size 32) with the tokenizer above, from config."""
-    from transformers import BertConfig, BertModel
-
-    tokenizer = word_tokenizer()
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-    )
-    path = folder / "tiny-bert"
-    BertModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    path = text_data.tiny_bert(folder / "tiny-bert", tokenizer=word_tokenizer())
     return str(path)
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 GOOD = ["great", "lovely", "excellent", "superb", "happy", "wonderful", "fine", "perfect"]
 BAD = ["awful", "broken", "terrible", "poor", "sad", "horrible", "bad", "useless"]
@@ -31,13 +33,15 @@ def sentiment_rows(n: int, seed: int = 0, start: int = 0) -> list[dict]:
     return rows
 
 
-def word_tokenizer(max_len: int = 64):
-    """A WordLevel tokenizer over this module's vocabulary, as a PreTrainedTokenizerFast."""
+def word_tokenizer(max_len: int = 64, words: Iterable[str] | None = None):
+    """A WordLevel tokenizer over ``words`` (default: this module's vocabulary), as a
+    PreTrainedTokenizerFast."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
-    vocab = {w: i for i, w in enumerate(specials + sorted(set(GOOD + BAD + FILLER)))}
+    words = set(GOOD + BAD + FILLER) if words is None else set(words)
+    vocab = {w: i for i, w in enumerate(specials + sorted(words))}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(
@@ -55,11 +59,12 @@ def word_tokenizer(max_len: int = 64):
     )
 
 
-def tiny_bert(folder: Path, *, with_tokenizer: bool = True) -> Path:
-    """A 2-layer BERT with hidden size 32, saved with save_pretrained into ``folder``."""
+def tiny_bert(folder: Path, *, with_tokenizer: bool = True, tokenizer: Any = None) -> Path:
+    """A 2-layer BERT with hidden size 32, saved with save_pretrained into ``folder`` (with
+    ``tokenizer``, default :func:`word_tokenizer`)."""
     from transformers import BertConfig, BertModel
 
-    tokenizer = word_tokenizer()
+    tokenizer = word_tokenizer() if tokenizer is None else tokenizer
     config = BertConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,
