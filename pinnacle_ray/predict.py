@@ -39,6 +39,7 @@ __all__ = ["DEFAULT_BATCH_SIZE", "PredictResult", "predict"]
 logger = logging.getLogger("pinnacle_ray.predict")
 
 DEFAULT_BATCH_SIZE = 10_000
+READ_BLOCK_BYTES = 16 * 1024 * 1024
 # Columns every output row has besides the query's key and the predictions.
 MODEL_COLUMN, VERSION_COLUMN, CREATED_COLUMN = "model", "version", "created_at"
 _PREDICTION = re.compile(r"prediction(_\d+)?|proba_.*")
@@ -120,7 +121,11 @@ def predict(
     # No select_columns here: Ray Data runs a projection as a separate 1-CPU task that
     # cannot fit beside the actors on a small cluster (measured: a silent hang on 2 CPUs);
     # each actor picks its columns from the batch instead.
-    counts = query.to_dataset(num_cpus=read_cpus).map_batches(
+    rows = query.to_dataset(num_cpus=read_cpus)
+    # Read tasks hand on blocks of a few batches, not a whole shard each: the actors start
+    # on the first rows while the rest are read.
+    rows.context.target_max_block_size = READ_BLOCK_BYTES
+    counts = rows.map_batches(
         BatchWriter,
         fn_constructor_args=(spec,),
         batch_size=batch_size,
@@ -149,6 +154,8 @@ def predict(
         _drop_frames(failure)
         gc.collect()
         raise failure
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("Ray Data's stages:\n%s", counts.stats())
     seconds = round(time.perf_counter() - started, 3)
     logger.info("wrote %d prediction(s) into %r in %.1f s", written, output, seconds)
     return PredictResult(record.name, record.version, output, written, seconds)
