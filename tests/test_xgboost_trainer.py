@@ -14,7 +14,10 @@ import pinnacle_ray as pr
 from pinnacle_ray.registry.xgboost_flavor import load_booster
 
 
-@pytest.mark.with_mongo
+# SQLite and MongoDB only: on PostgreSQL and MariaDB the same Ray Data read feeds the same
+# trainer code (their reads are tested in test_read.py, their end-to-end fits in
+# test_sklearn_trainer.py); each case here is a two-worker Ray Train run.
+@pytest.mark.parametrize("backend", ["sqlite", "mongo"], indirect=True)
 def test_two_workers_early_stop_and_register_the_best_round(store, tables):
     table = tables("bc")
     features = breast_cancer(store, table)
