@@ -142,6 +142,10 @@ class SqlDatastore:
             yield
         except (sa.exc.DBAPIError, sa.exc.SQLAlchemyError, OSError) as exc:
             raise translate(exc, secrets=self._secrets, context=context) from None
+        except (OverflowError, TypeError) as exc:
+            # Drivers refuse some parameter values outside the DBAPI error tree (sqlite3: an
+            # int past 64 bits; PyMySQL: a dict): still the query's fault, not a crash.
+            raise translate(exc, secrets=self._secrets, context=context) from None
 
     def _reflect(self, name: str) -> sa.Table:
         validate_identifier(name, "table name")
@@ -185,8 +189,8 @@ class SqlDatastore:
             return list(conn.execute(stmt).scalars())
 
     def _fetch(self, stmt: Any, context: str) -> tuple[list[Any], list[str]]:
-        compiled = self._compile(stmt, "dbapi")
         with self._errors(context), self._engine.connect() as conn:
+            compiled = self._compile(stmt, "dbapi")
             result = conn.exec_driver_sql(compiled.sql, compiled.params)
             return list(result.fetchall()), list(result.keys())
 

@@ -33,8 +33,9 @@ from ..errors import (
 from .identifiers import validate_identifier
 from .sql_bulk import BULK_MIN_ROWS, bulk_upsert
 from .sql_errors import is_duplicate_key, translate
-from .sql_query import _match
+from .sql_fit import check_fits
 from .sql_types import sql_type
+from .sql_where import match as _match
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,26 +63,39 @@ def to_arrow_batches(data: WriteData) -> Iterable[pa.Table]:
     if isinstance(data, pa.RecordBatch):
         return [pa.Table.from_batches([data])]
     module = type(data).__module__
-    if module.startswith("pandas"):
-        return [pa.Table.from_pandas(data, preserve_index=False)]
     if module.startswith("ray.data"):
         return (
             pa.Table.from_batches([b]) if isinstance(b, pa.RecordBatch) else b
             for b in data.iter_batches(batch_format="pyarrow", batch_size=BATCH_ROWS)
         )
-    if isinstance(data, Mapping):
-        return [pa.Table.from_pydict(dict(data))]
+    return [_as_arrow(data, module)]
+
+
+def _as_arrow(data: WriteData, module: str) -> pa.Table:
     if isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
         if data and not all(isinstance(r, Mapping) for r in data):
             raise WriteError("rows must be dicts mapping column name to value")
-        try:
-            return [pa.Table.from_pylist(list(data))]
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise WriteError(f"cannot build columns from the rows: {exc}") from None
-    raise WriteError(
-        f"cannot write a {type(data).__name__}; pass a list of dicts, a dict of lists, a "
-        "pandas DataFrame, a pyarrow Table or a ray.data.Dataset"
-    )
+    elif not (module.startswith("pandas") or isinstance(data, Mapping)):
+        raise WriteError(
+            f"cannot write a {type(data).__name__}; pass a list of dicts, a dict of lists, a "
+            "pandas DataFrame, a pyarrow Table or a ray.data.Dataset"
+        )
+    try:
+        if module.startswith("pandas"):
+            return pa.Table.from_pandas(data, preserve_index=False)
+        if isinstance(data, Mapping):
+            return pa.Table.from_pydict(dict(data))
+        return pa.Table.from_pylist(list(data))
+    except OverflowError as exc:
+        raise WriteError(
+            f"cannot build columns from the rows: {exc} (an integer past 64 bits); store "
+            "such numbers as text or Decimal"
+        ) from None
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise WriteError(
+            f"cannot build columns from the rows: {str(exc).splitlines()[0]}; give each column "
+            "values of one type"
+        ) from None
 
 
 def upsert(store: SqlDatastore, name: str, data: WriteData, key: str | Sequence[str]) -> int:
@@ -146,7 +160,11 @@ def _write(
                 if table is None:
                     table, created = _ensure_table(conn, name, batch.schema, keys)
                     _check_columns(table, batch.schema, keys)
+                    check_fits(table, batch)
                     statement = _write_statement(table, batch, keys, conn, created, insert_only)
+                else:
+                    _check_columns(table, batch.schema, keys)
+                    check_fits(table, batch)
                 if batch.num_rows == 0:
                     continue
                 compiled = None if statement is None else _Compiled(statement, batch, conn)
@@ -173,6 +191,14 @@ def _write(
         if type(err).__name__ == "QueryError":
             err = WriteError(f"{err} — nothing was written (the transaction was rolled back)")
         raise err from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        # A driver or type processor refusing a value outside the DBAPI error tree.
+        _drop_if_created(store, name, created)
+        raise WriteError(
+            f"writing to table {name!r}: a value cannot be stored ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}) — nothing was written (the "
+            "transaction was rolled back)"
+        ) from None
     return written
 
 
@@ -185,6 +211,7 @@ def _bulk(store: SqlDatastore, name: str, batch: pa.Table, keys: list[str]) -> i
         return None  # the general path creates it, with its key
     table = store._reflect(name)
     _check_columns(table, batch.schema, keys)
+    check_fits(table, batch)
     with store._errors(f"reading the keys of table {name!r}"), store._engine.connect() as conn:
         unique = _unique_on_keys(table, keys, conn)
     return bulk_upsert(store, table, batch, keys, unique)
