@@ -34,7 +34,7 @@ from .identifiers import validate_identifier
 from .sql_bulk import BULK_MIN_ROWS, bulk_upsert
 from .sql_errors import is_duplicate_key, translate
 from .sql_fit import check_fits
-from .sql_types import sql_type
+from .sql_types import exact_collation, sql_type
 from .sql_where import match as _match
 
 if TYPE_CHECKING:
@@ -283,10 +283,11 @@ def _ensure_table(
 ) -> tuple[sa.Table, bool]:
     if sa.inspect(conn).has_table(name):
         return sa.Table(name, sa.MetaData(), autoload_with=conn), False
+    collation = exact_collation(conn.dialect)
     columns = [
         sa.Column(
             f.name,
-            sql_type(f, is_key=f.name in keys),
+            sql_type(f, is_key=f.name in keys, mysql_collation=collation),
             nullable=f.name not in keys,
             autoincrement=False,
         )
