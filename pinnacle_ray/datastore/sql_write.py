@@ -34,6 +34,7 @@ from .identifiers import validate_identifier
 from .sql_bulk import BULK_MIN_ROWS, bulk_upsert
 from .sql_errors import is_duplicate_key, translate
 from .sql_fit import check_fits
+from .sql_reflect import reflect_table
 from .sql_types import exact_collation, sql_type
 from .sql_where import match as _match
 
@@ -84,8 +85,9 @@ def _as_arrow(data: WriteData, module: str) -> pa.Table:
         if module.startswith("pandas"):
             return pa.Table.from_pandas(data, preserve_index=False)
         if isinstance(data, Mapping):
-            return pa.Table.from_pydict(dict(data))
-        return pa.Table.from_pylist(list(data))
+            return _no_text_as_bytes(pa.Table.from_pydict(dict(data)), dict(data))
+        table = pa.Table.from_pylist(list(data))
+        return _no_text_as_bytes(table, {n: [r.get(n) for r in data] for n in table.column_names})
     except OverflowError as exc:
         raise WriteError(
             f"cannot build columns from the rows: {exc} (an integer past 64 bits); store "
@@ -96,6 +98,20 @@ def _as_arrow(data: WriteData, module: str) -> pa.Table:
             f"cannot build columns from the rows: {str(exc).splitlines()[0]}; give each column "
             "values of one type"
         ) from None
+
+
+def _no_text_as_bytes(table: pa.Table, values: Mapping[str, Any]) -> pa.Table:
+    """``table``, unless Arrow made a column of text and bytes into bytes (it silently
+    encodes the text), which would read back as bytes what was written as text."""
+    for f in table.schema:
+        if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type):
+            column = values.get(f.name)
+            if column is not None and any(isinstance(v, str) for v in column):
+                raise WriteError(
+                    f"column {f.name!r} mixes text and bytes values; give it values of one "
+                    "type (encode the text, or decode the bytes)"
+                )
+    return table
 
 
 def upsert(store: SqlDatastore, name: str, data: WriteData, key: str | Sequence[str]) -> int:
@@ -191,8 +207,9 @@ def _write(
         if type(err).__name__ == "QueryError":
             err = WriteError(f"{err} — nothing was written (the transaction was rolled back)")
         raise err from None
-    except (TypeError, ValueError, OverflowError) as exc:
-        # A driver or type processor refusing a value outside the DBAPI error tree.
+    except Exception as exc:
+        # A driver or type processor failing outside the DBAPI error tree (TypeError from
+        # PyMySQL, ValueError from a bind processor): still nothing may be left half-written.
         _drop_if_created(store, name, created)
         raise WriteError(
             f"writing to table {name!r}: a value cannot be stored ({type(exc).__name__}: "
@@ -282,7 +299,7 @@ def _ensure_table(
     conn: sa.Connection, name: str, schema: pa.Schema, keys: list[str]
 ) -> tuple[sa.Table, bool]:
     if sa.inspect(conn).has_table(name):
-        return sa.Table(name, sa.MetaData(), autoload_with=conn), False
+        return reflect_table(conn, name), False
     collation = exact_collation(conn.dialect)
     columns = [
         sa.Column(
@@ -305,7 +322,7 @@ def _ensure_table(
         # Another writer created it between our check and our CREATE: write into theirs.
         if not sa.inspect(conn).has_table(name):
             raise
-        return sa.Table(name, sa.MetaData(), autoload_with=conn), False
+        return reflect_table(conn, name), False
     return table, True
 
 
@@ -346,7 +363,11 @@ def _statement(table: sa.Table, columns: list[str], keys: list[str], dialect: st
     if dialect in ("mysql", "mariadb"):
         stmt = mysql.insert(table)
         targets = updates or keys[:1]
-        return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in targets})
+        # Not stmt.inserted[c]: SQLAlchemy escapes a '%' in its VALUES(`...`) twice, so a
+        # column named 'a%b' became the unknown column 'a%%b'. A literal column is escaped once.
+        return stmt.on_duplicate_key_update(
+            {c: sa.literal_column(f"VALUES(`{c.replace('`', '``')}`)") for c in targets}
+        )
     return None
 
 
@@ -369,6 +390,9 @@ class _Compiled:
         self.compiled = compiled if usable else None
         self.processors = dict(getattr(compiled, "_bind_processors", {}))
         self.rendered: dict[str, str] | None = None  # column -> strftime format, first chunk
+        # Named placeholders use SQLAlchemy's escaped names ('a b%' is %(a_bP)s).
+        escaped = getattr(compiled, "escaped_bind_names", None) or {}
+        self.keys = [escaped.get(n, n) for n in self.names]
 
     def execute(self, conn: sa.Connection, chunk: pa.Table) -> None:
         dialect = conn.dialect.name
@@ -386,7 +410,7 @@ class _Compiled:
         if self.compiled.positional:
             rows: Any = list(zip(*values, strict=True))
         else:
-            rows = [dict(zip(self.names, row, strict=True)) for row in zip(*values, strict=True)]
+            rows = [dict(zip(self.keys, row, strict=True)) for row in zip(*values, strict=True)]
         conn.exec_driver_sql(self.compiled.string, rows)
 
 
