@@ -206,17 +206,14 @@ def inputs_tried(request: pytest.FixtureRequest) -> Iterator[Counter[str]]:
     yield TRIED
     total = sum(TRIED.values())
     parts = ", ".join(f"{what}: {n}" for what, n in sorted(TRIED.items()))
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    line = f"\nbad input tried: {total} inputs ({parts})"
-    if reporter is not None:
-        reporter.write_line(line)
-    else:
-        print(line)
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        print(f"\nbad input tried: {total} inputs ({parts})")
 
 
 # -- names ---------------------------------------------------------------------------------
 @pytest.mark.timeout(240)
-@sweep(50)
+@sweep(40)
 @given(table=names, column=names)
 def test_a_table_or_column_name_round_trips_or_is_refused(db: Backend, table, column):
     TRIED["table/column names"] += 1
@@ -270,7 +267,7 @@ def must_work(db: Backend, column: str, value: Any) -> bool:
 
 
 @pytest.mark.timeout(240)
-@sweep(70)
+@sweep(60)
 @given(column=st.sampled_from(["s", "i", "f", "b"]), value=where_values)
 def test_a_where_filter_returns_exactly_the_matching_rows_or_is_refused(db: Backend, column, value):
     TRIED["where values"] += 1
@@ -383,7 +380,7 @@ def same_rows(got: list[dict], want: list[dict]) -> bool:
 
 
 @pytest.mark.timeout(240)
-@sweep(50)
+@sweep(40)
 @given(first=batches(), second=batches())
 def test_written_data_reads_back_as_written_or_nothing_is_written(db: Backend, first, second):
     TRIED["written data"] += 1
