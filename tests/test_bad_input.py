@@ -407,6 +407,21 @@ def test_written_data_reads_back_as_written_or_nothing_is_written(db: Backend, f
         db.made.remove(table)
 
 
+def test_lists_and_dicts_can_be_written_again_into_the_table_they_created(db: Backend):
+    """MariaDB's JSON column reflects as LONGTEXT: the second write once sent the driver a
+    dict (a raw TypeError). Lists and dicts read back as JSON text on SQLite/MariaDB."""
+    table = f"bad_{uuid.uuid4().hex[:10]}"
+    db.made.append(table)
+    db.store.write(table, [{"id": 1, "m": {"a": 1}, "l": [1, 2]}], key="id")
+    db.store.write(table, [{"id": 2, "m": {"a": 2}, "l": [3]}], key="id")
+    got = db.read(table)
+    if db.name in ("sqlite", "mariadb"):
+        got = [
+            {k: yaml.safe_load(v) if isinstance(v, str) else v for k, v in r.items()} for r in got
+        ]
+    assert got == [{"id": 1, "m": {"a": 1}, "l": [1, 2]}, {"id": 2, "m": {"a": 2}, "l": [3]}]
+
+
 # -- trainers --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def no_training() -> Iterator[list[str]]:

@@ -9,6 +9,8 @@ answer everywhere: what is written reads back as written, or nothing is written.
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
@@ -16,7 +18,7 @@ import sqlalchemy as sa
 from ..errors import WriteError
 from .sql_types import arrow_type
 
-__all__ = ["check_fits"]
+__all__ = ["check_fits", "nested_as_json"]
 
 
 def check_fits(table: sa.Table, batch: pa.Table) -> None:
@@ -64,6 +66,9 @@ def _fits(want: str, got: str, values: pa.ChunkedArray) -> bool:
         return True
     if want == "float":
         return got == "integer"
+    if want == "text":
+        # MariaDB's JSON is LONGTEXT (reflected as text): lists and structs go in as JSON.
+        return got == "nested"
     if want == "integer" and got == "float":
         # 3.0 from a pandas column with gaps is an integer; 2.5 would be truncated.
         present = values.drop_null()
@@ -74,3 +79,20 @@ def _fits(want: str, got: str, values: pa.ChunkedArray) -> bool:
             return False
         return bool(pc.all(pc.equal(pc.floor(floats), floats)).as_py())
     return False
+
+
+def nested_as_json(table: sa.Table, batch: pa.Table) -> pa.Table:
+    """``batch`` with list/struct columns bound for a text column (MariaDB's JSON is
+    LONGTEXT) as JSON text, which is what a JSON column holds; the driver takes no dicts."""
+    for i, field in enumerate(batch.schema):
+        column = table.c[field.name]
+        if not pa.types.is_nested(field.type) or isinstance(column.type, sa.JSON):
+            continue
+        try:
+            target = arrow_type(column.type)
+        except Exception:
+            continue
+        if target is not None and _kind(target) == "text":
+            texts = [None if v is None else json.dumps(v) for v in batch.column(i).to_pylist()]
+            batch = batch.set_column(i, field.name, pa.array(texts, pa.string()))
+    return batch

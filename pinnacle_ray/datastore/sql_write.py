@@ -33,7 +33,7 @@ from ..errors import (
 from .identifiers import validate_identifier
 from .sql_bulk import BULK_MIN_ROWS, bulk_upsert
 from .sql_errors import is_duplicate_key, translate
-from .sql_fit import check_fits
+from .sql_fit import check_fits, nested_as_json
 from .sql_reflect import reflect_table
 from .sql_types import exact_collation, sql_type
 from .sql_where import match as _match
@@ -177,10 +177,12 @@ def _write(
                     table, created = _ensure_table(conn, name, batch.schema, keys)
                     _check_columns(table, batch.schema, keys)
                     check_fits(table, batch)
+                    batch = nested_as_json(table, batch)
                     statement = _write_statement(table, batch, keys, conn, created, insert_only)
                 else:
                     _check_columns(table, batch.schema, keys)
                     check_fits(table, batch)
+                    batch = nested_as_json(table, batch)
                 if batch.num_rows == 0:
                     continue
                 compiled = None if statement is None else _Compiled(statement, batch, conn)
