@@ -229,12 +229,18 @@ def test_a_table_or_column_name_round_trips_or_is_refused(db: Backend, table, co
         note(f"refused: {exc}")
         assert table not in db.store.tables(), "a refused write left a table behind"
         return
+    columns = list(rows[0])  # by name: MongoDB writes a dotted column as a nested field
+
+    def read() -> list[dict[str, Any]]:
+        got = db.store.table(table, columns=columns).to_arrow().to_pylist()
+        return sorted(got, key=lambda r: r["id"])
+
     try:
         assert table in db.store.tables()
-        assert db.read(table) == rows
+        assert read() == rows
         if column != "id":  # an upsert into the existing table, then a filter on the column
             db.store.write(table, [{"id": 2, column: 21}], key="id")
-            assert db.read(table) == [rows[0], {"id": 2, column: 21}]
+            assert read() == [rows[0], {"id": 2, column: 21}]
             assert db.store.table(table, columns=[column], where={column: 21}).count() == 1
     finally:
         db.drop(table)

@@ -28,7 +28,7 @@ from bson import Decimal128, ObjectId
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, CollectionInvalid, OperationFailure, PyMongoError
 
-from ..errors import ConfigError, DuplicateKey, InvalidIdentifier, InvalidKey, WriteError
+from ..errors import ConfigError, DuplicateKey, InvalidKey, WriteError
 from .mongo_errors import is_duplicate_key, translate
 from .sql_write import WriteData, to_arrow_batches
 from .sql_write import _prepare as prepare_batch
@@ -167,12 +167,6 @@ def _prepared_batch(batch: pa.Table, keys: list[str], *, insert_only: bool) -> p
     for f in batch.schema:
         if f.name.startswith("$") or "\x00" in f.name:
             raise WriteError(f"column {f.name!r} cannot be a MongoDB field name")
-        if "." in f.name:
-            # MongoDB would store {"a": {"b": ...}} for "a.b": a different table read back.
-            raise InvalidIdentifier(
-                f"column {f.name!r} holds a '.', which MongoDB reads as a nested field; "
-                "rename it (e.g. with '_')"
-            )
     return batch
 
 

@@ -7,10 +7,9 @@ constructor only when the spec sets them, so the defaults stay the trainer's own
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "CheckpointSection",
@@ -262,17 +261,6 @@ class RunSpec(_Section):
     tune: TuneSection | None = None
     predict: PredictSection | None = None
     runtime_env: RuntimeEnvSection | None = None
-
-    @field_validator("store")
-    @classmethod
-    def _store_is_a_url(cls, value: str) -> str:
-        # A bare word would open (and create) an SQLite file of that name in the current folder.
-        if not re.match(r"\s*[A-Za-z][A-Za-z0-9+.-]*://", value):
-            raise ValueError(
-                f"{value[:60]!r} is not a datastore URL; write e.g. 'sqlite:///shop.db', "
-                "'postgresql://user@host/db' or '${DATABASE_URL}'"
-            )
-        return value
 
     @model_validator(mode="after")
     def _scaling_fits_kind(self) -> RunSpec:
