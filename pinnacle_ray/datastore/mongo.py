@@ -12,6 +12,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from bson.errors import BSONError
 from pymongo.errors import PyMongoError
 from sqlalchemy.engine import URL
 
@@ -167,7 +168,8 @@ class MongoDatastore:
             return fn(self._database())
         except PinnacleError:
             raise
-        except PyMongoError as exc:
+        except (PyMongoError, BSONError, OverflowError) as exc:
+            # BSON encoding fails outside pymongo's tree (e.g. an int past 64 bits).
             raise translate(exc, secrets=self._secrets, context=context) from None
 
     def _has_table(self, name: str) -> bool:

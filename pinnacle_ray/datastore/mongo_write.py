@@ -28,10 +28,11 @@ from bson import Decimal128, ObjectId
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, CollectionInvalid, OperationFailure, PyMongoError
 
-from ..errors import ConfigError, DuplicateKey, InvalidKey, WriteError
+from ..errors import ConfigError, DuplicateKey, InvalidIdentifier, InvalidKey, WriteError
 from .mongo_errors import is_duplicate_key, translate
 from .sql_write import WriteData, to_arrow_batches
 from .sql_write import _prepare as prepare_batch
+from .where_values import check_where_value
 
 if TYPE_CHECKING:
     from .mongo import MongoDatastore
@@ -137,6 +138,8 @@ def match_filter(where: Mapping[str, Any]) -> dict[str, Any]:
     for name, value in where.items():
         if not isinstance(name, str) or not name or name.startswith("$"):
             raise ConfigError(f"where names field {name!r}; use plain field names")
+        # A dict would be read as operators ({"$ne": None}): refused, as on SQL.
+        check_where_value(name, value)
         if isinstance(value, (list, tuple, set, frozenset)):
             out[name] = {"$in": [_bson_value(v) for v in value]}
         else:
@@ -164,6 +167,12 @@ def _prepared_batch(batch: pa.Table, keys: list[str], *, insert_only: bool) -> p
     for f in batch.schema:
         if f.name.startswith("$") or "\x00" in f.name:
             raise WriteError(f"column {f.name!r} cannot be a MongoDB field name")
+        if any(not part for part in f.name.split(".")):
+            # '.', 'a.' or 'a..b' name no field path: nothing could read the value back.
+            raise InvalidIdentifier(
+                f"column {f.name!r} has an empty part between dots; MongoDB reads a dotted "
+                "name as a nested field path ('user.age'), so rename it"
+            )
     return batch
 
 

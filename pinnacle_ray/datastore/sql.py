@@ -21,6 +21,7 @@ from .identifiers import validate_identifier
 from .sql_errors import translate
 from .sql_query import SqlQuery, _CtidPages
 from .sql_read import Compiled, via_settings
+from .sql_reflect import reflect_table
 from .sql_write import WriteData, delete_rows, upsert
 from .sql_write import insert as insert_rows
 from .url import mask
@@ -142,25 +143,17 @@ class SqlDatastore:
             yield
         except (sa.exc.DBAPIError, sa.exc.SQLAlchemyError, OSError) as exc:
             raise translate(exc, secrets=self._secrets, context=context) from None
+        except (OverflowError, TypeError) as exc:
+            # Drivers refuse some parameter values outside the DBAPI error tree (sqlite3: an
+            # int past 64 bits; PyMySQL: a dict): still the query's fault, not a crash.
+            raise translate(exc, secrets=self._secrets, context=context) from None
 
     def _reflect(self, name: str) -> sa.Table:
         validate_identifier(name, "table name")
         with self._errors(f"reading the columns of table {name!r}"):
             try:
-                # Columns and primary key only: full autoload also reads foreign keys,
-                # indexes and comments (~70 ms of catalog queries on PostgreSQL).
                 with self._engine.connect() as conn:
-                    inspector = sa.inspect(conn)
-                    columns = inspector.get_columns(name)
-                    pk = inspector.get_pk_constraint(name).get("constrained_columns") or []
-                return sa.Table(
-                    name,
-                    sa.MetaData(),
-                    *[
-                        sa.Column(c["name"], c["type"], primary_key=c["name"] in pk)
-                        for c in columns
-                    ],
-                )
+                    return reflect_table(conn, name)
             except sa.exc.NoSuchTableError:
                 known = sa.inspect(self._engine).get_table_names()
                 raise TableNotFound(
@@ -185,8 +178,8 @@ class SqlDatastore:
             return list(conn.execute(stmt).scalars())
 
     def _fetch(self, stmt: Any, context: str) -> tuple[list[Any], list[str]]:
-        compiled = self._compile(stmt, "dbapi")
         with self._errors(context), self._engine.connect() as conn:
+            compiled = self._compile(stmt, "dbapi")
             result = conn.exec_driver_sql(compiled.sql, compiled.params)
             return list(result.fetchall()), list(result.keys())
 

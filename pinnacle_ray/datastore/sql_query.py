@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +31,7 @@ from .shards import (
 )
 from .sql_read import SqlShard, conform, rows_to_table
 from .sql_types import arrow_type
+from .sql_where import match as _match
 from .watermark import Watermark, watermark_of
 
 if TYPE_CHECKING:
@@ -217,7 +217,9 @@ class SqlQuery:
             stripped = _strip_literals(body)
             if ";" in stripped:
                 raise QueryError("the SQL text holds more than one statement; pass one SELECT")
-        textual = sa.text(body).bindparams(**self.params) if self.params else sa.text(body)
+        textual = sa.text(body)
+        _check_params(textual, self.params)
+        textual = textual.bindparams(**self.params) if self.params else textual
         probe = (
             sa.select(sa.literal_column("*"))
             .select_from(textual.columns().subquery("pinnacle_q"))
@@ -436,16 +438,20 @@ def _ctid_label(r: KeyRange) -> str:
     return f"ctid from {lo} to {hi}"
 
 
-def _match(column: sa.Column, value: Any) -> Any:
-    if value is None:
-        return column.is_(None)
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return column.in_(list(value))
-    if isinstance(value, float) and math.isnan(value):
-        raise ConfigError(
-            f"where[{column.name!r}] is NaN, which equals nothing in SQL; use None for NULL"
+def _check_params(textual: sa.TextClause, params: dict[str, Any]) -> None:
+    """QueryError unless ``params`` binds exactly the ``:name`` placeholders of the text."""
+    wanted = set(textual._bindparams)
+    unknown = sorted(str(k) for k in params if k not in wanted)
+    missing = sorted(wanted - set(params))
+    if unknown or missing:
+        problems = []
+        if unknown:
+            problems.append(f"params has {unknown}, which the SQL text never uses as :name")
+        if missing:
+            problems.append(f"the SQL text uses :{', :'.join(missing)} but params has no value")
+        raise QueryError(
+            "; ".join(problems) + f". Placeholders in the text: {sorted(wanted) or 'none'}"
         )
-    return column == value
 
 
 def _row_bytes(schema: pa.Schema, sample: pa.Table | None) -> int:

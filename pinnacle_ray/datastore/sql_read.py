@@ -186,8 +186,19 @@ def rows_to_table(rows: list[Any], names: list[str], schema: pa.Schema | None) -
                 raise TypeError
             arrays.append(pa.array(values, type=target))
         except (TypeError, pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-            arrays.append(pa.array(values, from_pandas=False))
+            arrays.append(_untyped(names[i], values))
     return pa.Table.from_arrays(arrays, names=names)
+
+
+def _untyped(name: str, values: tuple[Any, ...]) -> pa.Array:
+    try:
+        return pa.array(values, from_pandas=False)
+    except (TypeError, pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+        kinds = sorted({type(v).__name__ for v in values if v is not None})
+        raise QueryError(
+            f"column {name!r} holds values of mixed types ({', '.join(kinds)}: "
+            f"{str(exc).splitlines()[0]}); CAST it to one type in the query"
+        ) from None
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:

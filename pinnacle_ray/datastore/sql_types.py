@@ -12,7 +12,7 @@ from sqlalchemy.dialects import mysql
 
 from ..errors import WriteError
 
-__all__ = ["arrow_type", "sql_type"]
+__all__ = ["arrow_type", "exact_collation", "sql_type"]
 
 
 def arrow_type(sql: sa.types.TypeEngine) -> pa.DataType | None:
@@ -47,10 +47,14 @@ def arrow_type(sql: sa.types.TypeEngine) -> pa.DataType | None:
     return None
 
 
-def sql_type(field: pa.Field, *, is_key: bool) -> sa.types.TypeEngine:
+def sql_type(
+    field: pa.Field, *, is_key: bool, mysql_collation: str | None = None
+) -> sa.types.TypeEngine:
     """The SQL column type that stores ``field`` without loss on SQLite, PostgreSQL and MySQL.
 
     Key columns of variable width get a bounded type because MySQL cannot index TEXT/BLOB.
+    ``mysql_collation`` is the collation of text columns on MySQL/MariaDB (see
+    :func:`exact_collation`).
     """
     t = field.type
     if pa.types.is_dictionary(t):
@@ -76,8 +80,10 @@ def sql_type(field: pa.Field, *, is_key: bool) -> sa.types.TypeEngine:
         return sa.Interval()
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t):
         if is_key:
-            return sa.String(255)
-        return sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+            return sa.String(255).with_variant(
+                mysql.VARCHAR(255, collation=mysql_collation), "mysql", "mariadb"
+            )
+        return sa.Text().with_variant(mysql.LONGTEXT(collation=mysql_collation), "mysql", "mariadb")
     if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
         if is_key:
             return sa.LargeBinary().with_variant(mysql.VARBINARY(255), "mysql", "mariadb")
@@ -88,3 +94,18 @@ def sql_type(field: pa.Field, *, is_key: bool) -> sa.types.TypeEngine:
         f"column {field.name!r} has Arrow type {t}, which has no SQL column type here; "
         "convert it to a number, string, timestamp or list before writing"
     )
+
+
+def exact_collation(dialect: sa.engine.Dialect) -> str | None:
+    """The MySQL/MariaDB collation under which text equals only the same text, else None.
+
+    Their default collations find 'a' = 'A' = 'á' = 'a ': as keys, such values would
+    overwrite each other, and a where filter would return rows with other values. Tables
+    created here use a binary collation without padding, as SQLite and PostgreSQL compare.
+    """
+    if dialect.name not in ("mysql", "mariadb"):
+        return None
+    if getattr(dialect, "is_mariadb", False):
+        return "utf8mb4_nopad_bin"
+    version = getattr(dialect, "server_version_info", None) or (0,)
+    return "utf8mb4_0900_bin" if version >= (8,) else "utf8mb4_bin"

@@ -33,8 +33,10 @@ from ..errors import (
 from .identifiers import validate_identifier
 from .sql_bulk import BULK_MIN_ROWS, bulk_upsert
 from .sql_errors import is_duplicate_key, translate
-from .sql_query import _match
-from .sql_types import sql_type
+from .sql_fit import check_fits, nested_as_json
+from .sql_reflect import reflect_table
+from .sql_types import exact_collation, sql_type
+from .sql_where import match as _match
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,26 +64,54 @@ def to_arrow_batches(data: WriteData) -> Iterable[pa.Table]:
     if isinstance(data, pa.RecordBatch):
         return [pa.Table.from_batches([data])]
     module = type(data).__module__
-    if module.startswith("pandas"):
-        return [pa.Table.from_pandas(data, preserve_index=False)]
     if module.startswith("ray.data"):
         return (
             pa.Table.from_batches([b]) if isinstance(b, pa.RecordBatch) else b
             for b in data.iter_batches(batch_format="pyarrow", batch_size=BATCH_ROWS)
         )
-    if isinstance(data, Mapping):
-        return [pa.Table.from_pydict(dict(data))]
+    return [_as_arrow(data, module)]
+
+
+def _as_arrow(data: WriteData, module: str) -> pa.Table:
     if isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
         if data and not all(isinstance(r, Mapping) for r in data):
             raise WriteError("rows must be dicts mapping column name to value")
-        try:
-            return [pa.Table.from_pylist(list(data))]
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise WriteError(f"cannot build columns from the rows: {exc}") from None
-    raise WriteError(
-        f"cannot write a {type(data).__name__}; pass a list of dicts, a dict of lists, a "
-        "pandas DataFrame, a pyarrow Table or a ray.data.Dataset"
-    )
+    elif not (module.startswith("pandas") or isinstance(data, Mapping)):
+        raise WriteError(
+            f"cannot write a {type(data).__name__}; pass a list of dicts, a dict of lists, a "
+            "pandas DataFrame, a pyarrow Table or a ray.data.Dataset"
+        )
+    try:
+        if module.startswith("pandas"):
+            return pa.Table.from_pandas(data, preserve_index=False)
+        if isinstance(data, Mapping):
+            return _no_text_as_bytes(pa.Table.from_pydict(dict(data)), dict(data))
+        table = pa.Table.from_pylist(list(data))
+        return _no_text_as_bytes(table, {n: [r.get(n) for r in data] for n in table.column_names})
+    except OverflowError as exc:
+        raise WriteError(
+            f"cannot build columns from the rows: {exc} (an integer past 64 bits); store "
+            "such numbers as text or Decimal"
+        ) from None
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise WriteError(
+            f"cannot build columns from the rows: {str(exc).splitlines()[0]}; give each column "
+            "values of one type"
+        ) from None
+
+
+def _no_text_as_bytes(table: pa.Table, values: Mapping[str, Any]) -> pa.Table:
+    """``table``, unless Arrow made a column of text and bytes into bytes (it silently
+    encodes the text), which would read back as bytes what was written as text."""
+    for f in table.schema:
+        if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type):
+            column = values.get(f.name)
+            if column is not None and any(isinstance(v, str) for v in column):
+                raise WriteError(
+                    f"column {f.name!r} mixes text and bytes values; give it values of one "
+                    "type (encode the text, or decode the bytes)"
+                )
+    return table
 
 
 def upsert(store: SqlDatastore, name: str, data: WriteData, key: str | Sequence[str]) -> int:
@@ -146,7 +176,13 @@ def _write(
                 if table is None:
                     table, created = _ensure_table(conn, name, batch.schema, keys)
                     _check_columns(table, batch.schema, keys)
+                    check_fits(table, batch)
+                    batch = nested_as_json(table, batch)
                     statement = _write_statement(table, batch, keys, conn, created, insert_only)
+                else:
+                    _check_columns(table, batch.schema, keys)
+                    check_fits(table, batch)
+                    batch = nested_as_json(table, batch)
                 if batch.num_rows == 0:
                     continue
                 compiled = None if statement is None else _Compiled(statement, batch, conn)
@@ -173,6 +209,15 @@ def _write(
         if type(err).__name__ == "QueryError":
             err = WriteError(f"{err} — nothing was written (the transaction was rolled back)")
         raise err from None
+    except Exception as exc:
+        # A driver or type processor failing outside the DBAPI error tree (TypeError from
+        # PyMySQL, ValueError from a bind processor): still nothing may be left half-written.
+        _drop_if_created(store, name, created)
+        raise WriteError(
+            f"writing to table {name!r}: a value cannot be stored ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}) — nothing was written (the "
+            "transaction was rolled back)"
+        ) from None
     return written
 
 
@@ -185,6 +230,7 @@ def _bulk(store: SqlDatastore, name: str, batch: pa.Table, keys: list[str]) -> i
         return None  # the general path creates it, with its key
     table = store._reflect(name)
     _check_columns(table, batch.schema, keys)
+    check_fits(table, batch)
     with store._errors(f"reading the keys of table {name!r}"), store._engine.connect() as conn:
         unique = _unique_on_keys(table, keys, conn)
     return bulk_upsert(store, table, batch, keys, unique)
@@ -255,11 +301,12 @@ def _ensure_table(
     conn: sa.Connection, name: str, schema: pa.Schema, keys: list[str]
 ) -> tuple[sa.Table, bool]:
     if sa.inspect(conn).has_table(name):
-        return sa.Table(name, sa.MetaData(), autoload_with=conn), False
+        return reflect_table(conn, name), False
+    collation = exact_collation(conn.dialect)
     columns = [
         sa.Column(
             f.name,
-            sql_type(f, is_key=f.name in keys),
+            sql_type(f, is_key=f.name in keys, mysql_collation=collation),
             nullable=f.name not in keys,
             autoincrement=False,
         )
@@ -277,7 +324,7 @@ def _ensure_table(
         # Another writer created it between our check and our CREATE: write into theirs.
         if not sa.inspect(conn).has_table(name):
             raise
-        return sa.Table(name, sa.MetaData(), autoload_with=conn), False
+        return reflect_table(conn, name), False
     return table, True
 
 
@@ -318,7 +365,11 @@ def _statement(table: sa.Table, columns: list[str], keys: list[str], dialect: st
     if dialect in ("mysql", "mariadb"):
         stmt = mysql.insert(table)
         targets = updates or keys[:1]
-        return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in targets})
+        # Not stmt.inserted[c]: SQLAlchemy escapes a '%' in its VALUES(`...`) twice, so a
+        # column named 'a%b' became the unknown column 'a%%b'. A literal column is escaped once.
+        return stmt.on_duplicate_key_update(
+            {c: sa.literal_column(f"VALUES(`{c.replace('`', '``')}`)") for c in targets}
+        )
     return None
 
 
@@ -341,6 +392,9 @@ class _Compiled:
         self.compiled = compiled if usable else None
         self.processors = dict(getattr(compiled, "_bind_processors", {}))
         self.rendered: dict[str, str] | None = None  # column -> strftime format, first chunk
+        # Named placeholders use SQLAlchemy's escaped names ('a b%' is %(a_bP)s).
+        escaped = getattr(compiled, "escaped_bind_names", None) or {}
+        self.keys = [escaped.get(n, n) for n in self.names]
 
     def execute(self, conn: sa.Connection, chunk: pa.Table) -> None:
         dialect = conn.dialect.name
@@ -358,7 +412,7 @@ class _Compiled:
         if self.compiled.positional:
             rows: Any = list(zip(*values, strict=True))
         else:
-            rows = [dict(zip(self.names, row, strict=True)) for row in zip(*values, strict=True)]
+            rows = [dict(zip(self.keys, row, strict=True)) for row in zip(*values, strict=True)]
         conn.exec_driver_sql(self.compiled.string, rows)
 
 

@@ -66,12 +66,27 @@ def load_spec(path: str | os.PathLike[str], env: dict[str, str] | None = None) -
         raise SpecError(f"spec file {str(path)!r} does not exist") from None
     except OSError as exc:
         raise SpecError(f"cannot read spec file {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"spec file {str(path)!r} is not UTF-8 text (byte {exc.start}: "
+            f"{exc.object[exc.start : exc.start + 1]!r}); a spec is a YAML text file"
+        ) from None
     return parse_spec(text, source=str(path), env=env)
 
 
 def parse_spec(text: str, source: str = "<spec>", env: dict[str, str] | None = None) -> LoadedSpec:
     """Validate spec ``text``; ``source`` names it in errors."""
-    env = dict(os.environ) if env is None else env
+    try:
+        return _parse(text, source, dict(os.environ) if env is None else env)
+    except RecursionError:
+        # Thousands of nested brackets, or an alias that contains itself (`a: &a [*a]`).
+        raise SpecError(
+            f"{source}: the YAML is nested too deeply (or an alias refers to itself); a spec "
+            "is a few levels of plain mappings and lists"
+        ) from None
+
+
+def _parse(text: str, source: str, env: dict[str, str]) -> LoadedSpec:
     try:
         raw = yaml.safe_load(text)
         root = yaml.compose(text)
@@ -119,6 +134,11 @@ def interpolate(value: str, env: dict[str, str], where: str = "") -> tuple[str, 
         escaped, name, default = m.group(1), m.group(2), m.group(3)
         if escaped:
             return m.group(0)[1:]
+        if default is not None and "${" in default:
+            raise SpecError(
+                f"{where}${{{name}:-...}} has a variable in its default ({default}...); a "
+                "default is plain text"
+            )
         used.append(name)
         if name in env:
             return env[name]
@@ -129,6 +149,14 @@ def interpolate(value: str, env: dict[str, str], where: str = "") -> tuple[str, 
             f"running, or write ${{{name}:-default}} in the spec"
         )
 
+    left = _VAR.sub("", value)
+    if "${" in left:
+        bad = left[left.index("${") :].split()[0][:40]
+        raise SpecError(
+            f"{where}{bad!r} is not a variable reference; write ${{NAME}} or "
+            "${NAME:-default} (NAME: letters, digits, '_', not starting with a digit), or "
+            "$${...} for a literal '${'"
+        )
     return _VAR.sub(replace, value), used
 
 

@@ -29,9 +29,14 @@ __all__ = [
 TRAINER_KINDS = ("torch", "sklearn", "xgboost", "huggingface")
 
 
+# Counts (workers, epochs, rounds, ...) end up in C ints (XGBoost, torch, Ray): a larger
+# number is a typo, refused here rather than overflowing (or running forever) later.
+MAX_COUNT = 2**31 - 1
+
+
 class _Section(BaseModel):
     # coerce_numbers_to_str: `store: ${URL}` stays text even when the value looks numeric
-    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, allow_inf_nan=False)
 
     def given(self, *exclude: str) -> dict[str, Any]:
         """The fields the spec sets, without ``exclude`` (defaults stay the callee's)."""
@@ -78,7 +83,7 @@ class QuerySection(_Section):
 class ScalingSection(_Section):
     """Ray Train's ``ScalingConfig`` arguments."""
 
-    num_workers: int = Field(1, ge=1)
+    num_workers: int = Field(1, ge=1, le=MAX_COUNT)
     use_gpu: bool = False
     resources_per_worker: dict[str, float] | None = None
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
@@ -87,7 +92,7 @@ class ScalingSection(_Section):
 class CheckpointSection(_Section):
     """Ray Train's ``CheckpointConfig`` arguments."""
 
-    num_to_keep: int | None = Field(None, ge=1)
+    num_to_keep: int | None = Field(None, ge=1, le=MAX_COUNT)
     checkpoint_score_attribute: str | None = None
     checkpoint_score_order: Literal["max", "min"] = "max"
 
@@ -95,7 +100,7 @@ class CheckpointSection(_Section):
 class FailureSection(_Section):
     """Ray Train's ``FailureConfig``: how many worker-group failures to recover from."""
 
-    max_failures: int = Field(0, ge=-1)
+    max_failures: int = Field(0, ge=-1, le=MAX_COUNT)
 
 
 class TorchSection(_Section):
@@ -112,17 +117,17 @@ class TorchSection(_Section):
     label: str | None = None
     optimizer_cls: str | None = None
     optimizer_kwargs: dict[str, Any] | None = None
-    batch_size: int | None = Field(None, ge=1)
-    epochs: int | None = Field(None, ge=1)
-    max_iterations: int | None = Field(None, ge=1)
-    validation_interval: int | None = Field(None, ge=1)
-    no_improve_then_stop: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1, le=MAX_COUNT)
+    epochs: int | None = Field(None, ge=1, le=MAX_COUNT)
+    max_iterations: int | None = Field(None, ge=1, le=MAX_COUNT)
+    validation_interval: int | None = Field(None, ge=1, le=MAX_COUNT)
+    no_improve_then_stop: int | None = Field(None, ge=1, le=MAX_COUNT)
     listen: str | None = None
     mode: Literal["min", "max"] | None = None
     valid_fraction: float | None = None
-    keep_checkpoints: int | None = Field(None, ge=0)
+    keep_checkpoints: int | None = Field(None, ge=0, le=MAX_COUNT)
     cache: bool | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
 
     @model_validator(mode="after")
     def _loop_or_model(self) -> TorchSection:
@@ -148,10 +153,10 @@ class SklearnSection(_Section):
     fit_kwargs: dict[str, Any] | None = None
     num_cpus: float | None = Field(None, gt=0)
     incremental: bool | None = None
-    batch_size: int | None = Field(None, ge=1)
-    epochs: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1, le=MAX_COUNT)
+    epochs: int | None = Field(None, ge=1, le=MAX_COUNT)
     valid_fraction: float | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
     max_memory_share: float | None = None
 
 
@@ -162,19 +167,19 @@ class XGBoostSection(_Section):
     params: dict[str, Any] | None = None
     features: list[str]
     label: str
-    num_boost_round: int | None = Field(None, ge=1)
-    early_stopping_rounds: int | None = Field(None, ge=1)
+    num_boost_round: int | None = Field(None, ge=1, le=MAX_COUNT)
+    early_stopping_rounds: int | None = Field(None, ge=1, le=MAX_COUNT)
     enable_categorical: bool | None = None
     valid_fraction: float | None = None
-    seed: int | None = None
-    checkpoint_frequency: int | None = Field(None, ge=0)
-    report_every: int | None = Field(None, ge=1)
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
+    checkpoint_frequency: int | None = Field(None, ge=0, le=MAX_COUNT)
+    report_every: int | None = Field(None, ge=1, le=MAX_COUNT)
 
 
 class HuggingFaceSection(_Section):
     """``pr.HuggingFaceTrainer``: its arguments go to the constructor as written."""
 
-    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True)
+    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True, allow_inf_nan=False)
     kind: Literal["huggingface"]
     model: str
     text_column: str | None = None
@@ -206,7 +211,7 @@ class TuneSection(_Section):
     param_space: dict[str, Any]
     metric: str
     mode: Literal["min", "max"]
-    num_samples: int = Field(1, ge=1)
+    num_samples: int = Field(1, ge=1, le=MAX_COUNT)
     scheduler: Literal["asha", "fifo"] | None = None
     name: str | None = None
 
@@ -217,10 +222,10 @@ class PredictSection(_Section):
     model: str | None = None
     query: QuerySection
     output: str
-    version: int | None = Field(None, ge=1)
+    version: int | None = Field(None, ge=1, le=MAX_COUNT)
     handle: str | None = None
-    batch_size: int | None = Field(None, ge=1)
-    concurrency: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1, le=MAX_COUNT)
+    concurrency: int | None = Field(None, ge=1, le=MAX_COUNT)
     columns: list[str] | None = None
 
 

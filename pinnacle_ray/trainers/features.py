@@ -23,8 +23,17 @@ __all__ = [
 
 def check_feature_list(features: Any) -> None:
     """ConfigError unless ``features`` is a non-empty list of column names (not one string)."""
-    if isinstance(features, str) or not features:
+    names: list[Any] = []
+    if not isinstance(features, (str, bytes, Mapping)):
+        try:
+            names = list(features)
+        except TypeError:  # a number, None, ...
+            names = []
+    if not names:
         raise ConfigError(f"features must be a non-empty list of column names, got {features!r}")
+    bad = [f for f in names if not isinstance(f, str) or not f]
+    if bad:
+        raise ConfigError(f"features must be column names (non-empty strings); got {bad!r}")
 
 
 def check_columns(

@@ -43,7 +43,7 @@ from .base import (
 from .caching import estimated_bytes, maybe_cache
 from .checkpoint import MODEL_FILE, STATE_FILE
 from .early_stopping import EarlyStopping
-from .features import count_non_finite, non_finite_message
+from .features import check_feature_list, count_non_finite, non_finite_message
 from .holdout import split_by_key
 from .objectives import resolve_objective
 from .registration import RunRecord, check_listened, json_safe
@@ -137,6 +137,8 @@ class TorchTrainer:
         self.keep_checkpoints = keep_checkpoints
         # None: read small queries (<= 1/5 of the object store) once, stream the rest.
         self.cache = cache
+        if features is not None:
+            check_feature_list(features)
         self.features = list(features) if features is not None else None
         self.label = label
         if self.managed:
