@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..datastore.base import set_models_factory
 from .aliases import HandleMove
+from .cleanup import CleanupReport
 from .flavors import get_flavor, register_flavor
 from .records import CheckpointRecord, CheckpointSpec, ModelVersion
 from .registry import ModelRegistry
@@ -17,6 +18,7 @@ from .sweeps import SweepTrial
 __all__ = [
     "CheckpointRecord",
     "CheckpointSpec",
+    "CleanupReport",
     "HandleMove",
     "ModelRegistry",
     "ModelVersion",
