@@ -283,3 +283,76 @@ def test_predict_killed_halfway_then_rerun_leaves_one_row_per_key(tmp_path):
     out = store.table("preds").to_arrow().to_pandas()
     assert len(out) == n and sorted(out["id"]) == list(range(n))  # one row per key, every key
     assert out["created_at"].nunique() == 1  # every row now from the rerun
+
+
+# -- 3. the database connection drops mid-read ---------------------------------------------
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+@pytest.mark.timeout(180)
+def test_a_read_whose_connection_is_killed_mid_shard_is_exact_or_fails_clearly(
+    store, tables, reader, monkeypatch
+):
+    import random
+    import threading
+    import time
+
+    import numpy as np
+    import pyarrow as pa
+    import sqlalchemy as sa
+
+    from pinnacle_ray.datastore import sql_query
+
+    monkeypatch.setattr(sql_query, "_TARGET_BLOCK_BYTES", 1)  # 1,024-row batches
+    name, n = tables("points"), 6_000
+    ids = np.arange(n, dtype=np.int64)
+    store.write(name, pa.table({"id": ids, "x": ids * 0.5}), key="id")
+    lock = random.randrange(1 << 30, 1 << 31)
+    # Rows from id 3000 on wait for a lock the test holds: the read streams its first rows,
+    # then stalls inside the shard until its connection is killed.
+    marker = f"pg_advisory_xact_lock_shared({lock})"
+    query = store.sql(
+        f"SELECT id, x + CASE WHEN id >= 3000 THEN length({marker}::text) ELSE 0 END AS x "
+        f"FROM {name}",
+        key="id",
+    )
+    dataset = query.to_dataset(shards=1)  # planned before the lock is taken
+    outcome: dict = {}
+
+    def read() -> None:
+        try:
+            batches = dataset.iter_batches(batch_format="pyarrow", batch_size=None)
+            outcome["table"] = pa.concat_tables(list(batches))
+        except Exception as exc:
+            outcome["error"] = exc
+
+    engine = sa.create_engine(SERVERS["postgresql"])
+    with engine.connect() as holder:
+        holder.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": lock})
+        reading = threading.Thread(target=read)
+        reading.start()
+        killed = False
+        deadline = time.monotonic() + 120
+        while not killed and time.monotonic() < deadline and reading.is_alive():
+            killed = bool(
+                holder.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE "
+                        "locktype = 'advisory' AND NOT granted AND objid = :k AND objsubid = 1"
+                    ),
+                    {"k": lock},
+                ).scalar()
+            )
+            time.sleep(0.2)
+        holder.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": lock})
+        holder.commit()
+        reading.join(timeout=120)
+    engine.dispose()
+    assert killed, outcome  # the fault was injected into a shard that was streaming
+    if "error" in outcome:
+        error = outcome["error"]
+        assert isinstance(error, pr.DatastoreConnectionError), repr(error)
+        assert "incomplete dataset" in str(error) or "terminat" in str(error)
+    else:
+        table = outcome["table"]
+        assert table.num_rows == n
+        assert sorted(table["id"].to_pylist()) == list(range(n))
+        assert sum(table["x"].to_pylist()) == pytest.approx(float(ids.sum()) * 0.5)
