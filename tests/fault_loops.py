@@ -13,12 +13,13 @@ import time
 
 import ray
 import ray.train
+import ray.train.collective
 import torch
 
 import pinnacle_ray as pr
 
 FEATURES = ["x0", "x1", "x2", "x3"]
-EPOCHS = 4
+EPOCHS = 3
 
 
 def killed_loop(config: dict) -> None:
