@@ -111,6 +111,26 @@ def test_registration_killed_after_its_claim_is_invisible_and_cleaned_up(
     assert [v.version for v in models.list("m")] == [2, 1]
 
 
+def test_models_cleanup_on_the_command_line_removes_only_old_leftovers(tmp_path, capsys):
+    import json
+
+    from pinnacle_ray.cli import main
+
+    store = pr.connect(tmp_path / "shop.db")
+    store.models.register("m", "torch", _model_dir(tmp_path / "v1", "one"))
+    orphan = _model_dir(Path(store.artifact_root) / "m" / ("a" * 32), "orphan")
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    assert main(["models", "cleanup", "--store", url, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"pending": [], "folders": []}  # too young
+    assert orphan.is_dir()
+    assert main(["models", "cleanup", "--store", url, "--older-than", "0", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"pending": [], "folders": [str(orphan)]}
+    assert not orphan.exists()
+    store.models.checkpoint_dir("m", 1)  # the registered version's files are intact
+    with pytest.raises(pr.ConfigError, match="older_than must not be negative"):
+        store.models.cleanup(older_than=-1)
+
+
 # -- 1. a training worker dies mid-epoch ---------------------------------------------------
 @pytest.fixture
 def points(tmp_path):
@@ -226,6 +246,29 @@ def test_a_job_whose_cluster_is_stopped_under_it_is_recorded_failed_not_running(
         ids[1]: "FAILED",
     }
     assert "cluster unreachable" in records.get(ids[1]).error
+
+
+def test_an_unreachable_cluster_fails_only_its_own_records_and_only_when_it_refuses(tmp_path):
+    from ray_cluster import free_ports
+
+    from pinnacle_ray.jobs import JobRecord, JobRecords
+    from pinnacle_ray.jobs.tracking import connect_client, reconcile_unreachable
+
+    gone = f"http://127.0.0.1:{free_ports(1)[0]}"  # nothing listens: a stopped cluster
+    with pytest.raises(pr.ClusterUnreachable) as info:
+        connect_client(gone)
+    refused = info.value
+    assert refused.refused
+    records = JobRecords(pr.connect(tmp_path / "jobs.db"))
+    ours = records.save(JobRecord("pr-a-1", "a", "RUNNING", address=gone))
+    silent = pr.ClusterUnreachable("timed out", refused=False)  # maybe our network
+    assert reconcile_unreachable(records, ours, gone, silent).status == "RUNNING"
+    other = "http://127.0.0.1:9"  # another cluster's silence proves nothing
+    assert reconcile_unreachable(records, ours, other, refused).status == "RUNNING"
+    assert records.get("pr-a-1").status == "RUNNING"
+    fixed = reconcile_unreachable(records, ours, gone, refused)
+    assert fixed.status == "FAILED" and fixed.error.startswith("cluster unreachable")
+    assert (records.get("pr-a-1").status, records.get("pr-a-1").error) == ("FAILED", fixed.error)
 
 
 # -- 4. a prediction job killed halfway, then rerun ----------------------------------------
