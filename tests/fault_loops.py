@@ -3,7 +3,8 @@
 ``killed_loop`` counts steps across restarts (the step counter lives in the checkpoint),
 and once, after the report of epoch 1, a worker is killed: ``how="ray.kill"`` has rank 1
 ``ray.kill`` rank 0's actor (its handle broadcast from rank 0), ``how="exit"`` has rank 1
-``os._exit``. A marker file makes it happen only in the first attempt.
+``os._exit``; with ``die_at_once`` rank 1 exits before training. A marker file makes it
+happen only in the first attempt.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def killed_loop(config: dict) -> None:
         with checkpoint.as_directory() as d:
             saved = pr.load_state(d, model, opt)
         start, step = saved["epoch"] + 1, saved["step"]
+    if config.get("die_at_once") and rank == 1:
+        open(config["marker"], "w").close()
+        os._exit(1)  # before any checkpoint: no restart can help, none is allowed
     for epoch in range(start, EPOCHS):
         epoch_steps = 0
         for batch in shard.iter_torch_batches(batch_size=128, dtypes=torch.float32):

@@ -61,6 +61,73 @@ def _folders(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.glob("*/*") if p.is_dir())
 
 
+# -- 1. a training worker dies mid-epoch ---------------------------------------------------
+@pytest.fixture
+def points(tmp_path):
+    """A tiny regression table in a fresh SQLite file (its registry beside it)."""
+    import numpy as np
+    import pyarrow as pa
+
+    store = pr.connect(tmp_path / "train.db")
+    rng = np.random.default_rng(0)
+    n = 1_000
+    x = rng.normal(size=(n, 4))
+    y = x @ np.array([1.5, -2.0, 0.5, 3.0])
+    data = {"id": np.arange(n)} | {f"x{i}": x[:, i] for i in range(4)} | {"y": y}
+    store.write("points", pa.table(data), key="id")
+    yield store
+    store.close()
+
+
+def _killed_trainer(tmp_path: Path, how: str, max_failures: int) -> pr.TorchTrainer:
+    from fault_loops import killed_loop
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+
+    return pr.TorchTrainer(
+        killed_loop,
+        train_loop_config={
+            "marker": str(tmp_path / "killed-once"),
+            "how": how,
+            "die_at_once": max_failures == 0,
+        },
+        scaling_config=ScalingConfig(num_workers=2),
+        run_config=RunConfig(
+            storage_path=str(tmp_path / "runs"),
+            failure_config=FailureConfig(max_failures=max_failures),
+        ),
+        name="killed",
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_worker_actor_killed_by_ray_kill_resumes_from_the_latest_checkpoint(points, tmp_path):
+    # os._exit with max_failures=1 is covered in test_torch_trainer / test_torch_managed.
+    result = _killed_trainer(tmp_path, "ray.kill", max_failures=1).fit(train=points.table("points"))
+    assert (tmp_path / "killed-once").exists()  # the kill happened
+    # Resumed after epoch 1's checkpoint: epoch 2 ran again, its step count went on.
+    per_epoch = result.metrics["epoch_steps"]  # equal shards: the same every epoch
+    expected = {"epoch": 2, "step": 3 * per_epoch, "start": 2, "epoch_steps": per_epoch}
+    assert result.metrics == expected
+    assert [v.version for v in points.models.list()] == [1]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_worker_that_dies_without_restarts_left_fails_clearly_and_registers_nothing(
+    points, tmp_path
+):
+    trainer = _killed_trainer(tmp_path, "exit", max_failures=0)
+    with pytest.raises(pr.TrainingFailed, match=r"worker 1 died.*max_failures") as info:
+        trainer.fit(train=points.table("points"))
+    assert (tmp_path / "killed-once").exists()
+    assert info.value.__cause__ is not None  # Ray's own error, kept as the cause
+    assert points.models.list() == []
+    assert "pinnacle_models" not in points.tables()  # no version row, not even pending
+    assert not Path(points.artifact_root).exists() or not any(Path(points.artifact_root).iterdir())
+
+
+# -- 2. the driver is killed while registering ------------------------------------------
 @pytest.mark.with_mongo
 @pytest.mark.timeout(120)
 def test_registration_killed_after_its_claim_is_invisible_and_cleaned_up(
@@ -131,66 +198,130 @@ def test_models_cleanup_on_the_command_line_removes_only_old_leftovers(tmp_path,
         store.models.cleanup(older_than=-1)
 
 
-# -- 1. a training worker dies mid-epoch ---------------------------------------------------
-@pytest.fixture
-def points(tmp_path):
-    """A tiny regression table in a fresh SQLite file (its registry beside it)."""
+# -- 3. the database connection drops mid-read ---------------------------------------------
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+@pytest.mark.timeout(180)
+def test_a_read_whose_connection_is_killed_mid_shard_is_exact_or_fails_clearly(
+    store, tables, reader, monkeypatch
+):
+    import random
+    import threading
+    import time
+
     import numpy as np
     import pyarrow as pa
+    import sqlalchemy as sa
 
-    store = pr.connect(tmp_path / "train.db")
-    rng = np.random.default_rng(0)
-    n = 1_000
-    x = rng.normal(size=(n, 4))
-    y = x @ np.array([1.5, -2.0, 0.5, 3.0])
-    data = {"id": np.arange(n)} | {f"x{i}": x[:, i] for i in range(4)} | {"y": y}
-    store.write("points", pa.table(data), key="id")
-    yield store
-    store.close()
+    from pinnacle_ray.datastore import sql_query
 
-
-def _killed_trainer(tmp_path: Path, how: str, max_failures: int) -> pr.TorchTrainer:
-    from fault_loops import killed_loop
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
-
-    return pr.TorchTrainer(
-        killed_loop,
-        train_loop_config={"marker": str(tmp_path / "killed-once"), "how": how},
-        scaling_config=ScalingConfig(num_workers=2),
-        run_config=RunConfig(
-            storage_path=str(tmp_path / "runs"),
-            failure_config=FailureConfig(max_failures=max_failures),
-        ),
-        name="killed",
+    monkeypatch.setattr(sql_query, "_TARGET_BLOCK_BYTES", 1)  # 1,024-row batches
+    name, n = tables("points"), 6_000
+    ids = np.arange(n, dtype=np.int64)
+    store.write(name, pa.table({"id": ids, "x": ids * 0.5}), key="id")
+    lock = random.randrange(1 << 30, 1 << 31)
+    # Rows from id 3000 on wait for a lock the test holds: the read streams its first rows,
+    # then stalls inside the shard until its connection is killed.
+    marker = f"pg_advisory_xact_lock_shared({lock})"
+    query = store.sql(
+        f"SELECT id, x + CASE WHEN id >= 3000 THEN length({marker}::text) ELSE 0 END AS x "
+        f"FROM {name}",
+        key="id",
     )
+    dataset = query.to_dataset(shards=1)  # planned before the lock is taken
+    outcome: dict = {}
+
+    def read() -> None:
+        try:
+            batches = dataset.iter_batches(batch_format="pyarrow", batch_size=None)
+            outcome["table"] = pa.concat_tables(list(batches))
+        except Exception as exc:
+            outcome["error"] = exc
+
+    engine = sa.create_engine(SERVERS["postgresql"])
+    with engine.connect() as holder:
+        holder.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": lock})
+        reading = threading.Thread(target=read)
+        reading.start()
+        killed = False
+        deadline = time.monotonic() + 120
+        while not killed and time.monotonic() < deadline and reading.is_alive():
+            killed = bool(
+                holder.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE "
+                        "locktype = 'advisory' AND NOT granted AND objid = :k AND objsubid = 1"
+                    ),
+                    {"k": lock},
+                ).scalar()
+            )
+            time.sleep(0.2)
+        holder.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": lock})
+        holder.commit()
+        reading.join(timeout=120)
+    engine.dispose()
+    assert killed, outcome  # the fault was injected into a shard that was streaming
+    if "error" in outcome:
+        error = outcome["error"]
+        assert isinstance(error, pr.DatastoreConnectionError), repr(error)
+        assert "incomplete dataset" in str(error) or "terminat" in str(error)
+    else:
+        table = outcome["table"]
+        assert table.num_rows == n
+        assert sorted(table["id"].to_pylist()) == list(range(n))
+        assert sum(table["x"].to_pylist()) == pytest.approx(float(ids.sum()) * 0.5)
 
 
+# -- 4. a prediction job killed halfway, then rerun ----------------------------------------
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_a_worker_actor_killed_by_ray_kill_resumes_from_the_latest_checkpoint(points, tmp_path):
-    # os._exit with max_failures=1 is covered in test_torch_trainer / test_torch_managed.
-    result = _killed_trainer(tmp_path, "ray.kill", max_failures=1).fit(train=points.table("points"))
-    assert (tmp_path / "killed-once").exists()  # the kill happened
-    # Resumed after epoch 1's checkpoint: epoch 2 ran again, its step count went on.
-    per_epoch = result.metrics["epoch_steps"]  # equal shards: the same every epoch
-    expected = {"epoch": 2, "step": 3 * per_epoch, "start": 2, "epoch_steps": per_epoch}
-    assert result.metrics == expected
-    assert [v.version for v in points.models.list()] == [1]
+def test_predict_killed_halfway_then_rerun_leaves_one_row_per_key(tmp_path):
+    import time
 
+    import numpy as np
+    import pandas as pd
+    import ray
+    from fault_loops import Sluggish
 
-@pytest.mark.slow
-@pytest.mark.timeout(240)
-def test_a_worker_that_dies_without_restarts_left_fails_clearly_and_registers_nothing(
-    points, tmp_path
-):
-    trainer = _killed_trainer(tmp_path, "exit", max_failures=0)
-    with pytest.raises(pr.TrainingFailed, match=r"worker 1 died.*max_failures") as info:
-        trainer.fit(train=points.table("points"))
-    assert (tmp_path / "killed-once").exists()
-    assert info.value.__cause__ is not None  # Ray's own error, kept as the cause
-    assert points.models.list() == []
-    assert "pinnacle_models" not in points.tables()  # no version row, not even pending
-    assert not Path(points.artifact_root).exists() or not any(Path(points.artifact_root).iterdir())
+    from pinnacle_ray.registry.torch_flavor import save_model
+
+    n = 1_000
+    store = pr.connect(tmp_path / "shop.db")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(n, 3)), columns=["a", "b", "c"])
+    frame.insert(0, "id", np.arange(n, dtype=np.int64))
+    store.write("pts", frame, key="id")
+    folder = save_model(tmp_path / "slow", Sluggish(3, delay=0.2), features=["a", "b", "c"])
+    version = store.models.register("slow", "torch", folder).version
+
+    child = subprocess.Popen(
+        [sys.executable, str(HERE / "fault_child.py"), "predict",
+         ray.get_runtime_context().gcs_address, f"sqlite:///{tmp_path / 'shop.db'}", "slow",
+         "pts", "preds"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        written = 0
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and child.poll() is None:
+            if "preds" in store.tables():
+                written = store.sql("SELECT COUNT(*) AS n FROM preds").to_arrow()["n"][0].as_py()
+                if written > 0:
+                    break
+            time.sleep(0.2)
+        assert child.poll() is None, child.stderr.read()[-3000:]  # still running: kill it
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    partial = store.sql("SELECT COUNT(*) AS n FROM preds").to_arrow()["n"][0].as_py()
+    assert 0 < written <= partial < n  # killed halfway: some batches were written
+
+    rerun = pr.predict("slow", store.table("pts", key="id"), output="preds", batch_size=500)
+    assert (rerun.rows, rerun.version) == (n, version)
+    out = store.table("preds").to_arrow().to_pandas()
+    assert len(out) == n and sorted(out["id"]) == list(range(n))  # one row per key, every key
+    assert out["created_at"].nunique() == 1  # every row now from the rerun
 
 
 # -- 5. the cluster is stopped under a running job -----------------------------------------
@@ -269,129 +400,3 @@ def test_an_unreachable_cluster_fails_only_its_own_records_and_only_when_it_refu
     fixed = reconcile_unreachable(records, ours, gone, refused)
     assert fixed.status == "FAILED" and fixed.error.startswith("cluster unreachable")
     assert (records.get("pr-a-1").status, records.get("pr-a-1").error) == ("FAILED", fixed.error)
-
-
-# -- 4. a prediction job killed halfway, then rerun ----------------------------------------
-@pytest.mark.slow
-@pytest.mark.timeout(240)
-def test_predict_killed_halfway_then_rerun_leaves_one_row_per_key(tmp_path):
-    import time
-
-    import numpy as np
-    import pandas as pd
-    import ray
-    from fault_loops import Sluggish
-
-    from pinnacle_ray.registry.torch_flavor import save_model
-
-    n = 2_000
-    store = pr.connect(tmp_path / "shop.db")
-    rng = np.random.default_rng(0)
-    frame = pd.DataFrame(rng.normal(size=(n, 3)), columns=["a", "b", "c"])
-    frame.insert(0, "id", np.arange(n, dtype=np.int64))
-    store.write("pts", frame, key="id")
-    folder = save_model(tmp_path / "slow", Sluggish(3, delay=0.2), features=["a", "b", "c"])
-    version = store.models.register("slow", "torch", folder).version
-
-    child = subprocess.Popen(
-        [sys.executable, str(HERE / "fault_child.py"), "predict",
-         ray.get_runtime_context().gcs_address, f"sqlite:///{tmp_path / 'shop.db'}", "slow",
-         "pts", "preds"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        written = 0
-        deadline = time.monotonic() + 150
-        while time.monotonic() < deadline and child.poll() is None:
-            if "preds" in store.tables():
-                written = store.sql("SELECT COUNT(*) AS n FROM preds").to_arrow()["n"][0].as_py()
-                if written > 0:
-                    break
-            time.sleep(0.2)
-        assert child.poll() is None, child.stderr.read()[-3000:]  # still running: kill it
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-    partial = store.sql("SELECT COUNT(*) AS n FROM preds").to_arrow()["n"][0].as_py()
-    assert 0 < written <= partial < n  # killed halfway: some batches were written
-
-    rerun = pr.predict("slow", store.table("pts", key="id"), output="preds", batch_size=500)
-    assert (rerun.rows, rerun.version) == (n, version)
-    out = store.table("preds").to_arrow().to_pandas()
-    assert len(out) == n and sorted(out["id"]) == list(range(n))  # one row per key, every key
-    assert out["created_at"].nunique() == 1  # every row now from the rerun
-
-
-# -- 3. the database connection drops mid-read ---------------------------------------------
-@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
-@pytest.mark.timeout(180)
-def test_a_read_whose_connection_is_killed_mid_shard_is_exact_or_fails_clearly(
-    store, tables, reader, monkeypatch
-):
-    import random
-    import threading
-    import time
-
-    import numpy as np
-    import pyarrow as pa
-    import sqlalchemy as sa
-
-    from pinnacle_ray.datastore import sql_query
-
-    monkeypatch.setattr(sql_query, "_TARGET_BLOCK_BYTES", 1)  # 1,024-row batches
-    name, n = tables("points"), 6_000
-    ids = np.arange(n, dtype=np.int64)
-    store.write(name, pa.table({"id": ids, "x": ids * 0.5}), key="id")
-    lock = random.randrange(1 << 30, 1 << 31)
-    # Rows from id 3000 on wait for a lock the test holds: the read streams its first rows,
-    # then stalls inside the shard until its connection is killed.
-    marker = f"pg_advisory_xact_lock_shared({lock})"
-    query = store.sql(
-        f"SELECT id, x + CASE WHEN id >= 3000 THEN length({marker}::text) ELSE 0 END AS x "
-        f"FROM {name}",
-        key="id",
-    )
-    dataset = query.to_dataset(shards=1)  # planned before the lock is taken
-    outcome: dict = {}
-
-    def read() -> None:
-        try:
-            batches = dataset.iter_batches(batch_format="pyarrow", batch_size=None)
-            outcome["table"] = pa.concat_tables(list(batches))
-        except Exception as exc:
-            outcome["error"] = exc
-
-    engine = sa.create_engine(SERVERS["postgresql"])
-    with engine.connect() as holder:
-        holder.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": lock})
-        reading = threading.Thread(target=read)
-        reading.start()
-        killed = False
-        deadline = time.monotonic() + 120
-        while not killed and time.monotonic() < deadline and reading.is_alive():
-            killed = bool(
-                holder.execute(
-                    sa.text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE "
-                        "locktype = 'advisory' AND NOT granted AND objid = :k AND objsubid = 1"
-                    ),
-                    {"k": lock},
-                ).scalar()
-            )
-            time.sleep(0.2)
-        holder.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": lock})
-        holder.commit()
-        reading.join(timeout=120)
-    engine.dispose()
-    assert killed, outcome  # the fault was injected into a shard that was streaming
-    if "error" in outcome:
-        error = outcome["error"]
-        assert isinstance(error, pr.DatastoreConnectionError), repr(error)
-        assert "incomplete dataset" in str(error) or "terminat" in str(error)
-    else:
-        table = outcome["table"]
-        assert table.num_rows == n
-        assert sorted(table["id"].to_pylist()) == list(range(n))
-        assert sum(table["x"].to_pylist()) == pytest.approx(float(ids.sum()) * 0.5)

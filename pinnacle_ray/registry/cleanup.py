@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from ..datastore.base import Datastore
-from ..errors import ConfigError
+from ..errors import ColumnNotFound, ConfigError, TableNotFound
 from .artifacts import open_uri
 from .schema import RegistryTables
 from .storage import ArtifactRoot
@@ -134,7 +134,10 @@ def _referenced(store: Datastore, prefix: str) -> set[str]:
         reg = RegistryTables(meta[: -len(_META_SUFFIX)])
         for table in (reg.models, reg.checkpoints):
             if table in existing:
-                uris = _rows(store, table, {}, ["name", "version", "artifact_uri"])
+                try:
+                    uris = _rows(store, table, {}, ["name", "version", "artifact_uri"])
+                except (TableNotFound, ColumnNotFound):
+                    continue  # dropped meanwhile, or not a registry: it references nothing
                 used.update(_folder_of(r["artifact_uri"], prefix) for r in uris)
     used.discard(None)
     return used  # type: ignore[return-value]
