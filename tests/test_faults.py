@@ -272,9 +272,12 @@ def test_a_read_whose_connection_is_killed_mid_shard_is_exact_or_fails_clearly(
 
 
 # -- 4. a prediction job killed halfway, then rerun ----------------------------------------
+# On PostgreSQL each predict actor upserts its batches as it goes, so a killed run leaves part
+# of its rows (on SQLite a run stages its rows and a killed one leaves none in the table).
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_predict_killed_halfway_then_rerun_leaves_one_row_per_key(tmp_path):
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_predict_killed_halfway_then_rerun_leaves_one_row_per_key(store, tables, tmp_path):
     import time
 
     import numpy as np
@@ -284,44 +287,45 @@ def test_predict_killed_halfway_then_rerun_leaves_one_row_per_key(tmp_path):
 
     from pinnacle_ray.registry.torch_flavor import save_model
 
-    n = 1_000
-    store = pr.connect(tmp_path / "shop.db")
+    n, data, out, model = 1_000, tables("pts"), tables("preds"), f"{tables.prefix}-slow"
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.normal(size=(n, 3)), columns=["a", "b", "c"])
     frame.insert(0, "id", np.arange(n, dtype=np.int64))
-    store.write("pts", frame, key="id")
+    store.write(data, frame, key="id")
     folder = save_model(tmp_path / "slow", Sluggish(3, delay=0.2), features=["a", "b", "c"])
-    version = store.models.register("slow", "torch", folder).version
+    version = store.models.register(model, "torch", folder).version
+
+    def count() -> int:
+        if out not in store.tables():
+            return 0
+        return store.sql(f"SELECT COUNT(*) AS n FROM {out}").to_arrow()["n"][0].as_py()
 
     child = subprocess.Popen(
         [sys.executable, str(HERE / "fault_child.py"), "predict",
-         ray.get_runtime_context().gcs_address, f"sqlite:///{tmp_path / 'shop.db'}", "slow",
-         "pts", "preds"],
+         ray.get_runtime_context().gcs_address, SERVERS["postgresql"], model, data, out],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         written = 0
         deadline = time.monotonic() + 400
-        while time.monotonic() < deadline and child.poll() is None:
-            if "preds" in store.tables():
-                written = store.sql("SELECT COUNT(*) AS n FROM preds").to_arrow()["n"][0].as_py()
-                if written > 0:
-                    break
+        while not written and time.monotonic() < deadline and child.poll() is None:
+            written = count()
             time.sleep(0.2)
         assert child.poll() is None, child.stderr.read()[-3000:]  # still running: kill it
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
+        partial = count()
+        assert 0 < written <= partial < n  # killed halfway: some batches were written
+
+        rerun = pr.predict(model, store.table(data, key="id"), output=out, batch_size=500)
+        assert (rerun.rows, rerun.version) == (n, version)
+        rows = store.table(out).to_arrow().to_pandas()
+        assert len(rows) == n and sorted(rows["id"]) == list(range(n))  # one row per key
+        assert rows["created_at"].nunique() == 1  # every row now from the rerun
     finally:
         if child.poll() is None:
             child.kill()
-    partial = store.sql("SELECT COUNT(*) AS n FROM preds").to_arrow()["n"][0].as_py()
-    assert 0 < written <= partial < n  # killed halfway: some batches were written
-
-    rerun = pr.predict("slow", store.table("pts", key="id"), output="preds", batch_size=500)
-    assert (rerun.rows, rerun.version) == (n, version)
-    out = store.table("preds").to_arrow().to_pandas()
-    assert len(out) == n and sorted(out["id"]) == list(range(n))  # one row per key, every key
-    assert out["created_at"].nunique() == 1  # every row now from the rerun
+        store.models.delete(model)  # the server's registry is shared
 
 
 # -- 5. the cluster is stopped under a running job -----------------------------------------
