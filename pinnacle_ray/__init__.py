@@ -50,6 +50,7 @@ from .errors import (
     SpecError,
     TableNotFound,
     TooFewRows,
+    TrainingFailed,
     WriteError,
 )
 
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from .registry import (
         CheckpointRecord,
         CheckpointSpec,
+        CleanupReport,
         HandleMove,
         ModelRegistry,
         ModelVersion,
@@ -91,6 +93,7 @@ _LAZY = {
     "connect": "datastore",
     "CheckpointRecord": "registry",
     "CheckpointSpec": "registry",
+    "CleanupReport": "registry",
     "HandleMove": "registry",
     "ModelRegistry": "registry",
     "ModelVersion": "registry",
@@ -132,6 +135,7 @@ __all__ = [
     "CheckpointRecord",
     "CheckpointSpec",
     "ChecksumMismatch",
+    "CleanupReport",
     "ClusterUnreachable",
     "ColumnNotFound",
     "ConfigError",
@@ -180,6 +184,7 @@ __all__ = [
     "TooFewRows",
     "TorchTrainer",
     "TrainResult",
+    "TrainingFailed",
     "WriteError",
     "XGBoostTrainer",
     "__version__",

@@ -41,6 +41,7 @@ __all__ = [
     "SpecError",
     "TableNotFound",
     "TooFewRows",
+    "TrainingFailed",
     "WriteError",
 ]
 
@@ -165,6 +166,11 @@ class IncompatibleCheckpoint(RegistryError, ValueError):
     """Stored weights do not fit the model they are loaded into (names or shapes differ)."""
 
 
+class TrainingFailed(PinnacleError):
+    """A training run ended because a Ray Train worker died (killed, crashed, node lost) more
+    often than ``FailureConfig(max_failures=...)`` allows; Ray's error is its ``__cause__``."""
+
+
 class SpecError(ConfigError):
     """A run spec (YAML) is missing a field, has one it should not, or holds a bad value."""
 
@@ -182,7 +188,15 @@ class DuplicateJob(JobError):
 
 
 class ClusterUnreachable(JobError, ConnectionError):
-    """No Ray cluster (job server / dashboard) answers at the address given."""
+    """No Ray cluster (job server / dashboard) answers at the address given; ``refused``
+    when the host answered but nothing listens there (the cluster was stopped)."""
+
+    def __init__(self, message: str, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (str(self), self.refused))
 
 
 def redact(text: str, secrets: tuple[str, ...] | list[str]) -> str:

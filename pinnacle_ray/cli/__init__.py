@@ -22,6 +22,7 @@ from .. import __version__
 from ..errors import PinnacleError
 from ._jobs import cmd_jobs_list, cmd_jobs_logs, cmd_jobs_status, cmd_jobs_stop, cmd_submit
 from ._models import (
+    cmd_models_cleanup,
     cmd_models_list,
     cmd_models_promote,
     cmd_models_rm,
@@ -93,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--columns", help="comma-separated input columns to keep in the output")
     p.set_defaults(func=cmd_predict)
 
-    models = _command(sub, "models", "list, show, remove, promote or roll back registered models",
+    models = _command(sub, "models", "list, show, remove, promote, roll back or clean up models",
                       "pinnacle-ray models list --store sqlite:///shop.db", [])  # fmt: skip
     msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     p = _command(msub, "list", "registered versions, newest first",
@@ -126,6 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--handle", default="production", help="default: production")
     p.set_defaults(func=cmd_models_rollback)
+    p = _command(msub, "cleanup", "remove what killed registrations left (pending versions, "
+                 "orphan artifact folders)",
+                 "pinnacle-ray models cleanup --older-than 3600 --store sqlite:///shop.db",
+                 [out, store])  # fmt: skip
+    p.add_argument("--older-than", type=float, default=3600.0, metavar="SECONDS",
+                   help="only what is older than this (default: 3600; keep it above the "
+                   "longest registration)")  # fmt: skip
+    p.set_defaults(func=cmd_models_cleanup)
 
     p = _command(sub, "submit", "run a spec as a Ray job (recorded in the spec's store)",
                  "pinnacle-ray submit examples/specs/xgboost.yaml --address "

@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from ..errors import ConfigError, PinnacleError
+from ..errors import ClusterUnreachable, ConfigError, PinnacleError
 from ._output import EXIT_ERROR, EXIT_OK, emit_json, metrics_text, store_url, table, when
 
 __all__ = ["cmd_jobs_list", "cmd_jobs_logs", "cmd_jobs_status", "cmd_jobs_stop", "cmd_submit"]
@@ -122,11 +122,39 @@ def _client_for(args: argparse.Namespace, record_address: str | None = None) -> 
 
 
 def cmd_jobs_status(args: argparse.Namespace) -> int:
-    client = _client_for(args, _recorded_address(args, args.id))
+    try:
+        client = _client_for(args, _recorded_address(args, args.id))
+    except ClusterUnreachable as exc:
+        # The record's own cluster is gone: say so in the record rather than "RUNNING".
+        lost = _lost_record(args, args.id, exc)
+        if lost is None:
+            raise
+        _print_record(args, lost)
+        return EXIT_OK
     if client is None and store_url(args, required=False) is None:
         raise ConfigError("pass --address (or set RAY_ADDRESS) and/or --store / --spec")
     _print_record(args, _job_record(args, args.id, client))
     return EXIT_OK
+
+
+def _lost_record(args: argparse.Namespace, sid: str, error: ClusterUnreachable) -> Any:
+    """The job's record, marked FAILED when its own cluster refuses connections; None when
+    there is no record or the rule does not apply (see ``reconcile_unreachable``)."""
+    from ..jobs import JobRecords
+    from ..jobs.tracking import reconcile_unreachable
+
+    url = store_url(args, required=False)
+    if url is None:
+        return None
+    import pinnacle_ray as pr
+
+    records = JobRecords(pr.connect(url))
+    record = records.find(sid)
+    if record is None:
+        return None
+    address = args.address or os.environ.get("RAY_ADDRESS") or record.address
+    fixed = reconcile_unreachable(records, record, address, error)
+    return fixed if fixed.status != record.status else None
 
 
 def _recorded_address(args: argparse.Namespace, sid: str) -> str | None:
@@ -143,7 +171,7 @@ def _recorded_address(args: argparse.Namespace, sid: str) -> str | None:
 
 def cmd_jobs_list(args: argparse.Namespace) -> int:
     from ..jobs import JobRecords
-    from ..jobs.tracking import ray_record, reconcile
+    from ..jobs.tracking import ray_record, reconcile, reconcile_unreachable
 
     url = store_url(args, required=False)
     records_table = None
@@ -161,6 +189,7 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
         ]
         records = [r for r in records if r is not None]
     clients: dict[str, Any] = {}
+    failures: dict[str, PinnacleError] = {}
     shown, unverified = [], set()
     for record in records:
         address = args.address or os.environ.get("RAY_ADDRESS") or record.address
@@ -168,11 +197,14 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
             if address and address not in clients:
                 try:
                     clients[address] = _client_for(args, address)
-                except PinnacleError:
-                    clients[address] = None  # unreachable: shown as recorded
+                except PinnacleError as exc:
+                    clients[address] = None  # unreachable: shown as recorded unless gone
+                    failures[address] = exc
             if address and clients[address] is not None:
                 record = reconcile(records_table, record, clients[address])
-            else:
+            elif address and isinstance(failures.get(address), ClusterUnreachable):
+                record = reconcile_unreachable(records_table, record, address, failures[address])
+            if record.active and (not address or clients[address] is None):
                 unverified.add(record.submission_id)
         shown.append(record)
     if args.json:

@@ -1,4 +1,4 @@
-"""``models list|show|rm|promote|rollback``: the registry of a datastore, from the terminal."""
+"""``models list|show|rm|promote|rollback|cleanup``: the registry of a datastore, from a shell."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from ..errors import ConfigError
 from ._output import EXIT_OK, connect, emit_json, metrics_text, table, when
 
 __all__ = [
+    "cmd_models_cleanup",
     "cmd_models_list",
     "cmd_models_promote",
     "cmd_models_rm",
@@ -71,6 +72,25 @@ def cmd_models_rm(args: argparse.Namespace) -> int:
         emit_json({"name": args.name, "removed": removed})
     else:
         print(f"removed {args.name} version(s) {', '.join(map(str, removed))}")
+    return EXIT_OK
+
+
+def cmd_models_cleanup(args: argparse.Namespace) -> int:
+    store = connect(args)
+    report = store.models.cleanup(older_than=args.older_than)
+    if args.json:
+        emit_json(
+            {
+                "pending": [{"name": n, "version": v} for n, v in report.pending],
+                "folders": report.folders,
+            }
+        )
+        return EXIT_OK
+    print(str(report))
+    for n, v in report.pending:
+        print(f"  pending version {v} of {n}")
+    for folder in report.folders:
+        print(f"  folder {folder}")
     return EXIT_OK
 
 

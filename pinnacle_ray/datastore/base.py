@@ -99,6 +99,8 @@ class ModelCatalog(Protocol):
 
     def delete(self, name: str, version: int | None = None) -> list[int]: ...
 
+    def cleanup(self, older_than: Any = ...) -> Any: ...
+
 
 _factory: Callable[[Datastore], ModelCatalog] | None = None
 

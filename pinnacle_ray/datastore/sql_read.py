@@ -3,6 +3,12 @@
 Arrow-native drivers (ADBC for SQLite and PostgreSQL) are used where installed, since the
 DBAPI row-object path is the bottleneck of every Python SQL reader; any SQLAlchemy URL
 still works through the DBAPI fallback with a server-side cursor.
+
+A connection lost before a shard has yielded rows is retried (through the DBAPI reader,
+on a new connection); lost after, the shard fails with ``DatastoreConnectionError``: rows
+already handed to Ray Data cannot be taken back, so a retry could duplicate them, and
+stopping is the only way never to return a silently short dataset. (Ray Data retries a
+read task only when its worker process dies, never on an exception.)
 """
 
 from __future__ import annotations
@@ -21,12 +27,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
-from ..errors import QueryError
+from ..errors import DatastoreAuthenticationError, DatastoreConnectionError, QueryError
 from .sql_errors import translate
 
 __all__ = ["Compiled", "SqlShard", "conform", "rows_to_table", "via_settings"]
 
 logger = logging.getLogger("pinnacle_ray.datastore")
+
+# Fresh connections tried when one is lost before a shard has yielded any row.
+CONNECTION_RETRIES = 1
 
 
 @dataclass(frozen=True)
@@ -123,15 +132,30 @@ class SqlShard:
 
     def read(self) -> Iterator[pa.Table]:
         secrets = (self.url.password,) if self.url.password else ()
-        try:
-            if self.reader.startswith("adbc") and self.fast is not None:
-                yield from self._read_adbc()
-            else:
-                yield from self._read_dbapi()
-        except QueryError:
-            raise
-        except Exception as exc:
-            raise translate(exc, secrets=secrets, context=f"reading shard {self.label}") from None
+        rows = 0
+        fast = self.reader.startswith("adbc") and self.fast is not None
+        for attempt in range(1 + CONNECTION_RETRIES):
+            try:
+                for table in self._read_adbc() if fast else self._read_dbapi():
+                    rows += table.num_rows
+                    yield table
+                return
+            except QueryError:
+                raise
+            except Exception as exc:
+                error = translate(exc, secrets=secrets, context=f"reading shard {self.label}")
+                retry = not rows and attempt < CONNECTION_RETRIES
+                if rows and isinstance(error, DatastoreConnectionError):
+                    raise DatastoreConnectionError(
+                        f"shard {self.label!r}: the connection to the database was lost after "
+                        f"{rows} rows had been read ({translate(exc, secrets=secrets)}); the "
+                        "read stops rather than give an incomplete dataset. Run it again once "
+                        "the database is reachable"
+                    ) from None
+                if not (retry and _transient(error)):
+                    raise error from None
+                logger.warning("%s; reading the shard again on a new connection", error)
+                fast = False
 
     def _read_adbc(self) -> Iterator[pa.Table]:
         assert self.fast is not None
@@ -152,6 +176,8 @@ class SqlShard:
         except QueryError:
             raise
         except Exception as exc:
+            if produced and _lost_connection(exc):
+                raise  # read() says how many rows were read before the connection went
             if produced:
                 raise QueryError(
                     f"shard {self.label}: the Arrow reader stopped part-way ({exc}); a column "
@@ -173,6 +199,16 @@ class SqlShard:
                     yield conform(rows_to_table(rows, names, self.schema), self.schema)
         finally:
             engine.dispose()
+
+
+def _transient(error: Exception) -> bool:
+    return isinstance(error, DatastoreConnectionError) and not isinstance(
+        error, DatastoreAuthenticationError
+    )
+
+
+def _lost_connection(exc: BaseException) -> bool:
+    return isinstance(translate(exc), DatastoreConnectionError)
 
 
 def rows_to_table(rows: list[Any], names: list[str], schema: pa.Schema | None) -> pa.Table:

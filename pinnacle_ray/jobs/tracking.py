@@ -28,6 +28,7 @@ __all__ = [
     "job_logs",
     "ray_record",
     "reconcile",
+    "reconcile_unreachable",
     "resolve_address",
     "stop_job",
     "wait_for",
@@ -62,7 +63,8 @@ def connect_client(address: str) -> Any:
             raise ClusterUnreachable(
                 f"no Ray cluster answers at {address} ({exc.strerror or exc}); start one "
                 "(`ray start --head`, `ray up cluster.yaml`) or pass the head's dashboard "
-                "address, e.g. --address http://127.0.0.1:8265"
+                "address, e.g. --address http://127.0.0.1:8265",
+                refused=isinstance(exc, ConnectionRefusedError),
             ) from None
     try:
         return JobSubmissionClient(address)
@@ -119,6 +121,30 @@ def reconcile(records: JobRecords | None, record: JobRecord, client: Any) -> Job
     else:
         return record
     fixed = replace(record, **changes)
+    if records is not None:
+        records.save(fixed)
+    return fixed
+
+
+def reconcile_unreachable(
+    records: JobRecords | None, record: JobRecord, address: str, error: ClusterUnreachable
+) -> JobRecord:
+    """``record`` marked FAILED ("cluster unreachable") when it is still active and the
+    cluster it was submitted to refuses connections: that cluster was stopped, so its job
+    cannot be running. A timeout or an unknown host (maybe our network, not the cluster)
+    and another cluster's silence change nothing."""
+    if record.status not in ACTIVE or not error.refused:
+        return record
+    if not _same_cluster(record.address, address):
+        return record
+    fixed = replace(
+        record,
+        status="FAILED",
+        ended_at=_now(),
+        error=f"cluster unreachable: the Ray cluster at {address} that ran this job refuses "
+        f"connections (it was stopped or restarted), so its driver is gone; marked FAILED "
+        f"at {_now().isoformat(timespec='seconds')}",
+    )
     if records is not None:
         records.save(fixed)
     return fixed

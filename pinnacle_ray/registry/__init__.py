@@ -16,12 +16,18 @@ from .records import CheckpointRecord, CheckpointSpec, ModelVersion
 
 if TYPE_CHECKING:
     from .aliases import HandleMove
+    from .cleanup import CleanupReport
     from .registry import ModelRegistry
     from .sweeps import SweepTrial
 
 # The registry itself reads and writes through a datastore (SQLAlchemy, pandas); a Ray
 # Train worker that only imports a flavor to save its checkpoints does not load it.
-_LAZY = {"HandleMove": "aliases", "ModelRegistry": "registry", "SweepTrial": "sweeps"}
+_LAZY = {
+    "CleanupReport": "cleanup",
+    "HandleMove": "aliases",
+    "ModelRegistry": "registry",
+    "SweepTrial": "sweeps",
+}
 
 
 def __getattr__(name: str) -> object:
@@ -41,6 +47,7 @@ def _models(store: Any) -> ModelRegistry:
 __all__ = [
     "CheckpointRecord",
     "CheckpointSpec",
+    "CleanupReport",
     "HandleMove",
     "ModelRegistry",
     "ModelVersion",

@@ -4,7 +4,9 @@ Registering copies the artifact folders under ``<artifact root>/<name>/<uuid>/``
 them first; only then is a version number claimed (``max + 1``, an insert-only row that a
 concurrent registrar cannot also get), the checkpoint rows inserted and the version marked
 ``ready``. A failure anywhere removes the rows and the copied files, so nothing half-written
-is visible, no file is orphaned, and no version number is burnt.
+is visible, no file is orphaned, and no version number is burnt. A registrar killed before it
+can clean up leaves a hidden ``pending`` row and a folder; :meth:`ModelRegistry.cleanup`
+removes them once they are older than a threshold.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ..datastore.base import Datastore
 from ..errors import ConfigError, DuplicateKey, ModelNotFound, RegistryError, TableNotFound
 from .aliases import DEFAULT_ALIAS, AliasBook, HandleMove, is_checkpoint_handle, validate_alias
 from .artifacts import Manifest
+from .cleanup import DEFAULT_OLDER_THAN, CleanupReport, older_than_delta, remove_leftovers
 from .flavors import Predictor, get_flavor
 from .lineage import from_json, mask_secrets, to_json
 from .records import (
@@ -206,6 +209,19 @@ class ModelRegistry:
                     )
         logger.info("removed %s version(s) %s", name, sorted(removed))
         return sorted(removed)
+
+    def cleanup(self, older_than: dt.timedelta | float = DEFAULT_OLDER_THAN) -> CleanupReport:
+        """Remove what killed registrations left: ``pending`` versions and artifact folders
+        no row references, older than ``older_than`` (a timedelta or seconds; default 1 h).
+
+        Their version numbers are free again. Anything younger is left alone, so a live
+        registration is never touched (keep the threshold above the longest upload); safe
+        to run concurrently. Returns what was removed.
+        """
+        delta = older_than_delta(older_than)
+        if not self._ensure(create=False):
+            return CleanupReport()
+        return remove_leftovers(self.store, self.tables, self._files, delta)
 
     # -- reading ---------------------------------------------------------------------------
     def list(self, name: str | None = None) -> list[ModelVersion]:
@@ -495,7 +511,7 @@ class ModelRegistry:
         except Exception as exc:  # the original failure matters more; say what is left
             logger.warning(
                 "could not remove the unfinished version %s of %r (%s); it stays hidden "
-                "(status pending) and its number is skipped",
+                "(status pending) until store.models.cleanup() removes it",
                 version,
                 name,
                 exc,

@@ -21,7 +21,7 @@ import ray.train
 from ray.train import CheckpointConfig, LoggingConfig, RunConfig, ScalingConfig
 
 from .._runtime import cluster_cpus, cluster_gpus
-from ..errors import ConfigError
+from ..errors import ConfigError, TrainingFailed
 from .checkpoint import set_registered_start
 from .resources import ClusterResources, ResourcePlan, plan_resources
 
@@ -108,15 +108,51 @@ def datasets_for(
 
 def raise_worker_error(exc: BaseException) -> None:
     """Re-raise the first worker's own exception (same type and message) instead of Ray's
-    wrapper, with a note saying which worker raised it; return if there is none."""
+    wrapper, with a note saying which worker raised it; a worker that died (killed, crashed,
+    node lost) or a failed controller becomes ``TrainingFailed`` with Ray's error as its
+    cause. Returns if ``exc`` is none of these."""
     failures = getattr(exc, "worker_failures", None)
     if not failures:
+        if _is_ray_failure(exc) and type(exc).__name__ == "ControllerError":
+            root = getattr(exc, "controller_failure", exc)
+            raise TrainingFailed(
+                f"the Ray Train run failed in its controller ({_one_line(root)}); nothing was "
+                "registered. Fix the cause and fit again"
+            ) from exc
         return
+    # A dead worker explains the others' errors (their collectives lose a peer): report it.
+    deaths = sorted((r, e) for r, e in failures.items() if _is_ray_failure(e))
+    if deaths:
+        rank, error = deaths[0]
+        root = getattr(error, "health_check_failure", None) or error
+        raise TrainingFailed(
+            f"Ray Train worker {rank} died ({_one_line(root)}) and the run had no restart "
+            "left, so it stopped; nothing was registered. To resume from the latest "
+            "checkpoint after such a failure, pass run_config=RunConfig(failure_config="
+            "FailureConfig(max_failures=N)) (Ray's default is 0) and report checkpoints"
+        ) from root
     rank, error = sorted(failures.items())[0]
     cause = getattr(error, "cause", None)  # RayTaskError keeps the user's exception here
     original = cause if isinstance(cause, BaseException) else error
     original.add_note(f"(raised in Ray Train worker {rank}; {len(failures)} worker(s) failed)")
     raise original from None
+
+
+def _is_ray_failure(error: BaseException) -> bool:
+    """A failure of Ray itself (an actor or node died, a health check failed), not an
+    exception raised by the user's code."""
+    import ray.exceptions
+
+    if isinstance(error, ray.exceptions.RayTaskError) or hasattr(error, "cause"):
+        return False
+    return isinstance(error, ray.exceptions.RayError) or type(error).__module__.startswith(
+        "ray.train"
+    )
+
+
+def _one_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0][:300]}" if lines else type(error).__name__
 
 
 def default_run_config(name: str, checkpoint_config: CheckpointConfig | None = None) -> RunConfig:
