@@ -51,6 +51,7 @@ from .errors import (
     SpecError,
     TableNotFound,
     TooFewRows,
+    UnsafeArtifact,
     WriteError,
 )
 from .registry import (
@@ -167,6 +168,7 @@ __all__ = [
     "SweepTrial",
     "TableNotFound",
     "TooFewRows",
+    "UnsafeArtifact",
     "TorchTrainer",
     "TrainResult",
     "WriteError",

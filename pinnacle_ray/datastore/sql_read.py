@@ -21,8 +21,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
-from ..errors import QueryError
+from ..errors import QueryError, redact
 from .sql_errors import translate
+from .url import mask
 
 __all__ = ["Compiled", "SqlShard", "conform", "rows_to_table", "via_settings"]
 
@@ -152,13 +153,15 @@ class SqlShard:
         except QueryError:
             raise
         except Exception as exc:
+            # ADBC's messages can quote the libpq URI it was given, password included.
+            detail = redact(mask(str(exc)), (self.url.password,) if self.url.password else ())
             if produced:
                 raise QueryError(
-                    f"shard {self.label}: the Arrow reader stopped part-way ({exc}); a column "
+                    f"shard {self.label}: the Arrow reader stopped part-way ({detail}); a column "
                     "probably holds values of mixed types. CAST it to one type in the query"
                 ) from None
             # Nothing was emitted yet, so the general reader can take over without duplicates.
-            logger.debug("ADBC reader failed for %s (%s); using DBAPI", self.label, exc)
+            logger.debug("ADBC reader failed for %s (%s); using DBAPI", self.label, detail)
             yield from self._read_dbapi()
 
     def _read_dbapi(self) -> Iterator[pa.Table]:
