@@ -14,7 +14,6 @@ import contextlib
 import io
 import json
 import logging
-import os
 import pickle
 import tempfile
 import uuid
@@ -172,8 +171,23 @@ def test_password_appears_nowhere_when_a_whole_run_uses_it(
         model = store.models.load("canary-lr")
         texts["loaded model"] = repr(model) + repr(model.predict(pd.DataFrame(rows_of(n=3))))
         if backend == "postgresql":
-            predicted = pr.predict("canary-lr", query, output="house_predictions", concurrency=1)
-            texts["predict result"] = repr(predicted)
+            # pr.predict through the CLI, on a pickled (joblib) model: the store travels to
+            # the actors, and so must --allow-pickle, or they refuse the model.
+            frame = pd.DataFrame(rows_of())
+            folder = tmp_path / "tmp" / "pickled"
+            folder.mkdir()
+            joblib.dump(LinearRegression().fit(frame[FEATURES], frame["y"]), folder / "m.joblib")
+            _meta(folder, framework="sklearn", features=FEATURES)
+            store.models.register("canary-pickled", "sklearn", folder)
+            code, out, err = cli(
+                "predict", "canary-pickled", "--store", url, "--table", "houses",
+                "--output", "house_predictions", "--concurrency", "1", "--allow-pickle",
+            )  # fmt: skip
+            assert code == 0, err[-2000:]
+            texts["cli predict"] = out + err
+            written = store.table("house_predictions", columns=["id", "prediction"]).to_arrow()
+            predictions = written.to_pandas().sort_values("id")["prediction"]
+            np.testing.assert_allclose(predictions, frame["y"], atol=1e-9)
 
         # Failures: a bad query, a missing table, an unknown database, no server, a bad URL.
         failures = {
@@ -258,3 +272,180 @@ def test_password_appears_nowhere_when_a_whole_run_uses_it(
     with capfd.disabled():
         print(f"\n{backend}: secret found in {len(leaks)} of {len(texts) + len(files)} places")
     assert leaks == []
+
+
+def test_mongo_password_is_masked_in_errors_records_and_the_registry(
+    mongo_uri, tmp_path, capfd, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    scheme, rest = mongo_uri.split("://", 1)
+    with_password = f"{scheme}://bob:{CANARY}@{rest}"  # the stand-in refuses credentials
+    texts: dict[str, str] = {}
+    failures = {
+        "refused": lambda: pr.connect(with_password),
+        "no database": lambda: pr.connect(with_password.replace("/pinnacle_test", "/")),
+        "no host": lambda: pr.connect(f"mongodb://bob:{CANARY}@/db"),
+        "bad option": lambda: pr.connect(with_password + "&serverSelectionTimeoutMS=x"),
+    }
+    for what, fn in failures.items():
+        for i, text in enumerate(exception_texts(raised(fn))):
+            texts[f"error {what} #{i}"] = text
+    code, out, err = cli("models", "list", "--store", with_password)
+    assert code != 0
+    texts["cli models list"] = out + err
+
+    store = pr.connect(tmp_path / "local.db")  # records and the registry hold the URL
+    folder = tmp_path / "lr"
+    save_sklearn(folder, LinearRegression().fit(np.eye(2), [0, 1]), {"features": FEATURES})
+    store.models.register(
+        "lr", "sklearn", folder, lineage={"source": with_password}, config={"mongo_pw": CANARY}
+    )
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"name: m\nstore: '{with_password}'\ntrain: {{find: reviews}}\n"
+        "trainer: {kind: sklearn, estimator: 'sklearn.linear_model:LinearRegression', "
+        "features: [a], label: b}\n"
+    )
+    JobRecords(store).create(
+        JobRecord("pr-m", "m", "FAILED", spec=load_spec(spec).masked, error=str(with_password))
+    )
+    texts["registry"] = repr(store.models.get("lr").lineage) + repr(store.models.get("lr").config)
+    texts["job record"] = repr(JobRecords(store).get("pr-m"))
+    texts.update(table_dumps(store._engine))
+    store.close()
+    captured = capfd.readouterr()
+    texts["output"] = captured.out + captured.err
+    texts["log records"] = "\n".join(r.getMessage() for r in caplog.records)
+    assert "bob:***@" in texts["job record"] and "table pinnacle_models" in texts
+    assert [place for place, text in texts.items() if CANARY in text] == []
+
+
+# -- 2. no code runs on load ----------------------------------------------------------------
+class RunsCode:
+    """Unpickling this creates ``marker``: what a malicious pickle would do instead."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def _meta(folder: Path, **meta) -> None:
+    (folder / "pinnacle.json").write_text(json.dumps(meta))
+
+
+def _evil_folder(tmp_path: Path, framework: str, filename: str, marker: Path) -> Path:
+    folder = tmp_path / f"evil-{framework}-{filename}"
+    folder.mkdir()
+    (folder / filename).write_bytes(pickle.dumps(RunsCode(marker)))
+    if framework == "torch":
+        save_torch(tmp_path / "arch", torch.nn.Linear(2, 1), features=FEATURES)
+        (folder / "pinnacle.json").write_bytes((tmp_path / "arch" / "pinnacle.json").read_bytes())
+    elif framework == "huggingface":
+        (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
+        _meta(folder, framework=framework, task="sequence-classification")
+    else:
+        _meta(folder, framework=framework, features=FEATURES)
+    return folder
+
+
+@pytest.fixture
+def local_registry(tmp_path) -> Iterator[pr.ModelRegistry]:
+    store = pr.connect(tmp_path / "local.db")
+    yield pr.ModelRegistry(store, artifact_root=tmp_path / "art")
+    store.close()
+
+
+@pytest.mark.parametrize(
+    "framework, filename",
+    [
+        ("sklearn", "model.pkl"),
+        ("sklearn", "model.joblib"),
+        ("xgboost", "model.pkl"),
+        ("torch", "model.pt"),
+        ("torch", "model.pth"),
+        ("torch", "model.bin"),
+        ("huggingface", "pytorch_model.bin"),
+    ],
+)
+def test_load_refuses_a_pickle_and_runs_none_of_it_when_pickles_are_not_allowed(
+    local_registry, tmp_path, framework, filename
+):
+    marker = tmp_path / "code-ran"
+    local_registry.register("evil", framework, _evil_folder(tmp_path, framework, filename, marker))
+    with pytest.raises(pr.UnsafeArtifact, match=rf"{filename}.*pickle.*allow_pickle=True"):
+        local_registry.load("evil")
+    assert not marker.exists()
+
+
+def test_torch_weights_load_only_as_tensors_when_pickles_are_allowed(local_registry, tmp_path):
+    marker = tmp_path / "code-ran"
+    local_registry.register("evil", "torch", _evil_folder(tmp_path, "torch", "model.pt", marker))
+    with pytest.raises(pr.UnsafeArtifact, match="weights_only=True"):
+        local_registry.load("evil", allow_pickle=True)
+    assert not marker.exists()
+
+    module = TwoLayer(2, hidden=3)
+    folder = save_torch(tmp_path / "pt", module, features=FEATURES)
+    torch.save(module.state_dict(), folder / "model.pt")
+    (folder / "model.safetensors").unlink()
+    local_registry.register("pt", "torch", folder)
+    frame = pd.DataFrame(rows_of(n=4))
+    expected = module(torch.tensor(frame[FEATURES].to_numpy(), dtype=torch.float32))
+    got = local_registry.load("pt", allow_pickle=True).predict(frame)
+    np.testing.assert_allclose(got, expected.detach().numpy().ravel(), rtol=1e-6)
+
+
+def test_pickled_estimators_and_boosters_load_when_pickles_are_allowed(local_registry, tmp_path):
+    import xgboost as xgb
+
+    frame = pd.DataFrame(rows_of(n=20))
+    x, y = frame[FEATURES].to_numpy(), frame["y"].to_numpy()
+    sk = tmp_path / "sk"
+    sk.mkdir()
+    joblib.dump(LinearRegression().fit(x, y), sk / "model.joblib")
+    _meta(sk, framework="sklearn", features=FEATURES)
+    booster = xgb.train({"max_depth": 2}, xgb.DMatrix(x, y, feature_names=FEATURES), 3)
+    xg = tmp_path / "xg"
+    xg.mkdir()
+    joblib.dump(booster, xg / "model.pkl")
+    _meta(xg, framework="xgboost", features=FEATURES, objective="reg:squarederror")
+    local_registry.register("sk", "sklearn", sk)
+    local_registry.register("xg", "xgboost", xg)
+    np.testing.assert_allclose(
+        local_registry.load("sk", allow_pickle=True).predict(frame), y, atol=1e-9
+    )
+    np.testing.assert_allclose(
+        local_registry.load("xg", allow_pickle=True).predict(frame),
+        booster.predict(xgb.DMatrix(x, feature_names=FEATURES)),
+    )
+
+
+def test_skops_types_that_could_run_code_need_allow_pickle(local_registry, tmp_path):
+    from sklearn.preprocessing import FunctionTransformer
+
+    # numpy.load as a transform: a function that reads files, not a class or a ufunc
+    folder = tmp_path / "np-load"
+    save_sklearn(folder, FunctionTransformer(np.load), {"features": FEATURES})
+    local_registry.register("fn", "sklearn", folder)
+    with pytest.raises(pr.UnsafeArtifact, match=r"\['numpy.load'\].*allow_pickle=True"):
+        local_registry.load("fn")
+    assert local_registry.load("fn", allow_pickle=True).estimator.func is np.load
+
+
+def test_hugging_face_bin_weights_load_only_when_pickles_are_allowed(tmp_path):
+    from safetensors.torch import load_file
+    from text_data import tiny_bert
+
+    from pinnacle_ray.registry.huggingface_flavor import load_pretrained
+
+    folder = tiny_bert(tmp_path / "bert", with_tokenizer=False)
+    state = load_file(folder / "model.safetensors")
+    torch.save(state, folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(pr.UnsafeArtifact, match=r"pytorch_model\.bin"):
+        load_pretrained(folder)
+    model = load_pretrained(folder, allow_pickle=True)
+    name = next(iter(k for k in model.state_dict() if k.endswith("word_embeddings.weight")))
+    torch.testing.assert_close(model.state_dict()[name], state["embeddings.word_embeddings.weight"])

@@ -108,8 +108,8 @@ def reconcile(records: JobRecords | None, record: JobRecord, client: Any) -> Job
             return record  # it may run on the cluster it was submitted to; not ours to judge
         changes: dict[str, Any] = {
             "status": "FAILED",
-            "error": f"the Ray cluster at {mask(client._address)} has no job {record.submission_id!r} "
-            "(was the cluster restarted?); its driver is gone",
+            "error": f"the Ray cluster at {mask(client._address)} has no job "
+            f"{record.submission_id!r} (was the cluster restarted?); its driver is gone",
         }
     elif ray_side.status in TERMINAL:
         changes = {"status": ray_side.status, "ended_at": ray_side.ended_at or _now()}

@@ -163,8 +163,9 @@ def load_model(
         )
     path = Path(weights_dir or model_dir) / MODEL_FILE
     if not path.is_file() and (pickled := _torch_files(path.parent)):
-        state = _load_pickled_weights(path.parent / pickled[0], allow_pickle)
-        _check_shapes({k: tuple(v.shape) for k, v in state.items()}, module, path.parent / pickled[0])
+        source = path.parent / pickled[0]
+        state = _load_pickled_weights(source, allow_pickle)
+        _check_shapes({k: tuple(v.shape) for k, v in state.items()}, module, source)
         module.load_state_dict(state, strict=True)
         return TorchModel(module, meta)
     check_compatible(path, module)
