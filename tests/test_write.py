@@ -106,6 +106,28 @@ def test_upsert_updates_existing_keys_and_inserts_new_ones(store, tables):
     assert got[4] == 0.0 and got[5] == 1.0 and got[14] == 1.0
 
 
+def test_repeated_dates_and_times_round_trip_and_match_a_where_filter(store, tables):
+    # Mostly one timestamp (as a prediction run's created_at) plus NULLs: SQLite renders
+    # such columns once per distinct value; the text must be what a filter binds.
+    ts = dt.datetime(2024, 3, 1, 12, 30, 45, 123456)
+    day = dt.date(2024, 2, 29)
+    n = 6
+    source = pa.table(
+        {
+            "id": pa.array(range(n), pa.int64()),
+            "ts": pa.array([ts] * (n - 2) + [None, ts.replace(microsecond=0)], pa.timestamp("us")),
+            "d": pa.array([day] * (n - 1) + [None], pa.date32()),
+            "ms": pa.array([ts.replace(microsecond=123000)] * n, pa.timestamp("ms")),
+        }
+    )
+    name = tables("when")
+    store.write(name, source, key="id")
+    store.write(name, source, key="id")  # the upsert path over existing rows
+    assert _rows(store, name) == source.to_pylist()
+    assert store.table(name, where={"ts": ts}).count() == n - 2
+    assert store.table(name, where={"d": day}).count() == n - 1
+
+
 @pytest.mark.with_mongo
 def test_upsert_by_composite_key(store, tables):
     name = tables("comp")
