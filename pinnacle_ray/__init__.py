@@ -51,6 +51,7 @@ from .errors import (
     TableNotFound,
     TooFewRows,
     TrainingFailed,
+    UnsafeArtifact,
     WriteError,
 )
 
@@ -185,6 +186,7 @@ __all__ = [
     "TorchTrainer",
     "TrainResult",
     "TrainingFailed",
+    "UnsafeArtifact",
     "WriteError",
     "XGBoostTrainer",
     "__version__",

@@ -42,6 +42,7 @@ __all__ = [
     "TableNotFound",
     "TooFewRows",
     "TrainingFailed",
+    "UnsafeArtifact",
     "WriteError",
 ]
 
@@ -162,6 +163,11 @@ class ChecksumMismatch(RegistryError):
     """A stored artifact's bytes differ from the checksum recorded when it was registered."""
 
 
+class UnsafeArtifact(RegistryError):
+    """A stored model would run code when loaded (a pickle-based file, untrusted skops types)
+    or lies outside the artifact root; refused unless explicitly allowed."""
+
+
 class IncompatibleCheckpoint(RegistryError, ValueError):
     """Stored weights do not fit the model they are loaded into (names or shapes differ)."""
 
@@ -200,8 +206,11 @@ class ClusterUnreachable(JobError, ConnectionError):
 
 
 def redact(text: str, secrets: tuple[str, ...] | list[str]) -> str:
-    """Return ``text`` with every non-empty secret replaced by ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
+    """Return ``text`` with every non-empty secret replaced by ``***``, as written and as
+    percent-encoded in a URL (``p@ss`` -> ``p%40ss``)."""
+    from urllib.parse import quote, quote_plus
+
+    forms = {f for s in secrets if s for f in (s, quote(s, safe=""), quote_plus(s, safe=""))}
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "***")
     return text

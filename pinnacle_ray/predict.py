@@ -71,6 +71,7 @@ def predict(
     batch_size: int = DEFAULT_BATCH_SIZE,
     concurrency: int | None = None,
     columns: Sequence[str] | None = None,
+    allow_pickle: bool = False,
 ) -> PredictResult:
     """Predict every row of ``query`` with registered ``model`` and upsert the predictions
     into table ``output`` of the query's datastore; returns how many rows were written.
@@ -85,6 +86,8 @@ def predict(
     the version ``production`` points at when promoted, else the latest. ``concurrency``
     actors (default: one per cluster CPU) each load the model once and take
     ``batch_size`` rows per call; their CPUs are planned to leave room for the reads.
+    ``allow_pickle=True`` lets them load models stored in formats that can run code
+    (pickle, joblib, ``torch.save``), as in ``store.models.load``.
 
     Example::
 
@@ -120,6 +123,7 @@ def predict(
             model=record.name,
             version=record.version,
             checkpoint=checkpoint,
+            allow_pickle=bool(allow_pickle),
             features=features,
             key=key,
             passthrough=passthrough,
@@ -194,6 +198,7 @@ class _Spec:
     model: str
     version: int
     checkpoint: str | None
+    allow_pickle: bool
     features: list[str] | None
     key: str
     passthrough: list[str]
@@ -209,7 +214,9 @@ class BatchWriter:
 
     def __init__(self, spec: _Spec) -> None:
         self.spec = spec
-        self.model = spec.store.models.load(spec.model, spec.version, spec.checkpoint)
+        self.model = spec.store.models.load(
+            spec.model, spec.version, spec.checkpoint, allow_pickle=spec.allow_pickle
+        )
         self.proba: bool | None = None  # whether the model gives probabilities: first batch
         self.staged: Any = None  # SQLite: this actor's staging file, from the first batch
 

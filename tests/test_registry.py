@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import re
+import shutil
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+import sqlalchemy as sa
 import torch
 from registry_helpers import TwoLayer, init_worker, register_many
 from safetensors.torch import save_file
@@ -365,16 +368,32 @@ def test_list_is_empty_and_get_says_nothing_is_registered_when_the_registry_is_n
         local_registry.get("mlp")
 
 
+# Each flavor's weights file; the check runs before any flavor reads a byte.
+FLAVOR_FILES = {
+    "torch": "model.safetensors",
+    "sklearn": "model.skops",
+    "xgboost": "model.ubj",
+    "huggingface": "model.safetensors",
+}
+
+
+@pytest.mark.parametrize("framework", sorted(FLAVOR_FILES))
 def test_load_raises_checksum_mismatch_naming_the_file_when_a_file_was_changed(
-    local_registry, tmp_path
+    local_registry, tmp_path, framework
 ):
-    version = local_registry.register("mlp", "torch", _saved(tmp_path, _mlp()))
-    weights = Path(version.artifact_uri) / "model.safetensors"
+    folder = _saved(tmp_path, _mlp())  # any bytes will do: they are never loaded
+    (folder / "model.safetensors").rename(folder / FLAVOR_FILES[framework])
+    path = pr.CheckpointSpec(folder)
+    version = local_registry.register("m", framework, folder, checkpoints={"best": path})
+    weights = Path(version.artifact_uri) / FLAVOR_FILES[framework]
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
-    with pytest.raises(pr.ChecksumMismatch, match=r"changed: \['model.safetensors'\]"):
-        local_registry.load("mlp")
+    changed = rf"changed: \['{re.escape(FLAVOR_FILES[framework])}'\]"
+    with pytest.raises(pr.ChecksumMismatch, match=changed):
+        local_registry.load("m")
+    with pytest.raises(pr.ChecksumMismatch, match=changed):
+        local_registry.load("m", handle="best")
 
 
 def test_checkpoint_dir_downloads_a_verified_copy_when_the_root_is_remote(tmp_path, monkeypatch):
@@ -438,18 +457,56 @@ def test_check_compatible_lists_missing_weights_when_the_module_has_more_layers(
         check_compatible(path, bigger)
 
 
-@pytest.mark.parametrize("bad", ["", "../up", "a/b", ".hidden", "x" * 129, "with space"])
+# Names become folders under the artifact root: nothing that could leave it or hide in it.
+UNSAFE_NAMES = [
+    "", "../up", "a/b", ".hidden", "x" * 129, "with space", "a/../../b", "/abs/path", "..",
+    ".", "a\\b", "..\\up", "C:evil", "nul\x00x", "line\n", "a/", "\uff46ull", None, 3,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", UNSAFE_NAMES)
 def test_register_refuses_a_name_when_it_is_not_safe(local_registry, tmp_path, bad):
     with pytest.raises(pr.ConfigError, match="is not allowed"):
         local_registry.register(bad, "torch", _saved(tmp_path, _mlp()))
+    with pytest.raises(pr.ConfigError, match="is not allowed"):
+        local_registry.load(bad)
+    assert not (tmp_path / "up").exists() and not (tmp_path / "b").exists()
 
 
-def test_register_refuses_a_handle_when_it_is_not_safe(local_registry, tmp_path):
+@pytest.mark.parametrize("bad", ["../best", "a/b", "..", ".", "/abs", "x\\y", "n\x00", ""])
+def test_register_refuses_a_handle_when_it_is_not_safe(local_registry, tmp_path, bad):
     path = _saved(tmp_path, _mlp())
-    with pytest.raises(pr.ConfigError, match=r"checkpoint handle '\.\./best' is not allowed"):
-        local_registry.register(
-            "mlp", "torch", path, checkpoints={"../best": pr.CheckpointSpec(path)}
+    with pytest.raises(pr.ConfigError, match=r"checkpoint handle .* is not allowed"):
+        local_registry.register("mlp", "torch", path, checkpoints={bad: pr.CheckpointSpec(path)})
+    with pytest.raises(pr.ConfigError, match=r"checkpoint handle .* is not allowed"):
+        local_registry.load("mlp", handle=bad)
+
+
+@pytest.mark.parametrize("table", ["models", "checkpoints"])
+@pytest.mark.parametrize("where", ["outside", "traversal"])
+def test_load_refuses_a_row_when_its_artifact_uri_was_changed_to_leave_the_root(
+    local_registry, tmp_path, table, where
+):
+    path = _saved(tmp_path, _mlp())
+    version = local_registry.register(
+        "mlp", "torch", path, checkpoints={"best": pr.CheckpointSpec(path)}
+    )
+    # An identical copy outside the root: its checksum matches, only its place is wrong.
+    outside = tmp_path / "outside" / "model"
+    shutil.copytree(version.artifact_uri, outside)
+    uri = str(outside) if where == "outside" else f"{local_registry.artifact_root}/../outside/model"
+    with local_registry.store._engine.begin() as conn:
+        conn.execute(
+            sa.text(f"UPDATE {getattr(local_registry.tables, table)} SET artifact_uri = :u"),
+            {"u": uri},
         )
+    handle = "best" if table == "checkpoints" else None
+    with pytest.raises(pr.UnsafeArtifact, match=r"outside the artifact root|leave the artifact"):
+        local_registry.load("mlp", handle=handle)
+    with pytest.raises(pr.UnsafeArtifact):
+        local_registry.checkpoint_dir("mlp", handle=handle)
+    local_registry.delete("mlp")  # the rows go; nothing outside the root is deleted
+    assert (outside / "model.safetensors").is_file() and local_registry.list() == []
 
 
 def test_registry_refuses_to_read_when_the_schema_version_is_newer(local_registry, tmp_path):

@@ -92,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--concurrency", type=int)
     p.add_argument("--columns", help="comma-separated input columns to keep in the output")
+    p.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="also load models stored as pickle/joblib/torch.save (can run code)",
+    )
     p.set_defaults(func=cmd_predict)
 
     models = _command(sub, "models", "list, show, remove, promote, roll back or clean up models",

@@ -7,6 +7,7 @@ import os
 import sys
 from typing import Any
 
+from ..datastore.url import mask
 from ..errors import ClusterUnreachable, ConfigError, PinnacleError
 from ._output import EXIT_ERROR, EXIT_OK, emit_json, metrics_text, store_url, table, when
 
@@ -33,12 +34,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
         if args.json:
             emit_json(record.to_dict())
         else:
-            print(f"submitted {sid} to {address}")
-            print(f"  status: pinnacle-ray jobs status {sid} --address {address}")
-            print(f"  logs:   pinnacle-ray jobs logs {sid} --follow --address {address}")
+            print(f"submitted {sid} to {mask(address)}")
+            print(f"  status: pinnacle-ray jobs status {sid} --address {mask(address)}")
+            print(f"  logs:   pinnacle-ray jobs logs {sid} --follow --address {mask(address)}")
         return EXIT_OK
     if not args.json:
-        print(f"submitted {sid} to {address}", flush=True)
+        print(f"submitted {sid} to {mask(address)}", flush=True)
     client = connect_client(address)
     return _finish_job(args, client, sid, spec_store=spec.run.store)
 
@@ -85,7 +86,7 @@ def _job_record(
         if record is not None:
             return record
     where = f"in {url} " if url else ""
-    where += f"or on the Ray cluster at {client._address}" if client is not None else ""
+    where += f"or on the Ray cluster at {mask(client._address)}" if client is not None else ""
     raise JobNotFound(f"no job {sid!r} {where}".rstrip() + "; see `pinnacle-ray jobs list`")
 
 

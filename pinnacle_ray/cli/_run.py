@@ -86,6 +86,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             kwargs[name] = getattr(args, name)
     if args.columns:
         kwargs["columns"] = [c.strip() for c in args.columns.split(",") if c.strip()]
+    if args.allow_pickle:
+        kwargs["allow_pickle"] = True
     if args.spec:
         spec = load_spec(args.spec)
         with stdout_to_stderr(args.json):

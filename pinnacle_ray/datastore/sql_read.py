@@ -27,8 +27,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
-from ..errors import DatastoreAuthenticationError, DatastoreConnectionError, QueryError
+from ..errors import DatastoreAuthenticationError, DatastoreConnectionError, QueryError, redact
 from .sql_errors import translate
+from .url import mask
 
 __all__ = ["Compiled", "SqlShard", "conform", "rows_to_table", "via_settings"]
 
@@ -178,13 +179,15 @@ class SqlShard:
         except Exception as exc:
             if produced and _lost_connection(exc):
                 raise  # read() says how many rows were read before the connection went
+            # ADBC's messages can quote the libpq URI it was given, password included.
+            detail = redact(mask(str(exc)), (self.url.password,) if self.url.password else ())
             if produced:
                 raise QueryError(
-                    f"shard {self.label}: the Arrow reader stopped part-way ({exc}); a column "
+                    f"shard {self.label}: the Arrow reader stopped part-way ({detail}); a column "
                     "probably holds values of mixed types. CAST it to one type in the query"
                 ) from None
             # Nothing was emitted yet, so the general reader can take over without duplicates.
-            logger.debug("ADBC reader failed for %s (%s); using DBAPI", self.label, exc)
+            logger.debug("ADBC reader failed for %s (%s); using DBAPI", self.label, detail)
             yield from self._read_dbapi()
 
     def _read_dbapi(self) -> Iterator[pa.Table]:

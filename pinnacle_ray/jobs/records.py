@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from ..datastore.base import Datastore
 from ..errors import JobNotFound
-from ..registry.lineage import from_json, to_json
+from ..registry.lineage import from_json, mask_secrets, to_json
 
 __all__ = ["ACTIVE", "TERMINAL", "JobRecord", "JobRecords"]
 
@@ -172,9 +172,11 @@ def _utc(value: dt.datetime | None) -> dt.datetime:
 
 
 def _arrow(record: JobRecord) -> pa.Table:
-    row = asdict(record)
-    row["spec"] = to_json(record.spec or {})
-    row["metrics"] = to_json(record.metrics or {})
+    # Every text a record keeps is masked here too, whoever built the record: a URL's
+    # password, a "password=..." setting, a secret-named field.
+    row = {k: mask_secrets(v) if isinstance(v, str) else v for k, v in asdict(record).items()}
+    row["spec"] = to_json(mask_secrets(record.spec or {}))
+    row["metrics"] = to_json(mask_secrets(record.metrics or {}))
     return pa.Table.from_pylist([row], schema=JOBS)
 
 

@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlparse
 
+from ..datastore.url import mask
 from ..errors import ClusterUnreachable, JobError, JobNotFound
 from .records import ACTIVE, TERMINAL, JobRecord, JobRecords
 
@@ -61,7 +62,7 @@ def connect_client(address: str) -> Any:
             socket.create_connection((parsed.hostname, port), timeout=_PROBE_TIMEOUT_S).close()
         except OSError as exc:
             raise ClusterUnreachable(
-                f"no Ray cluster answers at {address} ({exc.strerror or exc}); start one "
+                f"no Ray cluster answers at {mask(address)} ({exc.strerror or exc}); start one "
                 "(`ray start --head`, `ray up cluster.yaml`) or pass the head's dashboard "
                 "address, e.g. --address http://127.0.0.1:8265",
                 refused=isinstance(exc, ConnectionRefusedError),
@@ -70,7 +71,7 @@ def connect_client(address: str) -> Any:
         return JobSubmissionClient(address)
     except Exception as exc:  # ConnectionError, RuntimeError, ValueError from Ray
         raise ClusterUnreachable(
-            f"cannot use the Ray job server at {address}: {_first_line(exc)}"
+            f"cannot use the Ray job server at {mask(address)}: {mask(_first_line(exc))}"
         ) from None
 
 
@@ -90,7 +91,7 @@ def ray_record(client: Any, submission_id: str) -> JobRecord | None:
         status=status,
         spec_digest=metadata.get("pinnacle_spec_digest", ""),
         entrypoint=info.entrypoint or "",
-        address=getattr(client, "_address", None),
+        address=mask(getattr(client, "_address", None) or "") or None,
         started_at=_from_ms(info.start_time),
         ended_at=_from_ms(info.end_time),
         error=info.message if status == "FAILED" else None,
@@ -109,8 +110,8 @@ def reconcile(records: JobRecords | None, record: JobRecord, client: Any) -> Job
             return record  # it may run on the cluster it was submitted to; not ours to judge
         changes: dict[str, Any] = {
             "status": "FAILED",
-            "error": f"the Ray cluster at {client._address} has no job {record.submission_id!r} "
-            "(was the cluster restarted?); its driver is gone",
+            "error": f"the Ray cluster at {mask(client._address)} has no job "
+            f"{record.submission_id!r} (was the cluster restarted?); its driver is gone",
         }
     elif ray_side.status in TERMINAL:
         changes = {"status": ray_side.status, "ended_at": ray_side.ended_at or _now()}
@@ -178,7 +179,7 @@ def job_logs(client: Any, submission_id: str) -> str:
     except Exception as exc:
         if _missing(exc):
             raise JobNotFound(
-                f"the Ray cluster at {client._address} has no job {submission_id!r}"
+                f"the Ray cluster at {mask(client._address)} has no job {submission_id!r}"
             ) from None
         raise JobError(f"cannot read the logs of {submission_id!r}: {_first_line(exc)}") from None
 
@@ -211,15 +212,15 @@ def stop_job(client: Any, submission_id: str, timeout_s: float = 60.0) -> str:
     except Exception as exc:
         if _missing(exc):
             raise JobNotFound(
-                f"the Ray cluster at {client._address} has no job {submission_id!r}"
+                f"the Ray cluster at {mask(client._address)} has no job {submission_id!r}"
             ) from None
         raise JobError(f"cannot stop {submission_id!r}: {_first_line(exc)}") from None
     return wait_for(client, submission_id, timeout_s=timeout_s)
 
 
 def _same_cluster(recorded: str | None, address: str) -> bool:
-    def norm(a: str) -> str:
-        return (a if "://" in a else f"http://{a}").rstrip("/").lower()
+    def norm(a: str) -> str:  # records keep the address with its password masked
+        return mask(a if "://" in a else f"http://{a}").rstrip("/").lower()
 
     return bool(recorded) and norm(recorded) == norm(address)
 

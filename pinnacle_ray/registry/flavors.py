@@ -35,7 +35,8 @@ class Predictor(Protocol):
 
 
 class Flavor(Protocol):
-    """A framework's load code: a module with ``load_model``."""
+    """A framework's load code: a module with ``load_model``. It gets ``allow_pickle=True``
+    when the user allows formats that can run code; without it, it must refuse them."""
 
     def load_model(
         self, model_dir: str, *, weights_dir: str | None = None, **kwargs: Any

@@ -30,6 +30,7 @@ import pyarrow as pa
 import torch
 
 from ..errors import ColumnNotFound, ConfigError, IncompatibleCheckpoint
+from .safety import pickle_files, refuse_pickle
 from .torch_flavor import read_meta
 
 __all__ = [
@@ -52,15 +53,27 @@ TASKS = (CLASSIFICATION, REGRESSION, TOKEN)
 _PREDICT_BATCH = 64
 
 
-def load_pretrained(directory: str | Path, task: str = CLASSIFICATION, **kwargs: Any) -> Any:
+def load_pretrained(
+    directory: str | Path, task: str = CLASSIFICATION, *, allow_pickle: bool = False, **kwargs: Any
+) -> Any:
     """A sequence- (or, for ``task=TOKEN``, token-) classification model from a local
-    ``save_pretrained`` folder, safetensors only and no remote code; ``kwargs`` go to
-    ``from_pretrained`` (num_labels, id2label)."""
+    ``save_pretrained`` folder, safetensors only (``pytorch_model.bin`` too with
+    ``allow_pickle=True``) and no remote code; ``kwargs`` go to ``from_pretrained``
+    (num_labels, id2label)."""
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
+    folder = Path(directory)
+    if folder.is_dir() and not any(folder.glob("*.safetensors*")):
+        pickled = [n for n in pickle_files(folder) if n.endswith((".bin", ".pt", ".pth", ".ckpt"))]
+        if pickled and not allow_pickle:
+            raise refuse_pickle(folder / pickled[0], "torch.save (pickle) weights")
     auto = AutoModelForTokenClassification if task == TOKEN else AutoModelForSequenceClassification
     return auto.from_pretrained(
-        str(directory), local_files_only=True, use_safetensors=True, **kwargs
+        str(directory),
+        local_files_only=True,
+        use_safetensors=None if allow_pickle else True,
+        trust_remote_code=False,
+        **kwargs,
     )
 
 
@@ -257,8 +270,11 @@ def _objects(values: list[Any]) -> np.ndarray:
     return out
 
 
-def load_model(model_dir: str | Path, *, weights_dir: str | Path | None = None) -> HuggingFaceModel:
-    """The model in ``model_dir`` (a handle's checkpoint in ``weights_dir`` when given)."""
+def load_model(
+    model_dir: str | Path, *, weights_dir: str | Path | None = None, allow_pickle: bool = False
+) -> HuggingFaceModel:
+    """The model in ``model_dir`` (a handle's checkpoint in ``weights_dir`` when given);
+    pickle-based weights (``pytorch_model.bin``) only with ``allow_pickle=True``."""
     from transformers import AutoTokenizer
 
     meta = read_meta(model_dir)
@@ -268,6 +284,6 @@ def load_model(model_dir: str | Path, *, weights_dir: str | Path | None = None) 
             f"{source} holds no config.json; it is not a Hugging Face checkpoint written by "
             "pr.HuggingFaceTrainer"
         )
-    model = load_pretrained(source, meta.get("task") or CLASSIFICATION)
+    model = load_pretrained(source, meta.get("task") or CLASSIFICATION, allow_pickle=allow_pickle)
     tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=True)
     return HuggingFaceModel(model, tokenizer, meta)

@@ -14,10 +14,11 @@ from ..datastore.url import mask
 
 __all__ = ["from_json", "mask_secrets", "to_json"]
 
-# Whole words of a key ("db_password", "hf_token"), not parts ("tokenizer", "max_tokens").
+# Whole words of a key ("db_password", "mongo_pw", "hf_token"), not parts ("tokenizer",
+# "max_tokens"); "password" and "secret" anywhere ("dbPassword", "clientSecret").
 _SECRET_KEYS = re.compile(
-    r"(?:^|[_.\-])(password|passwd|pwd|secret|token|credentials?|api[_-]?key|access[_-]?key)"
-    r"(?:$|[_.\-])",
+    r"(?:^|[_.\-])(pw|pwd|pass|passphrase|token|credentials?|api[_-]?key|access[_-]?key|"
+    r"private[_-]?key)(?:$|[_.\-])|password|passwd|secret",
     re.I,
 )
 # libpq / ODBC style "password=..." inside connection strings.

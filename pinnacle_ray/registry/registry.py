@@ -198,15 +198,15 @@ class ModelRegistry:
             self.store.delete(self.tables.checkpoints, where)
             self.store.delete(self.tables.models, where)
             removed.append(int(row["version"]))
-            prefix = self._files.uri("")
-            uri = row["artifact_uri"] or ""
-            if uri.startswith(prefix) and uri.endswith("/model"):
-                try:
-                    self._files.delete(uri[len(prefix) : -len("/model")])
-                except Exception as exc:  # the version is already gone; say what is left
-                    logger.warning(
-                        "removed %s version %s, but not its files: %s", name, row["version"], exc
-                    )
+            try:
+                # Only a folder under the root: a tampered row must not delete anything else.
+                rel = self._files.relative(row["artifact_uri"] or "")
+                if rel.endswith("/model"):
+                    self._files.delete(rel[: -len("/model")])
+            except Exception as exc:  # the version is already gone; say what is left
+                logger.warning(
+                    "removed %s version %s, but not its files: %s", name, row["version"], exc
+                )
         logger.info("removed %s version(s) %s", name, sorted(removed))
         return sorted(removed)
 
@@ -291,14 +291,22 @@ class ModelRegistry:
         return self._files.local_copy(uri, digest)
 
     def load(
-        self, name: str, version: int | None = None, handle: str | None = None, **kwargs: Any
+        self,
+        name: str,
+        version: int | None = None,
+        handle: str | None = None,
+        *,
+        allow_pickle: bool = False,
+        **kwargs: Any,
     ) -> Predictor:
         """The model, checksums verified, loaded by its framework's flavor (``.predict(batch)``).
 
         Which one: :meth:`resolve` (with neither ``version`` nor ``handle``, the version
         ``production`` points at when it is set, else the latest); with a checkpoint
         ``handle``, that checkpoint's weights in the version's model. ``kwargs`` go to the
-        flavor (torch: ``model=<instance>`` as a template)."""
+        flavor (torch: ``model=<instance>`` as a template). Only formats that run no code
+        load unless ``allow_pickle=True`` (pickle, joblib, ``torch.save`` files, untrusted
+        skops types): otherwise ``UnsafeArtifact``."""
         record, checkpoint_handle = self.resolve(name, version, handle)
         flavor = get_flavor(record.framework)
         model_dir = self._files.local_copy(record.artifact_uri, record.sha256)
@@ -307,6 +315,8 @@ class ModelRegistry:
             checkpoint = self.get(name, record.version, checkpoint_handle)
             assert isinstance(checkpoint, CheckpointRecord)
             weights_dir = self._files.local_copy(checkpoint.uri, checkpoint.sha256)
+        if allow_pickle:  # custom flavors that know nothing of pickles are called as before
+            kwargs["allow_pickle"] = True
         return flavor.load_model(model_dir, weights_dir=weights_dir, **kwargs)
 
     def resolve(

@@ -2,8 +2,10 @@
 
 A registered folder holds ``model.skops`` and ``pinnacle.json`` (features, label, kind,
 classes, the estimator's parameters and the types it needs). skops refuses to load a type
-nobody trusted; the types trusted at load are exactly those the trainer saved (recorded in
-the checksummed ``pinnacle.json``), so a swapped artifact cannot smuggle code in.
+nobody trusted; the types trusted at load are those the trainer saved (recorded in the
+checksummed ``pinnacle.json``), so a swapped artifact cannot smuggle code in, and only when
+they are scikit-learn/numpy/scipy classes or numeric functions unless ``allow_pickle=True``
+(which also loads a pickled ``model.joblib`` / ``model.pkl``).
 
 Example::
 
@@ -22,8 +24,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ..errors import ColumnNotFound, ConfigError, IncompatibleCheckpoint
+from ..errors import ColumnNotFound, ConfigError, IncompatibleCheckpoint, UnsafeArtifact
 from .flavors import META_FILE
+from .safety import HOW, pickle_files, refuse_pickle, unsafe_skops_types
 
 __all__ = ["MODEL_FILE", "SklearnModel", "load_model", "save_model", "to_frame"]
 
@@ -117,23 +120,53 @@ def save_model(directory: str | Path, estimator: Any, meta: dict[str, Any]) -> d
     return meta
 
 
-def load_model(model_dir: str | Path, *, weights_dir: str | Path | None = None) -> SklearnModel:
-    """The estimator in ``model_dir`` (or the checkpoint ``weights_dir``), ready to predict."""
+def load_model(
+    model_dir: str | Path, *, weights_dir: str | Path | None = None, allow_pickle: bool = False
+) -> SklearnModel:
+    """The estimator in ``model_dir`` (or the checkpoint ``weights_dir``), ready to predict.
+
+    ``model.skops`` loads when every type it needs was recorded at registration and is a
+    scikit-learn/numpy/scipy class or a numeric function; other types, or a ``model.pkl`` /
+    ``model.joblib`` instead, need ``allow_pickle=True`` (``UnsafeArtifact`` otherwise)."""
     import skops.io as sio
 
     meta = _read_meta(Path(model_dir))
-    path = Path(weights_dir or model_dir) / MODEL_FILE
+    folder = Path(weights_dir or model_dir)
+    path = folder / MODEL_FILE
     if not path.is_file():
-        raise IncompatibleCheckpoint(f"{path} does not exist: not a scikit-learn checkpoint")
+        return SklearnModel(_load_pickled(folder, allow_pickle), meta)
     trusted = list(meta.get("trusted_types") or [])
     needed = sio.get_untrusted_types(file=path)
     unexpected = sorted(set(needed) - set(trusted))
-    if unexpected:
+    if unexpected and not allow_pickle:
         raise IncompatibleCheckpoint(
             f"{path} needs types that were not in the model when it was registered: "
-            f"{unexpected[:5]}; refusing to load it (it may have been tampered with)"
+            f"{unexpected[:5]}; refusing to load it (it may have been tampered with). Pass "
+            "allow_pickle=True only if you trust the file"
         )
-    return SklearnModel(sio.load(path, trusted=trusted), meta)
+    unsafe = unsafe_skops_types(needed)
+    if unsafe and not allow_pickle:
+        raise UnsafeArtifact(
+            f"refusing to load {path}: it needs types outside scikit-learn, numpy and scipy "
+            f"classes and numeric functions, which could run code when loaded or used: "
+            f"{unsafe[:5]}. {HOW}"
+        )
+    return SklearnModel(sio.load(path, trusted=needed), meta)
+
+
+def _load_pickled(folder: Path, allow_pickle: bool) -> Any:
+    """The estimator pickled (joblib) in ``folder``, only when the user allows pickles."""
+    found = [n for n in pickle_files(folder) if n.endswith((".pkl", ".pickle", ".joblib"))]
+    if not found:
+        raise IncompatibleCheckpoint(
+            f"{folder / MODEL_FILE} does not exist: not a scikit-learn checkpoint"
+        )
+    path = folder / ("model.joblib" if "model.joblib" in found else found[0])
+    if not allow_pickle:
+        raise refuse_pickle(path, "a pickled (joblib) estimator")
+    import joblib
+
+    return joblib.load(path)
 
 
 def _read_meta(directory: Path) -> dict[str, Any]:

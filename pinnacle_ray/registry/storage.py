@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from ..errors import ChecksumMismatch
+from ..errors import ChecksumMismatch, UnsafeArtifact
 from .artifacts import Manifest, delete_tree, download, is_local, open_uri, upload, verify
 
 __all__ = ["CACHE_ENV", "ArtifactRoot"]
@@ -33,20 +33,33 @@ class ArtifactRoot:
 
     def uri(self, rel: str) -> str:
         """The URI of ``rel`` under the root, as stored in the registry's rows."""
-        return f"{self.root}/{rel}"
+        return f"{self.root}/{_inside(rel, self.root)}"
 
     def upload(self, source: Path, rel: str) -> tuple[str, Manifest]:
         """Copy local folder ``source`` to ``rel`` under the root; its URI and manifest."""
         fs, base = self._open_root()
-        return self.uri(rel), upload(source, fs, f"{base}/{rel}")
+        return self.uri(rel), upload(source, fs, f"{base}/{_inside(rel, self.root)}")
 
     def delete(self, rel: str) -> None:
         """Remove folder ``rel`` under the root (best effort)."""
         fs, base = self._open_root()
-        delete_tree(fs, f"{base}/{rel}")
+        delete_tree(fs, f"{base}/{_inside(rel, self.root)}")
+
+    def relative(self, uri: str) -> str:
+        """The path of ``uri`` under the root; ``UnsafeArtifact`` when a (tampered) row
+        points anywhere else."""
+        if not isinstance(uri, str) or not uri.startswith(self.root + "/"):
+            raise UnsafeArtifact(
+                f"the registry row points at {uri!r}, outside the artifact root {self.root!r}; "
+                "refusing to read it (the row may have been tampered with). If the model was "
+                "registered under another root, load it with pr.connect(url, artifact_root=...)"
+                " naming that root"
+            )
+        return _inside(uri[len(self.root) + 1 :], self.root)
 
     def local_copy(self, uri: str, digest: str) -> str:
-        """A local folder with the files at ``uri``, checked against ``digest`` first."""
+        """A local folder with the files at ``uri`` (which must lie under the root), checked
+        against ``digest`` first."""
         fs, path = self._open(uri)
         if is_local(fs):
             verify(fs, path, digest, uri)
@@ -68,11 +81,26 @@ class ArtifactRoot:
         return self._fs
 
     def _open(self, uri: str) -> tuple[pafs.FileSystem, str]:
-        # A URI under our root reuses its filesystem (and an in-process one, e.g. mock://).
-        if uri.startswith(self.root + "/"):
-            fs, base = self._open_root()
-            return fs, f"{base}/{uri[len(self.root) + 1 :]}"
-        return open_uri(uri)
+        # Under our root only, through its filesystem (and an in-process one, e.g. mock://).
+        rel = self.relative(uri)
+        fs, base = self._open_root()
+        return fs, f"{base}/{rel}"
+
+
+def _inside(rel: str, root: str) -> str:
+    """``rel`` if it names a path strictly below the root: no ``..``, ``.`` or empty parts,
+    no backslash, NUL or drive letter, not absolute; else ``UnsafeArtifact``."""
+    parts = rel.split("/") if isinstance(rel, str) else [""]
+    if (
+        not parts
+        or any(p in ("", ".", "..") for p in parts)
+        or any(c in rel for c in ("\\", "\x00", ":"))
+    ):
+        raise UnsafeArtifact(
+            f"artifact path {rel!r} would leave the artifact root {root!r} (it must be "
+            "relative, with no '..', '.', empty parts, backslashes, colons or NUL); refusing it"
+        )
+    return rel
 
 
 def _cache_root() -> Path:

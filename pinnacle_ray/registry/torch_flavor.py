@@ -27,8 +27,15 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..errors import ColumnNotFound, ConfigError, IncompatibleCheckpoint, NonNumericFeature
+from ..errors import (
+    ColumnNotFound,
+    ConfigError,
+    IncompatibleCheckpoint,
+    NonNumericFeature,
+    UnsafeArtifact,
+)
 from .flavors import META_FILE
+from .safety import pickle_files, refuse_pickle
 from .torch_architecture import build_module, describe_architecture, unwrap
 
 __all__ = [
@@ -131,12 +138,18 @@ class TorchModel:
 
 
 def load_model(
-    model_dir: str | Path, *, weights_dir: str | Path | None = None, model: nn.Module | None = None
+    model_dir: str | Path,
+    *,
+    weights_dir: str | Path | None = None,
+    model: nn.Module | None = None,
+    allow_pickle: bool = False,
 ) -> TorchModel:
     """The model in ``model_dir`` (weights from ``weights_dir`` when given), ready to predict.
 
     The architecture is rebuilt from ``pinnacle.json``; pass ``model=`` (an instance, used as
-    a template and copied) when it cannot be, e.g. for a class defined in a script.
+    a template and copied) when it cannot be, e.g. for a class defined in a script. Weights
+    saved with ``torch.save`` (``.pt``/``.pth``/``.bin``) instead of safetensors load only
+    with ``allow_pickle=True``, and then only as tensors (``torch.load(weights_only=True)``).
     """
     meta = read_meta(model_dir)
     if model is not None:
@@ -149,9 +162,43 @@ def load_model(
             "without model=); pass model=<an instance of the module> to load()"
         )
     path = Path(weights_dir or model_dir) / MODEL_FILE
+    if not path.is_file() and (pickled := _torch_files(path.parent)):
+        source = path.parent / pickled[0]
+        state = _load_pickled_weights(source, allow_pickle)
+        _check_shapes({k: tuple(v.shape) for k, v in state.items()}, module, source)
+        module.load_state_dict(state, strict=True)
+        return TorchModel(module, meta)
     check_compatible(path, module)
     module.load_state_dict(load_file(str(path)), strict=True)
     return TorchModel(module, meta)
+
+
+def _torch_files(folder: Path) -> list[str]:
+    return [n for n in pickle_files(folder) if n.endswith((".pt", ".pth", ".bin", ".ckpt"))]
+
+
+def _load_pickled_weights(path: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
+    """A state_dict saved with ``torch.save``: tensors only, never arbitrary objects."""
+    if not allow_pickle:
+        raise refuse_pickle(path, "a torch.save (pickle) file")
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # weights_only refuses anything but tensors and plain containers
+        raise UnsafeArtifact(
+            f"refusing to load {path}: it holds more than tensors ({str(exc).splitlines()[0]}"
+            "); pinnacle_ray reads torch.save files only with weights_only=True. Save the "
+            "module's state_dict with safetensors instead"
+        ) from None
+    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
+        state = state["state_dict"]
+    if not isinstance(state, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
+        raise IncompatibleCheckpoint(
+            f"{path} does not hold a state_dict (names -> tensors); save "
+            "module.state_dict() (with safetensors) to load it"
+        )
+    return dict(state)
 
 
 def check_compatible(weights_path: str | Path, module: nn.Module) -> None:
@@ -165,6 +212,10 @@ def check_compatible(weights_path: str | Path, module: nn.Module) -> None:
         )
     with safe_open(str(path), framework="pt") as f:
         stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    _check_shapes(stored, module, path)
+
+
+def _check_shapes(stored: dict[str, tuple[int, ...]], module: nn.Module, path: Path) -> None:
     wanted = {k: tuple(v.shape) for k, v in unwrap(module).state_dict().items()}
     missing = sorted(set(wanted) - set(stored))
     unexpected = sorted(set(stored) - set(wanted))

@@ -22,11 +22,13 @@ import pandas as pd
 
 from ..errors import ConfigError, IncompatibleCheckpoint
 from .flavors import META_FILE
+from .safety import pickle_files, refuse_pickle
 from .sklearn_flavor import to_frame
 
 __all__ = ["MODEL_FILE", "XGBoostModel", "is_classification", "load_booster", "load_model"]
 
 MODEL_FILE = "model.ubj"
+JSON_FILE = "model.json"  # XGBoost's JSON format: as safe, larger
 
 
 def is_classification(objective: str | None) -> bool:
@@ -107,20 +109,34 @@ class XGBoostModel:
         return np.asarray(self.booster.predict(data))
 
 
-def load_booster(directory: str | Path) -> Any:
-    """The booster saved in ``directory/model.ubj``."""
+def load_booster(directory: str | Path, *, allow_pickle: bool = False) -> Any:
+    """The booster saved in ``directory``: ``model.ubj`` (or ``model.json``); a pickled
+    booster (``.pkl``/``.joblib``) only with ``allow_pickle=True``."""
     import xgboost as xgb
 
-    path = Path(directory) / MODEL_FILE
-    if not path.is_file():
-        raise IncompatibleCheckpoint(f"{path} does not exist: not an XGBoost checkpoint")
+    folder = Path(directory)
+    path = next((folder / n for n in (MODEL_FILE, JSON_FILE) if (folder / n).is_file()), None)
+    if path is None:
+        pickled = [n for n in pickle_files(folder) if n.endswith((".pkl", ".pickle", ".joblib"))]
+        if not pickled:
+            raise IncompatibleCheckpoint(
+                f"{folder / MODEL_FILE} does not exist: not an XGBoost checkpoint"
+            )
+        if not allow_pickle:
+            raise refuse_pickle(folder / pickled[0], "a pickled XGBoost model")
+        import joblib
+
+        loaded = joblib.load(folder / pickled[0])
+        return loaded.get_booster() if hasattr(loaded, "get_booster") else loaded
     booster = xgb.Booster()
     booster.load_model(str(path))
     return booster
 
 
-def load_model(model_dir: str | Path, *, weights_dir: str | Path | None = None) -> XGBoostModel:
+def load_model(
+    model_dir: str | Path, *, weights_dir: str | Path | None = None, allow_pickle: bool = False
+) -> XGBoostModel:
     """The booster in ``model_dir`` (or the checkpoint ``weights_dir``), ready to predict."""
     path = Path(model_dir) / META_FILE
     meta = json.loads(path.read_text()) if path.is_file() else {}
-    return XGBoostModel(load_booster(weights_dir or model_dir), meta)
+    return XGBoostModel(load_booster(weights_dir or model_dir, allow_pickle=allow_pickle), meta)

@@ -61,7 +61,23 @@ def resolve_pretrained(model: str | os.PathLike[str]) -> tuple[str, Any]:
             f"Hugging Face cache ({type(exc).__name__}); pinnacle_ray never downloads at run "
             f"time. {_HOW[0].upper()}{_HOW[1:]}"
         ) from None
+    if not _cached_safetensors(str(model)):
+        raise PretrainedNotFound(
+            f"model={str(model)!r} is in the Hugging Face cache without safetensors weights "
+            "(only pytorch_model.bin, a pickle that can run code when loaded); pinnacle_ray "
+            f"loads only safetensors. {_HOW[0].upper()}{_HOW[1:]}"
+        )
     return str(model), config
+
+
+def _cached_safetensors(name: str) -> bool:
+    """Whether the cached hub model ``name`` has safetensors weights (one file or shards)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return any(
+        isinstance(try_to_load_from_cache(name, f), str)
+        for f in ("model.safetensors", "model.safetensors.index.json")
+    )
 
 
 def resolve_tokenizer(tokenizer: Any, model: str) -> Any:
