@@ -21,6 +21,7 @@ from .identifiers import validate_identifier
 from .sql_errors import translate
 from .sql_query import SqlQuery, _CtidPages
 from .sql_read import Compiled, via_settings
+from .sql_reflect import reflect_columns
 from .sql_write import WriteData, delete_rows, upsert
 from .sql_write import insert as insert_rows
 from .url import mask
@@ -147,20 +148,8 @@ class SqlDatastore:
         validate_identifier(name, "table name")
         with self._errors(f"reading the columns of table {name!r}"):
             try:
-                # Columns and primary key only: full autoload also reads foreign keys,
-                # indexes and comments (~70 ms of catalog queries on PostgreSQL).
                 with self._engine.connect() as conn:
-                    inspector = sa.inspect(conn)
-                    columns = inspector.get_columns(name)
-                    pk = inspector.get_pk_constraint(name).get("constrained_columns") or []
-                return sa.Table(
-                    name,
-                    sa.MetaData(),
-                    *[
-                        sa.Column(c["name"], c["type"], primary_key=c["name"] in pk)
-                        for c in columns
-                    ],
-                )
+                    return reflect_columns(conn, name)
             except sa.exc.NoSuchTableError:
                 known = sa.inspect(self._engine).get_table_names()
                 raise TableNotFound(

@@ -33,6 +33,7 @@ from .identifiers import validate_identifier
 from .sql_bulk import BULK_MIN_ROWS, bulk_upsert
 from .sql_errors import is_duplicate_key, translate
 from .sql_query import _match
+from .sql_reflect import reflect_columns
 from .sql_types import sql_type
 
 if TYPE_CHECKING:
@@ -242,7 +243,7 @@ def _ensure_table(
     conn: sa.Connection, name: str, schema: pa.Schema, keys: list[str]
 ) -> tuple[sa.Table, bool]:
     if sa.inspect(conn).has_table(name):
-        return sa.Table(name, sa.MetaData(), autoload_with=conn), False
+        return reflect_columns(conn, name), False
     columns = [
         sa.Column(
             f.name,
@@ -264,7 +265,7 @@ def _ensure_table(
         # Another writer created it between our check and our CREATE: write into theirs.
         if not sa.inspect(conn).has_table(name):
             raise
-        return sa.Table(name, sa.MetaData(), autoload_with=conn), False
+        return reflect_columns(conn, name), False
     return table, True
 
 
@@ -408,6 +409,6 @@ def _drop_if_created(store: SqlDatastore, name: str, created: bool) -> None:
     if created and store.backend in ("mysql", "mariadb"):
         try:
             with store._engine.begin() as conn:
-                sa.Table(name, sa.MetaData(), autoload_with=conn).drop(conn)
+                reflect_columns(conn, name).drop(conn)
         except sa.exc.SQLAlchemyError:
             pass
