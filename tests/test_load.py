@@ -7,15 +7,22 @@ Each test prints its figures (``-s`` shows them); README's "What we test" table 
 from __future__ import annotations
 
 import multiprocessing.pool
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+import pandas as pd
 import pytest
+import torch
 from registry_race import racing_pool, register_many
 
 import pinnacle_ray as pr
+from pinnacle_ray.registry.torch_flavor import save_model
 
 PROCESSES, REGISTRATIONS = 8, 20
+FEATURES = ["a", "b", "c"]
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +62,56 @@ def test_versions_are_1_to_160_without_gaps_when_8_processes_register_20_each(
     total = PROCESSES * REGISTRATIONS
     assert versions == list(range(1, total + 1))
     assert sorted(v.version for v in listed) == list(range(1, total + 1))
+
+
+# -- concurrent prediction write-back -------------------------------------------------------
+WRITERS, PREDICT_ROWS = 4, 600
+
+
+def _weights(i: int) -> tuple[float, float, float]:
+    return (1.0 + i, -2.0 * i, 0.5)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_every_row_is_written_once_per_model_when_4_predicts_write_to_one_table_at_once(
+    store, backend, tables, tmp_path
+):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(PREDICT_ROWS, 3)), columns=FEATURES)
+    frame.insert(0, "id", np.arange(PREDICT_ROWS, dtype=np.int64))
+    data, out = tables("pts"), tables("preds")
+    store.write(data, frame, key="id")
+    for name in ("pinnacle_models", "pinnacle_checkpoints", "pinnacle_registry_meta"):
+        tables(name)  # the store's own registry, dropped after the test
+    models = [f"{tables.prefix}-m{i}" for i in range(WRITERS)]
+    for i, name in enumerate(models):
+        module = torch.nn.Linear(3, 1)
+        with torch.no_grad():
+            module.weight.copy_(torch.tensor([_weights(i)]))
+            module.bias.fill_(float(i))
+        store.models.register(name, "torch", save_model(tmp_path / name, module, features=FEATURES))
+
+    barrier = threading.Barrier(WRITERS)
+
+    def run(name: str) -> pr.PredictResult:
+        barrier.wait(timeout=60)
+        return pr.predict(name, store.table(data), output=out, batch_size=100)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(WRITERS) as threads:
+        results = list(threads.map(run, models))
+    seconds = time.perf_counter() - started
+    written = store.table(out).to_arrow().to_pandas()
+    duplicates = int(written.duplicated(["id", "model", "version"]).sum())
+    print(
+        f"\n[load] predict {backend}: {WRITERS} concurrent writers x {PREDICT_ROWS} rows -> "
+        f"{len(written)} rows, {duplicates} duplicates, {seconds:.1f} s"
+    )
+    assert [r.rows for r in results] == [PREDICT_ROWS] * WRITERS
+    assert len(written) == PREDICT_ROWS * WRITERS and duplicates == 0
+    for i, name in enumerate(models):
+        mine = written[written["model"] == name].sort_values("id")
+        expected = frame[FEATURES].to_numpy() @ np.array(_weights(i)) + i
+        np.testing.assert_allclose(mine["prediction"].to_numpy(), expected, rtol=1e-5, atol=1e-5)
+        assert list(mine["id"]) == list(range(PREDICT_ROWS))
