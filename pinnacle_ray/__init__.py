@@ -15,7 +15,6 @@ import importlib
 from typing import TYPE_CHECKING
 
 from . import errors
-from .datastore import ShardPlan, SqlDatastore, SqlQuery, connect
 from .errors import (
     ChecksumMismatch,
     ClusterUnreachable,
@@ -53,19 +52,20 @@ from .errors import (
     TooFewRows,
     WriteError,
 )
-from .registry import (
-    CheckpointRecord,
-    CheckpointSpec,
-    HandleMove,
-    ModelRegistry,
-    ModelVersion,
-    SweepTrial,
-)
 
 if TYPE_CHECKING:
+    from .datastore import ShardPlan, SqlDatastore, SqlQuery, connect
     from .datastore.mongo import MongoDatastore
     from .datastore.mongo_query import MongoQuery
     from .predict import PredictResult, predict
+    from .registry import (
+        CheckpointRecord,
+        CheckpointSpec,
+        HandleMove,
+        ModelRegistry,
+        ModelVersion,
+        SweepTrial,
+    )
     from .trainers import (
         HuggingFaceTrainer,
         SklearnTrainer,
@@ -80,10 +80,21 @@ if TYPE_CHECKING:
     from .tune import SweepResult, sweep
 
 # The trainers import torch, Ray Train, scikit-learn and XGBoost (seconds), predict imports
-# Ray Train's config for its resource plan, the Mongo classes pymongo; the package is also
-# imported by every Ray Data read task process, which needs none of them. They load on first
-# use instead: ``pr.TorchTrainer`` works as before.
+# Ray Train's config for its resource plan, the Mongo classes pymongo, the datastore and
+# registry SQLAlchemy and pandas; the package is also imported by every Ray Data read task
+# and every Ray Train worker, which need only some of them. They load on first use
+# instead: ``pr.connect`` and ``pr.TorchTrainer`` work as before.
 _LAZY = {
+    "ShardPlan": "datastore",
+    "SqlDatastore": "datastore",
+    "SqlQuery": "datastore",
+    "connect": "datastore",
+    "CheckpointRecord": "registry",
+    "CheckpointSpec": "registry",
+    "HandleMove": "registry",
+    "ModelRegistry": "registry",
+    "ModelVersion": "registry",
+    "SweepTrial": "registry",
     "MongoDatastore": "datastore.mongo",
     "MongoQuery": "datastore.mongo_query",
     "PredictResult": "predict",

@@ -7,6 +7,11 @@ driver: the driver only sums the row counts the actors return, and its memory st
 however large the table is. Every write is keyed by (the query's key, model, version), so
 a rerun, or a retry after a failure halfway, leaves exactly one row per key.
 
+SQLite takes one writer at a time, so there each actor stages its rows in a file of its
+own and the driver merges them all into the output in one transaction at the end
+(``datastore.sqlite_staging``): the actors never queue for the lock, and a run that fails
+writes nothing.
+
 Everything that can be checked before reading is checked first (model, version, handle,
 features, key, output table), so a bad request writes nothing.
 """
@@ -18,6 +23,7 @@ import gc
 import json
 import logging
 import re
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +45,7 @@ __all__ = ["DEFAULT_BATCH_SIZE", "PredictResult", "predict"]
 logger = logging.getLogger("pinnacle_ray.predict")
 
 DEFAULT_BATCH_SIZE = 10_000
+READ_BLOCK_BYTES = 16 * 1024 * 1024
 # Columns every output row has besides the query's key and the predictions.
 MODEL_COLUMN, VERSION_COLUMN, CREATED_COLUMN = "model", "version", "created_at"
 _PREDICTION = re.compile(r"prediction(_\d+)?|proba_.*")
@@ -106,24 +113,51 @@ def predict(
         actor_cpus,
         read_cpus,
     )
-    spec = _Spec(
-        store=store,
-        model=record.name,
-        version=record.version,
-        checkpoint=checkpoint,
-        features=features,
-        key=key,
-        passthrough=passthrough,
-        output=output,
-        created_at=dt.datetime.now(dt.timezone.utc),
-    )
+    staging = _staging_folder(store, output, key)
+    try:
+        spec = _Spec(
+            store=store,
+            model=record.name,
+            version=record.version,
+            checkpoint=checkpoint,
+            features=features,
+            key=key,
+            passthrough=passthrough,
+            output=output,
+            created_at=dt.datetime.now(dt.timezone.utc),
+            batch_size=batch_size,
+            staging=None if staging is None else str(staging),
+        )
+        written, counts = _run(query, spec, actors, actor_cpus, read_cpus)
+        if staging is not None:
+            from .datastore.sqlite_staging import merge_staged
+
+            merge_staged(store, staging, output, [key, MODEL_COLUMN, VERSION_COLUMN])
+    finally:
+        if staging is not None:  # merged, or the run failed: the staged rows go
+            shutil.rmtree(staging, ignore_errors=True)
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("Ray Data's stages:\n%s", counts.stats())
+    seconds = round(time.perf_counter() - started, 3)
+    logger.info("wrote %d prediction(s) into %r in %.1f s", written, output, seconds)
+    return PredictResult(record.name, record.version, output, written, seconds)
+
+
+def _run(
+    query: Any, spec: _Spec, actors: int, actor_cpus: float, read_cpus: float
+) -> tuple[int, ray.data.Dataset]:
+    """Run the actors over the query; the rows they wrote (or staged), and the dataset."""
     # No select_columns here: Ray Data runs a projection as a separate 1-CPU task that
     # cannot fit beside the actors on a small cluster (measured: a silent hang on 2 CPUs);
     # each actor picks its columns from the batch instead.
-    counts = query.to_dataset(num_cpus=read_cpus).map_batches(
+    rows = query.to_dataset(num_cpus=read_cpus)
+    # Read tasks hand on blocks of a few batches, not a whole shard each: the actors start
+    # on the first rows while the rest are read.
+    rows.context.target_max_block_size = READ_BLOCK_BYTES
+    counts = rows.map_batches(
         BatchWriter,
         fn_constructor_args=(spec,),
-        batch_size=batch_size,
+        batch_size=spec.batch_size,
         batch_format="pyarrow",
         # All actors start at once (each pays its imports and model load in parallel
         # with the reads); a small query read in one block may scale the pool down.
@@ -139,19 +173,17 @@ def predict(
             for batch in counts.iter_batches(batch_size=None, batch_format="pyarrow"):
                 written += int(np.asarray(batch.column("rows")).sum())
     except Exception as exc:  # the actor's own error, not Ray's wrapper around it
-        failure = _original(exc, record.name)
+        failure = _original(exc, spec.model)
     if failure is not None:
         # The failed run's frames, reachable from the tracebacks, hold the actor pool's
         # handles, and a live handle keeps its actor and its CPUs: while the caller holds
         # the exception, the next run on a small cluster waits for CPUs that never come
         # back (seen on 2 CPUs). Drop those frames and the dataset before raising.
-        del counts
+        del counts, rows
         _drop_frames(failure)
         gc.collect()
         raise failure
-    seconds = round(time.perf_counter() - started, 3)
-    logger.info("wrote %d prediction(s) into %r in %.1f s", written, output, seconds)
-    return PredictResult(record.name, record.version, output, written, seconds)
+    return written, counts
 
 
 @dataclass(frozen=True)
@@ -167,6 +199,8 @@ class _Spec:
     passthrough: list[str]
     output: str
     created_at: dt.datetime
+    batch_size: int = DEFAULT_BATCH_SIZE
+    staging: str | None = None  # SQLite: the folder the actors stage their rows in
 
 
 class BatchWriter:
@@ -177,13 +211,27 @@ class BatchWriter:
         self.spec = spec
         self.model = spec.store.models.load(spec.model, spec.version, spec.checkpoint)
         self.proba: bool | None = None  # whether the model gives probabilities: first batch
+        self.staged: Any = None  # SQLite: this actor's staging file, from the first batch
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         if batch.num_rows == 0:
             return pa.table({"rows": pa.array([0], pa.int64())})
         table = self.predictions(batch)
         key = [self.spec.key, MODEL_COLUMN, VERSION_COLUMN]
-        written = self.spec.store.write(self.spec.output, table, key=key)
+        if self.staged is None and self.spec.staging is not None:
+            from .datastore.sqlite_staging import StagingFile, stageable
+
+            if stageable(table.schema):
+                # The output table (with its key) and its columns are settled by an empty
+                # write; the rows are merged into it by the driver at the end.
+                self.spec.store.write(self.spec.output, table.slice(0, 0), key=key)
+                self.staged = StagingFile(self.spec.staging)
+            else:
+                self.staged = False
+        if self.staged:
+            written = self.staged.append(table)
+        else:
+            written = self.spec.store.write(self.spec.output, table, key=key)
         return pa.table({"rows": pa.array([written], pa.int64())})
 
     def predictions(self, batch: pa.Table) -> pa.Table:
@@ -365,6 +413,20 @@ def _check_output(store: Any, output: str, key: str, passthrough: list[str]) -> 
             f"output table {output!r} exists without column(s) {missing} (its columns are "
             f"{existing}); write to a new table, or one an earlier pr.predict made"
         )
+
+
+def _staging_folder(store: Any, output: str, key: str) -> Any:
+    """A staging folder for a SQLite file whose output table is new or keyed as pr.predict
+    makes it (an upsert by that key), else None: rows are then upserted batch by batch."""
+    if getattr(store, "backend", None) != "sqlite":
+        return None
+    if output in store.tables():
+        keys = {c.name for c in store._reflect(output).primary_key.columns}
+        if keys != {key, MODEL_COLUMN, VERSION_COLUMN}:
+            return None
+    from .datastore.sqlite_staging import staging_folder
+
+    return staging_folder(store)
 
 
 def _plan(concurrency: int | None) -> tuple[int, float, float]:

@@ -125,16 +125,8 @@ def test_sklearn_continues_on_documents_past_an_objectid_watermark_when_the_key_
     assert train["key_min"] > last_old and train["rows"] == 60
 
 
-def test_xgboost_adds_rounds_on_new_rows_only(sqlite):
-    trainer = pr.XGBoostTrainer(features=FEATURES, label="y", num_boost_round=5, name="xgb")
-    trainer.fit(train=sqlite.table("points"))
-    sqlite.write("points", _rows(200, 260), key="id")
-
-    second = trainer.fit(train=sqlite.table("points").since("xgb"), resume_from="xgb")
-
-    version = sqlite.models.get("xgb", version=second.version)
-    assert version.parent_version == 1 and version.lineage["train"]["key_min"] == 200
-    assert sqlite.models.load("xgb", handle="latest").booster.num_boosted_rounds() == 10
+# XGBoost's continued boosting on new rows only (since + resume_from) is in
+# test_xgboost_trainer.py, on the fit that also checks resuming the registered booster.
 
 
 def test_torch_continues_weights_and_optimizer_on_new_rows_only(sqlite):

@@ -155,13 +155,22 @@ def test_predict_uses_the_production_version_when_neither_version_nor_handle_is_
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_rerun_after_a_failure_halfway_leaves_exactly_one_row_per_key(store, tables, tmp_path):
     data, out, model = tables("pts"), tables("preds"), f"{tables.prefix}-lin"
-    _register_torch(store, tmp_path, name=model, trip=100.0)
+    version = _register_torch(store, tmp_path, name=model, trip=100.0)
     poisoned = _points(2000)
     poisoned.loc[poisoned["id"] >= 1500, "a"] = 1e6  # the last 5 of 20 batches fail
     store.write(data, poisoned, key="id")
     query = store.table(data)
     with pytest.raises(ValueError, match="tripwire"):
         pr.predict(model, query, output=out, batch_size=100, concurrency=1)
+    if store.backend == "sqlite":
+        # Staged rows are merged only when every batch succeeded: the failure wrote nothing.
+        assert out not in store.tables() or len(_read(store, out)) == 0
+        assert not list(tmp_path.glob(".*.staging-*"))  # and left no staging files
+        # Rows of an earlier run, as the other backends' failed run leaves them.
+        stale = pd.DataFrame({"id": range(1200), "model": model, "version": version})
+        stale["prediction"] = -1.0
+        stale["created_at"] = pd.Timestamp("2020-01-01", tz="UTC")
+        store.write(out, stale, key=["id", "model", "version"])
     partial = len(_read(store, out))
     assert 0 < partial < 2000  # the batches before the bad one were written
     store.write(data, _points(2000), key="id")  # fixed

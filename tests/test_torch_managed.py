@@ -33,6 +33,17 @@ def store(tmp_path):
     s.close()
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One managed run (two workers, three epochs, validation on the key's hash split),
+    shared by the tests that only look at its result (each Ray Train start costs ~10-15 s)."""
+    s = pr.connect(tmp_path_factory.mktemp("managed") / "managed.db")
+    s.write("points", pa.table(_points(2_000)), key="id")
+    result = _linear().fit(train=s.table("points"))
+    yield s, result
+    s.close()
+
+
 def _linear(**kw):
     torch.manual_seed(0)
     args = {
@@ -49,8 +60,8 @@ def _linear(**kw):
     return pr.TorchTrainer(**(args | kw))
 
 
-def test_managed_loop_learns_and_registers_a_loadable_version_when_given_a_model(store):
-    result = _linear().fit(train=store.table("points"))
+def test_managed_loop_learns_and_registers_a_loadable_version_when_given_a_model(trained):
+    store, result = trained
     assert result.version == 1
     assert result.metrics["valid/loss"] < 0.05
     assert result.metrics["epoch"] == 2 and result.metrics["epoch_done"]
@@ -70,8 +81,8 @@ def test_two_workers_split_the_data_and_step_together_when_on_two_cpus(store):
     assert result.version is None
 
 
-def test_validation_runs_on_a_hash_split_of_the_key_when_no_valid_query_is_given(store):
-    result = _linear(epochs=1).fit(train=store.table("points"))
+def test_validation_runs_on_a_hash_split_of_the_key_when_no_valid_query_is_given(trained):
+    store, result = trained
     assert "valid/loss" in result.metrics
     lineage = store.models.get("lin").lineage
     assert lineage["valid"] == {"holdout": "hash of the key", "fraction": 0.05}
@@ -122,11 +133,12 @@ def test_resume_continues_weights_optimizer_and_step_exactly_when_resumed_from_r
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=5e-3)
 
 
-def test_resume_is_refused_when_the_weights_do_not_fit_the_model(store):
-    _linear(epochs=1, scaling_config=ScalingConfig(num_workers=1)).fit(train=store.table("points"))
+def test_resume_is_refused_when_the_weights_do_not_fit_the_model(trained):
+    store, _ = trained  # "lin" version 1: a Linear(4, 1)
     bigger = _linear(model=torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 1)))
     with pytest.raises(pr.IncompatibleCheckpoint):
         bigger.fit(train=store.table("points"), resume_from="lin")
+    assert [v.version for v in store.models.list("lin")] == [1]  # nothing registered
 
 
 def test_resume_is_refused_when_the_model_is_not_registered(store):

@@ -106,6 +106,28 @@ def test_upsert_updates_existing_keys_and_inserts_new_ones(store, tables):
     assert got[4] == 0.0 and got[5] == 1.0 and got[14] == 1.0
 
 
+def test_repeated_dates_and_times_round_trip_and_match_a_where_filter(store, tables):
+    # Mostly one timestamp (as a prediction run's created_at) plus NULLs: SQLite renders
+    # such columns once per distinct value; the text must be what a filter binds.
+    ts = dt.datetime(2024, 3, 1, 12, 30, 45, 123456)
+    day = dt.date(2024, 2, 29)
+    n = 6
+    source = pa.table(
+        {
+            "id": pa.array(range(n), pa.int64()),
+            "ts": pa.array([ts] * (n - 2) + [None, ts.replace(microsecond=0)], pa.timestamp("us")),
+            "d": pa.array([day] * (n - 1) + [None], pa.date32()),
+            "ms": pa.array([ts.replace(microsecond=123000)] * n, pa.timestamp("ms")),
+        }
+    )
+    name = tables("when")
+    store.write(name, source, key="id")
+    store.write(name, source, key="id")  # the upsert path over existing rows
+    assert _rows(store, name) == source.to_pylist()
+    assert store.table(name, where={"ts": ts}).count() == n - 2
+    assert store.table(name, where={"d": day}).count() == n - 1
+
+
 @pytest.mark.with_mongo
 def test_upsert_by_composite_key(store, tables):
     name = tables("comp")
@@ -188,3 +210,35 @@ def test_key_missing_from_the_data_is_refused(store, tables):
 
 def _q(store, name: str) -> str:
     return store._engine.dialect.identifier_preparer.quote(name)
+
+
+def test_sqlite_staged_rows_merge_as_a_direct_upsert_writes_them(tmp_path):
+    # pr.predict's SQLite path: writers stage Arrow batches in files of their own (ADBC)
+    # and one merge upserts them; what lands must equal what store.write stores.
+    from pinnacle_ray.datastore.sqlite_staging import StagingFile, merge_staged, staging_folder
+
+    store = pr.connect(tmp_path / "stage.db")
+    ts = dt.datetime(2024, 3, 1, 12, 30, 45, 123456)
+    rows = pa.table(
+        {
+            "id": pa.array(range(6), pa.int64()),
+            "model": pa.array(["m"] * 6),
+            "f": pa.array([1.5, None, -0.25, 2.0, 3.0, 4.0]),
+            "ok": pa.array([True, False, None, True, True, False]),
+            "s": pa.array(["größe", "", None, "x", "y", "z"]),
+            "d": pa.array([dt.date(2024, 2, 29)] * 5 + [None], pa.date32()),
+            "ts": pa.array([ts.replace(tzinfo=UTC)] * 4 + [None, None], pa.timestamp("us", "UTC")),
+        }
+    )
+    keys = ["id", "model"]
+    store.write("direct", rows, key=keys)
+    store.write("merged", rows.slice(0, 0), key=keys)
+    store.write("merged", rows.slice(0, 2).set_column(2, "f", pa.array([9.0, 9.0])), key=keys)
+    folder = staging_folder(store)
+    for part in (rows.slice(0, 3), rows.slice(3)):  # two writers, one file each
+        staged = StagingFile(folder)
+        staged.append(part)
+        staged.close()
+    assert merge_staged(store, folder, "merged", keys) == 6
+    assert not folder.exists()
+    assert store.table("merged").to_arrow().sort_by("id") == store.table("direct").to_arrow()

@@ -14,7 +14,10 @@ import pinnacle_ray as pr
 from pinnacle_ray.registry.xgboost_flavor import load_booster
 
 
-@pytest.mark.with_mongo
+# SQLite and MongoDB only: on PostgreSQL and MariaDB the same Ray Data read feeds the same
+# trainer code (their reads are tested in test_read.py, their end-to-end fits in
+# test_sklearn_trainer.py); each case here is a two-worker Ray Train run.
+@pytest.mark.parametrize("backend", ["sqlite", "mongo"], indirect=True)
 def test_two_workers_early_stop_and_register_the_best_round(store, tables):
     table = tables("bc")
     features = breast_cancer(store, table)
@@ -55,7 +58,7 @@ def sqlite(tmp_path):
     s.close()
 
 
-def test_continued_boosting_adds_rounds_to_the_registered_booster(sqlite):
+def test_continued_boosting_adds_rounds_on_new_rows_only_to_the_registered_booster(sqlite):
     features = diabetes(sqlite, "diabetes")
     q = sqlite.table("diabetes", key="id")
     trainer = pr.XGBoostTrainer(
@@ -70,14 +73,20 @@ def test_continued_boosting_adds_rounds_to_the_registered_booster(sqlite):
     assert first.metrics["valid/rmse"] > 0
     x, y = in_order(q, features, "target")
     assert r2_score(y, sqlite.models.load("dia").predict(x)) > 0.3
+    # New rows arrive (the first 60 again under new keys 442..501): continue on those only.
+    new = x.iloc[:60].assign(target=y[:60], split="train")
+    new.insert(0, "id", np.arange(442, 502, dtype=np.int64))
+    sqlite.write("diabetes", new, key="id")
 
-    second = trainer.fit(train=q, resume_from="dia")
+    second = trainer.fit(train=sqlite.table("diabetes", key="id").since("dia"), resume_from="dia")
 
     assert second.version == 2 and second.metrics["round"] == 60
     assert sqlite.models.load("dia").booster.num_boosted_rounds() == 60
+    assert sqlite.models.load("dia", handle="latest").booster.num_boosted_rounds() == 60
     version = sqlite.models.get("dia")
     assert version.parent_version == 1
     assert version.lineage["resumed_from"]["rounds"] == 30
+    assert version.lineage["train"]["key_min"] == 442
 
 
 def test_missing_features_are_missing_values_and_text_features_are_categories(sqlite):

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import TYPE_CHECKING
 
 from .base import Datastore, ModelCatalog
 from .shards import KeyRange, KeyStats, ShardPlan, plan_ranges
-from .sql import SqlDatastore
-from .sql_query import SqlQuery
-from .url import parse_sql_url
 
 if TYPE_CHECKING:
     from .mongo import MongoDatastore
+    from .mongo_query import MongoQuery
+    from .sql import SqlDatastore
+    from .sql_query import SqlQuery
+
+# SQLAlchemy and the drivers (the sql modules), pymongo (the mongo ones): loaded on first
+# use, so a process that only reads registry records or runs a training loop (a Ray Train
+# worker imports the registry's torch flavor) does not pay for them.
+_LAZY = {
+    "MongoDatastore": "mongo",
+    "MongoQuery": "mongo_query",
+    "SqlDatastore": "sql",
+    "SqlQuery": "sql_query",
+}
 
 __all__ = [
     "Datastore",
@@ -48,17 +59,15 @@ def connect(
         from .mongo import MongoDatastore  # pymongo loads only for Mongo URLs
 
         return MongoDatastore(text, artifact_root)
+    from .sql import SqlDatastore
+    from .url import parse_sql_url
+
     return SqlDatastore(parse_sql_url(text), artifact_root)
 
 
 def __getattr__(name: str) -> object:
-    # The Mongo classes import pymongo; load them on first use, not with the package.
-    if name == "MongoDatastore":
-        from .mongo import MongoDatastore
-
-        return MongoDatastore
-    if name == "MongoQuery":
-        from .mongo_query import MongoQuery
-
-        return MongoQuery
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

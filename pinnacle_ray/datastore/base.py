@@ -2,12 +2,14 @@
 
 The registry stores through :class:`Datastore` only, so it works on any backend that has
 these methods. ``datastore/`` must not import ``registry/`` (imports flow one way), so the
-registry package installs its factory here when it is imported (``import pinnacle_ray``
-does that) and ``store.models`` asks this module for a registry.
+registry package installs its factory here when it is imported, and ``store.models`` asks
+this module for a registry (importing the registry package by name on first use, so a
+process that never touches ``store.models``, such as a read task, never loads it).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -109,6 +111,8 @@ def set_models_factory(factory: Callable[[Datastore], ModelCatalog]) -> None:
 
 def make_models(store: Datastore) -> ModelCatalog:
     """A new model registry over ``store``, from the installed factory."""
+    if _factory is None:
+        importlib.import_module("pinnacle_ray.registry")  # installs its factory
     if _factory is None:
         raise ConfigError(
             "no model registry is installed; import pinnacle_ray (or pinnacle_ray.registry) "

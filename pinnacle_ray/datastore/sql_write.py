@@ -16,6 +16,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Union
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
@@ -126,8 +127,9 @@ def _write(
         validate_identifier(k, "key")
     engine = store._engine
     batches = to_arrow_batches(data)
+    prepared = False
     if not insert_only and isinstance(batches, list) and len(batches) == 1:
-        batches = [_prepare(batches[0], keys)]
+        batches, prepared = [_prepare(batches[0], keys)], True
         bulk = _bulk(store, name, batches[0], keys)
         if bulk is not None:
             return bulk
@@ -138,7 +140,8 @@ def _write(
     try:
         with engine.begin() as conn:
             for batch in batches:
-                batch = _prepare(batch, keys, insert_only=insert_only)
+                if not prepared:
+                    batch = _prepare(batch, keys, insert_only=insert_only)
                 if batch.num_rows == 0 and table is not None:
                     continue
                 if table is None:
@@ -221,7 +224,7 @@ def _prepare(batch: pa.Table, keys: list[str], *, insert_only: bool = False) -> 
         nulls = batch.column(k).null_count
         if nulls:
             raise InvalidKey(f"key column {k!r} has {nulls} NULL value(s); every row needs a key")
-    if batch.num_rows > 1:
+    if batch.num_rows > 1 and not _unique_rows(batch, keys):
         # Keep the last row per key, as if the rows were upserted one after another.
         indexed = batch.select(keys).append_column("__pr_row", pa.array(range(batch.num_rows)))
         last = indexed.group_by(keys, use_threads=False).aggregate([("__pr_row", "max")])
@@ -237,6 +240,16 @@ def _prepare(batch: pa.Table, keys: list[str], *, insert_only: bool = False) -> 
             order = pc.sort_indices(last.column("__pr_row_max"))
             batch = batch.take(pc.take(last.column("__pr_row_max"), order))
     return batch
+
+
+def _unique_rows(batch: pa.Table, keys: list[str]) -> bool:
+    """True when no two rows of ``batch`` share a key, proved cheaply: key columns holding
+    one value throughout (a model name, a version) cannot tell rows apart, so the check
+    runs on the others, and a single one is counted without grouping."""
+    distinct = {k: pc.count_distinct(batch.column(k)).as_py() for k in keys}
+    varying = [k for k, n in distinct.items() if n > 1]
+    # Several varying columns (or none): the caller groups, which is exact.
+    return len(varying) == 1 and distinct[varying[0]] == batch.num_rows
 
 
 def _ensure_table(
@@ -327,18 +340,21 @@ class _Compiled:
         # A statement with parameters of its own (not columns): SQLAlchemy binds it.
         usable = bool(self.names) and all(n in batch.column_names for n in self.names)
         self.compiled = compiled if usable else None
-        self.processors = getattr(compiled, "_bind_processors", {})
+        self.processors = dict(getattr(compiled, "_bind_processors", {}))
+        self.rendered: dict[str, str] | None = None  # column -> strftime format, first chunk
 
     def execute(self, conn: sa.Connection, chunk: pa.Table) -> None:
         dialect = conn.dialect.name
         if self.compiled is None:
             conn.execute(self.statement, _rows(chunk, dialect))
             return
-        columns = _columns(chunk, dialect)
+        if self.rendered is None:
+            self.rendered = _renderable(chunk, dialect, self.processors)
+        columns = _columns(chunk, dialect, self.rendered)
         values = []
         for name in self.names:
             column = columns[name]
-            processor = self.processors.get(name)
+            processor = None if name in self.rendered else self.processors.get(name)
             values.append(column if processor is None else [processor(v) for v in column])
         if self.compiled.positional:
             rows: Any = list(zip(*values, strict=True))
@@ -347,17 +363,66 @@ class _Compiled:
         conn.exec_driver_sql(self.compiled.string, rows)
 
 
-def _columns(chunk: pa.Table, dialect: str) -> dict[str, list[Any]]:
-    """Each column of ``chunk`` as Python values the way :func:`_rows` makes them."""
+def _renderable(chunk: pa.Table, dialect: str, processors: Mapping[str, Any]) -> dict[str, str]:
+    """The date/time columns of ``chunk`` that Arrow can turn into SQLite's text whole,
+    with the format to use: SQLAlchemy's processor formats one value at a time, which cost
+    as much as the insert itself. A column qualifies only when both agree on its first
+    value, so a custom storage format keeps its processor."""
+    if dialect != "sqlite":
+        return {}
     out = {}
     for field in chunk.schema:
-        column = chunk.column(field.name)
-        if (
-            dialect != "postgresql"
-            and pa.types.is_timestamp(field.type)
-            and field.type.tz is not None
-        ):
-            column = column.cast(pa.timestamp(field.type.unit))  # UTC wall time, no zone
+        processor = processors.get(field.name)
+        if processor is None:
+            continue
+        if pa.types.is_timestamp(field.type) and field.type.unit != "ns":
+            fmt = "%Y-%m-%d %H:%M:%S"  # %S carries the microseconds of a "us" timestamp
+        elif pa.types.is_date(field.type):
+            fmt = "%Y-%m-%d"
+        else:
+            continue
+        column = _naive_utc(chunk.column(field.name), dialect)
+        first = column.drop_null()[:1]
+        if len(first) and processor(first[0].as_py()) == _strftime(first, fmt)[0].as_py():
+            out[field.name] = fmt
+    return out
+
+
+def _strftime(column: pa.ChunkedArray, fmt: str) -> pa.Array:
+    """``column`` as ISO text in ``fmt`` (one of the two above), formatted by numpy, which
+    is ~20x faster than Arrow's strftime; NULL stays NULL."""
+    timestamp = pa.types.is_timestamp(column.type)
+    values = column.cast(pa.timestamp("us")) if timestamp else column
+    distinct = pc.unique(values)
+    if len(distinct) * 2 <= len(values):  # e.g. a run's created_at: render each value once
+        return pc.take(_strftime(pa.chunked_array([distinct]), ""), pc.index_in(values, distinct))
+    dates = values.to_numpy()  # datetime64; NULL becomes NaT, masked below
+    text = pa.array(
+        np.datetime_as_string(dates, unit="us" if timestamp else "D"),
+        mask=column.is_null().to_numpy(zero_copy_only=False),
+    )
+    return pc.replace_substring(text, "T", " ", max_replacements=1) if timestamp else text
+
+
+def _naive_utc(column: pa.ChunkedArray, dialect: str) -> pa.ChunkedArray:
+    """A zoned timestamp as UTC wall time without a zone, for backends that keep none."""
+    kind = column.type
+    if dialect != "postgresql" and pa.types.is_timestamp(kind) and kind.tz is not None:
+        return column.cast(pa.timestamp(kind.unit))
+    return column
+
+
+def _columns(
+    chunk: pa.Table, dialect: str, rendered: Mapping[str, str] | None = None
+) -> dict[str, list[Any]]:
+    """Each column of ``chunk`` as Python values the way :func:`_rows` makes them (the
+    ``rendered`` ones as text, in their format)."""
+    out = {}
+    for field in chunk.schema:
+        column = _naive_utc(chunk.column(field.name), dialect)
+        if rendered and field.name in rendered:
+            out[field.name] = _strftime(column, rendered[field.name]).to_pylist()
+            continue
         if dialect in ("mysql", "mariadb") and pa.types.is_floating(field.type):
             bad = pc.sum(pc.invert(pc.is_finite(column.fill_null(0.0)))).as_py()
             if bad:
@@ -366,7 +431,11 @@ def _columns(chunk: pa.Table, dialect: str) -> dict[str, list[Any]]:
                     f"column {field.name!r} holds {value.as_py()}, which MariaDB/MySQL cannot "
                     "store; replace NaN/inf with None (NULL) before writing"
                 )
-        out[field.name] = column.to_pylist()
+        numeric = pa.types.is_integer(field.type) or pa.types.is_floating(field.type)
+        if numeric and column.null_count == 0:
+            out[field.name] = column.to_numpy().tolist()  # the same values, several times faster
+        else:
+            out[field.name] = column.to_pylist()
     return out
 
 
