@@ -1,9 +1,7 @@
-"""Importable pieces for tests/test_registry.py: a custom module class, and the function that
-spawned processes run to register concurrently."""
+"""Importable pieces for tests/test_registry.py: a custom module class that the torch flavor
+rebuilds from its import path. (The concurrent registrations are in registry_race.py.)"""
 
 from __future__ import annotations
-
-from typing import Any
 
 import torch
 from torch import nn
@@ -21,28 +19,3 @@ class TwoLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x) * self.scale
-
-
-_start: Any = None
-
-
-def init_worker(start: Any) -> None:
-    """Pool initializer: import the package now and keep the barrier that starts every task
-    at the same moment, so registrations really race."""
-    global _start
-    _start = start
-    import pinnacle_ray  # noqa: F401
-
-
-def register_many(url: str, prefix: str, root: str, artifact_dir: str, count: int) -> list[int]:
-    """Register ``count`` versions of model ``m`` (run in a spawned process)."""
-    import pinnacle_ray as pr
-
-    if _start is not None:
-        _start.wait(timeout=120)
-    store = pr.connect(url)
-    try:
-        registry = pr.ModelRegistry(store, prefix=prefix, artifact_root=root)
-        return [registry.register("m", "torch", artifact_dir).version for _ in range(count)]
-    finally:
-        store.close()

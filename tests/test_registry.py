@@ -21,7 +21,8 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 import torch
-from registry_helpers import TwoLayer, init_worker, register_many
+from registry_helpers import TwoLayer
+from registry_race import racing_pool, register_many
 from safetensors.torch import save_file
 from sqlalchemy.engine import make_url
 from torch import nn
@@ -100,9 +101,7 @@ def local_registry(tmp_path) -> Iterator[pr.ModelRegistry]:
 @pytest.fixture(scope="module")
 def spawn_pool() -> Iterator[multiprocessing.pool.Pool]:
     """Four spawned processes (package imported once) whose tasks start together."""
-    ctx = multiprocessing.get_context("spawn")
-    start = ctx.Barrier(4)
-    with ctx.Pool(4, initializer=init_worker, initargs=(start,)) as pool:
+    with racing_pool(4) as pool:
         yield pool
 
 
@@ -299,7 +298,7 @@ def test_versions_are_unique_and_gapless_when_processes_register_concurrently(
     url = store._uri if backend == "mongo" else store._url.render_as_string(hide_password=False)
     job = (url, prefix, str(tmp_path / "art"), str(_saved(tmp_path, _mlp())), 3)
     results = spawn_pool.starmap(register_many, [job] * 4)
-    assert sorted(v for got in results for v in got) == list(range(1, 13))
+    assert sorted(v for got in results for v in got.versions) == list(range(1, 13))
     listed = pr.ModelRegistry(store, prefix=prefix, artifact_root=tmp_path / "art").list("m")
     assert sorted(v.version for v in listed) == list(range(1, 13))
 

@@ -528,9 +528,14 @@ def _delete_keys(conn: sa.Connection, table: sa.Table, keys: list[str], rows: li
 
 def _drop_if_created(store: SqlDatastore, name: str, created: bool) -> None:
     # MySQL commits DDL implicitly, so a failed first write would leave an empty table.
+    # Another writer may have written into it meanwhile (concurrent pr.predict runs share
+    # an output table): then it stays.
     if created and store.backend in ("mysql", "mariadb"):
         try:
             with store._engine.begin() as conn:
-                sa.Table(name, sa.MetaData(), autoload_with=conn).drop(conn)
+                table = reflect_table(conn, name)
+                if conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first():
+                    return
+                table.drop(conn)
         except sa.exc.SQLAlchemyError:
             pass

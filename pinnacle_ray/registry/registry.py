@@ -507,6 +507,12 @@ class ModelRegistry:
             except DuplicateKey:
                 # Another registrar took this number first. A little jitter keeps racing
                 # processes from colliding on the next number again and again.
+                logger.debug(
+                    "version %d of %r was taken concurrently; trying the next",
+                    version,
+                    name,
+                    extra={"retry": True},
+                )
                 time.sleep(random.uniform(0, 0.005 * min(attempt + 1, 10)))
         raise RegistryError(
             f"could not allocate a version of {name!r} after {MAX_CLAIM_ATTEMPTS} attempts "

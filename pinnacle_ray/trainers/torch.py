@@ -248,7 +248,7 @@ class TorchTrainer:
         if not self.managed:
             return None
         assert self.settings is not None
-        names = {"train/loss", "step", "epoch"}
+        names = {"train/loss", "train/rows", "step", "epoch"}
         if valid is not None or (self.listen or "").startswith("valid/"):
             names.add("valid/loss")
             if resolve_objective(self.settings.objective).classification:

@@ -132,6 +132,7 @@ class _Run:
         self.stopper = EarlyStopping(self.settings.mode, self.settings.no_improve_then_stop)
         self.step, self.epoch = 0, 0
         self.loss_sum, self.loss_rows = 0.0, 0
+        self.epoch_rows = 0  # rows trained on in this epoch, reported as train/rows
         self.last_reported_step = -1
         self._restore()
 
@@ -191,6 +192,7 @@ class _Run:
             self.step += 1
             self.loss_sum += float(loss.detach()) * len(y)
             self.loss_rows += len(y)
+            self.epoch_rows += len(y)
             tick = self.clock.add("steps", tick)
             due = bool(s.validation_interval) and self.step % s.validation_interval == 0
             if self.done():
@@ -213,11 +215,12 @@ class _Run:
                     elif self.objective.name == "bce":
                         correct += int(((output.squeeze(-1) > 0).to(y.dtype) == y).sum())
             self.model.train()
-        train_sum, train_rows, total, rows, correct = _all_sum(
-            [self.loss_sum, self.loss_rows, total, rows, correct]
+        train_sum, train_rows, total, rows, correct, epoch_rows = _all_sum(
+            [self.loss_sum, self.loss_rows, total, rows, correct, self.epoch_rows]
         )
         if train_rows:
             metrics["train/loss"] = train_sum / train_rows
+        metrics["train/rows"] = int(epoch_rows)
         if valid is not None and rows:
             metrics["valid/loss"] = total / rows
             if self.objective.classification:
@@ -272,6 +275,7 @@ def managed_loop(config: dict[str, Any]) -> None:
         if finished:
             run.checkpoint(valid, epoch_done=True)
             run.epoch += 1
+            run.epoch_rows = 0
         else:
             run.checkpoint(valid, epoch_done=False)
             break
