@@ -110,7 +110,7 @@ def _remove_orphans(store: Datastore, files: ArtifactRoot, cutoff: dt.datetime) 
     if not candidates:
         return []
     # Read references only now: a folder registered after this read is younger than cutoff.
-    used = _referenced(store, files.uri(""))
+    used = _referenced(store, files.root + "/")
     removed = []
     for rel in sorted(candidates):
         if rel in used or _newest(fs, f"{base}/{rel}") > cutoff:
