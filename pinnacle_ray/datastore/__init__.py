@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import TYPE_CHECKING
 
+from .._lazy import lazy_attributes
 from .base import Datastore, ModelCatalog
 from .shards import KeyRange, KeyStats, ShardPlan, plan_ranges
 
@@ -65,9 +65,4 @@ def connect(
     return SqlDatastore(parse_sql_url(text), artifact_root)
 
 
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_attributes(globals(), _LAZY)

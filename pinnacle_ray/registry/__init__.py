@@ -7,9 +7,9 @@ is a flavor found by name (:mod:`.flavors`), so this room never imports the trai
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from .._lazy import lazy_attributes
 from ..datastore.base import set_models_factory
 from .flavors import get_flavor, register_flavor
 from .records import CheckpointRecord, CheckpointSpec, ModelVersion
@@ -30,12 +30,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_attributes(globals(), _LAZY)
 
 
 def _models(store: Any) -> ModelRegistry:

@@ -5,8 +5,9 @@ Each framework's trainer loads on first use, so using one does not import the ot
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from .._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from .base import TrainResult
@@ -48,13 +49,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    if name in _WHERE:
-        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_WHERE))
+__getattr__, __dir__ = lazy_attributes(globals(), _WHERE)
