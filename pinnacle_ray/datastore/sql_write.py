@@ -391,7 +391,7 @@ class _Compiled:
         usable = bool(self.names) and all(n in batch.column_names for n in self.names)
         self.compiled = compiled if usable else None
         self.processors = dict(getattr(compiled, "_bind_processors", {}))
-        self.rendered: dict[str, str] | None = None  # column -> strftime format, first chunk
+        self.rendered: set[str] | None = None  # columns sent as SQLite's text, from chunk 1
         # Named placeholders use SQLAlchemy's escaped names ('a b%' is %(a_bP)s).
         escaped = getattr(compiled, "escaped_bind_names", None) or {}
         self.keys = [escaped.get(n, n) for n in self.names]
@@ -416,39 +416,37 @@ class _Compiled:
         conn.exec_driver_sql(self.compiled.string, rows)
 
 
-def _renderable(chunk: pa.Table, dialect: str, processors: Mapping[str, Any]) -> dict[str, str]:
-    """The date/time columns of ``chunk`` that Arrow can turn into SQLite's text whole,
-    with the format to use: SQLAlchemy's processor formats one value at a time, which cost
+def _renderable(chunk: pa.Table, dialect: str, processors: Mapping[str, Any]) -> set[str]:
+    """The date/time columns of ``chunk`` that can go to SQLite as text rendered whole
+    (:func:`sqlite_text`): SQLAlchemy's processor formats one value at a time, which cost
     as much as the insert itself. A column qualifies only when both agree on its first
     value, so a custom storage format keeps its processor."""
     if dialect != "sqlite":
-        return {}
-    out = {}
+        return set()
+    out = set()
     for field in chunk.schema:
         processor = processors.get(field.name)
-        if processor is None:
-            continue
-        if pa.types.is_timestamp(field.type) and field.type.unit != "ns":
-            fmt = "%Y-%m-%d %H:%M:%S"  # %S carries the microseconds of a "us" timestamp
-        elif pa.types.is_date(field.type):
-            fmt = "%Y-%m-%d"
-        else:
+        temporal = pa.types.is_date(field.type) or (
+            pa.types.is_timestamp(field.type) and field.type.unit != "ns"
+        )
+        if processor is None or not temporal:
             continue
         column = _naive_utc(chunk.column(field.name), dialect)
         first = column.drop_null()[:1]
-        if len(first) and processor(first[0].as_py()) == _strftime(first, fmt)[0].as_py():
-            out[field.name] = fmt
+        if len(first) and processor(first[0].as_py()) == sqlite_text(first)[0].as_py():
+            out.add(field.name)
     return out
 
 
-def _strftime(column: pa.ChunkedArray, fmt: str) -> pa.Array:
-    """``column`` as ISO text in ``fmt`` (one of the two above), formatted by numpy, which
-    is ~20x faster than Arrow's strftime; NULL stays NULL."""
+def sqlite_text(column: pa.ChunkedArray) -> pa.Array:
+    """Dates as ``YYYY-MM-DD`` and timestamps as ``YYYY-MM-DD HH:MM:SS.ffffff`` (how
+    SQLAlchemy stores them in SQLite), formatted by numpy, ~20x faster than Arrow's
+    strftime; NULL stays NULL."""
     timestamp = pa.types.is_timestamp(column.type)
     values = column.cast(pa.timestamp("us")) if timestamp else column
     distinct = pc.unique(values)
     if len(distinct) * 2 <= len(values):  # e.g. a run's created_at: render each value once
-        return pc.take(_strftime(pa.chunked_array([distinct]), ""), pc.index_in(values, distinct))
+        return pc.take(sqlite_text(pa.chunked_array([distinct])), pc.index_in(values, distinct))
     dates = values.to_numpy()  # datetime64; NULL becomes NaT, masked below
     text = pa.array(
         np.datetime_as_string(dates, unit="us" if timestamp else "D"),
@@ -466,15 +464,15 @@ def _naive_utc(column: pa.ChunkedArray, dialect: str) -> pa.ChunkedArray:
 
 
 def _columns(
-    chunk: pa.Table, dialect: str, rendered: Mapping[str, str] | None = None
+    chunk: pa.Table, dialect: str, rendered: set[str] | None = None
 ) -> dict[str, list[Any]]:
     """Each column of ``chunk`` as Python values the way :func:`_rows` makes them (the
-    ``rendered`` ones as text, in their format)."""
+    ``rendered`` ones as SQLite's text)."""
     out = {}
     for field in chunk.schema:
         column = _naive_utc(chunk.column(field.name), dialect)
         if rendered and field.name in rendered:
-            out[field.name] = _strftime(column, rendered[field.name]).to_pylist()
+            out[field.name] = sqlite_text(column).to_pylist()
             continue
         if dialect in ("mysql", "mariadb") and pa.types.is_floating(field.type):
             bad = pc.sum(pc.invert(pc.is_finite(column.fill_null(0.0)))).as_py()

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from ..errors import WriteError
 from .sql_errors import translate
-from .sql_write import _naive_utc, _strftime
+from .sql_write import _naive_utc, sqlite_text
 
 if TYPE_CHECKING:
     from .sql import SqlDatastore
@@ -95,9 +95,9 @@ def _as_stored(table: pa.Table) -> pa.Table:
     for field in table.schema:
         column = table.column(field.name)
         if pa.types.is_timestamp(field.type):
-            column = _strftime(_naive_utc(column, "sqlite"), "")
+            column = sqlite_text(_naive_utc(column, "sqlite"))
         elif pa.types.is_date(field.type):
-            column = _strftime(column, "")
+            column = sqlite_text(column)
         elif pa.types.is_boolean(field.type):
             column = pc.cast(column, pa.int64())
         columns.append(column)
