@@ -46,6 +46,7 @@ logger = logging.getLogger("pinnacle_ray.predict")
 
 DEFAULT_BATCH_SIZE = 10_000
 READ_BLOCK_BYTES = 16 * 1024 * 1024
+READ_CPUS = 0.0  # see _plan
 # Columns every output row has besides the query's key and the predictions.
 MODEL_COLUMN, VERSION_COLUMN, CREATED_COLUMN = "model", "version", "created_at"
 _PREDICTION = re.compile(r"prediction(_\d+)?|proba_.*")
@@ -85,7 +86,8 @@ def predict(
     Which model: ``version`` and/or ``handle`` as in ``store.models.load``; with neither,
     the version ``production`` points at when promoted, else the latest. ``concurrency``
     actors (default: one per cluster CPU) each load the model once and take
-    ``batch_size`` rows per call; their CPUs are planned to leave room for the reads.
+    ``batch_size`` rows per call; the reads feeding them hold no CPU, so runs side by side
+    never wait on each other forever.
     ``allow_pickle=True`` lets them load models stored in formats that can run code
     (pickle, joblib, ``torch.save``), as in ``store.models.load``.
 
@@ -437,18 +439,21 @@ def _staging_folder(store: Any, output: str, key: str) -> Any:
 
 
 def _plan(concurrency: int | None) -> tuple[int, float, float]:
-    """(actors, CPUs per actor, CPUs per read task): the actors hold their CPUs for the
-    whole run, so on a small cluster they get a share that leaves room for the reads
-    (the trainers' resource plan, with actors as its workers)."""
+    """(actors, CPUs per actor, CPUs per read task). The actors hold their CPUs for the
+    whole run; the reads hold none, so they always start, also beside other runs' actors
+    (runs that each kept CPUs for their own reads took every CPU between them on 2 CPUs
+    and waited forever). The reads mostly wait on the database; their CPU time is shared
+    with the actors they feed, which wait for them anyway."""
     from ray.train import ScalingConfig
 
     from .trainers.resources import ClusterResources, plan_resources
 
     cpus = cluster_cpus()
-    actors = concurrency or cpus
-    plan = plan_resources(ScalingConfig(num_workers=actors), ClusterResources(cpus, cluster_gpus()))
+    actors = concurrency or max(1, int(cpus))
+    scaling = ScalingConfig(num_workers=actors)
+    plan = plan_resources(scaling, ClusterResources(cpus, cluster_gpus()), reads=False)
     actor_cpus = float((plan.scaling_config.resources_per_worker or {}).get("CPU", 1.0))
-    return actors, actor_cpus, plan.read_cpus
+    return actors, actor_cpus, READ_CPUS
 
 
 def _drop_frames(exc: BaseException) -> None:

@@ -273,11 +273,15 @@ def test_a_read_whose_connection_is_killed_mid_shard_is_exact_or_fails_clearly(
 
 # -- 4. a prediction job killed halfway, then rerun ----------------------------------------
 # On PostgreSQL each predict actor upserts its batches as it goes, so a killed run leaves part
-# of its rows (on SQLite a run stages its rows and a killed one leaves none in the table).
+# of its rows. On SQLite a run stages its rows beside the database and merges them at the
+# end: a killed run leaves no row in the table, only its staging folder, which the next run
+# removes.
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
-def test_predict_killed_halfway_then_rerun_leaves_one_row_per_key(store, tables, tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+def test_predict_killed_halfway_then_rerun_leaves_one_row_per_key(
+    store, backend, tables, tmp_path
+):
     import time
 
     import numpy as np
@@ -288,6 +292,7 @@ def test_predict_killed_halfway_then_rerun_leaves_one_row_per_key(store, tables,
     from pinnacle_ray.registry.torch_flavor import save_model
 
     n, data, out, model = 1_000, tables("pts"), tables("preds"), f"{tables.prefix}-slow"
+    url = SERVERS.get(backend) or str(tmp_path / "test.db")
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.normal(size=(n, 3)), columns=["a", "b", "c"])
     frame.insert(0, "id", np.arange(n, dtype=np.int64))
@@ -300,28 +305,38 @@ def test_predict_killed_halfway_then_rerun_leaves_one_row_per_key(store, tables,
             return 0
         return store.sql(f"SELECT COUNT(*) AS n FROM {out}").to_arrow()["n"][0].as_py()
 
+    def staged() -> list[Path]:  # SQLite: the staging folders beside the database
+        return sorted(tmp_path.glob(".test.db.staging-*"))
+
+    def started() -> bool:  # some batches written (PostgreSQL) or staged (SQLite)
+        if backend == "sqlite":
+            return any(f.stat().st_size > 0 for d in staged() for f in d.glob("*.db"))
+        return count() > 0
+
     child = subprocess.Popen(
         [sys.executable, str(HERE / "fault_child.py"), "predict",
-         ray.get_runtime_context().gcs_address, SERVERS["postgresql"], model, data, out],
+         ray.get_runtime_context().gcs_address, url, model, data, out],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        written = 0
         deadline = time.monotonic() + 400
-        while not written and time.monotonic() < deadline and child.poll() is None:
-            written = count()
+        while not started() and time.monotonic() < deadline and child.poll() is None:
             time.sleep(0.2)
         assert child.poll() is None, child.stderr.read()[-3000:]  # still running: kill it
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
         partial = count()
-        assert 0 < written <= partial < n  # killed halfway: some batches were written
+        if backend == "sqlite":
+            assert partial == 0 and len(staged()) == 1  # nothing merged; its folder stays
+        else:
+            assert 0 < partial < n  # killed halfway: some batches were written
 
         rerun = pr.predict(model, store.table(data, key="id"), output=out, batch_size=500)
         assert (rerun.rows, rerun.version) == (n, version)
         rows = store.table(out).to_arrow().to_pandas()
         assert len(rows) == n and sorted(rows["id"]) == list(range(n))  # one row per key
         assert rows["created_at"].nunique() == 1  # every row now from the rerun
+        assert staged() == []  # the killed run's staging folder went with the rerun
     finally:
         if child.poll() is None:
             child.kill()

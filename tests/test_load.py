@@ -104,7 +104,10 @@ def test_every_row_is_written_once_per_model_when_4_predicts_write_to_one_table_
 
     def run(name: str) -> pr.PredictResult:
         barrier.wait(timeout=60)
-        return pr.predict(name, store.table(data), output=out, batch_size=100)
+        # One actor each, 1 CPU each: two runs' actors take both CPUs, and the other runs'
+        # actors queue behind them. Their reads hold no CPU, so every run finishes (when
+        # each run kept CPUs for its own reads, this waited forever on 2 CPUs).
+        return pr.predict(name, store.table(data), output=out, batch_size=100, concurrency=1)
 
     started = time.perf_counter()
     with ThreadPoolExecutor(WRITERS) as threads:

@@ -14,7 +14,12 @@ POSIX locks are lost when the other closes it).
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import shutil
+import socket
+import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,20 +37,59 @@ if TYPE_CHECKING:
 
 __all__ = ["StagingFile", "merge_staged", "stageable", "staging_folder"]
 
+logger = logging.getLogger("pinnacle_ray.datastore")
+
 STAGE_TABLE = "stage"
+_PREFIX = ".%s.staging-"  # % the database file's name
+_OWNER = "owner.json"  # which process (host, pid) the folder belongs to
+_UNOWNED_AFTER_S = 3600.0
 # SQLite attaches at most 10 databases to a connection (SQLITE_MAX_ATTACHED's default).
 _ATTACH_AT_ONCE = 8
 
 
 def staging_folder(store: SqlDatastore) -> Path | None:
     """A new folder for one run's staging files, beside the SQLite file (None when the
-    store is not a SQLite file)."""
+    store is not a SQLite file). Folders that killed runs left there go first."""
     if store.backend != "sqlite" or store.is_memory or not store._url.database:
         return None
     database = Path(store._url.database).expanduser().resolve()
-    folder = database.parent / f".{database.name}.staging-{uuid.uuid4().hex[:12]}"
+    _remove_orphans(database)
+    folder = database.parent / f"{_PREFIX % database.name}{uuid.uuid4().hex[:12]}"
     folder.mkdir()
+    (folder / _OWNER).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
     return folder
+
+
+def _remove_orphans(database: Path) -> None:
+    """Remove the staging folders of runs whose driver died (SIGKILL, power loss) before
+    removing its own: on this host, a folder whose owner process is gone; a folder that
+    never got its owner written, once it is an hour old."""
+    host = socket.gethostname()
+    prefix = _PREFIX % database.name
+    for folder in database.parent.iterdir():
+        if not folder.name.startswith(prefix):
+            continue
+        try:
+            owner = json.loads((folder / _OWNER).read_text())
+            orphan = owner["host"] == host and not _alive(int(owner["pid"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            try:
+                orphan = time.time() - folder.stat().st_mtime > _UNOWNED_AFTER_S
+            except OSError:
+                continue
+        if orphan:
+            shutil.rmtree(folder, ignore_errors=True)
+            logger.info("removed %s, which a killed pr.predict run left", folder.name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def stageable(schema: pa.Schema) -> bool:
