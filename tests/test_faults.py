@@ -279,9 +279,7 @@ def test_a_read_whose_connection_is_killed_mid_shard_is_exact_or_fails_clearly(
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
-def test_predict_killed_halfway_then_rerun_leaves_one_row_per_key(
-    store, backend, tables, tmp_path
-):
+def test_predict_killed_halfway_then_rerun_leaves_one_row_per_key(store, backend, tables, tmp_path):
     import time
 
     import numpy as np
