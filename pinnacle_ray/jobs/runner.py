@@ -186,6 +186,9 @@ def _predicted(result: Any, submission_id: str | None) -> RunOutcome:
     )
 
 
+_STOPPED = "stopped by Ray (ray job stop / pinnacle-ray jobs stop)"
+
+
 class _Stopped(BaseException):
     """Ray stopped the job (SIGTERM); recorded as STOPPED, not as a failure."""
 
@@ -216,19 +219,21 @@ def _recorded(spec: LoadedSpec, store: Any) -> Iterator[str | None]:
     else:
         jobs.update(submission_id, status="RUNNING", started_at=now, error=None)
     previous = signal.getsignal(signal.SIGTERM)
+    stopped: list[int] = []
 
     def stop(signum: int, frame: Any) -> None:
+        stopped.append(signum)
         raise _Stopped()
 
     signal.signal(signal.SIGTERM, stop)
     try:
         yield submission_id
-    except _Stopped:
-        _end(
-            jobs, submission_id, "STOPPED", "stopped by Ray (ray job stop / pinnacle-ray jobs stop)"
-        )
-        raise SystemExit(143) from None
     except BaseException as exc:
+        if stopped:
+            # Raised inside a blocking Ray call, _Stopped comes back as Ray's own exception
+            # (ray.get turns an interrupted wait into KeyboardInterrupt): the flag decides.
+            _end(jobs, submission_id, "STOPPED", _STOPPED)
+            raise SystemExit(143) from None
         # the CLI prints the traceback into the job's logs; the record keeps one line
         _end(jobs, submission_id, "FAILED", _error_text(exc, spec))
         raise
