@@ -22,6 +22,7 @@ import datetime as dt
 import gc
 import json
 import logging
+import pickle
 import re
 import shutil
 import time
@@ -39,6 +40,7 @@ from ._runtime import cluster_cpus, cluster_gpus, planned_execution
 from .datastore.identifiers import validate_identifier
 from .errors import ColumnNotFound, ConfigError, InvalidKey, PinnacleError
 from .registry.flavors import META_FILE
+from .registry.storage import ModelFiles
 
 __all__ = ["DEFAULT_BATCH_SIZE", "PredictResult", "predict"]
 
@@ -103,6 +105,7 @@ def predict(
     if concurrency is not None:
         concurrency = _positive_int(concurrency, "concurrency")
     record, checkpoint = store.models.resolve(model, version, handle)
+    files = store.models.files(record.name, record.version, checkpoint)
     key = _query_key(query)
     passthrough = _passthrough(columns, query, key)
     features = _features(store, record, query, key, passthrough)
@@ -121,10 +124,10 @@ def predict(
     staging = _staging_folder(store, output, key)
     try:
         spec = _Spec(
-            store=store,
+            store=_StoreRef(store),
             model=record.name,
             version=record.version,
-            checkpoint=checkpoint,
+            files=files,
             allow_pickle=bool(allow_pickle),
             features=features,
             key=key,
@@ -134,11 +137,14 @@ def predict(
             batch_size=batch_size,
             staging=None if staging is None else str(staging),
         )
-        written, counts = _run(query, spec, actors, actor_cpus, read_cpus)
+        written, counts, schemas = _run(query, spec, actors, actor_cpus, read_cpus)
         if staging is not None:
             from .datastore.sqlite_staging import merge_staged
 
-            merge_staged(store, staging, output, [key, MODEL_COLUMN, VERSION_COLUMN])
+            keys = [key, MODEL_COLUMN, VERSION_COLUMN]
+            for schema in schemas:  # the output table (with its key) and its columns
+                store.write(output, schema.empty_table(), key=keys)
+            merge_staged(store, staging, output, keys)
     finally:
         if staging is not None:  # merged, or the run failed: the staged rows go
             shutil.rmtree(staging, ignore_errors=True)
@@ -151,8 +157,9 @@ def predict(
 
 def _run(
     query: Any, spec: _Spec, actors: int, actor_cpus: float, read_cpus: float
-) -> tuple[int, ray.data.Dataset]:
-    """Run the actors over the query; the rows they wrote (or staged), and the dataset."""
+) -> tuple[int, ray.data.Dataset, list[pa.Schema]]:
+    """Run the actors over the query: the rows they wrote (or staged), the dataset, and
+    the distinct schemas of the rows they staged."""
     # No select_columns here: Ray Data runs a projection as a separate 1-CPU task that
     # cannot fit beside the actors on a small cluster (measured: a silent hang on 2 CPUs);
     # each actor picks its columns from the batch instead.
@@ -173,11 +180,14 @@ def _run(
     # The actor's own exception reaches the driver (Ray's wrapper keeps only its text).
     counts.context.raise_original_map_exception = True
     written = 0
+    schemas: dict[bytes, pa.Schema] = {}
     failure: BaseException | None = None
     try:
         with planned_execution():
             for batch in counts.iter_batches(batch_size=None, batch_format="pyarrow"):
                 written += int(np.asarray(batch.column("rows")).sum())
+                for blob in batch.column("schema").drop_null().to_pylist():
+                    schemas.setdefault(blob, pa.ipc.read_schema(pa.py_buffer(blob)))
     except Exception as exc:  # the actor's own error, not Ray's wrapper around it
         failure = _original(exc, spec.model)
     if failure is not None:
@@ -189,17 +199,17 @@ def _run(
         _drop_frames(failure)
         gc.collect()
         raise failure
-    return written, counts
+    return written, counts, list(schemas.values())
 
 
 @dataclass(frozen=True)
 class _Spec:
     """What each actor needs: where to write, which model, and which columns."""
 
-    store: Any  # a Datastore; pickles as its URL and reconnects in the actor
+    store: _StoreRef  # reconnected in an actor only when it writes to it
     model: str
     version: int
-    checkpoint: str | None
+    files: ModelFiles  # loaded with no database connection
     allow_pickle: bool
     features: list[str] | None
     key: str
@@ -216,32 +226,31 @@ class BatchWriter:
 
     def __init__(self, spec: _Spec) -> None:
         self.spec = spec
-        self.model = spec.store.models.load(
-            spec.model, spec.version, spec.checkpoint, allow_pickle=spec.allow_pickle
-        )
+        self.model = spec.files.load(allow_pickle=spec.allow_pickle)
         self.proba: bool | None = None  # whether the model gives probabilities: first batch
         self.staged: Any = None  # SQLite: this actor's staging file, from the first batch
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         if batch.num_rows == 0:
-            return pa.table({"rows": pa.array([0], pa.int64())})
+            return _counted(0)
         table = self.predictions(batch)
-        key = [self.spec.key, MODEL_COLUMN, VERSION_COLUMN]
+        schema = None
         if self.staged is None and self.spec.staging is not None:
             from .datastore.sqlite_staging import StagingFile, stageable
 
             if stageable(table.schema):
-                # The output table (with its key) and its columns are settled by an empty
-                # write; the rows are merged into it by the driver at the end.
-                self.spec.store.write(self.spec.output, table.slice(0, 0), key=key)
+                # The driver makes the output table from this schema before it merges the
+                # staged rows into it: this actor never connects to the database.
                 self.staged = StagingFile(self.spec.staging)
+                schema = table.schema.remove_metadata()
             else:
                 self.staged = False
         if self.staged:
             written = self.staged.append(table)
         else:
-            written = self.spec.store.write(self.spec.output, table, key=key)
-        return pa.table({"rows": pa.array([written], pa.int64())})
+            key = [self.spec.key, MODEL_COLUMN, VERSION_COLUMN]
+            written = self.spec.store.get().write(self.spec.output, table, key=key)
+        return _counted(written, schema)
 
     def predictions(self, batch: pa.Table) -> pa.Table:
         """The output rows for ``batch``: key, model, version, predictions, created_at."""
@@ -278,6 +287,30 @@ class BatchWriter:
             return None
         self.proba = True
         return values.reshape(len(values), -1)
+
+
+def _counted(rows: int, schema: pa.Schema | None = None) -> pa.Table:
+    """What an actor hands back: the rows it wrote, and the schema of its first staged
+    batch (Arrow IPC bytes; null otherwise)."""
+    blob = None if schema is None else schema.serialize().to_pybytes()
+    return pa.table({"rows": pa.array([rows], pa.int64()), "schema": pa.array([blob], pa.binary())})
+
+
+class _StoreRef:
+    """The datastore, sent to the actors pickled and reconnected only by one that writes
+    through it: staging actors skip SQLAlchemy's import and a connection at start-up."""
+
+    def __init__(self, store: Any) -> None:
+        self._pickled = pickle.dumps(store)  # the store pickles as its URL
+        self._store: Any = None
+
+    def get(self) -> Any:
+        if self._store is None:
+            self._store = pickle.loads(self._pickled)
+        return self._store
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_pickled": self._pickled, "_store": None}
 
 
 def _named(prefix: str, values: np.ndarray) -> dict[str, pa.Array]:

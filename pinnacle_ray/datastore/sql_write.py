@@ -16,7 +16,6 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Union
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
@@ -37,6 +36,7 @@ from .sql_fit import check_fits, nested_as_json
 from .sql_reflect import reflect_table
 from .sql_types import exact_collation, sql_type
 from .sql_where import match as _match
+from .sqlite_text import naive_utc, sqlite_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -431,36 +431,11 @@ def _renderable(chunk: pa.Table, dialect: str, processors: Mapping[str, Any]) ->
         )
         if processor is None or not temporal:
             continue
-        column = _naive_utc(chunk.column(field.name), dialect)
+        column = naive_utc(chunk.column(field.name), dialect)
         first = column.drop_null()[:1]
         if len(first) and processor(first[0].as_py()) == sqlite_text(first)[0].as_py():
             out.add(field.name)
     return out
-
-
-def sqlite_text(column: pa.ChunkedArray) -> pa.Array:
-    """Dates as ``YYYY-MM-DD`` and timestamps as ``YYYY-MM-DD HH:MM:SS.ffffff`` (how
-    SQLAlchemy stores them in SQLite), formatted by numpy, ~20x faster than Arrow's
-    strftime; NULL stays NULL."""
-    timestamp = pa.types.is_timestamp(column.type)
-    values = column.cast(pa.timestamp("us")) if timestamp else column
-    distinct = pc.unique(values)
-    if len(distinct) * 2 <= len(values):  # e.g. a run's created_at: render each value once
-        return pc.take(sqlite_text(pa.chunked_array([distinct])), pc.index_in(values, distinct))
-    dates = values.to_numpy()  # datetime64; NULL becomes NaT, masked below
-    text = pa.array(
-        np.datetime_as_string(dates, unit="us" if timestamp else "D"),
-        mask=column.is_null().to_numpy(zero_copy_only=False),
-    )
-    return pc.replace_substring(text, "T", " ", max_replacements=1) if timestamp else text
-
-
-def _naive_utc(column: pa.ChunkedArray, dialect: str) -> pa.ChunkedArray:
-    """A zoned timestamp as UTC wall time without a zone, for backends that keep none."""
-    kind = column.type
-    if dialect != "postgresql" and pa.types.is_timestamp(kind) and kind.tz is not None:
-        return column.cast(pa.timestamp(kind.unit))
-    return column
 
 
 def _columns(
@@ -470,7 +445,7 @@ def _columns(
     ``rendered`` ones as SQLite's text)."""
     out = {}
     for field in chunk.schema:
-        column = _naive_utc(chunk.column(field.name), dialect)
+        column = naive_utc(chunk.column(field.name), dialect)
         if rendered and field.name in rendered:
             out[field.name] = sqlite_text(column).to_pylist()
             continue
@@ -491,13 +466,13 @@ def _columns(
 
 
 def _rows(chunk: pa.Table, dialect: str) -> list[dict[str, Any]]:
-    naive_utc = dialect != "postgresql"  # only PostgreSQL stores a time zone
+    zoneless = dialect != "postgresql"  # only PostgreSQL stores a time zone
     rows = chunk.to_pylist()
     tz_columns = [
         f.name for f in chunk.schema if pa.types.is_timestamp(f.type) and f.type.tz is not None
     ]
     float_columns = [f.name for f in chunk.schema if pa.types.is_floating(f.type)]
-    if naive_utc and tz_columns:
+    if zoneless and tz_columns:
         for row in rows:
             for c in tz_columns:
                 v = row[c]

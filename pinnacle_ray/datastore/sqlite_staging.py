@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import sqlalchemy as sa
 
 from ..errors import WriteError
-from .sql_errors import translate
-from .sql_write import _naive_utc, sqlite_text
+from .sqlite_text import naive_utc, sqlite_text
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # SQLAlchemy only where the driver merges: the staging actors never load it
+    import sqlalchemy as sa
+
     from .sql import SqlDatastore
 
 __all__ = ["StagingFile", "merge_staged", "stageable", "staging_folder"]
@@ -139,7 +139,7 @@ def _as_stored(table: pa.Table) -> pa.Table:
     for field in table.schema:
         column = table.column(field.name)
         if pa.types.is_timestamp(field.type):
-            column = sqlite_text(_naive_utc(column, "sqlite"))
+            column = sqlite_text(naive_utc(column, "sqlite"))
         elif pa.types.is_date(field.type):
             column = sqlite_text(column)
         elif pa.types.is_boolean(field.type):
@@ -183,6 +183,8 @@ def merge_staged(store: SqlDatastore, folder: str | Path, name: str, keys: list[
     except WriteError:
         raise
     except Exception as exc:
+        from .sql_errors import translate
+
         raise translate(exc, secrets=store._secrets, context=f"writing to table {name!r}") from None
     finally:
         dbapi.isolation_level = previous

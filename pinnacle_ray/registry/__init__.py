@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .aliases import HandleMove
     from .cleanup import CleanupReport
     from .registry import ModelRegistry
+    from .storage import ModelFiles
     from .sweeps import SweepTrial
 
 # The registry itself reads and writes through a datastore (SQLAlchemy, pandas); a Ray
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "CleanupReport": "cleanup",
     "HandleMove": "aliases",
+    "ModelFiles": "storage",
     "ModelRegistry": "registry",
     "SweepTrial": "sweeps",
 }
@@ -44,6 +46,7 @@ __all__ = [
     "CheckpointSpec",
     "CleanupReport",
     "HandleMove",
+    "ModelFiles",
     "ModelRegistry",
     "ModelVersion",
     "SweepTrial",

@@ -29,7 +29,7 @@ from ..errors import ConfigError, DuplicateKey, ModelNotFound, RegistryError, Ta
 from .aliases import DEFAULT_ALIAS, AliasBook, HandleMove, is_checkpoint_handle, validate_alias
 from .artifacts import Manifest
 from .cleanup import DEFAULT_OLDER_THAN, CleanupReport, older_than_delta, remove_leftovers
-from .flavors import Predictor, get_flavor
+from .flavors import Predictor
 from .lineage import from_json, mask_secrets, to_json
 from .records import (
     CheckpointRecord,
@@ -50,7 +50,7 @@ from .schema import (
     SCHEMA_VERSION,
     RegistryTables,
 )
-from .storage import ArtifactRoot
+from .storage import ArtifactRoot, ModelFiles
 from .sweeps import SweepTrial, read_trials, write_trials
 
 __all__ = ["ModelRegistry"]
@@ -307,17 +307,20 @@ class ModelRegistry:
         flavor (torch: ``model=<instance>`` as a template). Only formats that run no code
         load unless ``allow_pickle=True`` (pickle, joblib, ``torch.save`` files, untrusted
         skops types): otherwise ``UnsafeArtifact``."""
+        return self.files(name, version, handle).load(allow_pickle=allow_pickle, **kwargs)
+
+    def files(self, name: str, version: int | None = None, handle: str | None = None) -> ModelFiles:
+        """Where the model :meth:`load` would load lives, and its checksums: picklable, so a
+        Ray worker loads it with no database connection (``files.load()``, as ``load``)."""
         record, checkpoint_handle = self.resolve(name, version, handle)
-        flavor = get_flavor(record.framework)
-        model_dir = self._files.local_copy(record.artifact_uri, record.sha256)
-        weights_dir = None
+        weights = None
         if checkpoint_handle is not None:
             checkpoint = self.get(name, record.version, checkpoint_handle)
             assert isinstance(checkpoint, CheckpointRecord)
-            weights_dir = self._files.local_copy(checkpoint.uri, checkpoint.sha256)
-        if allow_pickle:  # custom flavors that know nothing of pickles are called as before
-            kwargs["allow_pickle"] = True
-        return flavor.load_model(model_dir, weights_dir=weights_dir, **kwargs)
+            weights = (checkpoint.uri, checkpoint.sha256)
+        return ModelFiles(
+            self._files, record.framework, (record.artifact_uri, record.sha256), weights
+        )
 
     def resolve(
         self, name: str, version: int | None = None, handle: str | None = None

@@ -10,14 +10,17 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow.fs as pafs
 
 from ..errors import ChecksumMismatch, UnsafeArtifact
 from .artifacts import Manifest, delete_tree, download, is_local, open_uri, upload, verify
+from .flavors import Predictor, get_flavor
 
-__all__ = ["CACHE_ENV", "ArtifactRoot"]
+__all__ = ["CACHE_ENV", "ArtifactRoot", "ModelFiles"]
 
 logger = logging.getLogger("pinnacle_ray.registry")
 
@@ -30,6 +33,9 @@ class ArtifactRoot:
     def __init__(self, root: str) -> None:
         self.root = root.rstrip("/") or root
         self._fs: tuple[pafs.FileSystem, str] | None = None
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return ArtifactRoot, (self.root,)  # the opened filesystem stays in this process
 
     def uri(self, rel: str) -> str:
         """The URI of ``rel`` under the root, as stored in the registry's rows."""
@@ -105,3 +111,22 @@ def _inside(rel: str, root: str) -> str:
 
 def _cache_root() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "pinnacle_ray" / "artifacts")
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """A registered model's files (and a checkpoint's weights) with their checksums."""
+
+    root: ArtifactRoot
+    framework: str
+    model: tuple[str, str]  # (URI, sha256)
+    weights: tuple[str, str] | None = None  # a checkpoint's (URI, sha256)
+
+    def load(self, *, allow_pickle: bool = False, **kwargs: Any) -> Predictor:
+        """The model, checksums verified, loaded by its framework's flavor."""
+        flavor = get_flavor(self.framework)
+        model_dir = self.root.local_copy(*self.model)
+        weights_dir = None if self.weights is None else self.root.local_copy(*self.weights)
+        if allow_pickle:  # custom flavors that know nothing of pickles are called as before
+            kwargs["allow_pickle"] = True
+        return flavor.load_model(model_dir, weights_dir=weights_dir, **kwargs)
