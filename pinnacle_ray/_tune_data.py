@@ -59,8 +59,11 @@ class SharedQuery:
     def lineage(self) -> dict[str, Any] | None:
         return self._lineage
 
-    def to_dataset(self, shards: int | None = None, *, num_cpus: float | None = None) -> Any:
-        """The sweep's dataset of the query (its reads were planned once, for every trial)."""
+    def to_dataset(
+        self, shards: int | None = None, *, num_cpus: float | None = None, cache: bool = False
+    ) -> Any:
+        """The sweep's dataset of the query (its reads were planned once, for every trial;
+        read once already when it fits the object store, so ``cache`` changes nothing)."""
         return self.dataset
 
 

@@ -63,6 +63,21 @@ def test_every_row_is_read_exactly_once_when_the_table_has_n_rows(store, tables,
 
 
 @pytest.mark.with_mongo
+def test_cached_dataset_reads_the_database_once_and_every_row_on_each_pass(store, tables):
+    name = tables("cached")
+    _make(store, name, 1_000)
+    ds = store.table(name, key="k").to_dataset(shards=3, cache=True)
+    before = _sum(ds, "x")
+    assert sorted(_ids(ds)) == list(range(1_000))
+    # The rows now live in Ray's object store: later passes do not see the database change.
+    store.write(name, pa.table({"id": np.arange(1_000), "x": np.full(1_000, -1.0)}), key="id")
+    for _ in range(2):
+        assert sorted(_ids(ds)) == list(range(1_000)) and _sum(ds, "x") == pytest.approx(before)
+    fresh = store.table(name, key="k").to_dataset(shards=3)
+    assert _sum(fresh, "x") == -1_000.0
+
+
+@pytest.mark.with_mongo
 def test_empty_result_is_a_dataset_of_zero_rows_with_the_schema(store, tables, reader):
     name = tables("empty")
     _make(store, name, 10)

@@ -18,7 +18,7 @@ from ray.data.datasource import Datasource, ReadTask
 
 from .._runtime import cluster_cpus, ensure_ray
 
-__all__ = ["ReadShard", "ShardDatasource", "read_shards"]
+__all__ = ["ReadShard", "ShardDatasource", "StoredShardDatasource", "read_shards"]
 
 # Up to this many CPUs, Ray Data's per-operator reservation idles CPUs a read could use.
 SMALL_CLUSTER_CPUS = 8
@@ -94,6 +94,52 @@ class ShardDatasource(Datasource):
         return tasks
 
 
+def _store_shard(shard: ReadShard, schema: pa.Schema) -> pa.Table:
+    # One object per shard, owned by the caller (a task's own ray.put would die with its
+    # worker process). Concatenating chunks copies nothing; the object store keeps one copy.
+    return pa.concat_tables(list(_run_shard(shard, schema)))
+
+
+def _read_stored(stored: ray.ObjectRef) -> Iterator[pa.Table]:
+    yield ray.get(stored)
+
+
+class StoredShardDatasource(ShardDatasource):
+    """``shards`` read once into Ray's object store, in the background from the moment it
+    is made; its read tasks then hand on the stored tables (waiting for any still being
+    read), so each pass over the dataset re-reads memory, not the database."""
+
+    def __init__(
+        self,
+        shards: Sequence[ReadShard],
+        schema: pa.Schema,
+        *,
+        name: str,
+        row_bytes: int,
+        num_cpus: float | None = None,
+    ) -> None:
+        super().__init__(shards, schema, name=name, row_bytes=row_bytes)
+        remote = ray.remote(_store_shard).options(num_cpus=1 if num_cpus is None else num_cpus)
+        self._stored = [remote.remote(shard, schema) for shard in self._shards]
+
+    def get_read_tasks(
+        self,
+        parallelism: int,
+        per_task_row_limit: int | None = None,
+        data_context: Any = None,
+    ) -> list[ReadTask]:
+        tasks = super().get_read_tasks(parallelism, per_task_row_limit, data_context)
+        return [
+            ReadTask(
+                partial(_read_stored, stored),
+                task.metadata,
+                schema=self._schema,
+                per_task_row_limit=per_task_row_limit,
+            )
+            for task, stored in zip(tasks, self._stored, strict=True)
+        ]
+
+
 def read_shards(
     shards: Sequence[ReadShard],
     schema: pa.Schema,
@@ -101,13 +147,22 @@ def read_shards(
     name: str,
     row_bytes: int,
     num_cpus: float | None = None,
+    cache: bool = False,
 ) -> Dataset:
     """A lazy ``ray.data.Dataset`` reading ``shards`` in parallel (Ray started on demand).
 
-    ``num_cpus`` is what each read task reserves (Ray's default: 1).
+    ``num_cpus`` is what each read task reserves (Ray's default: 1). With ``cache``, the
+    shards are read into Ray's object store now, in the background (see
+    :class:`StoredShardDatasource`): for data read more than once, e.g. several epochs,
+    that fits in the object store.
     """
     ensure_ray()
-    source = ShardDatasource(shards, schema, name=name, row_bytes=row_bytes)
+    if cache:
+        source: ShardDatasource = StoredShardDatasource(
+            shards, schema, name=name, row_bytes=row_bytes, num_cpus=num_cpus
+        )
+    else:
+        source = ShardDatasource(shards, schema, name=name, row_bytes=row_bytes)
     dataset = ray.data.read_datasource(
         source,
         override_num_blocks=max(1, len(shards)),

@@ -211,9 +211,12 @@ class MongoQuery:
             planned = plan_columns(docs, columns, self.table_name)
         return documents_to_table(docs, planned, self.table_name)
 
-    def to_dataset(self, shards: int | None = None, *, num_cpus: float | None = None) -> Dataset:
+    def to_dataset(
+        self, shards: int | None = None, *, num_cpus: float | None = None, cache: bool = False
+    ) -> Dataset:
         """A ``ray.data.Dataset`` of the documents, its key-range shards read in parallel
-        Ray tasks. ``num_cpus`` is what each read task reserves (default 1)."""
+        Ray tasks. ``num_cpus`` is what each read task reserves (default 1); ``cache=True``
+        reads them into Ray's object store now, in the background, for several passes."""
         plan = self.plan(shards)
         self._read_plan = plan
         return read_shards(
@@ -222,6 +225,7 @@ class MongoQuery:
             name=f"PinnacleMongo({self.table_name})",
             row_bytes=self._row_bytes,
             num_cpus=num_cpus,
+            cache=cache,
         )
 
     # -- planning ------------------------------------------------------------------------

@@ -175,11 +175,15 @@ class SqlQuery:
         rows, names = self.store._fetch(self._select(), f"reading {self._describe_short()}")
         return conform(rows_to_table(rows, names, schema), schema)
 
-    def to_dataset(self, shards: int | None = None, *, num_cpus: float | None = None) -> Dataset:
+    def to_dataset(
+        self, shards: int | None = None, *, num_cpus: float | None = None, cache: bool = False
+    ) -> Dataset:
         """A ``ray.data.Dataset`` of the query's rows, its shards read in parallel Ray tasks.
 
         ``num_cpus`` is what each read task reserves (default 1; e.g. 0.25 so reads fit
-        beside training workers).
+        beside training workers). ``cache=True`` reads the rows into Ray's object store
+        now, in the background, and every pass over the dataset reads them from there:
+        for several epochs over rows that fit in it.
         """
         plan = self.plan(shards)
         self._read_plan = plan
@@ -190,7 +194,9 @@ class SqlQuery:
                 logger.warning(message)
         schema, row_bytes = self._schema()
         name = f"Pinnacle({self.table_name or 'sql'})"
-        return read_shards(plan.shards, schema, name=name, row_bytes=row_bytes, num_cpus=num_cpus)
+        return read_shards(
+            plan.shards, schema, name=name, row_bytes=row_bytes, num_cpus=num_cpus, cache=cache
+        )
 
     # -- sources -------------------------------------------------------------------------
     def _table_source(self, columns: Sequence[str] | None) -> tuple[Any, list[sa.Column]]:

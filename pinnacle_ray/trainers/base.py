@@ -12,7 +12,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -20,7 +20,7 @@ import ray.data
 import ray.train
 from ray.train import CheckpointConfig, LoggingConfig, RunConfig, ScalingConfig
 
-from .._runtime import cluster_cpus, cluster_gpus
+from .._runtime import cluster_cpus, cluster_gpus, planned_execution
 from ..errors import ConfigError, TrainingFailed
 from .checkpoint import set_registered_start
 from .resources import ClusterResources, ResourcePlan, plan_resources
@@ -51,7 +51,7 @@ _T = TypeVar("_T")
 
 class _Query(Protocol):
     def to_dataset(
-        self, shards: int | None = None, *, num_cpus: float | None = None
+        self, shards: int | None = None, *, num_cpus: float | None = None, cache: bool = False
     ) -> ray.data.Dataset: ...
 
 
@@ -82,17 +82,27 @@ def plan_for(scaling: ScalingConfig | None) -> ResourcePlan:
 
 
 def datasets_for(
-    queries: dict[str, _Query | ray.data.Dataset | None], plan: ResourcePlan
+    queries: dict[str, _Query | ray.data.Dataset | None],
+    plan: ResourcePlan,
+    cache: Collection[str] = (),
 ) -> dict[str, ray.data.Dataset]:
-    """Ray Datasets for the named queries, their read tasks sized by ``plan``."""
+    """Ray Datasets for the named queries, their read tasks sized by ``plan``; the ones
+    named in ``cache`` are read once into Ray's object store (a query's in the background,
+    a Dataset's now)."""
     out = {}
     for name, query in queries.items():
         if query is None:
             continue
         if isinstance(query, ray.data.Dataset):
+            if name in cache:
+                with planned_execution():
+                    query = query.materialize()
             out[name] = query
         elif hasattr(query, "to_dataset"):
-            dataset = query.to_dataset(num_cpus=plan.read_cpus)
+            if name in cache:
+                dataset = query.to_dataset(num_cpus=plan.read_cpus, cache=True)
+            else:
+                dataset = query.to_dataset(num_cpus=plan.read_cpus)
             # Each epoch re-reads the shards in Ray Train's split coordinator, which would
             # reprint Ray Data's progress bars per epoch; training reports show progress.
             dataset.context.enable_progress_bars = False

@@ -40,7 +40,7 @@ from .base import (
     warn_unregistered,
     worker_entry,
 )
-from .caching import estimated_bytes, maybe_cache
+from .caching import estimated_bytes, roles_to_cache
 from .checkpoint import MODEL_FILE, STATE_FILE
 from .early_stopping import EarlyStopping
 from .features import check_feature_list, count_non_finite, non_finite_message
@@ -308,13 +308,14 @@ class TorchTrainer:
                 sizes[role] = (
                     estimated_bytes(facts.schema, facts.rows) if facts.schema is not None else None
                 )
-        datasets = datasets_for({"train": train, "valid": valid}, plan)
         wants_valid = bool(self.settings.listen and self.settings.listen.startswith("valid/"))
-        holdout = "valid" not in datasets and wants_valid
+        holdout = valid is None and wants_valid
         if self.settings.epochs == 1 and not holdout and self.cache is None:
             sizes.pop("train", None)  # read once anyway: stream it
+        roles = [r for r, q in (("train", train), ("valid", valid)) if q is not None]
         # Cache first, then split: the holdout and the training rows come from one read.
-        datasets = maybe_cache(datasets, sizes, self.cache)
+        keep = roles_to_cache(sizes, self.cache, roles)
+        datasets = datasets_for({"train": train, "valid": valid}, plan, cache=keep)
         if holdout:
             key = getattr(train, "key", None)
             datasets["train"], datasets["valid"] = split_by_key(
