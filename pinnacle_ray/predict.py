@@ -109,7 +109,7 @@ def predict(
     key = _query_key(query)
     passthrough = _passthrough(columns, query, key)
     features = _features(store, record, query, key, passthrough)
-    _check_output(store, output, key, passthrough)
+    exists = _check_output(store, output, key, passthrough)
 
     actors, actor_cpus, read_cpus = _plan(concurrency)
     logger.info(
@@ -121,7 +121,7 @@ def predict(
         actor_cpus,
         read_cpus,
     )
-    staging = _staging_folder(store, output, key)
+    staging = _staging_folder(store, output, key, exists)
     try:
         spec = _Spec(
             store=_StoreRef(store),
@@ -443,10 +443,11 @@ def _features(
     return list(features)
 
 
-def _check_output(store: Any, output: str, key: str, passthrough: list[str]) -> None:
-    """An existing output table must be one these rows fit (created by a previous run)."""
+def _check_output(store: Any, output: str, key: str, passthrough: list[str]) -> bool:
+    """An existing output table must be one these rows fit (created by a previous run);
+    whether it exists."""
     if output not in store.tables():
-        return
+        return False
     existing = list(store.table(output).columns)
     needed = [key, MODEL_COLUMN, VERSION_COLUMN, CREATED_COLUMN, *passthrough]
     missing = [c for c in needed if c not in existing]
@@ -455,14 +456,15 @@ def _check_output(store: Any, output: str, key: str, passthrough: list[str]) -> 
             f"output table {output!r} exists without column(s) {missing} (its columns are "
             f"{existing}); write to a new table, or one an earlier pr.predict made"
         )
+    return True
 
 
-def _staging_folder(store: Any, output: str, key: str) -> Any:
+def _staging_folder(store: Any, output: str, key: str, exists: bool) -> Any:
     """A staging folder for a SQLite file whose output table is new or keyed as pr.predict
     makes it (an upsert by that key), else None: rows are then upserted batch by batch."""
     if getattr(store, "backend", None) != "sqlite":
         return None
-    if output in store.tables():
+    if exists:
         keys = {c.name for c in store._reflect(output).primary_key.columns}
         if keys != {key, MODEL_COLUMN, VERSION_COLUMN}:
             return None
