@@ -66,6 +66,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "with_mongo: a backend-agnostic test that also runs on MongoDB"
     )
+    config.addinivalue_line("markers", "sql_only: not collected for MongoDB (SQL-only API)")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -80,11 +81,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # The SQL reader choice means nothing on MongoDB: run its Mongo case once.
+    # The SQL reader choice means nothing on MongoDB: run its Mongo case once. A test marked
+    # sql_only (a module fixture's backends include MongoDB) has no Mongo case at all.
     keep, drop = [], []
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if params.get("backend") == "mongo" and params.get("reader") == "dbapi":
+        mongo = "mongo" in (params.get("backend"), params.get("db"))
+        if mongo and (params.get("reader") == "dbapi" or item.get_closest_marker("sql_only")):
             drop.append(item)
         else:
             keep.append(item)

@@ -291,8 +291,7 @@ def test_a_where_filter_returns_exactly_the_matching_rows_or_is_refused(db: Back
 
 @pytest.fixture(scope="module")
 def sql_db(db: Backend) -> Backend:
-    if db.is_mongo:
-        pytest.skip("store.sql is for SQL datastores")
+    assert not db.is_mongo, "store.sql is for SQL datastores; mark the test sql_only"
     return db
 
 
@@ -304,6 +303,7 @@ sql_params = st.one_of(
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.sql_only
 @sweep(40)
 @given(
     value=sql_params,
