@@ -6,7 +6,7 @@ This room knows nothing about SQL or MongoDB. A shard is any picklable object wi
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any, Protocol, runtime_checkable
 
@@ -79,19 +79,23 @@ class ShardDatasource(Datasource):
         # The shard plan, not Ray's parallelism hint, decides the tasks: the plan's ranges
         # come from the data and cover every row exactly once.
         tasks = []
-        for shard in self._shards:
+        for index, shard in enumerate(self._shards):
             size = None if shard.rows is None else int(shard.rows * self._row_bytes)
             # num_rows stays None: shard row counts are estimates and Ray trusts this field.
             meta = BlockMetadata(num_rows=None, size_bytes=size, input_files=None, exec_stats=None)
             tasks.append(
                 ReadTask(
-                    partial(_run_shard, shard, self._schema),
+                    self._reader(index),
                     meta,
                     schema=self._schema,
                     per_task_row_limit=per_task_row_limit,
                 )
             )
         return tasks
+
+    def _reader(self, index: int) -> Callable[[], Iterator[pa.Table]]:
+        """What the read task of shard ``index`` runs."""
+        return partial(_run_shard, self._shards[index], self._schema)
 
 
 def _store_shard(shard: ReadShard, schema: pa.Schema) -> pa.Table:
@@ -122,22 +126,8 @@ class StoredShardDatasource(ShardDatasource):
         remote = ray.remote(_store_shard).options(num_cpus=1 if num_cpus is None else num_cpus)
         self._stored = [remote.remote(shard, schema) for shard in self._shards]
 
-    def get_read_tasks(
-        self,
-        parallelism: int,
-        per_task_row_limit: int | None = None,
-        data_context: Any = None,
-    ) -> list[ReadTask]:
-        tasks = super().get_read_tasks(parallelism, per_task_row_limit, data_context)
-        return [
-            ReadTask(
-                partial(_read_stored, stored),
-                task.metadata,
-                schema=self._schema,
-                per_task_row_limit=per_task_row_limit,
-            )
-            for task, stored in zip(tasks, self._stored, strict=True)
-        ]
+    def _reader(self, index: int) -> Callable[[], Iterator[pa.Table]]:
+        return partial(_read_stored, self._stored[index])
 
 
 def read_shards(
