@@ -98,6 +98,13 @@ def test_predict_from_the_spec_writes_every_row_once_when_run_twice(swept):
     assert len(rows) == 442 and {(m, v) for _, m, v in rows} == {("diabetes-forest", 2)}
 
 
+def test_predict_from_the_spec_uses_the_store_given_with_store(swept, tmp_path):
+    other = f"sqlite:///{tmp_path / 'other.db'}"  # a store where no model is registered
+    code, _, err = cli("predict", "--spec", SPEC, "--store", other)
+    assert code == 1
+    assert err.startswith("error: table 'patients' does not exist in ") and "other.db" in err
+
+
 def test_predict_a_model_on_a_query_prints_the_count_and_where(swept):
     code, out, err = cli(
         "predict",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         kwargs["allow_pickle"] = True
     if args.spec:
         spec = load_spec(args.spec)
+        if args.store:  # --store wins over the spec's store, as in every other command
+            spec = dataclasses.replace(spec, run=spec.run.model_copy(update={"store": args.store}))
         with stdout_to_stderr(args.json):
             outcome = run_predict(spec, model=args.model, output=args.output, **kwargs)
     else:
