@@ -573,3 +573,23 @@ def test_predict_returns_class_indices_and_probabilities_when_objective_is_cross
         logits = module(torch.tensor(frame[FEATURES].to_numpy(), dtype=torch.float32))
     np.testing.assert_array_equal(model.predict(frame), logits.argmax(-1).numpy())
     np.testing.assert_allclose(model.predict_proba(frame).sum(axis=1), 1.0, rtol=1e-6)
+
+
+def _load_and_predict(files: pr.registry.ModelFiles, frame: pd.DataFrame) -> np.ndarray:
+    return np.asarray(files.load().predict(frame))
+
+
+def test_model_files_load_the_same_model_in_a_ray_task_with_the_registry_gone(tmp_path):
+    import ray
+
+    store = pr.connect(tmp_path / "m.db")
+    module = _mlp()
+    store.models.register("m", "torch", _saved(tmp_path, module))
+    files = store.models.files("m")
+    frame = _frame()
+    expected = np.asarray(store.models.load("m").predict(frame))
+    store.close()
+    for path in tmp_path.glob("m.db*"):  # the registry's rows are gone; its files remain
+        path.unlink()
+    got = ray.get(ray.remote(_load_and_predict).remote(files, frame))
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
