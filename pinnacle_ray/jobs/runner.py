@@ -230,8 +230,9 @@ def _recorded(spec: LoadedSpec, store: Any) -> Iterator[str | None]:
         yield submission_id
     except BaseException as exc:
         if stopped:
-            # Raised inside a blocking Ray call, _Stopped comes back as Ray's own exception
-            # (ray.get turns an interrupted wait into KeyboardInterrupt): the flag decides.
+            # Raised inside a blocking Ray call, _Stopped comes back as another exception
+            # (Ray 2.60 runs the handler when ray.get returns, inside its own code, and
+            # raises a SystemError): the flag decides, not the exception's type.
             _end(jobs, submission_id, "STOPPED", _STOPPED)
             raise SystemExit(143) from None
         # the CLI prints the traceback into the job's logs; the record keeps one line
