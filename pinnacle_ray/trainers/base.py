@@ -20,10 +20,11 @@ import ray.data
 import ray.train
 from ray.train import CheckpointConfig, LoggingConfig, RunConfig, ScalingConfig
 
-from .._runtime import cluster_cpus, cluster_gpus, planned_execution
+from .._runtime import cluster_cpus, cluster_gpus
 from ..errors import ConfigError, TrainingFailed
 from .checkpoint import set_registered_start
 from .resources import ClusterResources, ResourcePlan, plan_resources
+from .tabular import quiet, read_once
 
 __all__ = [
     "TrainResult",
@@ -94,10 +95,7 @@ def datasets_for(
         if query is None:
             continue
         if isinstance(query, ray.data.Dataset):
-            if name in cache:
-                with planned_execution():
-                    query = query.materialize()
-            out[name] = query
+            out[name] = read_once(query) if name in cache else query
         elif hasattr(query, "to_dataset"):
             if name in cache:
                 dataset = query.to_dataset(num_cpus=plan.read_cpus, cache=True)
@@ -105,9 +103,7 @@ def datasets_for(
                 dataset = query.to_dataset(num_cpus=plan.read_cpus)
             # Each epoch re-reads the shards in Ray Train's split coordinator, which would
             # reprint Ray Data's progress bars per epoch; training reports show progress.
-            dataset.context.enable_progress_bars = False
-            dataset.context.print_on_execution_start = False
-            out[name] = dataset
+            out[name] = quiet(dataset)
         else:
             raise ConfigError(
                 f"{name}= must be a query (store.table / store.sql) or a ray.data.Dataset, "
