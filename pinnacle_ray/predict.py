@@ -104,29 +104,28 @@ def predict(
     batch_size = _positive_int(batch_size, "batch_size")
     if concurrency is not None:
         concurrency = _positive_int(concurrency, "concurrency")
-    record, checkpoint = store.models.resolve(model, version, handle)
-    files = store.models.files(record.name, record.version, checkpoint)
+    files = store.models.files(model, version, handle)  # which version, and its files
     key = _query_key(query)
     passthrough = _passthrough(columns, query, key)
-    features = _features(store, record, query, key, passthrough)
+    features = _features(store, files, query, key, passthrough)
     exists = _check_output(store, output, key, passthrough)
 
-    actors, actor_cpus, read_cpus = _plan(concurrency)
+    actors, actor_cpus = _plan(concurrency)
     logger.info(
         "predicting with %s version %d into %r: %d actor(s) x %g CPU, reads %g CPU each",
-        record.name,
-        record.version,
+        files.name,
+        files.version,
         output,
         actors,
         actor_cpus,
-        read_cpus,
+        READ_CPUS,
     )
     staging = _staging_folder(store, output, key, exists)
     try:
         spec = _Spec(
             store=_StoreRef(store),
-            model=record.name,
-            version=record.version,
+            model=files.name,
+            version=files.version,
             files=files,
             allow_pickle=bool(allow_pickle),
             features=features,
@@ -137,7 +136,7 @@ def predict(
             batch_size=batch_size,
             staging=None if staging is None else str(staging),
         )
-        written, counts, schemas = _run(query, spec, actors, actor_cpus, read_cpus)
+        written, counts, schemas = _run(query, spec, actors, actor_cpus)
         if staging is not None:
             from .datastore.sqlite_staging import merge_staged
 
@@ -152,18 +151,18 @@ def predict(
         logger.debug("Ray Data's stages:\n%s", counts.stats())
     seconds = round(time.perf_counter() - started, 3)
     logger.info("wrote %d prediction(s) into %r in %.1f s", written, output, seconds)
-    return PredictResult(record.name, record.version, output, written, seconds)
+    return PredictResult(files.name, files.version, output, written, seconds)
 
 
 def _run(
-    query: Any, spec: _Spec, actors: int, actor_cpus: float, read_cpus: float
+    query: Any, spec: _Spec, actors: int, actor_cpus: float
 ) -> tuple[int, ray.data.Dataset, list[pa.Schema]]:
     """Run the actors over the query: the rows they wrote (or staged), the dataset, and
     the distinct schemas of the rows they staged."""
     # No select_columns here: Ray Data runs a projection as a separate 1-CPU task that
     # cannot fit beside the actors on a small cluster (measured: a silent hang on 2 CPUs);
     # each actor picks its columns from the batch instead.
-    rows = query.to_dataset(num_cpus=read_cpus)
+    rows = query.to_dataset(num_cpus=READ_CPUS)
     # Read tasks hand on blocks of a few batches, not a whole shard each: the actors start
     # on the first rows while the rest are read.
     rows.context.target_max_block_size = READ_BLOCK_BYTES
@@ -412,7 +411,7 @@ def _passthrough(columns: Sequence[str] | None, query: Any, key: str) -> list[st
 
 
 def _features(
-    store: Any, record: Any, query: Any, key: str, passthrough: list[str]
+    store: Any, record: ModelFiles, query: Any, key: str, passthrough: list[str]
 ) -> list[str] | None:
     """The model's features, all present in the query; None when it has no names (the
     query's other columns are then its inputs, in order)."""
@@ -473,9 +472,9 @@ def _staging_folder(store: Any, output: str, key: str, exists: bool) -> Any:
     return staging_folder(store)
 
 
-def _plan(concurrency: int | None) -> tuple[int, float, float]:
-    """(actors, CPUs per actor, CPUs per read task). The actors hold their CPUs for the
-    whole run; the reads hold none, so they always start, also beside other runs' actors
+def _plan(concurrency: int | None) -> tuple[int, float]:
+    """(actors, CPUs per actor). The actors hold their CPUs for the whole run; the reads
+    hold none (``READ_CPUS``), so they always start, also beside other runs' actors
     (runs that each kept CPUs for their own reads took every CPU between them on 2 CPUs
     and waited forever). The reads mostly wait on the database; their CPU time is shared
     with the actors they feed, which wait for them anyway."""
@@ -488,7 +487,7 @@ def _plan(concurrency: int | None) -> tuple[int, float, float]:
     scaling = ScalingConfig(num_workers=actors)
     plan = plan_resources(scaling, ClusterResources(cpus, cluster_gpus()), reads=False)
     actor_cpus = float((plan.scaling_config.resources_per_worker or {}).get("CPU", 1.0))
-    return actors, actor_cpus, READ_CPUS
+    return actors, actor_cpus
 
 
 def _drop_frames(exc: BaseException) -> None:

@@ -310,8 +310,9 @@ class ModelRegistry:
         return self.files(name, version, handle).load(allow_pickle=allow_pickle, **kwargs)
 
     def files(self, name: str, version: int | None = None, handle: str | None = None) -> ModelFiles:
-        """Where the model :meth:`load` would load lives, and its checksums: picklable, so a
-        Ray worker loads it with no database connection (``files.load()``, as ``load``)."""
+        """The version :meth:`load` would load (``.name``, ``.version``), where its files
+        live and their checksums: picklable, so a Ray worker loads it with no database
+        connection (``files.load()``, as ``load``)."""
         record, checkpoint_handle = self.resolve(name, version, handle)
         weights = None
         if checkpoint_handle is not None:
@@ -319,7 +320,12 @@ class ModelRegistry:
             assert isinstance(checkpoint, CheckpointRecord)
             weights = (checkpoint.uri, checkpoint.sha256)
         return ModelFiles(
-            self._files, record.framework, (record.artifact_uri, record.sha256), weights
+            record.name,
+            record.version,
+            self._files,
+            record.framework,
+            (record.artifact_uri, record.sha256),
+            weights,
         )
 
     def resolve(

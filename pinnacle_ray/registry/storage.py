@@ -115,8 +115,10 @@ def _cache_root() -> Path:
 
 @dataclass(frozen=True)
 class ModelFiles:
-    """A registered model's files (and a checkpoint's weights) with their checksums."""
+    """A registered model version's files (and a checkpoint's weights) with their checksums."""
 
+    name: str
+    version: int
     root: ArtifactRoot
     framework: str
     model: tuple[str, str]  # (URI, sha256)
