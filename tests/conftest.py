@@ -81,13 +81,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # The SQL reader choice means nothing on MongoDB: run its Mongo case once. A test marked
-    # sql_only (a module fixture's backends include MongoDB) has no Mongo case at all.
+    # The SQL reader choice means nothing on MongoDB: run its Mongo case once; "adbc" differs
+    # from "fast" only on SQLite. A test marked sql_only (a module fixture's backends include
+    # MongoDB) has no Mongo case at all.
     keep, drop = [], []
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        mongo = "mongo" in (params.get("backend"), params.get("db"))
-        if mongo and (params.get("reader") == "dbapi" or item.get_closest_marker("sql_only")):
+        backend = params.get("backend", params.get("db"))
+        mongo = backend == "mongo"
+        if (mongo and (params.get("reader") == "dbapi" or item.get_closest_marker("sql_only"))) or (
+            params.get("reader") == "adbc" and backend != "sqlite"
+        ):
             drop.append(item)
         else:
             keep.append(item)
@@ -158,11 +162,12 @@ def tables(store: pr.SqlDatastore) -> Iterator[Tables]:
     t.drop_all()
 
 
-@pytest.fixture(params=["fast", "dbapi"])
+@pytest.fixture(params=["fast", "adbc", "dbapi"])
 def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a read test through the Arrow-native reader and through the DBAPI fallback."""
-    if request.param == "dbapi":
-        monkeypatch.setenv("PINNACLE_SQL_READER", "dbapi")
-    else:
+    """Run a read test through each reader: the default fast one (connectorx where SQLite
+    allows it, else ADBC), ADBC alone (SQLite only), and the DBAPI fallback."""
+    if request.param == "fast":
         monkeypatch.delenv("PINNACLE_SQL_READER", raising=False)
+    else:
+        monkeypatch.setenv("PINNACLE_SQL_READER", request.param)
     return request.param

@@ -10,11 +10,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL
 
 from ..errors import ConfigError, DatastoreConnectionError, InvalidURL, TableNotFound
+from . import sqlite_connectorx
 from .artifact_root import resolve_artifact_root
 from .base import ModelCatalog, make_models
 from .identifiers import validate_identifier
@@ -31,7 +33,8 @@ __all__ = ["SqlDatastore"]
 logger = logging.getLogger("pinnacle_ray.datastore")
 
 CONNECT_TIMEOUT_S = 5
-# Set PINNACLE_SQL_READER=dbapi to force the general reader (used by the tests).
+# PINNACLE_SQL_READER=dbapi forces the general reader; =adbc keeps SQLite reads off
+# connectorx (the tests read every way).
 _READER_ENV = "PINNACLE_SQL_READER"
 
 
@@ -195,6 +198,18 @@ class SqlDatastore:
         if self.backend == "postgresql" and _installed("adbc_driver_postgresql"):
             return "adbc-postgresql"
         return "dbapi"
+
+    def _literal(self, stmt: Any, schema: pa.Schema) -> str | None:
+        """``stmt`` for connectorx (SQLite file reads of plain types and int values), or None."""
+        if (
+            self.backend != "sqlite"
+            or self.is_memory
+            or os.environ.get(_READER_ENV, "") in ("dbapi", "adbc")
+            or not sqlite_connectorx.available()
+            or not sqlite_connectorx.plain_schema(schema)
+        ):
+            return None
+        return sqlite_connectorx.literal_sql(stmt, self._engine.dialect)
 
     def _compile(self, stmt: Any, reader: str) -> Compiled:
         dialect = self._engine.dialect

@@ -385,6 +385,13 @@ class SqlQuery:
     ) -> SqlShard:
         reader = self.store._fast_reader()
         fast = self.store._compile(stmt, reader) if reader != "dbapi" else None
+        # connectorx only for table reads: it re-parses the SQL, which a query we wrote
+        # always passes, while a user's SQL text may not or may cost a second execution.
+        literal = (
+            self.store._literal(stmt, schema)
+            if reader == "adbc-sqlite" and self._table is not None
+            else None
+        )
         return SqlShard(
             url=self.store._url,
             reader=reader,
@@ -394,6 +401,7 @@ class SqlQuery:
             rows=rows,
             label=label,
             batch_rows=batch_rows,
+            literal=literal,
         )
 
     def _schema(self) -> tuple[pa.Schema, int]:

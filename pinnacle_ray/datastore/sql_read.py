@@ -16,9 +16,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Iterator
+import sqlite3
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -28,6 +30,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
 from ..errors import DatastoreAuthenticationError, DatastoreConnectionError, QueryError, redact
+from . import sqlite_connectorx
 from .sql_errors import translate
 from .url import mask
 
@@ -127,6 +130,7 @@ class SqlShard:
     rows: int | None
     label: str
     batch_rows: int = 65_536
+    literal: str | None = None  # the statement with int values written in, for connectorx
 
     def describe(self) -> str:
         return self.label
@@ -137,7 +141,7 @@ class SqlShard:
         fast = self.reader.startswith("adbc") and self.fast is not None
         for attempt in range(1 + CONNECTION_RETRIES):
             try:
-                for table in self._read_adbc() if fast else self._read_dbapi():
+                for table in self._read_fast() if fast else self._read_dbapi():
                     rows += table.num_rows
                     yield table
                 return
@@ -158,22 +162,47 @@ class SqlShard:
                 logger.warning("%s; reading the shard again on a new connection", error)
                 fast = False
 
+    def _read_fast(self) -> Iterator[pa.Table]:
+        """connectorx where the shard allows it, else ADBC; each falls back to the next
+        reader when it fails before yielding a row, so nothing is read twice."""
+        if self.literal is not None:
+            return self._fallback("connectorx", self._read_connectorx, self._read_adbc)
+        return self._read_adbc()
+
     def _read_adbc(self) -> Iterator[pa.Table]:
+        return self._fallback("ADBC", self._adbc_tables, self._read_dbapi)
+
+    def _read_connectorx(self) -> Iterator[pa.Table]:
+        assert self.literal is not None and self.url.database
+        stream = sqlite_connectorx.batches(self.url.database, self.literal)
+        for table in _rebatch(stream, self.batch_rows):
+            yield conform(table, self.schema)
+
+    def _adbc_tables(self) -> Iterator[pa.Table]:
         assert self.fast is not None
+        with _adbc_connect(self.reader, self.url) as conn, conn.cursor() as cur:
+            if self.reader == "adbc-sqlite":
+                cur.adbc_statement.set_options(
+                    **{"adbc.sqlite.query.batch_rows": str(min(self.batch_rows, 65_536))}
+                )
+            if self.fast.setup is not None:
+                cur.execute(self.fast.setup.sql, self.fast.setup.params)
+                cur.fetchall()
+            cur.execute(self.fast.sql, self.fast.params or None)
+            for table in _rebatch(cur.fetch_record_batch(), self.batch_rows):
+                yield conform(table, self.schema)
+
+    def _fallback(
+        self,
+        name: str,
+        primary: Callable[[], Iterator[pa.Table]],
+        fallback: Callable[[], Iterator[pa.Table]],
+    ) -> Iterator[pa.Table]:
         produced = False
         try:
-            with _adbc_connect(self.reader, self.url) as conn, conn.cursor() as cur:
-                if self.reader == "adbc-sqlite":
-                    cur.adbc_statement.set_options(
-                        **{"adbc.sqlite.query.batch_rows": str(min(self.batch_rows, 65_536))}
-                    )
-                if self.fast.setup is not None:
-                    cur.execute(self.fast.setup.sql, self.fast.setup.params)
-                    cur.fetchall()
-                cur.execute(self.fast.sql, self.fast.params or None)
-                for table in _rebatch(cur.fetch_record_batch(), self.batch_rows):
-                    produced = True
-                    yield conform(table, self.schema)
+            for table in primary():
+                produced = True
+                yield table
         except QueryError:
             raise
         except Exception as exc:
@@ -186,12 +215,12 @@ class SqlShard:
                     f"shard {self.label}: the Arrow reader stopped part-way ({detail}); a column "
                     "probably holds values of mixed types. CAST it to one type in the query"
                 ) from None
-            # Nothing was emitted yet, so the general reader can take over without duplicates.
-            logger.debug("ADBC reader failed for %s (%s); using DBAPI", self.label, detail)
-            yield from self._read_dbapi()
+            # Nothing was emitted yet, so the next reader can take over without duplicates.
+            logger.debug("%s reader failed for %s (%s); using the next", name, self.label, detail)
+            yield from fallback()
 
     def _read_dbapi(self) -> Iterator[pa.Table]:
-        engine = sa.create_engine(self.url, poolclass=NullPool)
+        engine = sa.create_engine(self.url, poolclass=NullPool, **_read_only(self.url))
         try:
             with engine.connect() as conn:
                 result = conn.execution_options(
@@ -202,6 +231,14 @@ class SqlShard:
                     yield conform(rows_to_table(rows, names, self.schema), self.schema)
         finally:
             engine.dispose()
+
+
+def _read_only(url: URL) -> dict[str, Any]:
+    """Engine options that open a SQLite file read-only: a read never creates a missing file."""
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return {}
+    uri = Path(url.database).as_uri() + "?mode=ro"
+    return {"creator": lambda: sqlite3.connect(uri, uri=True, timeout=30)}
 
 
 def _transient(error: Exception) -> bool:
