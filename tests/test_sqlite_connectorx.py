@@ -120,7 +120,7 @@ def test_a_connectorx_failure_before_any_row_falls_back_to_adbc_without_duplicat
 ):
     store, name = plain
 
-    def broken(path, sql):
+    def broken(path, sql, batch_rows):
         raise RuntimeError("connectorx could not parse the query")
         yield  # a generator, as the real one
 
@@ -137,3 +137,15 @@ def test_connectorx_never_creates_a_database_file_that_is_gone(plain):
     with pytest.raises(pr.PinnacleError):
         list(shard.read())
     assert not os.path.exists(path)
+
+
+def test_connectorx_streams_batches_no_larger_than_the_planned_block(plain, monkeypatch):
+    from pinnacle_ray.datastore import sql_query
+
+    store, name = plain
+    monkeypatch.setattr(sql_query, "_TARGET_BLOCK_BYTES", 1)  # as for very wide rows
+    shard = store.table(name, key="order").plan(1).shards[0]
+    assert shard.batch_rows == 1024
+    _forbid(monkeypatch, sql_read.SqlShard, "_adbc_tables")
+    sizes = [t.num_rows for t in shard.read()]
+    assert sum(sizes) == 3_000 and max(sizes) <= 1024

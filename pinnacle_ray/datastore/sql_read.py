@@ -174,7 +174,7 @@ class SqlShard:
 
     def _read_connectorx(self) -> Iterator[pa.Table]:
         assert self.literal is not None and self.url.database
-        stream = sqlite_connectorx.batches(self.url.database, self.literal)
+        stream = sqlite_connectorx.batches(self.url.database, self.literal, self.batch_rows)
         for table in _rebatch(stream, self.batch_rows):
             yield conform(table, self.schema)
 

@@ -20,7 +20,9 @@ import pyarrow as pa
 
 __all__ = ["available", "batches", "literal_sql", "plain_schema"]
 
-# Rows per batch connectorx hands over (its stream is read at this size, then rebatched).
+# At most this many rows per batch from connectorx's stream (fewer for wide rows). Its
+# reader runs a few batches ahead: measured on 1M rows x 19 columns, 41 MB held at most
+# while a slow consumer took the 152 MB (ADBC: 17 MB).
 STREAM_ROWS = 100_000
 
 
@@ -52,13 +54,16 @@ def literal_sql(stmt: Any, dialect: Any) -> str | None:
     return str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 
-def batches(path: str, sql: str) -> Iterator[pa.RecordBatch]:
-    """Stream ``sql``'s rows from the SQLite file at ``path`` as Arrow record batches."""
+def batches(path: str, sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """Stream ``sql``'s rows from the SQLite file at ``path`` as Arrow record batches of at
+    most ``batch_rows`` rows (and :data:`STREAM_ROWS`)."""
     import connectorx as cx
 
     # connectorx opens with SQLITE_OPEN_CREATE: never let it make a file that is not there.
     if not os.path.isfile(path):
         raise FileNotFoundError(f"SQLite file {path!r} is gone")
     url = cx.ConnectionUrl(backend="sqlite", db_path=path)  # percent-quotes the path
-    reader = cx.read_sql(url, sql, return_type="arrow_stream", batch_size=STREAM_ROWS)
+    reader = cx.read_sql(
+        url, sql, return_type="arrow_stream", batch_size=min(batch_rows, STREAM_ROWS)
+    )
     yield from reader
