@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
+import ray
 from ray.train import ScalingConfig
 
 import pinnacle_ray as pr
@@ -47,3 +50,32 @@ def test_too_many_workers_for_any_useful_share_are_refused():
 def test_without_reads_the_whole_cluster_goes_to_workers():
     plan = plan_resources(ScalingConfig(num_workers=2), ClusterResources(cpus=2), reads=False)
     assert plan.note is None
+
+
+NO_CPU = (
+    "Warning: The Ray cluster currently does not have any available CPUs. The Dataset job "
+    "will hang unless more CPUs are freed up."
+)
+
+
+def _record(message: str) -> logging.LogRecord:
+    return logging.LogRecord("ray.data.dataset", logging.WARNING, __file__, 1, message, (), None)
+
+
+def test_ray_datas_no_cpu_warning_is_dropped_when_cpus_are_free():
+    from pinnacle_ray._runtime import _NoCpuFalseAlarm, ensure_ray
+
+    ensure_ray()
+    assert any(
+        isinstance(f, _NoCpuFalseAlarm) for f in logging.getLogger("ray.data.dataset").filters
+    )
+    assert ray.available_resources().get("CPU")
+    assert _NoCpuFalseAlarm().filter(_record(NO_CPU)) is False
+    assert _NoCpuFalseAlarm().filter(_record("Some other Ray Data warning")) is True
+
+
+def test_ray_datas_no_cpu_warning_stays_when_no_cpu_frees_up(monkeypatch):
+    from pinnacle_ray._runtime import _NoCpuFalseAlarm
+
+    monkeypatch.setattr(ray, "available_resources", lambda: {"CPU": 0.0})
+    assert _NoCpuFalseAlarm().filter(_record(NO_CPU)) is True
