@@ -31,7 +31,11 @@ def test_quickstart_reads_trains_registers_and_predicts_with_its_own_local_ray(t
     assert "read 353 rows as a Ray Dataset" in proc.stdout
     assert "registered as diabetes-mlp version 1" in proc.stdout
     assert "predictions of the best checkpoint on 5 validation rows" in proc.stdout
-    noisy = [line for line in proc.stderr.splitlines() if " INFO " in line or "WARNING" in line]
+    noisy = [
+        line
+        for line in proc.stderr.splitlines()
+        if " INFO " in line or "WARNING" in line or "Progress bars disabled" in line
+    ]
     assert not noisy, noisy[:5]
 
 
