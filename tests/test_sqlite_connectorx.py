@@ -149,3 +149,22 @@ def test_connectorx_streams_batches_no_larger_than_the_planned_block(plain, monk
     _forbid(monkeypatch, sql_read.SqlShard, "_adbc_tables")
     sizes = [t.num_rows for t in shard.read()]
     assert sum(sizes) == 3_000 and max(sizes) <= 1024
+
+
+@pytest.mark.parametrize("which", ["fast", "adbc"])
+def test_a_file_whose_path_has_spaces_hashes_and_question_marks_is_read_arrow_natively(
+    tmp_path, monkeypatch, which
+):
+    if which == "adbc":
+        monkeypatch.setenv("PINNACLE_SQL_READER", "adbc")
+    else:
+        monkeypatch.delenv("PINNACLE_SQL_READER", raising=False)
+    folder = tmp_path / "my data #1 ?ü"
+    folder.mkdir()
+    store = pr.connect(folder / "shop 2.db")
+    store.write("rows", [{"id": i, "x": i / 2} for i in range(100)], key="id")
+    _forbid(monkeypatch, sql_read.SqlShard, "_read_dbapi")
+    shards = store.table("rows", key="id").plan(2).shards
+    got = pa.concat_tables(t for s in shards for t in s.read())
+    assert sorted(got.column("id").to_pylist()) == list(range(100))
+    store.close()

@@ -237,8 +237,14 @@ def _read_only(url: URL) -> dict[str, Any]:
     """Engine options that open a SQLite file read-only: a read never creates a missing file."""
     if url.get_backend_name() != "sqlite" or not url.database:
         return {}
-    uri = Path(url.database).as_uri() + "?mode=ro"
+    uri = _sqlite_read_only_uri(url.database)
     return {"creator": lambda: sqlite3.connect(uri, uri=True, timeout=30)}
+
+
+def _sqlite_read_only_uri(path: str) -> str:
+    """A read-only SQLite URI for ``path``, percent-encoded (a space, ``#`` or ``?`` in a
+    pasted ``file:`` path silently named another, empty database)."""
+    return Path(path).as_uri() + "?mode=ro"
 
 
 def _transient(error: Exception) -> bool:
@@ -317,7 +323,7 @@ def _adbc_connect(reader: str, url: URL) -> Any:
     if reader == "adbc-sqlite":
         import adbc_driver_sqlite.dbapi as adbc_sqlite
 
-        return adbc_sqlite.connect(f"file:{url.database}?mode=ro")
+        return adbc_sqlite.connect(_sqlite_read_only_uri(url.database or ""))
     import adbc_driver_postgresql.dbapi as adbc_pg
 
     return adbc_pg.connect(libpq_uri(url))
