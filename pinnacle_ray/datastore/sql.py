@@ -202,9 +202,8 @@ class SqlDatastore:
     def _literal(self, stmt: Any, schema: pa.Schema) -> str | None:
         """``stmt`` for connectorx (SQLite file reads of plain types and int values), or None."""
         if (
-            self.backend != "sqlite"
-            or self.is_memory
-            or os.environ.get(_READER_ENV, "") in ("dbapi", "adbc")
+            self._fast_reader() != "adbc-sqlite"
+            or os.environ.get(_READER_ENV, "") == "adbc"
             or not sqlite_connectorx.available()
             or not sqlite_connectorx.plain_schema(schema)
         ):

@@ -387,11 +387,7 @@ class SqlQuery:
         fast = self.store._compile(stmt, reader) if reader != "dbapi" else None
         # connectorx only for table reads: it re-parses the SQL, which a query we wrote
         # always passes, while a user's SQL text may not or may cost a second execution.
-        literal = (
-            self.store._literal(stmt, schema)
-            if reader == "adbc-sqlite" and self._table is not None
-            else None
-        )
+        literal = self.store._literal(stmt, schema) if self._table is not None else None
         return SqlShard(
             url=self.store._url,
             reader=reader,
