@@ -28,7 +28,7 @@ from sqlalchemy.engine import make_url
 from torch import nn
 
 import pinnacle_ray as pr
-from pinnacle_ray.datastore.artifact_root import default_artifact_root
+from pinnacle_ray.datastore.artifact_root import default_artifact_root, legacy_artifact_root
 from pinnacle_ray.registry import artifacts
 from pinnacle_ray.registry.torch_flavor import (
     build_module,
@@ -187,10 +187,15 @@ def test_artifact_root_keeps_a_uri_when_one_is_given(tmp_path):
     assert store.artifact_root == "s3://bucket/models"
 
 
-def test_artifact_root_default_names_the_server_when_the_store_is_not_sqlite():
+def test_artifact_root_default_is_inside_the_database_when_the_store_is_not_sqlite():
+    url = make_url("postgresql+psycopg://alice:pw@db.example:5432/shop")
+    assert default_artifact_root(url) == "pinnacle-db://artifacts"
+
+
+def test_legacy_artifact_root_names_the_server_when_the_store_is_not_sqlite():
     url = make_url("postgresql+psycopg://alice:pw@db.example:5432/shop")
     expected = Path.home() / ".pinnacle_ray" / "artifacts" / "postgresql-db.example-shop"
-    assert default_artifact_root(url) == str(expected)
+    assert legacy_artifact_root(url) == str(expected)
 
 
 def test_artifact_root_refuses_a_uri_when_it_carries_credentials(tmp_path):

@@ -1,9 +1,12 @@
-"""Where a datastore's model artifacts live: a local folder or any ``pyarrow.fs`` URI.
+"""Where a datastore's model artifacts live: in the database, a folder or a ``pyarrow.fs`` URI.
 
-Default: beside an SQLite file (``shop.db`` -> ``shop.artifacts/``), else a folder per
-server under ``~/.pinnacle_ray/artifacts/``; ``PINNACLE_ARTIFACT_ROOT`` overrides the
-default. Clusters pass a shared URI (``s3://``, ``gs://``, ``file:///shared/path``) so every
-node sees the same files. Nothing is created here: the registry creates folders on first use.
+Default: beside an SQLite file (``shop.db`` -> ``shop.artifacts/``); for server stores
+(PostgreSQL, MariaDB/MySQL, MongoDB) inside the database itself (``pinnacle-db://artifacts``,
+the store's chunked blob store), so every machine that reaches the database reaches the
+models. ``PINNACLE_ARTIFACT_ROOT`` overrides the default; a shared URI (``s3://``, ``gs://``,
+``file:///shared/path``) may be given instead. Versions registered before the in-database
+default live under ``~/.pinnacle_ray/artifacts/<server>/`` (:func:`legacy_artifact_root`)
+and stay readable. Nothing is created here: the registry creates folders on first use.
 """
 
 from __future__ import annotations
@@ -18,9 +21,19 @@ from ..errors import ConfigError
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
-__all__ = ["ARTIFACT_ROOT_ENV", "default_artifact_root", "resolve_artifact_root"]
+__all__ = [
+    "ARTIFACT_ROOT_ENV",
+    "DB_ROOT",
+    "DB_SCHEME",
+    "default_artifact_root",
+    "legacy_artifact_root",
+    "resolve_artifact_root",
+]
 
 ARTIFACT_ROOT_ENV = "PINNACLE_ARTIFACT_ROOT"
+# Artifacts inside the datastore: <DB_ROOT>/<name>/<uuid>/model in the registry rows.
+DB_SCHEME = "pinnacle-db"
+DB_ROOT = f"{DB_SCHEME}://artifacts"
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -35,16 +48,26 @@ def resolve_artifact_root(url: URL, artifact_root: str | os.PathLike[str] | None
 
 
 def default_artifact_root(url: URL) -> str:
-    """``<db>.artifacts`` beside an SQLite file, else ``~/.pinnacle_ray/artifacts/<server>``."""
+    """``<db>.artifacts`` beside an SQLite file; inside the database (``pinnacle-db://
+    artifacts``) for server stores; a per-process folder for an in-memory SQLite."""
     backend = url.get_backend_name()
     database = url.database or ""
     if backend == "sqlite" and database and database != ":memory:":
         path = Path(database.removeprefix("file:").split("?", 1)[0]).expanduser().resolve()
         return str(path.with_suffix(".artifacts"))
-    home = Path.home() / ".pinnacle_ray" / "artifacts"
     if backend == "sqlite":
-        return str(home / "sqlite-memory")
-    parts = [backend, url.host or "localhost", database or "default"]
+        return str(Path.home() / ".pinnacle_ray" / "artifacts" / "sqlite-memory")
+    return DB_ROOT
+
+
+def legacy_artifact_root(url: URL) -> str | None:
+    """The folder server stores defaulted to before artifacts moved into the database
+    (``~/.pinnacle_ray/artifacts/<backend>-<host>-<database>``); None for SQLite."""
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return None
+    home = Path.home() / ".pinnacle_ray" / "artifacts"
+    parts = [backend, url.host or "localhost", url.database or "default"]
     return str(home / "-".join(_UNSAFE.sub("_", p).strip("_") or "_" for p in parts))
 
 

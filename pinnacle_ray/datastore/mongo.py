@@ -24,8 +24,9 @@ from ..errors import (
     PinnacleError,
     TableNotFound,
 )
-from .artifact_root import resolve_artifact_root
+from .artifact_root import legacy_artifact_root, resolve_artifact_root
 from .base import ModelCatalog, make_models
+from .mongo_blobs import MongoBlobStore
 from .mongo_errors import translate
 from .mongo_query import MongoQuery
 from .mongo_read import client_for
@@ -56,9 +57,10 @@ class MongoDatastore:
         self.database, host, password = _parse(uri)
         self._secrets = (password,) if password else ()
         self.backend = "mongodb"
-        self.artifact_root = resolve_artifact_root(
-            URL.create("mongodb", host=host, database=self.database), artifact_root
-        )
+        place = URL.create("mongodb", host=host, database=self.database)
+        self.artifact_root = resolve_artifact_root(place, artifact_root)
+        # Read-only: where versions registered before the in-database default live.
+        self.legacy_artifact_root = legacy_artifact_root(place)
         self._models: ModelCatalog | None = None
         try:
             self._client = client_for(uri)
@@ -144,6 +146,11 @@ class MongoDatastore:
         if self._models is None:
             self._models = make_models(self)
         return self._models
+
+    def blob_store(self) -> MongoBlobStore:
+        """Chunked files in this database's GridFS bucket (where model artifacts and Ray
+        Train checkpoints are kept by default)."""
+        return MongoBlobStore(self)
 
     def tables(self) -> list[str]:
         """Names of the collections in the database."""

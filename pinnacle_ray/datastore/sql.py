@@ -17,9 +17,10 @@ from sqlalchemy.engine import URL
 
 from ..errors import ConfigError, DatastoreConnectionError, InvalidURL, TableNotFound
 from . import sqlite_connectorx
-from .artifact_root import resolve_artifact_root
+from .artifact_root import legacy_artifact_root, resolve_artifact_root
 from .base import ModelCatalog, make_models
 from .identifiers import validate_identifier
+from .sql_blobs import SqlBlobStore
 from .sql_errors import translate
 from .sql_query import SqlQuery, _CtidPages
 from .sql_read import Compiled, via_settings
@@ -53,6 +54,8 @@ class SqlDatastore:
     def __init__(self, url: URL, artifact_root: str | os.PathLike[str] | None = None) -> None:
         self._url = url
         self.artifact_root = resolve_artifact_root(url, artifact_root)
+        # Read-only: where versions registered before the in-database default live.
+        self.legacy_artifact_root = legacy_artifact_root(url)
         self._models: ModelCatalog | None = None
         self.backend = url.get_backend_name()
         self.is_memory = self.backend == "sqlite" and url.database in (None, "", ":memory:")
@@ -129,6 +132,11 @@ class SqlDatastore:
         if self._models is None:
             self._models = make_models(self)
         return self._models
+
+    def blob_store(self) -> SqlBlobStore:
+        """Chunked files in this database (where server stores keep model artifacts and Ray
+        Train checkpoints by default), in two tables created on first use."""
+        return SqlBlobStore(self)
 
     def tables(self) -> list[str]:
         """Names of the tables in the connected database/schema."""

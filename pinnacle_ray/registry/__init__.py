@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .aliases import HandleMove
     from .cleanup import CleanupReport
     from .registry import ModelRegistry
-    from .storage import ModelFiles
+    from .storage import ModelFiles, RunStorage
     from .sweeps import SweepTrial
 
 # The registry itself reads and writes through a datastore (SQLAlchemy, pandas); a Ray
@@ -28,6 +28,7 @@ _LAZY = {
     "HandleMove": "aliases",
     "ModelFiles": "storage",
     "ModelRegistry": "registry",
+    "RunStorage": "storage",
     "SweepTrial": "sweeps",
 }
 
@@ -49,6 +50,7 @@ __all__ = [
     "ModelFiles",
     "ModelRegistry",
     "ModelVersion",
+    "RunStorage",
     "SweepTrial",
     "get_flavor",
     "register_flavor",

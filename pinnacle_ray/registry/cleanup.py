@@ -22,7 +22,6 @@ import pyarrow.fs as pafs
 
 from ..datastore.base import Datastore
 from ..errors import ColumnNotFound, ConfigError, TableNotFound
-from .artifacts import open_uri
 from .schema import RegistryTables
 from .storage import ArtifactRoot
 
@@ -98,7 +97,7 @@ def remove_leftovers(
 
 
 def _remove_orphans(store: Datastore, files: ArtifactRoot, cutoff: dt.datetime) -> list[str]:
-    fs, base = open_uri(files.root)
+    fs, base = files.open()
     base = base.rstrip("/") or "/"
     candidates = []
     for name in _children(fs, base):

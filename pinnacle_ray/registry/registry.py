@@ -22,13 +22,15 @@ from pathlib import Path
 from typing import Any, overload
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 
-from ..datastore.artifact_root import normalize_root
+from ..datastore.artifact_root import DB_SCHEME, normalize_root
 from ..datastore.base import Datastore
 from ..errors import ConfigError, DuplicateKey, ModelNotFound, RegistryError, TableNotFound
 from .aliases import DEFAULT_ALIAS, AliasBook, HandleMove, is_checkpoint_handle, validate_alias
 from .artifacts import Manifest
 from .cleanup import DEFAULT_OLDER_THAN, CleanupReport, older_than_delta, remove_leftovers
+from .db_filesystem import database_filesystem
 from .flavors import Predictor
 from .lineage import from_json, mask_secrets, to_json
 from .records import (
@@ -50,7 +52,7 @@ from .schema import (
     SCHEMA_VERSION,
     RegistryTables,
 )
-from .storage import ArtifactRoot, ModelFiles
+from .storage import ArtifactRoot, ModelFiles, RunStorage
 from .sweeps import SweepTrial, read_trials, write_trials
 
 __all__ = ["ModelRegistry"]
@@ -95,7 +97,11 @@ class ModelRegistry:
             normalize_root(artifact_root) if artifact_root is not None else store.artifact_root
         )
         self.tables = RegistryTables(prefix)
-        self._files = ArtifactRoot(self.artifact_root)
+        self._files = ArtifactRoot(
+            self.artifact_root,
+            _database_filesystem(store, self.artifact_root),
+            getattr(store, "legacy_artifact_root", None),
+        )
         self._aliases = AliasBook(store, self.tables.handle_moves)
         self._ready = False
 
@@ -222,6 +228,12 @@ class ModelRegistry:
         if not self._ensure(create=False):
             return CleanupReport()
         return remove_leftovers(self.store, self.tables, self._files, delta)
+
+    def run_storage(self) -> RunStorage:
+        """Where Ray Train should keep run checkpoints so every node of a cluster reads them:
+        the in-database store, or the ``s3://``/``gs://``/``file://`` artifact root; ``(None,
+        None, shared=False)`` (Ray's local default) for SQLite and local-folder roots."""
+        return self._files.run_storage()
 
     # -- reading ---------------------------------------------------------------------------
     def list(self, name: str | None = None) -> list[ModelVersion]:
@@ -547,6 +559,19 @@ class ModelRegistry:
         if isinstance(record, CheckpointRecord):
             return record.uri, record.sha256
         return record.artifact_uri, record.sha256
+
+
+def _database_filesystem(store: Datastore, root: str) -> pafs.FileSystem | None:
+    """The datastore's own filesystem for a ``pinnacle-db://`` root, else None."""
+    if not root.startswith(f"{DB_SCHEME}://"):
+        return None
+    blob_store = getattr(store, "blob_store", None)
+    if blob_store is None:
+        raise ConfigError(
+            f"artifact_root {root!r} keeps models inside the datastore, but {store.url} cannot "
+            "store files; pass artifact_root='s3://bucket/models' or a shared folder"
+        )
+    return database_filesystem(blob_store())
 
 
 def _local_dir(path: Any, what: str) -> Path:

@@ -2,7 +2,9 @@
 
 Folders are addressed by URIs under the root (``<root>/<name>/<uuid>/model``). A local
 root (or ``file://``) is read in place after its checksum is verified; a remote root
-(``s3://``, ``gs://``, ...) is downloaded once into a cache keyed by checksum.
+(``s3://``, ``gs://``, ``pinnacle-db://`` inside the datastore, ...) is downloaded once into
+a cache keyed by checksum. The same root decides where Ray Train keeps run checkpoints
+(:class:`RunStorage`), so every node that can read the models can read the checkpoints.
 """
 
 from __future__ import annotations
@@ -16,26 +18,80 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from ..errors import ChecksumMismatch, UnsafeArtifact
+from ..errors import ChecksumMismatch, RegistryError, UnsafeArtifact
 from .artifacts import Manifest, delete_tree, download, is_local, open_uri, upload, verify
 from .flavors import Predictor, get_flavor
 
-__all__ = ["CACHE_ENV", "ArtifactRoot", "ModelFiles"]
+__all__ = ["CACHE_ENV", "DB_RUN_STORAGE_PATH", "ArtifactRoot", "ModelFiles", "RunStorage"]
 
 logger = logging.getLogger("pinnacle_ray.registry")
 
 CACHE_ENV = "PINNACLE_CACHE_DIR"
+DB_SCHEME = "pinnacle-db"  # artifacts inside the datastore (see datastore/artifact_root.py)
+# Ray Train's runs in the database sit beside the registry's artifacts, not among them.
+DB_RUN_STORAGE_PATH = "ray-train"
+# Under a URI root, runs go to a folder no model name can take (names start alphanumeric).
+URI_RUN_FOLDER = "_ray_train"
+# Roots only this process can see, however they are spelled.
+_PROCESS_LOCAL_SCHEMES = ("mock",)
+
+
+@dataclass(frozen=True)
+class RunStorage:
+    """Where Ray Train keeps a run's checkpoints: ``RunConfig(storage_path=...,
+    storage_filesystem=...)``; ``shared`` when every node of a cluster can reach it.
+
+    ``(None, None, shared=False)`` keeps Ray's default local storage (SQLite stores, plain
+    local-folder artifact roots). The filesystem pickles, so it travels to Ray workers.
+
+    Example::
+
+        storage = store.models.run_storage()
+        run_config = ray.train.RunConfig(
+            storage_path=storage.storage_path, storage_filesystem=storage.storage_filesystem
+        )
+    """
+
+    storage_path: str | None
+    storage_filesystem: pafs.FileSystem | None
+    shared: bool
 
 
 class ArtifactRoot:
-    """Folders under ``root`` (a local folder or a ``pyarrow.fs`` URI), opened once."""
+    """Folders under ``root`` (a local folder or a ``pyarrow.fs`` URI), opened once.
 
-    def __init__(self, root: str) -> None:
+    A ``pinnacle-db://`` root is served by ``filesystem`` (the datastore's blob store, handed
+    in by the registry: this class knows nothing of SQL or MongoDB). ``legacy`` is a local
+    folder whose artifacts are still read (never written): where server stores kept them
+    before they moved into the database.
+    """
+
+    def __init__(
+        self, root: str, filesystem: pafs.FileSystem | None = None, legacy: str | None = None
+    ) -> None:
         self.root = root.rstrip("/") or root
+        self.filesystem = filesystem
+        self.legacy = legacy.rstrip("/") if legacy and legacy.rstrip("/") != self.root else None
         self._fs: tuple[pafs.FileSystem, str] | None = None
 
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        return ArtifactRoot, (self.root,)  # the opened filesystem stays in this process
+    def __reduce__(self) -> tuple[Any, tuple[str, pafs.FileSystem | None, str | None]]:
+        # An opened URI filesystem stays in this process; the datastore's one pickles as its
+        # store (which reconnects from its URL where it is unpickled).
+        return ArtifactRoot, (self.root, self.filesystem, self.legacy)
+
+    def run_storage(self) -> RunStorage:
+        """Where Ray Train should keep run checkpoints so that every node reaches them."""
+        scheme = self.root.split("://", 1)[0] if "://" in self.root else ""
+        if not scheme or scheme in _PROCESS_LOCAL_SCHEMES:
+            return RunStorage(None, None, shared=False)
+        fs, base = self.open()
+        if scheme == DB_SCHEME:
+            return RunStorage(DB_RUN_STORAGE_PATH, fs, shared=True)
+        return RunStorage(f"{base.rstrip('/')}/{URI_RUN_FOLDER}", fs, shared=True)
+
+    def open(self) -> tuple[pafs.FileSystem, str]:
+        """The root's filesystem and its path on it."""
+        return self._open_root()
 
     def uri(self, rel: str) -> str:
         """The URI of ``rel`` under the root, as stored in the registry's rows."""
@@ -82,12 +138,26 @@ class ArtifactRoot:
 
     def _open_root(self) -> tuple[pafs.FileSystem, str]:
         if self._fs is None:
-            fs, path = open_uri(self.root)
-            self._fs = (fs, path.rstrip("/") or "/")
+            if self.root.startswith(f"{DB_SCHEME}://"):
+                if self.filesystem is None:
+                    raise RegistryError(
+                        f"artifact root {self.root!r} keeps the files inside the datastore, "
+                        "but no datastore filesystem was handed in; open it through "
+                        "store.models (pr.connect(url).models)"
+                    )
+                path = self.root[len(DB_SCHEME) + 3 :]
+                self._fs = (self.filesystem, path.strip("/"))
+            else:
+                fs, path = open_uri(self.root)
+                self._fs = (fs, path.rstrip("/") or "/")
         return self._fs
 
     def _open(self, uri: str) -> tuple[pafs.FileSystem, str]:
-        # Under our root only, through its filesystem (and an in-process one, e.g. mock://).
+        # Under our root only, through its filesystem (and an in-process one, e.g. mock://);
+        # or, read-only, under the legacy local folder.
+        if self.legacy is not None and isinstance(uri, str) and uri.startswith(self.legacy + "/"):
+            rel = _inside(uri[len(self.legacy) + 1 :], self.legacy)
+            return pafs.LocalFileSystem(), f"{self.legacy}/{rel}"
         rel = self.relative(uri)
         fs, base = self._open_root()
         return fs, f"{base}/{rel}"
