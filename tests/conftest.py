@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import ray
 import sqlalchemy as sa
+from multinode_s3 import LocalS3, start_s3
 
 import pinnacle_ray as pr
 from pinnacle_ray._quiet_logging import worker_env
@@ -110,6 +111,15 @@ def mongo_uri() -> Iterator[str]:
 
     with MongoStandIn() as server:
         yield server.uri("pinnacle_test")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3]:
+    """A local S3 server (moto) on 127.0.0.1 with one bucket, ``s3_server.bucket``; clients
+    reach it through ``s3_server.env`` (AWS_ENDPOINT_URL and dummy credentials)."""
+    server = start_s3(log=tmp_path_factory.mktemp("s3") / "moto.log")
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -4,12 +4,25 @@ own temp dir, and a precise stop that ends only this cluster's processes.
 Other Ray instances may run on the same machine (other test sessions), so a bare
 ``ray stop`` (which stops every local cluster) is never used: the processes to end are the
 ones whose command line names this cluster's temp dir, with all their descendants.
+
+A simulated multi-node cluster: ``start_head(isolated=True)`` and ``start_worker_node`` start
+each node inside its own mount namespace (``unshare --mount --propagation private``) with
+empty tmpfs folders over the home folder (``~/ray_results``, caches) and ``/tmp`` (Python's
+temp files, checkpoints staged on the way out), so a file one node writes is invisible to the
+others, as on separate machines. Only what a node needs is bound back: the Python
+installation (it lives under ``/root/.pyenv`` here) and the node's own Ray temp dir (its
+session files and logs; the driver reaches the head's raylet through them). The network,
+``/dev/shm`` and the project checkout stay shared, as the database and the code image are on
+a real cluster.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -44,33 +57,76 @@ class LocalCluster:
     address: str
     gcs_address: str
     env: dict[str, str]
+    isolated: bool = False
 
     def stop(self) -> None:
-        """End this cluster's processes (and their children) only."""
-        pids = _cluster_pids(str(self.temp_dir))
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, sig)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and any(_alive(p) for p in pids):
-                time.sleep(0.2)
-            pids = [p for p in pids if _alive(p)]
-            if not pids:
-                return
+        """End this cluster's processes (and their children) only; worker nodes started
+        with ``start_worker_node`` name this temp dir too, so they end with it."""
+        _end(_cluster_pids(str(self.temp_dir)))
+        if self.isolated:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def run(self, args: list[str], **kwargs) -> subprocess.CompletedProcess:
+        """Run ``args`` as a process on this node: inside its mount namespace when isolated
+        (it sees the node's private home and /tmp), else as a plain child of the test."""
+        return _run_on(self.temp_dir if self.isolated else None, args, self.env, **kwargs)
 
 
-def start_head(num_cpus: int = 2) -> LocalCluster:
-    """``ray start --head`` on free ports and a unique temp dir; returns once it answers."""
+@dataclass
+class WorkerNode:
+    """A worker node that joined a ``LocalCluster``: its own raylet, object store and
+    workers, in its own mount namespace when ``isolated``; ``label`` is a custom resource
+    (one unit) that only this node offers, so a test can pin work to it."""
+
+    label: str
+    temp_dir: Path
+    env: dict[str, str]
+    isolated: bool
+
+    def pids(self) -> list[int]:
+        """This node's processes: those naming its temp dir, and their descendants."""
+        return _cluster_pids(str(self.temp_dir))
+
+    def raylet_pid(self) -> int:
+        """The pid of this node's raylet; ``LookupError`` once it is gone."""
+        for pid in self.pids():
+            if _cmdline(pid).split(" ", 1)[0].endswith("/raylet"):
+                return pid
+        raise LookupError(f"no raylet runs for the node with temp dir {self.temp_dir}")
+
+    def kill_raylet(self) -> None:
+        """SIGKILL this node's raylet, as when a machine drops off the network: its workers
+        lose their raylet and exit, and the GCS marks the node dead once health checks fail."""
+        os.kill(self.raylet_pid(), signal.SIGKILL)
+
+    def stop(self) -> None:
+        """End this node's processes (and their children) only."""
+        _end(self.pids())
+        if self.isolated:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def run(self, args: list[str], **kwargs) -> subprocess.CompletedProcess:
+        """Run ``args`` as a process on this node (inside its mount namespace)."""
+        return _run_on(self.temp_dir if self.isolated else None, args, self.env, **kwargs)
+
+
+def start_head(
+    num_cpus: int = 2,
+    *,
+    isolated: bool = False,
+    resources: dict[str, float] | None = None,
+    env: dict[str, str] | None = None,
+) -> LocalCluster:
+    """``ray start --head`` on free ports and a unique temp dir; returns once it answers.
+
+    ``isolated`` starts it in its own mount namespace (private home and /tmp; see the module
+    docstring) with a token of its own in the environment (``RAY_AUTH_TOKEN``: a private home
+    hides ``~/.ray/auth_token`` from the driver); ``env`` is added to every node's
+    environment, as a real cluster's nodes would have it (e.g. S3 credentials).
+    """
     temp_dir = Path(f"/tmp/prt_{uuid.uuid4().hex[:8]}")
     gcs, dashboard, client, node, objects, agent, agent_grpc, env_agent = free_ports(8)
-    env = {
-        **{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        # This Ray enables token auth when ~/.ray/auth_token exists; its own CLI and SDK
-        # then send the token only when told to.
-        "RAY_AUTH_MODE": "token",
-    }
+    node_env = _node_env(env or {}, isolated)
     cmd = [
         str(BIN / "ray"), "start", "--head", f"--num-cpus={num_cpus}",
         f"--port={gcs}", f"--dashboard-port={dashboard}", f"--ray-client-server-port={client}",
@@ -80,17 +136,159 @@ def start_head(num_cpus: int = 2) -> LocalCluster:
         f"--temp-dir={temp_dir}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
         "--disable-usage-stats",
     ]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    if resources:
+        cmd.append(f"--resources={json.dumps(resources)}")
+    proc = _start(cmd, node_env, temp_dir, isolated)
     cluster = LocalCluster(
         temp_dir=temp_dir,
         address=f"http://127.0.0.1:{dashboard}",
         gcs_address=f"127.0.0.1:{gcs}",
-        env={**env, "RAY_ADDRESS": f"http://127.0.0.1:{dashboard}"},
+        env={**node_env, "RAY_ADDRESS": f"http://127.0.0.1:{dashboard}"},
+        isolated=isolated,
     )
     if proc.returncode != 0:
         cluster.stop()
         raise RuntimeError(f"ray start failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     return cluster
+
+
+def start_worker_node(
+    cluster: LocalCluster, num_cpus: int = 1, isolated: bool = True, label: str = "node_b"
+) -> WorkerNode:
+    """``ray start --address=<head>`` for one more node of ``cluster``, with ``num_cpus``
+    CPUs and the custom resource ``{label: 1}``; in its own mount namespace when
+    ``isolated``. Returns once ``ray start`` has started the node's processes (the GCS lists
+    the node a moment later: wait for its label in ``ray.cluster_resources()``)."""
+    temp_dir = Path(f"{cluster.temp_dir}_{label}")
+    node, objects, agent, agent_grpc, env_agent = free_ports(5)
+    env = {k: v for k, v in cluster.env.items() if k != "RAY_ADDRESS"}
+    cmd = [
+        str(BIN / "ray"), "start", f"--address={cluster.gcs_address}", f"--num-cpus={num_cpus}",
+        f"--resources={json.dumps({label: 1})}",
+        f"--node-manager-port={node}", f"--object-manager-port={objects}",
+        f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
+        f"--runtime-env-agent-port={env_agent}", "--metrics-export-port=0",
+        f"--temp-dir={temp_dir}", "--disable-usage-stats",
+    ]  # fmt: skip
+    proc = _start(cmd, env, temp_dir, isolated)
+    worker = WorkerNode(label=label, temp_dir=temp_dir, env=env, isolated=isolated)
+    if proc.returncode != 0:
+        worker.stop()
+        raise RuntimeError(
+            f"ray start of worker node {label} failed:\n{proc.stdout[-2000:]}\n"
+            f"{proc.stderr[-2000:]}"
+        )
+    return worker
+
+
+# Runs inside the new mount namespace, as root: every path in PRT_KEEP is bind-mounted aside
+# (onto a tmpfs over /mnt, private to this namespace), every path in PRT_MASK gets an empty
+# tmpfs, then the kept paths are moved back in place, and the command runs. ``set -e``: any
+# mount that fails ends the node's start with the failing command in stderr (never a silent,
+# unisolated node).
+_ISOLATE = """\
+set -eu
+IFS=: read -r -a keep <<< "$PRT_KEEP"
+IFS=: read -r -a mask <<< "$PRT_MASK"
+mount -t tmpfs -o size=64m prt_stage /mnt
+for i in "${!keep[@]}"; do
+  mkdir -p "/mnt/$i"
+  mount --bind "${keep[$i]}" "/mnt/$i"
+done
+for m in "${mask[@]}"; do
+  mount -t tmpfs -o mode=1777 prt_private "$m"
+done
+for i in "${!keep[@]}"; do
+  mkdir -p "${keep[$i]}"
+  mount --move "/mnt/$i" "${keep[$i]}"
+done
+umount /mnt
+exec "$@"
+"""
+
+# What a private node still needs from the host: the Python installation behind the venv
+# (under /root/.pyenv here, masked with the home folder otherwise).
+_PYTHON_HOME = Path(os.path.realpath(sys.executable)).parent.parent
+
+
+def _node_env(extra: dict[str, str], isolated: bool) -> dict[str, str]:
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "TMPDIR")},
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        # This Ray enables token auth when ~/.ray/auth_token exists; its own CLI and SDK
+        # then send the token only when told to.
+        "RAY_AUTH_MODE": "token",
+        **extra,
+    }
+    if isolated:
+        # Every node's home is private: the token travels in the environment instead.
+        env["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    return env
+
+
+def _start(
+    cmd: list[str], env: dict[str, str], temp_dir: Path, isolated: bool
+) -> subprocess.CompletedProcess:
+    """Run ``ray start``, inside a fresh mount namespace with a private home and /tmp when
+    ``isolated`` (``temp_dir`` kept: it holds the node's sockets, session and logs)."""
+    if not isolated:
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    home = Path(env.get("HOME", "/root"))
+    temp_dir.mkdir(parents=True)
+    keep = [str(_PYTHON_HOME), str(temp_dir)]
+    masked = [str(home), "/tmp"]
+    if any(Path(k).is_relative_to(m) for k in (str(BIN), os.getcwd()) for m in masked):
+        keep.append(os.getcwd())  # the checkout, when it sits under a masked folder
+    wrapped = [
+        "unshare", "--mount", "--propagation", "private", "--",
+        "bash", "-c", _ISOLATE, "isolate", *cmd,
+    ]  # fmt: skip
+    env = {**env, "PRT_KEEP": ":".join(keep), "PRT_MASK": ":".join(masked), "HOME": str(home)}
+    return subprocess.run(wrapped, env=env, capture_output=True, text=True, timeout=120)
+
+
+def _run_on(
+    temp_dir: Path | None, args: list[str], env: dict[str, str], **kwargs
+) -> subprocess.CompletedProcess:
+    """Run ``args`` in the mount namespace of the node whose processes name ``temp_dir``
+    (``nsenter`` into its raylet's namespace), or plainly when ``temp_dir`` is None."""
+    kwargs = {"capture_output": True, "text": True, "timeout": 300, **kwargs}
+    kwargs["env"] = {k: v for k, v in {**env, **kwargs.get("env", {})}.items() if k != "TMPDIR"}
+    if temp_dir is None:
+        return subprocess.run(args, **kwargs)
+    raylet = next(
+        (
+            p
+            for p in _cluster_pids(str(temp_dir))
+            if _cmdline(p).split(" ", 1)[0].endswith("/raylet")
+        ),
+        None,
+    )
+    if raylet is None:
+        raise LookupError(f"no raylet runs for the node with temp dir {temp_dir}")
+    return subprocess.run(["nsenter", f"--target={raylet}", "--mount", "--", *args], **kwargs)
+
+
+def _end(pids: list[int]) -> None:
+    """SIGTERM, then SIGKILL what is left after 10 s: exactly ``pids``, nothing by name."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_alive(p) for p in pids):
+            time.sleep(0.2)
+        pids = [p for p in pids if _alive(p)]
+        if not pids:
+            return
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace")
 
 
 def _alive(pid: int) -> bool:
