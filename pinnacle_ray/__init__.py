@@ -34,6 +34,7 @@ from .errors import (
     InvalidKey,
     InvalidURL,
     JobError,
+    JobFailed,
     JobNotFound,
     LabelMismatch,
     MetricNotReported,
@@ -41,6 +42,7 @@ from .errors import (
     ModelNotFound,
     NonFiniteValues,
     NonNumericFeature,
+    NotShippable,
     PinnacleError,
     PretrainedNotFound,
     QueryError,
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
     from .datastore import ShardPlan, SqlDatastore, SqlQuery, connect
     from .datastore.mongo import MongoDatastore
     from .datastore.mongo_query import MongoQuery
+    from .jobs import Job
     from .predict import PredictResult, predict
     from .registry import (
         CheckpointRecord,
@@ -114,6 +117,7 @@ _LAZY = {
     "save_state": "trainers",
     "SweepResult": "tune",
     "sweep": "tune",
+    "Job": "jobs",
 }
 
 
@@ -145,7 +149,9 @@ __all__ = [
     "InvalidIdentifier",
     "InvalidKey",
     "InvalidURL",
+    "Job",
     "JobError",
+    "JobFailed",
     "JobNotFound",
     "LabelMismatch",
     "MetricNotReported",
@@ -157,6 +163,7 @@ __all__ = [
     "MongoQuery",
     "NonFiniteValues",
     "NonNumericFeature",
+    "NotShippable",
     "PinnacleError",
     "PredictResult",
     "PretrainedNotFound",

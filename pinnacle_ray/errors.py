@@ -25,6 +25,7 @@ __all__ = [
     "InvalidKey",
     "InvalidURL",
     "JobError",
+    "JobFailed",
     "JobNotFound",
     "LabelMismatch",
     "MetricNotReported",
@@ -32,6 +33,7 @@ __all__ = [
     "ModelNotFound",
     "NonFiniteValues",
     "NonNumericFeature",
+    "NotShippable",
     "PinnacleError",
     "PretrainedNotFound",
     "QueryError",
@@ -191,6 +193,24 @@ class JobNotFound(JobError, LookupError):
 
 class DuplicateJob(JobError):
     """The same spec is already running as another job; submit with ``--force`` to run twice."""
+
+
+class JobFailed(JobError):
+    """A Ray job ended ``FAILED`` or ``STOPPED`` instead of producing its result; ``status``
+    and ``error`` say how, the job's logs say more (``job.logs()``)."""
+
+    def __init__(self, message: str, status: str = "FAILED", error: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (str(self), self.status, self.error))
+
+
+class NotShippable(JobError, ValueError):
+    """A fit cannot be started as a Ray job: something it needs cannot travel to the cluster
+    (an object that does not pickle, a plain Dataset, a SQLite file the cluster cannot read)."""
 
 
 class ClusterUnreachable(JobError, ConnectionError):

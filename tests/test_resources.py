@@ -79,3 +79,134 @@ def test_ray_datas_no_cpu_warning_stays_when_no_cpu_frees_up(monkeypatch):
 
     monkeypatch.setattr(ray, "available_resources", lambda: {"CPU": 0.0})
     assert _NoCpuFalseAlarm().filter(_record(NO_CPU)) is True
+
+
+# -- per node, with the autoscaler's node types (pure: fake shapes, no Ray) ----------------
+from pinnacle_ray.trainers.resources import ClusterShape, NodeType  # noqa: E402
+
+HEAD_NO_CPU = {"CPU": 0.0, "memory": 8e9, "node:__internal_head__": 1.0}
+
+
+def test_two_workers_go_ahead_and_wait_when_the_head_has_no_cpu_and_workers_start_at_zero(
+    caplog,
+):
+    shape = ClusterShape(
+        nodes=(HEAD_NO_CPU,),
+        node_types=(NodeType("cpu_worker", {"CPU": 2.0}, can_add=2),),
+        autoscaling=True,
+    )
+    scaling = ScalingConfig(num_workers=2)
+    plan = plan_resources(scaling, shape)
+    # Not squeezed onto a phantom 1-CPU cluster: the workers keep Ray's 1 CPU each.
+    assert plan.scaling_config is scaling and plan.read_cpus == 1.0
+    assert plan.note == (
+        "resources: the nodes up hold 0 of 2 worker(s) of {CPU: 1}; going ahead, the run "
+        "waits for the autoscaler to add cpu_worker {CPU: 2}"
+    )
+
+
+def test_use_gpu_goes_ahead_when_the_gpu_node_type_is_at_zero_nodes():
+    shape = ClusterShape(
+        nodes=(HEAD_NO_CPU,),
+        node_types=(
+            NodeType("cpu_worker", {"CPU": 2.0}, can_add=2),
+            NodeType("gpu_worker", {"CPU": 8.0, "GPU": 1.0}, can_add=2),
+        ),
+        autoscaling=True,
+    )
+    plan = plan_resources(ScalingConfig(num_workers=2, use_gpu=True), shape)
+    assert plan.note and "gpu_worker {CPU: 8, GPU: 1}" in plan.note
+    assert "cpu_worker" not in plan.note
+
+
+def test_a_worker_bigger_than_every_node_is_refused_naming_the_nodes_when_the_sum_would_fit():
+    shape = ClusterShape(nodes=({"CPU": 2.0},) * 4)
+    scaling = ScalingConfig(num_workers=1, resources_per_worker={"CPU": 4})
+    with pytest.raises(pr.ResourceError) as caught:
+        plan_resources(scaling, shape)
+    assert str(caught.value) == (
+        "one worker needs {CPU: 4} on a single node, but no node can hold it (nodes up: "
+        "4 x {CPU: 2}; no autoscaler); lower resources_per_worker to fit a node, or add a "
+        "node type that large to the cluster config"
+    )
+
+
+def test_a_worker_bigger_than_every_node_type_is_refused_naming_the_node_types():
+    shape = ClusterShape(
+        nodes=(HEAD_NO_CPU,),
+        node_types=(NodeType("cpu_worker", {"CPU": 2.0}, can_add=4),),
+        autoscaling=True,
+    )
+    scaling = ScalingConfig(num_workers=1, resources_per_worker={"CPU": 4})
+    with pytest.raises(pr.ResourceError, match=r"no node can hold it.*cpu_worker \{CPU: 2\}"):
+        plan_resources(scaling, shape)
+
+
+def test_more_workers_than_the_nodes_can_hold_one_by_one_are_refused_with_the_count():
+    # 5 workers of 2 CPUs (+1 for reads): 11 <= 12 CPUs in all, but a 3-CPU node holds one.
+    shape = ClusterShape(nodes=({"CPU": 3.0},) * 4)
+    scaling = ScalingConfig(num_workers=5, resources_per_worker={"CPU": 2})
+    with pytest.raises(pr.ResourceError, match=r"5 worker\(s\) of \{CPU: 2\}.*hold 4 at most"):
+        plan_resources(scaling, shape)
+
+
+def test_node_types_at_their_max_count_are_not_counted_on():
+    shape = ClusterShape(
+        nodes=(HEAD_NO_CPU,),
+        node_types=(NodeType("gpu_worker", {"CPU": 8.0, "GPU": 1.0}, can_add=0),),
+        autoscaling=True,
+    )
+    with pytest.raises(pr.ResourceError, match=r"GPU\(s\) requested, but the cluster has 0"):
+        plan_resources(ScalingConfig(num_workers=1, use_gpu=True), shape)
+
+
+def test_an_autoscaler_with_unknown_node_types_lets_the_run_wait_for_it():
+    shape = ClusterShape(nodes=(HEAD_NO_CPU,), autoscaling=True)
+    plan = plan_resources(ScalingConfig(num_workers=2, use_gpu=True), shape)
+    assert plan.note and "waits for the autoscaler" in plan.note
+
+
+def test_an_elastic_run_is_planned_for_its_minimum_and_kept_elastic():
+    scaling = ScalingConfig(num_workers=(1, 4))
+    plan = plan_resources(scaling, ClusterShape.one_node(2))
+    assert plan.scaling_config.num_workers == (1, 4) and plan.note is None
+    with pytest.raises(pr.ResourceError, match=r"3 worker\(s\) x 1 CPU = 3 CPUs"):
+        plan_resources(
+            ScalingConfig(num_workers=(3, 4), resources_per_worker={"CPU": 1}),
+            ClusterShape.one_node(2),
+        )
+
+
+def test_a_gpu_reserved_without_use_gpu_is_refused_before_planning_with_the_fix():
+    # Ray's own ScalingConfig refuses it (it would train on the CPU with a GPU reserved).
+    with pytest.raises(ValueError, match=r"`use_gpu` is False but `GPU`.*set `use_gpu` to True"):
+        ScalingConfig(num_workers=1, resources_per_worker={"GPU": 1})
+
+
+def test_the_single_node_plan_is_the_same_through_a_shape_as_through_cluster_resources():
+    for cpus in (1, 2, 3, 8):
+        for workers in (1, 2, 3):
+            scaling = ScalingConfig(num_workers=workers)
+            a = plan_resources(scaling, ClusterResources(cpus=cpus))
+            b = plan_resources(scaling, ClusterShape.one_node(cpus))
+            assert a == b
+
+
+def test_node_types_are_read_from_a_launcher_config_less_what_runs_already():
+    from pinnacle_ray.trainers.cluster_shape import node_types_from_config
+
+    config = {
+        "max_workers": 5,
+        "head_node_type": "head",
+        "available_node_types": {
+            "head": {"resources": {"CPU": 0}, "max_workers": 0},
+            "cpu_worker": {"resources": {"CPU": 2}, "min_workers": 0, "max_workers": 4},
+            "gpu_worker": {"resources": {"CPU": 8, "GPU": 1}, "min_workers": 0},
+        },
+    }
+    types, max_new = node_types_from_config(config, {"head": 1, "cpu_worker": 1})
+    assert types == (
+        NodeType("cpu_worker", {"CPU": 2.0}, 3),
+        NodeType("gpu_worker", {"CPU": 8.0, "GPU": 1.0}, 5),
+    )
+    assert max_new == 4

@@ -1,10 +1,14 @@
-"""What every datastore offers the rooms above it, and the hook that gives it ``.models``.
+"""What every datastore offers the rooms above it, and the hooks that give it ``.models``
+and ``.jobs``.
 
 The registry stores through :class:`Datastore` only, so it works on any backend that has
 these methods. ``datastore/`` must not import ``registry/`` (imports flow one way), so the
 registry package installs its factory here when it is imported, and ``store.models`` asks
 this module for a registry (importing the registry package by name on first use, so a
 process that never touches ``store.models``, such as a read task, never loads it).
+``store.jobs`` (the jobs table, Ray jobs started from Python) is wired the same way by
+``pinnacle_ray.jobs``: the trainers reach it through the store they train on, never by
+importing the room above them.
 """
 
 from __future__ import annotations
@@ -17,7 +21,16 @@ import pyarrow as pa
 
 from ..errors import ConfigError
 
-__all__ = ["Datastore", "ModelCatalog", "Rows", "make_models", "set_models_factory"]
+__all__ = [
+    "Datastore",
+    "JobCatalog",
+    "ModelCatalog",
+    "Rows",
+    "make_jobs",
+    "make_models",
+    "set_jobs_factory",
+    "set_models_factory",
+]
 
 
 class Rows(Protocol):
@@ -121,3 +134,46 @@ def make_models(store: Datastore) -> ModelCatalog:
             "before using store.models"
         )
     return _factory(store)
+
+
+class JobCatalog(Protocol):
+    """What ``store.jobs`` offers (implemented by ``pinnacle_ray.jobs.JobCatalog``): the
+    jobs recorded in this datastore, and the two ways a fit becomes one."""
+
+    def get(self, submission_id: str, address: str | None = None) -> Any: ...
+
+    def list(self, name: str | None = None) -> list[Any]: ...
+
+    def submit(
+        self,
+        trainer: Any,
+        *,
+        train: Any,
+        valid: Any = None,
+        register: bool | str = True,
+        address: str | None = None,
+        **kwargs: Any,
+    ) -> Any: ...
+
+    def record_fit(self, name: str, fit: Callable[[], Any]) -> Any: ...
+
+
+_jobs_factory: Callable[[Datastore], JobCatalog] | None = None
+
+
+def set_jobs_factory(factory: Callable[[Datastore], JobCatalog]) -> None:
+    """Install what builds ``store.jobs`` (called by ``pinnacle_ray.jobs`` on import)."""
+    global _jobs_factory
+    _jobs_factory = factory
+
+
+def make_jobs(store: Datastore) -> JobCatalog:
+    """The jobs of ``store``, from the installed factory (``pinnacle_ray.jobs``)."""
+    if _jobs_factory is None:
+        importlib.import_module("pinnacle_ray.jobs")  # installs its factory
+    if _jobs_factory is None:
+        raise ConfigError(
+            "no job catalog is installed; import pinnacle_ray (or pinnacle_ray.jobs) before "
+            "using store.jobs"
+        )
+    return _jobs_factory(store)

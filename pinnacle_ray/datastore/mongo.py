@@ -25,7 +25,7 @@ from ..errors import (
     TableNotFound,
 )
 from .artifact_root import legacy_artifact_root, resolve_artifact_root
-from .base import ModelCatalog, make_models
+from .base import JobCatalog, ModelCatalog, make_jobs, make_models
 from .mongo_blobs import MongoBlobStore
 from .mongo_errors import translate
 from .mongo_query import MongoQuery
@@ -146,6 +146,13 @@ class MongoDatastore:
         if self._models is None:
             self._models = make_models(self)
         return self._models
+
+    @property
+    def jobs(self) -> JobCatalog:
+        """The Ray jobs recorded in this datastore (``store.jobs.get(id).wait()``), made once."""
+        if getattr(self, "_jobs", None) is None:
+            self._jobs = make_jobs(self)
+        return self._jobs
 
     def blob_store(self) -> MongoBlobStore:
         """Chunked files in this database's GridFS bucket (where model artifacts and Ray

@@ -18,7 +18,7 @@ from sqlalchemy.engine import URL
 from ..errors import ConfigError, DatastoreConnectionError, InvalidURL, TableNotFound
 from . import sqlite_connectorx
 from .artifact_root import legacy_artifact_root, resolve_artifact_root
-from .base import ModelCatalog, make_models
+from .base import JobCatalog, ModelCatalog, make_jobs, make_models
 from .identifiers import validate_identifier
 from .sql_blobs import SqlBlobStore
 from .sql_errors import translate
@@ -132,6 +132,13 @@ class SqlDatastore:
         if self._models is None:
             self._models = make_models(self)
         return self._models
+
+    @property
+    def jobs(self) -> JobCatalog:
+        """The Ray jobs recorded in this datastore (``store.jobs.get(id).wait()``), made once."""
+        if getattr(self, "_jobs", None) is None:
+            self._jobs = make_jobs(self)
+        return self._jobs
 
     def blob_store(self) -> SqlBlobStore:
         """Chunked files in this database (where server stores keep model artifacts and Ray

@@ -27,6 +27,7 @@ __all__ = [
     "build_trainer",
     "connect_store",
     "import_object",
+    "is_installed",
     "search_space",
 ]
 
@@ -59,18 +60,25 @@ def import_object(path: str, field: str) -> Any:
     return obj
 
 
-def _ship_by_value(module: Any) -> None:
-    """Let Ray's workers unpickle code from a module that is not installed (a user's
-    project folder): cloudpickle sends it by value instead of by import."""
+def is_installed(module: Any) -> bool:
+    """True for a module a cluster's Python imports by itself: built in, from the standard
+    library or site-packages, or pinnacle_ray (also an editable install); False for a
+    user's project file, whose code must travel by value."""
     file = getattr(module, "__file__", None)
     if not file:
-        return
+        return True
     installed = {sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib")}
     here = Path(file).resolve()
     if any(here.is_relative_to(Path(p).resolve()) for p in installed):
+        return True
+    return Path(__file__).resolve().parents[1] in here.parents
+
+
+def _ship_by_value(module: Any) -> None:
+    """Let Ray's workers unpickle code from a module that is not installed (a user's
+    project folder): cloudpickle sends it by value instead of by import."""
+    if is_installed(module):
         return
-    if Path(__file__).resolve().parents[1] in here.parents:
-        return  # pinnacle_ray itself (an editable install)
     from ray import cloudpickle
 
     cloudpickle.register_pickle_by_value(module)

@@ -11,26 +11,26 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import logging
-import os
-import re
-import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigError, redact
-from ..registry.lineage import mask_secrets
+from ..errors import ConfigError
 from .build import build_query, build_trainer, connect_store, search_space
+from .recording import (
+    STOPPED_TEXT,
+    current_submission_id,
+    mark_finished,
+    recorded,
+    secret_values,
+)
 from .records import JobRecord, JobRecords
 from .spec import LoadedSpec
 
 __all__ = ["RunOutcome", "current_submission_id", "run_predict", "run_sweep", "run_train"]
 
 logger = logging.getLogger("pinnacle_ray.jobs")
-
-_JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # ray._private.runtime_env.constants
 
 
 @dataclass
@@ -58,18 +58,6 @@ class RunOutcome:
             "sweep": self.sweep,
             "trials": self.trials,
         }
-
-
-def current_submission_id() -> str | None:
-    """The Ray job submission id when this process is a Ray job's driver, else None."""
-    text = os.environ.get(_JOB_CONFIG_ENV)
-    if not text:
-        return None
-    try:
-        metadata = json.loads(text).get("metadata") or {}
-    except (ValueError, AttributeError):
-        return None
-    return metadata.get("job_submission_id") or None
 
 
 def run_train(spec: LoadedSpec, *, progress: bool = True) -> RunOutcome:
@@ -186,89 +174,43 @@ def _predicted(result: Any, submission_id: str | None) -> RunOutcome:
     )
 
 
-_STOPPED = "stopped by Ray (ray job stop / pinnacle-ray jobs stop)"
-
-
-class _Stopped(BaseException):
-    """Ray stopped the job (SIGTERM); recorded as STOPPED, not as a failure."""
+_STOPPED = STOPPED_TEXT
 
 
 @contextlib.contextmanager
 def _recorded(spec: LoadedSpec, store: Any) -> Iterator[str | None]:
-    """Keep the job record of this run (when it is a Ray job) in step with what happens."""
+    """Keep the job record of this run (when it is a Ray job) in step with what happens
+    (:func:`.recording.recorded`; a record made here for plain ``ray job submit``)."""
     submission_id = current_submission_id()
     if submission_id is None:
         yield None
         return
-    jobs = JobRecords(store)
-    now = dt.datetime.now(dt.timezone.utc)
-    existing = jobs.find(submission_id)
-    if existing is None:  # plain `ray job submit -- pinnacle-ray train spec.yaml`
-        jobs.save(
-            JobRecord(
-                submission_id=submission_id,
-                name=spec.run.name,
-                status="RUNNING",
-                spec_digest=spec.digest,
-                spec=spec.masked,
-                source=spec.source,
-                entrypoint="(ray job submit)",
-                started_at=now,
-            )
+
+    def new_record(now: dt.datetime) -> JobRecord:  # plain `ray job submit -- pinnacle-ray ...`
+        return JobRecord(
+            submission_id=submission_id,
+            name=spec.run.name,
+            status="RUNNING",
+            spec_digest=spec.digest,
+            spec=spec.masked,
+            source=spec.source,
+            entrypoint="(ray job submit)",
+            started_at=now,
         )
-    else:
-        jobs.update(submission_id, status="RUNNING", started_at=now, error=None)
-    previous = signal.getsignal(signal.SIGTERM)
-    stopped: list[int] = []
 
-    def stop(signum: int, frame: Any) -> None:
-        stopped.append(signum)
-        raise _Stopped()
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
+    # the values of the secret-named variables the spec uses (${DB_PASSWORD}) become ***
+    secrets = secret_values(spec.env_names)
+    with recorded(JobRecords(store), submission_id, new_record, secrets=secrets):
         yield submission_id
-    except BaseException as exc:
-        if stopped:
-            # Raised inside a blocking Ray call, _Stopped comes back as another exception
-            # (Ray 2.60 runs the handler when ray.get returns, inside its own code, and
-            # raises a SystemError): the flag decides, not the exception's type.
-            _end(jobs, submission_id, "STOPPED", _STOPPED)
-            raise SystemExit(143) from None
-        # the CLI prints the traceback into the job's logs; the record keeps one line
-        _end(jobs, submission_id, "FAILED", _error_text(exc, spec))
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _finish(store: Any, submission_id: str | None, outcome: RunOutcome) -> None:
     if submission_id is None:
         return
-    JobRecords(store).update(
+    mark_finished(
+        JobRecords(store),
         submission_id,
-        status="SUCCEEDED",
-        ended_at=dt.datetime.now(dt.timezone.utc),
-        model_name=outcome.name,
-        model_version=outcome.version,
-        metrics=mask_secrets(outcome.metrics),
+        name=outcome.name,
+        version=outcome.version,
+        metrics=outcome.metrics,
     )
-
-
-def _end(jobs: JobRecords, submission_id: str, status: str, error: str) -> None:
-    try:
-        jobs.update(
-            submission_id, status=status, ended_at=dt.datetime.now(dt.timezone.utc), error=error
-        )
-    except Exception as exc:  # the run's own failure matters more; Ray's status still tells
-        logger.warning("could not record job %s as %s: %s", submission_id, status, exc)
-
-
-def _error_text(exc: BaseException, spec: LoadedSpec) -> str:
-    """The error for the record: passwords in URLs masked, and the values of the secret-
-    named variables the spec uses (``${DB_PASSWORD}``) replaced by ``***``."""
-    secrets = [os.environ.get(n, "") for n in spec.env_names if _SECRET_NAME.search(n)]
-    return redact(mask_secrets(f"{type(exc).__name__}: {exc}"), secrets)[:4000]
-
-
-_SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|API_?KEY|ACCESS_?KEY", re.I)

@@ -56,7 +56,8 @@ def connect_client(address: str) -> Any:
     from ray.job_submission import JobSubmissionClient
 
     parsed = urlparse(address if "://" in address else f"http://{address}")
-    if parsed.scheme in ("http", "https") and parsed.hostname:
+    # "auto": Ray finds the cluster started on this machine (`ray start`) itself
+    if address != "auto" and parsed.scheme in ("http", "https") and parsed.hostname:
         port = parsed.port or (443 if parsed.scheme == "https" else 8265)
         try:
             socket.create_connection((parsed.hostname, port), timeout=_PROBE_TIMEOUT_S).close()

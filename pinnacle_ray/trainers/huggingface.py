@@ -61,6 +61,7 @@ from .huggingface_loop import (
 from .huggingface_tokens import TokenizeWords, scan_tags
 from .pretrained import resolve_pretrained, resolve_tokenizer
 from .registration import RunRecord, check_listened, json_safe
+from .submission import Submittable, records_job
 from .tabular import check_query, distinct_values, is_numeric, require_classes
 
 __all__ = ["HuggingFaceTrainer"]
@@ -82,7 +83,7 @@ _TOKENIZE_BATCH = 256
 
 
 @keeps_arguments
-class HuggingFaceTrainer:
+class HuggingFaceTrainer(Submittable):
     """Fine-tune a Hugging Face transformers model on text rows, distributed on Ray Train.
 
     Example::
@@ -175,6 +176,7 @@ class HuggingFaceTrainer:
         self.name = name or Path(self.model).name or "huggingface"
 
     # -- public ----------------------------------------------------------------------------
+    @records_job
     def fit(
         self,
         train: Any,

@@ -40,6 +40,7 @@ from .holdout import check_fraction
 from .registration import RunRecord, json_safe
 from .sklearn_fit import FitSpec, fit_in_memory, fit_incremental
 from .sklearn_metrics import estimator_kind
+from .submission import Submittable, records_job
 from .tabular import QueryFacts, check_query, query_datasets, read_once
 
 __all__ = ["SklearnTrainer"]
@@ -52,7 +53,7 @@ MIN_READ_CPU = 0.1
 
 
 @keeps_arguments
-class SklearnTrainer:
+class SklearnTrainer(Submittable):
     """Fit a scikit-learn estimator (or ``Pipeline``) on a datastore query, as a Ray task.
 
     Example::
@@ -128,6 +129,7 @@ class SklearnTrainer:
         self.max_memory_share = max_memory_share
         self.run_config = run_config
 
+    @records_job
     def fit(
         self,
         train: Any,

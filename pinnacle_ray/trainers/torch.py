@@ -48,6 +48,7 @@ from .holdout import split_by_key
 from .objectives import resolve_objective
 from .registration import RunRecord, check_listened, json_safe
 from .resources import ResourcePlan
+from .submission import Submittable, records_job
 from .tabular import check_query
 from .torch_loop import LoopSettings, managed_loop, optimizer_class, resume_position
 
@@ -62,7 +63,7 @@ _AUTO: Any = type("_Auto", (), {"__repr__": lambda self: "'auto'"})()
 
 
 @keeps_arguments
-class TorchTrainer:
+class TorchTrainer(Submittable):
     """Train a torch model on Ray Train with datastore queries as its datasets.
 
     Ray style — plain Ray Train code runs unchanged inside the loop::
@@ -164,6 +165,7 @@ class TorchTrainer:
             EarlyStopping(self.mode)  # validates mode
 
     # -- public --------------------------------------------------------------------------
+    @records_job
     def fit(
         self,
         train: Any,

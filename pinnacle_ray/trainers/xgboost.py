@@ -41,6 +41,7 @@ from .base import (
 from .features import check_feature_list, count_non_finite, non_finite_message
 from .holdout import check_fraction, split_by_key
 from .registration import RunRecord, json_safe
+from .submission import Submittable, records_job
 from .tabular import (
     QueryFacts,
     check_query,
@@ -74,7 +75,7 @@ _MAXIMIZED = ("auc", "aucpr", "map", "ndcg", "pre")
 
 
 @keeps_arguments
-class XGBoostTrainer:
+class XGBoostTrainer(Submittable):
     """Train an XGBoost booster on Ray Train workers with datastore queries as datasets.
 
     Example::
@@ -147,6 +148,7 @@ class XGBoostTrainer:
         self.run_config = run_config
         self.name = name or "xgboost"
 
+    @records_job
     def fit(
         self,
         train: Any,
