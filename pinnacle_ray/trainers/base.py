@@ -20,10 +20,10 @@ import ray.data
 import ray.train
 from ray.train import CheckpointConfig, LoggingConfig, RunConfig, ScalingConfig
 
-from .._runtime import cluster_cpus, cluster_gpus
 from ..errors import ConfigError, TrainingFailed
 from .checkpoint import set_registered_start
-from .resources import ClusterResources, ResourcePlan, plan_resources
+from .cluster_shape import read_shape
+from .resources import ResourcePlan, plan_resources
 from .tabular import quiet, read_once
 
 __all__ = [
@@ -74,9 +74,10 @@ class TrainResult:
 
 
 def plan_for(scaling: ScalingConfig | None) -> ResourcePlan:
-    """Fit ``scaling`` and the data reads into the current cluster; say what changed once."""
+    """Fit ``scaling`` and the data reads into the current cluster, per node and with what
+    its autoscaler can add; say once what changed or that the run waits for a scale-up."""
     scaling = scaling or ScalingConfig(num_workers=1)
-    plan = plan_resources(scaling, ClusterResources(cluster_cpus(), cluster_gpus()))
+    plan = plan_resources(scaling, read_shape())
     if plan.note:
         logger.warning(plan.note)
     return plan
