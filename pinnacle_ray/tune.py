@@ -41,13 +41,13 @@ import ray.tune
 from ray.tune import PlacementGroupFactory
 
 from . import _tune_params as params
-from ._runtime import cluster_cpus, cluster_gpus
 from ._tune_cleanup import ReleaseStoppedRuns
 from ._tune_data import SharedQuery, share
 from .errors import ColumnNotFound, ConfigError, MetricNotReported
 from .registry import SweepTrial
 from .registry.records import validate_name
 from .trainers.base import TrainResult, store_of
+from .trainers.cluster_shape import ClusterShape, read_shape
 from .trainers.registration import RunRecord
 from .trainers.resources import (
     ClusterResources,
@@ -149,8 +149,9 @@ def sweep(
     _check_columns(trainer, train, valid)
     _check_metric(trainer, train, valid, metric)
 
-    cluster = ClusterResources(cluster_cpus(), cluster_gpus())
-    planned, trial_cpus, trial_gpus, note = _per_trial(trainer, cluster)
+    shape = read_shape()  # per node, with what the autoscaler can add
+    cluster = ClusterResources(shape.total("CPU"), shape.total("GPU"))
+    planned, trial_cpus, trial_gpus, note = _per_trial(trainer, shape)
     reads = read_reserve(cluster.cpus) / 2
     shared_train, shared_valid = share(train, "train", reads), share(valid, "valid", reads)
     streamed = isinstance(shared_train, SharedQuery) and not shared_train.materialized
@@ -263,7 +264,7 @@ def _check_metric(trainer: Any, train: Any, valid: Any, metric: str) -> None:
         )
 
 
-def _per_trial(trainer: Any, cluster: ClusterResources) -> tuple[Any, float, float, str | None]:
+def _per_trial(trainer: Any, cluster: ClusterShape) -> tuple[Any, float, float, str | None]:
     """The trainer each trial runs (its workers' resources planned once, so trials do not
     re-plan or re-warn), and the CPUs/GPUs one trial holds while it trains."""
     scaling = getattr(trainer, "scaling_config", None)
@@ -274,8 +275,8 @@ def _per_trial(trainer: Any, cluster: ClusterResources) -> tuple[Any, float, flo
     per_worker = dict(scaling.resources_per_worker or {})
     per_worker.setdefault("CPU", 1.0)
     scaling = dataclasses.replace(scaling, resources_per_worker=per_worker)
-    n = scaling.num_workers
-    cpus = float(per_worker["CPU"]) * n + read_reserve(cluster.cpus)
+    n = scaling.min_workers  # an elastic trial starts with its minimum and grows into room
+    cpus = float(per_worker["CPU"]) * n + read_reserve(cluster.total("CPU"))
     gpus = float(per_worker.get("GPU", 1.0 if scaling.use_gpu else 0.0)) * n
     return params.with_arguments(trainer, scaling_config=scaling), cpus, gpus, plan.note
 
