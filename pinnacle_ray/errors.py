@@ -41,6 +41,7 @@ __all__ = [
     "ResourceError",
     "SingleClass",
     "SpecError",
+    "StorageNotShared",
     "TableNotFound",
     "TooFewRows",
     "TrainingFailed",
@@ -147,6 +148,11 @@ class PretrainedNotFound(ConfigError, LookupError):
 
 class DataTooLarge(ResourceError):
     """The data would not fit in the memory one process can be given (scikit-learn)."""
+
+
+class StorageNotShared(ConfigError):
+    """A run on a Ray cluster with several nodes would keep its checkpoints or model files
+    on one machine's disk (a SQLite store, a local-folder artifact root or storage path)."""
 
 
 class MetricNotReported(ConfigError):

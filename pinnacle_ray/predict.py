@@ -41,6 +41,7 @@ from .datastore.identifiers import validate_identifier
 from .errors import ColumnNotFound, ConfigError, InvalidKey, PinnacleError
 from .registry.flavors import META_FILE
 from .registry.storage import ModelFiles
+from .trainers.storage import check_reachable
 
 __all__ = ["DEFAULT_BATCH_SIZE", "PredictResult", "predict"]
 
@@ -100,6 +101,9 @@ def predict(
     """
     started = time.perf_counter()
     store = _store_of(query)
+    # The actors load the model on every node, from the artifact root: refused first when
+    # it is this machine's disk and the cluster has others.
+    check_reachable(store, what=f"pr.predict of {model!r}")
     output = validate_identifier(output, "output table name")
     batch_size = _positive_int(batch_size, "batch_size")
     if concurrency is not None:

@@ -56,6 +56,13 @@ from .trainers.resources import (
     plan_trials,
     read_reserve,
 )
+from .trainers.storage import (
+    StorageChoice,
+    decide,
+    storage_for_trials,
+    user_storage_path,
+    with_run_storage,
+)
 
 __all__ = ["SweepResult", "sweep"]
 
@@ -146,6 +153,7 @@ def sweep(
     params.check_space(trainer, space)
     store = store_of(train)
     name = _sweep_name(name, trainer, store)
+    storage = _sweep_storage(trainer, store, name)
     _check_columns(trainer, train, valid)
     _check_metric(trainer, train, valid, metric)
 
@@ -169,7 +177,7 @@ def sweep(
 
     trainable = ray.tune.with_resources(
         ray.tune.with_parameters(
-            _run_trial, trainer=planned, train=shared_train, valid=shared_valid
+            _run_trial, trainer=planned, train=shared_train, valid=shared_valid, storage=storage
         ),
         _trial_resources(planned, trial_cpus),
     )
@@ -186,10 +194,15 @@ def sweep(
             search_alg=search_alg,
             max_concurrent_trials=plan.concurrent,
         ),
-        run_config=ray.tune.RunConfig(
-            name=f"{name}-{uuid.uuid4().hex[:6]}",
-            verbose=0,
-            callbacks=[release] if release is not None else None,
+        # The trials' own checkpoints (their run records) live where their Ray Train runs
+        # keep theirs, so the driver reads the best trial's from any node.
+        run_config=with_run_storage(
+            ray.tune.RunConfig(
+                name=f"{name}-{uuid.uuid4().hex[:6]}",
+                verbose=0,
+                callbacks=[release] if release is not None else None,
+            ),
+            storage,
         ),
     )
     started = time.perf_counter()
@@ -233,6 +246,17 @@ def _sweep_name(name: str | None, trainer: Any, store: Any) -> str:
             "another name (store.models.sweeps(name) shows the earlier one)"
         )
     return name
+
+
+def _sweep_storage(trainer: Any, store: Any, name: str) -> StorageChoice:
+    """Where the trials' runs (and Tune's own trial checkpoints) are stored: the trainer's
+    ``run_config.storage_path`` when the user set one, else the datastore's storage as for
+    a fit; refused (``StorageNotShared``) when trials on other nodes could not reach it."""
+    run_config = getattr(trainer, "run_config", None)
+    choice = decide(store, run_config, what=f"sweep {name!r}")
+    if choice.default and run_config is not None and user_storage_path(run_config) is not None:
+        return StorageChoice(str(run_config.storage_path), run_config.storage_filesystem)
+    return choice
 
 
 def _check_columns(trainer: Any, train: Any, valid: Any) -> None:
@@ -302,11 +326,15 @@ def _trial_count(space: dict[str, Any], num_samples: int) -> int:
 
 
 # -- one trial (runs in a Tune trial actor) ------------------------------------------------
-def _run_trial(config: dict[str, Any], *, trainer: Any, train: Any, valid: Any) -> None:
-    """Build the trainer with this trial's parameters, fit it without registering, and
-    report its final metrics to Tune with the record needed to register it later."""
+def _run_trial(
+    config: dict[str, Any], *, trainer: Any, train: Any, valid: Any, storage: StorageChoice
+) -> None:
+    """Build the trainer with this trial's parameters, fit it without registering (its
+    checkpoints in the sweep's ``storage``), and report its final metrics to Tune with the
+    record needed to register it later."""
     candidate = params.with_params(trainer, config)
-    result = candidate.fit(train, valid, register=False)
+    with storage_for_trials(storage):
+        result = candidate.fit(train, valid, register=False)
     record: RunRecord | None = getattr(result, "record", None)
     checkpointed = record is not None and record.reported
     metrics = record.main_metrics() if checkpointed else dict(result.metrics or {})
@@ -460,7 +488,8 @@ def _load_record(result: Any) -> RunRecord | None:
     with result.checkpoint.as_directory() as folder:
         payload = json.loads(Path(folder, RECORD_FILE).read_text())
     data = payload.get("record")
-    return RunRecord.from_json(data) if data else None
+    # The trial's Ray Train checkpoints live in the storage Tune kept this one in.
+    return RunRecord.from_json(data, result.checkpoint.filesystem) if data else None
 
 
 def _raise_no_trial(results: list[Any], metric: str) -> None:

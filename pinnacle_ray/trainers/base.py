@@ -24,6 +24,7 @@ from ..errors import ConfigError, TrainingFailed
 from .checkpoint import set_registered_start
 from .cluster_shape import read_shape
 from .resources import ResourcePlan, plan_resources
+from .storage import RegisteredCheckpoint
 from .tabular import quiet, read_once
 
 __all__ = [
@@ -274,7 +275,10 @@ def worker_entry(loop: Callable[..., Any]) -> Callable[[dict[str, Any]], Any]:
 
 def _run_worker(loop: Callable[..., Any], config: dict[str, Any]) -> Any:
     config = dict(config)
-    set_registered_start(config.pop(RESUME_KEY, None))
+    start = config.pop(RESUME_KEY, None)
+    if isinstance(start, RegisteredCheckpoint):  # opened on this worker's node
+        start = start.to_checkpoint()
+    set_registered_start(start)
     if os.environ.get("PINNACLE_RAY_VERBOSE", "") in ("", "0"):
         # Ray Train logs every report at INFO under a logger named after its file, which
         # LoggingConfig does not reach; one line per report drowns a loop's own output.

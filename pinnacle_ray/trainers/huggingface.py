@@ -50,6 +50,7 @@ from .base import (
     warn_unregistered,
     worker_entry,
 )
+from .devices import check_hf_precision
 from .huggingface_loop import (
     EMPTY_COLUMN,
     TRAINER_STATE,
@@ -61,6 +62,8 @@ from .huggingface_loop import (
 from .huggingface_tokens import TokenizeWords, scan_tags
 from .pretrained import resolve_pretrained, resolve_tokenizer
 from .registration import RunRecord, check_listened, json_safe
+from .storage import RegisteredCheckpoint, decide, with_run_storage
+from .submission import Submittable, records_job
 from .submission import Submittable, records_job
 from .tabular import check_query, distinct_values, is_numeric, require_classes
 
@@ -177,6 +180,8 @@ class HuggingFaceTrainer(Submittable):
 
     # -- public ----------------------------------------------------------------------------
     @records_job
+    @records_job
+    @records_job
     def fit(
         self,
         train: Any,
@@ -193,6 +198,8 @@ class HuggingFaceTrainer(Submittable):
         ``resume_from="<name>"`` continues that registered model's checkpoint ``handle``
         (weights, optimizer, scheduler and step; epochs count from its first run).
         """
+        # Flags CPU workers cannot honour (tf32) are refused before any read or worker.
+        check_hf_precision(self.training_args, bool(self.scaling_config.use_gpu))
         facts = check_query(
             train, "train", self.text_columns, self.label, any_type=[*self.text_columns, self.label]
         )
@@ -212,6 +219,7 @@ class HuggingFaceTrainer(Submittable):
         listen, mode = self._listen(task, valid is not None)
         plan = plan_for(self.scaling_config)
         store = store_of(train)
+        storage = decide(store, self.run_config, what=f"fit of {self.name!r}")
         start, parent, resumed, position = self._resume(store, resume_from, version, handle)
         datasets = datasets_for({"train": train, "valid": valid}, plan)
         labels = self._labels(task, datasets, resumed, facts.key)
@@ -238,14 +246,20 @@ class HuggingFaceTrainer(Submittable):
             for role, ds in datasets.items()
         }
         config: dict[str, Any] = {"spec": spec, "tokenizer": self.tokenizer}
-        if start is not None:
-            config[RESUME_KEY] = ray.train.Checkpoint.from_directory(start)
+        if start is not None and parent is not None:
+            config[RESUME_KEY] = RegisteredCheckpoint.of(
+                store, parent["name"], parent["version"], parent["handle"], start
+            )
         trainer = ray.train.torch.TorchTrainer(
             worker_entry(huggingface_loop),
             train_loop_config=config,
             scaling_config=plan.scaling_config,
-            run_config=reporting_to_tune(
-                self.run_config or default_run_config(self.name, CheckpointConfig(num_to_keep=None))
+            run_config=with_run_storage(
+                reporting_to_tune(
+                    self.run_config
+                    or default_run_config(self.name, CheckpointConfig(num_to_keep=None))
+                ),
+                storage,
             ),
             datasets=datasets,
         )

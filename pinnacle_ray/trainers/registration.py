@@ -163,23 +163,31 @@ class RunRecord:
         return version
 
     def to_json(self) -> dict[str, Any]:
-        """The record as JSON-able data; checkpoints by their storage URI."""
+        """The record as JSON-able data; checkpoints by their storage URI, and by their
+        path on their filesystem (named by its type) for a filesystem no URI reopens."""
         return json_safe(
             {
                 **{f.name: getattr(self, f.name) for f in fields(self) if f.name != "reported"},
                 "reported": [
-                    {"uri": _uri(checkpoint), "metrics": metrics}
+                    {
+                        "uri": _uri(checkpoint),
+                        "path": checkpoint.path,
+                        "filesystem": _fs_type(checkpoint),
+                        "metrics": metrics,
+                    }
                     for checkpoint, metrics in self.reported
                 ],
             }
         )
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RunRecord:
-        """The record :meth:`to_json` wrote, its checkpoints opened from their URIs."""
+    def from_json(cls, data: dict[str, Any], filesystem: Any = None) -> RunRecord:
+        """The record :meth:`to_json` wrote, its checkpoints opened from their URIs, or on
+        ``filesystem`` (a ``pyarrow.fs.FileSystem``, e.g. the run storage a sweep gave its
+        trials) for those stored on a filesystem of that type."""
         values = dict(data)
         values["reported"] = [
-            (ray.train.Checkpoint(r["uri"]), dict(r["metrics"])) for r in data["reported"]
+            (_open_checkpoint(r, filesystem), dict(r["metrics"])) for r in data["reported"]
         ]
         return cls(**values)
 
@@ -212,6 +220,18 @@ def _uri(checkpoint: ray.train.Checkpoint) -> str:
     if fs is None or fs.type_name == "local":
         return checkpoint.path
     return f"{fs.type_name}://{checkpoint.path}"
+
+
+def _fs_type(checkpoint: ray.train.Checkpoint) -> str:
+    fs = checkpoint.filesystem
+    return "local" if fs is None else fs.type_name
+
+
+def _open_checkpoint(entry: dict[str, Any], filesystem: Any) -> ray.train.Checkpoint:
+    kind = entry.get("filesystem", "local")
+    if filesystem is not None and kind != "local" and kind == filesystem.type_name:
+        return ray.train.Checkpoint(entry["path"], filesystem=filesystem)
+    return ray.train.Checkpoint(entry["uri"])
 
 
 def _public(metrics: dict[str, Any]) -> dict[str, Any]:

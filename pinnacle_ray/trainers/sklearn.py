@@ -9,12 +9,14 @@ inside uses them). Estimators with ``partial_fit`` can instead stream batches fr
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 import ray
 import ray.data
 import ray.train
@@ -40,6 +42,8 @@ from .holdout import check_fraction
 from .registration import RunRecord, json_safe
 from .sklearn_fit import FitSpec, fit_in_memory, fit_incremental
 from .sklearn_metrics import estimator_kind
+from .storage import decide, with_run_storage
+from .submission import Submittable, records_job
 from .submission import Submittable, records_job
 from .tabular import QueryFacts, check_query, query_datasets, read_once
 
@@ -130,6 +134,8 @@ class SklearnTrainer(Submittable):
         self.run_config = run_config
 
     @records_job
+    @records_job
+    @records_job
     def fit(
         self,
         train: Any,
@@ -150,6 +156,7 @@ class SklearnTrainer(Submittable):
             self._check(valid, "valid")
         num_cpus = self._cpus()
         store = store_of(train)
+        storage = decide(store, self.run_config, what=f"fit of {self.name!r}")
         estimator, parent = self._start(store, resume_from, version, handle)
         if not self.incremental:
             self._check_memory(facts)
@@ -193,11 +200,10 @@ class SklearnTrainer(Submittable):
             cause.add_note(f"(raised in the scikit-learn fit task of {self.name!r})")
             raise cause from None
         metrics["fit_seconds"] = round(time.perf_counter() - started, 3)
-        run_config = self.run_config or default_run_config(self.name)
-        directory = Path(run_config.storage_path or "~/ray_results").expanduser()
-        directory = directory / (run_config.name or self.name) / "checkpoint_000000"
-        meta = save_model(directory, estimator, self._meta(estimator))
-        checkpoint = ray.train.Checkpoint.from_directory(str(directory))
+        run_config = with_run_storage(self.run_config or default_run_config(self.name), storage)
+        run_dir, checkpoint, meta = _save_checkpoint(
+            run_config, run_config.name or self.name, estimator, self._meta(estimator)
+        )
         record = RunRecord(
             self.name,
             "sklearn",
@@ -220,7 +226,7 @@ class SklearnTrainer(Submittable):
             metrics=metrics,
             checkpoint=checkpoint,
             version=version.version if version is not None else None,
-            path=str(directory.parent),
+            path=run_dir,
             record=record,
         )
 
@@ -374,3 +380,30 @@ def _params(estimator: Any) -> dict[str, Any]:
     for key, value in estimator.get_params(deep=True).items():
         out[key] = _qualname(value) if hasattr(value, "get_params") else value
     return out
+
+
+def _save_checkpoint(
+    run_config: RunConfig, run_name: str, estimator: Any, meta: dict[str, Any]
+) -> tuple[str, ray.train.Checkpoint, dict[str, Any]]:
+    """Save the fitted estimator as the run's checkpoint in the run's storage (a local
+    folder, or the shared storage every node reaches, e.g. for a sweep whose trials run on
+    other nodes): the run's folder, the checkpoint and the meta written with it."""
+    filesystem = run_config.storage_filesystem
+    if filesystem is None:
+        path = str(run_config.storage_path or "~/ray_results")
+        if "://" in path:
+            filesystem, path = pafs.FileSystem.from_uri(path)
+        else:
+            filesystem, path = pafs.LocalFileSystem(), str(Path(path).expanduser())
+    else:
+        path = str(run_config.storage_path)
+    run_dir = f"{path.rstrip('/')}/{run_name}"
+    target = f"{run_dir}/checkpoint_000000"
+    if isinstance(filesystem, pafs.LocalFileSystem):
+        meta = save_model(Path(target), estimator, meta)
+        return run_dir, ray.train.Checkpoint.from_directory(target), meta
+    with tempfile.TemporaryDirectory(prefix="pinnacle-sklearn-") as scratch:
+        meta = save_model(Path(scratch), estimator, meta)
+        filesystem.create_dir(target)
+        pafs.copy_files(scratch, target, destination_filesystem=filesystem)
+    return run_dir, ray.train.Checkpoint(target, filesystem=filesystem), meta

@@ -48,6 +48,8 @@ from .holdout import split_by_key
 from .objectives import resolve_objective
 from .registration import RunRecord, check_listened, json_safe
 from .resources import ResourcePlan
+from .storage import RegisteredCheckpoint, decide, with_run_storage
+from .submission import Submittable, records_job
 from .submission import Submittable, records_job
 from .tabular import check_query
 from .torch_loop import LoopSettings, managed_loop, optimizer_class, resume_position
@@ -166,6 +168,8 @@ class TorchTrainer(Submittable):
 
     # -- public --------------------------------------------------------------------------
     @records_job
+    @records_job
+    @records_job
     def fit(
         self,
         train: Any,
@@ -184,6 +188,7 @@ class TorchTrainer(Submittable):
         """
         plan = plan_for(self.scaling_config)
         store = store_of(train)
+        storage = decide(store, self.run_config, what=f"fit of {self.name!r}")
         resume, parent = self._resume_checkpoint(store, resume_from, version, handle)
         config: dict[str, Any]
         if self.managed:
@@ -201,7 +206,7 @@ class TorchTrainer(Submittable):
             worker_entry(loop),
             train_loop_config=config,
             scaling_config=plan.scaling_config,
-            run_config=self._run_config(),
+            run_config=with_run_storage(self._run_config(), storage),
             datasets=datasets,
         )
         try:
@@ -349,20 +354,21 @@ class TorchTrainer(Submittable):
     # -- both modes ----------------------------------------------------------------------
     def _resume_checkpoint(
         self, store: Any, name: str | None, version: int | None, handle: str
-    ) -> tuple[ray.train.Checkpoint | None, dict[str, Any] | None]:
+    ) -> tuple[RegisteredCheckpoint | None, dict[str, Any] | None]:
         if name is None:
             return None, None
         if store is None:
             raise ConfigError("resume_from= needs train= to be a datastore query (its registry)")
         record = store.models.get(name, version=version, handle=handle)
-        directory = store.models.checkpoint_dir(name, version=record.version, handle=handle)
+        start = RegisteredCheckpoint.of(store, name, record.version, handle)
+        directory = start.local_dir
         if self.managed:
             assert self.model is not None
             check_compatible(f"{directory}/{MODEL_FILE}", self.model)
             self._check_work_left(directory)
         parent = {"name": name, "version": record.version, "handle": handle, "step": record.step}
         logger.info("resuming from %s version %s handle %r", name, record.version, handle)
-        return ray.train.Checkpoint.from_directory(directory), parent
+        return start, parent
 
     def _check_work_left(self, directory: str) -> None:
         assert self.settings is not None

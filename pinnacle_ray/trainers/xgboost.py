@@ -10,9 +10,9 @@ among the workers: nothing competes with the workers for CPUs while they boost.
 from __future__ import annotations
 
 import tempfile
-from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 import ray
 import ray.data
 import ray.train
@@ -38,9 +38,12 @@ from .base import (
     warn_unregistered,
     worker_entry,
 )
+from .devices import xgboost_device_params
 from .features import check_feature_list, count_non_finite, non_finite_message
 from .holdout import check_fraction, split_by_key
 from .registration import RunRecord, json_safe
+from .storage import RegisteredCheckpoint, decide, with_run_storage
+from .submission import Submittable, records_job
 from .submission import Submittable, records_job
 from .tabular import (
     QueryFacts,
@@ -149,6 +152,8 @@ class XGBoostTrainer(Submittable):
         self.name = name or "xgboost"
 
     @records_job
+    @records_job
+    @records_job
     def fit(
         self,
         train: Any,
@@ -167,8 +172,11 @@ class XGBoostTrainer(Submittable):
         facts = self._check(train, "train")
         if valid is not None:
             self._check(valid, "valid")
+        # A CUDA device on CPU-only workers is refused here, before any read.
+        xgboost_device_params(self.params, bool(self.scaling_config.use_gpu))
         plan = plan_for(self.scaling_config)
         store = store_of(train)
+        storage = decide(store, self.run_config, what=f"fit of {self.name!r}")
         start, parent, done = self._resume(store, resume_from, version, handle)
         # Read with every CPU before the workers take theirs.
         read = {role: read_once(ds) for role, ds in query_datasets(train, valid, 1.0).items()}
@@ -211,8 +219,12 @@ class XGBoostTrainer(Submittable):
             worker_entry(xgboost_loop),
             train_loop_config=config,
             scaling_config=plan.scaling_config,
-            run_config=reporting_to_tune(
-                self.run_config or default_run_config(self.name, CheckpointConfig(num_to_keep=None))
+            run_config=with_run_storage(
+                reporting_to_tune(
+                    self.run_config
+                    or default_run_config(self.name, CheckpointConfig(num_to_keep=None))
+                ),
+                storage,
             ),
             datasets={role: quiet(dataset) for role, dataset in read.items()},
         )
@@ -225,7 +237,7 @@ class XGBoostTrainer(Submittable):
         reported = reported_checkpoints(result)
         listen = _listened(result.metrics or {})
         mode = "max" if listen and listen.split("/")[-1].split("@")[0] in _MAXIMIZED else "min"
-        best = _best_round(reported, listen, _best_round_dir(result))
+        best = _best_round(reported, listen, result)
         if best is not None:
             reported = sorted([*reported, best], key=lambda r: r[1].get("step", 0))
         record = RunRecord(
@@ -302,7 +314,7 @@ class XGBoostTrainer(Submittable):
                 )
         cpus = (scaling.resources_per_worker or {}).get("CPU", 1)
         params.setdefault("nthread", max(1, int(cpus)))
-        return params
+        return xgboost_device_params(params, bool(scaling.use_gpu))
 
     def _categories(self, train: ray.data.Dataset, facts: QueryFacts) -> dict[str, list[Any]]:
         """Every text feature's categories, from all rows: the workers must agree on codes."""
@@ -311,13 +323,13 @@ class XGBoostTrainer(Submittable):
 
     def _resume(
         self, store: Any, name: str | None, version: int | None, handle: str
-    ) -> tuple[ray.train.Checkpoint | None, dict[str, Any] | None, int]:
+    ) -> tuple[RegisteredCheckpoint | None, dict[str, Any] | None, int]:
         if name is None:
             return None, None, 0
         model, parent = registered_model(store, name, version, handle, self.features)
         done = model.booster.num_boosted_rounds()
-        directory = store.models.checkpoint_dir(name, version=parent["version"], handle=handle)
-        return ray.train.Checkpoint.from_directory(directory), {**parent, "rounds": done}, done
+        start = RegisteredCheckpoint.of(store, name, parent["version"], handle)
+        return start, {**parent, "rounds": done}, done
 
     # -- what is stored with the version ---------------------------------------------------
     def _meta(self, spec: XGBoostSpec) -> dict[str, Any]:
@@ -354,20 +366,13 @@ def _listened(metrics: dict[str, Any]) -> str | None:
     return valid[-1] if valid else None
 
 
-def _best_round_dir(result: Any) -> str:
-    """Where the booster cut at its best round is written: beside the run's own
-    checkpoints when they are local (it lives as long as they do, e.g. until a sweep
-    registers its best trial), else a temporary folder."""
-    path = getattr(result, "path", None)
-    if path and Path(path).is_dir():
-        return str(Path(path) / "best_round")
-    return tempfile.mkdtemp(prefix="pinnacle-xgb-best-")
-
-
 def _best_round(
-    reported: list[tuple[ray.train.Checkpoint, dict[str, Any]]], listen: str | None, scratch: str
+    reported: list[tuple[ray.train.Checkpoint, dict[str, Any]]], listen: str | None, result: Any
 ) -> tuple[ray.train.Checkpoint, dict[str, Any]] | None:
-    """The final booster cut at its best round, when early stopping found one before the end."""
+    """The final booster cut at its best round, when early stopping found one before the
+    end: stored beside the run's own checkpoints, in the run's storage (so it lives as long
+    as they do, e.g. until a sweep registers its best trial, and a sweep's driver on another
+    node reads it as it reads them)."""
     if not reported or listen is None:
         return None
     checkpoint, _ = reported[-1]
@@ -378,7 +383,15 @@ def _best_round(
     if best is None or score is None or int(best) + 1 >= booster.num_boosted_rounds():
         return None
     rounds = int(best) + 1
-    Path(scratch).mkdir(parents=True, exist_ok=True)
-    booster[:rounds].save_model(f"{scratch}/{MODEL_FILE}")
     best_metrics = {listen: float(score), "round": rounds, "step": rounds}
-    return ray.train.Checkpoint.from_directory(scratch), best_metrics
+    filesystem, path = getattr(result, "filesystem", None), getattr(result, "path", None)
+    if filesystem is None or path is None:  # no run folder: a folder of its own
+        scratch = tempfile.mkdtemp(prefix="pinnacle-xgb-best-")
+        booster[:rounds].save_model(f"{scratch}/{MODEL_FILE}")
+        return ray.train.Checkpoint.from_directory(scratch), best_metrics
+    target = f"{path.rstrip('/')}/best_round"
+    with tempfile.TemporaryDirectory(prefix="pinnacle-xgb-best-") as scratch:
+        booster[:rounds].save_model(f"{scratch}/{MODEL_FILE}")
+        filesystem.create_dir(target)
+        pafs.copy_files(scratch, target, destination_filesystem=filesystem)
+    return ray.train.Checkpoint(target, filesystem=filesystem), best_metrics

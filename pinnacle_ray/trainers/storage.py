@@ -1,0 +1,334 @@
+"""Where a run's checkpoints live, so that every node of the cluster reaches them.
+
+One setting drives it: the datastore's ``store.models.run_storage()`` (the registry's
+``RunStorage``) says what to hand Ray Train's ``RunConfig(storage_path=...,
+storage_filesystem=...)`` so that checkpoints written on any node are readable from every
+node: the in-database store of a server datastore, or an ``s3://``/``gs://``/``file://``
+artifact root. A SQLite store or a plain local-folder artifact root has no such storage
+(``shared=False``): fine on one machine, refused on a cluster whose workers run elsewhere.
+
+The decision is a pure function (:func:`choose_run_storage`) over what the cluster looks
+like (:class:`ClusterShape`, read once from Ray's live node list); the trainers, sweeps,
+predictions and jobs act on it. On a single node that cannot grow, Ray's own local storage
+is kept even when a shared one exists: nothing moves between machines, the registered
+checkpoints go into the database anyway, and a local disk is the fastest place for Ray
+Train's intermediate checkpoints. ``PINNACLE_RUN_STORAGE=shared`` uses the shared storage
+on one node too (e.g. to check a cluster set-up on a laptop).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import logging
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from ..errors import ConfigError, StorageNotShared
+
+__all__ = [
+    "RUN_STORAGE_ENV",
+    "ClusterShape",
+    "RegisteredCheckpoint",
+    "StorageChoice",
+    "check_reachable",
+    "choose_run_storage",
+    "cluster_shape",
+    "other_worker_nodes",
+    "storage_for_trials",
+    "user_storage_path",
+    "with_run_storage",
+]
+
+logger = logging.getLogger("pinnacle_ray.trainers")
+
+# "auto" (default): shared storage when the cluster has, or can get, more than one node;
+# "shared": the datastore's shared storage even on one node.
+RUN_STORAGE_ENV = "PINNACLE_RUN_STORAGE"
+_MODES = ("auto", "shared")
+
+_FIX = (
+    'connect to a server database (pr.connect("postgresql://...")), whose registry stores '
+    "checkpoints in the database, or give the store a shared artifact root: pr.connect(url, "
+    'artifact_root="s3://bucket/prefix") or artifact_root="file:///shared/folder" (a folder '
+    "every node mounts)"
+)
+
+
+@dataclass(frozen=True)
+class ClusterShape:
+    """What the storage decision needs to know of the cluster: the alive nodes other than
+    the driver's that can run tasks or workers, and whether an autoscaler can add nodes."""
+
+    other_nodes: tuple[str, ...] = ()
+    can_grow: bool = False
+
+    @property
+    def multi_node(self) -> bool:
+        """Whether work can land on a node that does not share the driver's disk now."""
+        return bool(self.other_nodes)
+
+
+@dataclass(frozen=True)
+class StorageChoice:
+    """What goes into ``RunConfig``: ``(None, None)`` keeps Ray's default local storage."""
+
+    storage_path: str | None = None
+    storage_filesystem: Any = None  # pyarrow.fs.FileSystem
+
+    @property
+    def default(self) -> bool:
+        return self.storage_path is None and self.storage_filesystem is None
+
+
+def other_worker_nodes(nodes: Iterable[Mapping[str, Any]], driver_node_id: str) -> list[str]:
+    """The ids of the alive nodes in ``nodes`` (``ray.nodes()`` entries) other than the
+    driver's that have CPUs or GPUs: where Ray can run a task or a Train worker that does
+    not see the driver's disk. A head started with ``--num-cpus 0`` plus one worker node
+    therefore counts as multi-node: the workers all run on the other machine."""
+    others = []
+    for node in nodes:
+        if not node.get("Alive", node.get("alive", False)):
+            continue
+        node_id = node.get("NodeID") or node.get("node_id")
+        if node_id == driver_node_id:
+            continue
+        resources = node.get("Resources") or node.get("resources_total") or {}
+        if float(resources.get("CPU", 0) or 0) > 0 or float(resources.get("GPU", 0) or 0) > 0:
+            others.append(str(node_id))
+    return others
+
+
+def autoscaler_can_grow(node_groups: Iterable[Any]) -> bool:
+    """Whether an autoscaler's node groups (``max_count``/``min_count``/``resources``, as in
+    Ray's ``ClusterConfig``) can add a node with resources: as Ray Data decides it."""
+    return any(
+        g.max_count == -1 or g.max_count > g.min_count
+        for g in node_groups
+        if g.resources and g.max_count != 0
+    )
+
+
+def cluster_shape() -> ClusterShape:
+    """The connected Ray cluster's shape, from its live node list (starts Ray if needed)."""
+    from .._runtime import ensure_ray
+
+    ensure_ray()
+    driver = ray.get_runtime_context().get_node_id()
+    return ClusterShape(tuple(other_worker_nodes(ray.nodes(), driver)), _can_grow())
+
+
+def _can_grow() -> bool:
+    # Ray keeps an autoscaler's node types in the GCS (read here as Ray Data reads them);
+    # a cluster started by hand has none. Only ever a reason to prefer shared storage.
+    try:
+        import ray._private.state
+
+        config = ray._private.state.state.get_cluster_config()
+    except Exception as exc:  # an internal API: a changed Ray must not break a fit
+        logger.debug("could not read the autoscaler's cluster config: %s", exc)
+        return False
+    return bool(config and autoscaler_can_grow(config.node_group_configs))
+
+
+def choose_run_storage(
+    storage: Any,
+    shape: ClusterShape,
+    *,
+    user_path: str | None = None,
+    mode: str = "auto",
+    what: str = "this run",
+) -> StorageChoice:
+    """Where Ray Train keeps ``what``'s checkpoints, or ``StorageNotShared`` when they
+    could not be reached from every node.
+
+    ``storage`` is the datastore's ``RunStorage`` (``None`` for a run on a plain Dataset,
+    which has no datastore); ``user_path`` a ``storage_path`` the user set in their
+    ``run_config`` (it wins, but a plain local path is refused on several nodes: write
+    ``file:///mount/point`` for a folder every node mounts). ``mode`` is
+    :data:`RUN_STORAGE_ENV`'s value.
+    """
+    if mode not in _MODES:
+        raise ConfigError(f"{RUN_STORAGE_ENV}={mode!r} is not one of {list(_MODES)}")
+    if user_path is not None:
+        if shape.multi_node and "://" not in str(user_path):
+            raise StorageNotShared(
+                f"{what}: run_config.storage_path={str(user_path)!r} is a local folder, but "
+                f"the Ray cluster has {len(shape.other_nodes)} other node(s) where workers "
+                "run and cannot read it. Use a URI every node reaches: storage_path="
+                '"s3://bucket/prefix", "gs://...", or "file:///mount/point" for a folder '
+                "every node mounts (or leave storage_path out to use the datastore's)"
+            )
+        return StorageChoice()  # the user's run_config already says it
+    if storage is None:
+        if shape.multi_node:
+            logger.warning(
+                "%s: train= is a plain Dataset, so there is no datastore to keep checkpoints "
+                "in, and the cluster has other nodes; set run_config=RunConfig(storage_path="
+                '"s3://...") if the run reports checkpoints',
+                what,
+            )
+        return StorageChoice()
+    if not storage.shared:
+        if shape.multi_node:
+            raise StorageNotShared(
+                f"{what}: this datastore keeps checkpoints and model files on this machine's "
+                f"disk, but the Ray cluster has {len(shape.other_nodes)} other node(s) where "
+                f"work runs and cannot read them. To train on a cluster, {_FIX}"
+            )
+        if shape.can_grow:
+            logger.warning(
+                "%s: the autoscaler may add nodes, but this datastore keeps checkpoints on "
+                "this machine's disk; runs will be refused once other nodes are up. To train "
+                "on a cluster, %s",
+                what,
+                _FIX,
+            )
+        return StorageChoice()
+    if shape.multi_node or shape.can_grow or mode == "shared":
+        return StorageChoice(storage.storage_path, storage.storage_filesystem)
+    return StorageChoice()
+
+
+def _mode() -> str:
+    return os.environ.get(RUN_STORAGE_ENV, "").strip().lower() or "auto"
+
+
+def _run_storage(store: Any) -> Any:
+    if store is None:
+        return None
+    run_storage = getattr(store.models, "run_storage", None)
+    if run_storage is None:  # a registry without one keeps its files on this machine
+        return _LOCAL_ONLY
+    return run_storage()
+
+
+@dataclass(frozen=True)
+class _LocalOnly:
+    storage_path: None = None
+    storage_filesystem: None = None
+    shared: bool = False
+
+
+_LOCAL_ONLY = _LocalOnly()
+
+
+# Set by pr.sweep inside each trial: the storage the sweep chose (and checked) for the
+# whole sweep, so every trial's Ray Train run keeps its checkpoints where Tune keeps its own.
+_TRIAL_STORAGE: contextvars.ContextVar[StorageChoice | None] = contextvars.ContextVar(
+    "pinnacle_trial_storage", default=None
+)
+
+
+@contextlib.contextmanager
+def storage_for_trials(choice: StorageChoice) -> Iterator[None]:
+    """Inside a sweep's trial: every run started in this block uses ``choice``."""
+    token = _TRIAL_STORAGE.set(choice)
+    try:
+        yield
+    finally:
+        _TRIAL_STORAGE.reset(token)
+
+
+def decide(store: Any, run_config: Any = None, *, what: str = "this run") -> StorageChoice:
+    """The storage for a run of ``store``'s data with ``run_config`` (see
+    :func:`choose_run_storage`); inside a sweep's trial, the sweep's choice. Refuses before
+    anything starts, so call it first."""
+    user_path = user_storage_path(run_config)
+    trial = _TRIAL_STORAGE.get()
+    if trial is not None and user_path is None:
+        return trial
+    return choose_run_storage(
+        _run_storage(store), cluster_shape(), user_path=user_path, mode=_mode(), what=what
+    )
+
+
+def with_run_storage(run_config: Any, choice: StorageChoice) -> Any:
+    """``run_config`` (a ``ray.train.RunConfig`` or ``ray.tune.RunConfig``) storing its
+    checkpoints where ``choice`` says; unchanged when the choice keeps Ray's default."""
+    if choice.default:
+        return run_config
+    return dataclasses.replace(
+        run_config,
+        storage_path=choice.storage_path,
+        storage_filesystem=choice.storage_filesystem,
+    )
+
+
+def check_reachable(store: Any, *, what: str, storage_path: str | None = None) -> None:
+    """``StorageNotShared`` when ``store``'s model files and checkpoints (or a run's own
+    ``storage_path``) would stay on this machine while the cluster runs work on other
+    nodes: ``pr.predict`` and jobs call it before they start anything."""
+    choose_run_storage(
+        _run_storage(store), cluster_shape(), user_path=storage_path, mode=_mode(), what=what
+    )
+
+
+def user_storage_path(run_config: Any) -> str | None:
+    """The storage a user set in ``run_config``: its ``storage_path``, as a URI when it
+    lives on a filesystem of theirs that is not local (Ray fills in its default
+    ``~/ray_results`` when none was given, which is not the user's choice)."""
+    if run_config is None:
+        return None
+    path = getattr(run_config, "storage_path", None)
+    if path is None:
+        return None
+    filesystem = getattr(run_config, "storage_filesystem", None)
+    if filesystem is not None:
+        import pyarrow.fs as pafs
+
+        if not isinstance(filesystem, pafs.LocalFileSystem):
+            return f"{filesystem.type_name}://{str(path).lstrip('/')}"
+        return str(path)
+    from ray.train.constants import DEFAULT_STORAGE_PATH
+
+    if Path(str(path)).expanduser() == Path(DEFAULT_STORAGE_PATH).expanduser():
+        return None
+    return str(path)
+
+
+@dataclass(frozen=True)
+class RegisteredCheckpoint:
+    """A registered checkpoint a run continues from (``fit(resume_from=...)``), as Ray Train
+    workers on any node can open it: the driver's verified local copy when the worker runs
+    on the driver's node, else a checksum-verified copy from the artifact root.
+
+    ``files`` is the registry's ``ModelFiles`` (picklable, no database connection needed).
+    """
+
+    files: Any
+    local_dir: str
+    node_id: str
+
+    @classmethod
+    def of(
+        cls,
+        store: Any,
+        name: str,
+        version: int,
+        handle: str | None,
+        local_dir: str | None = None,
+    ) -> RegisteredCheckpoint:
+        """The checkpoint ``handle`` of ``name`` ``version``; its verified local copy is
+        ``local_dir`` when the caller made it already (``store.models.checkpoint_dir``),
+        else made now, so a damaged artifact is refused before any worker starts."""
+        files = store.models.files(name, version, handle)
+        if local_dir is None:
+            local_dir = store.models.checkpoint_dir(name, version=version, handle=handle)
+        return cls(files, local_dir, ray.get_runtime_context().get_node_id())
+
+    def to_checkpoint(self) -> ray.train.Checkpoint:
+        """A ``ray.train.Checkpoint`` over a local folder on this node."""
+        import ray.train
+
+        here = ray.get_runtime_context().get_node_id()
+        if here == self.node_id and Path(self.local_dir).is_dir():
+            return ray.train.Checkpoint.from_directory(self.local_dir)
+        uri, digest = self.files.weights or self.files.model
+        return ray.train.Checkpoint.from_directory(self.files.root.local_copy(uri, digest))
