@@ -38,7 +38,7 @@ import ray.data
 
 from ._runtime import cluster_cpus, cluster_gpus, planned_execution
 from .datastore.identifiers import validate_identifier
-from .errors import ColumnNotFound, ConfigError, InvalidKey, PinnacleError
+from .errors import ColumnNotFound, ConfigError, InvalidKey, PinnacleError, ResourceError
 from .registry.flavors import META_FILE
 from .registry.storage import ModelFiles
 from .trainers.storage import check_reachable
@@ -53,6 +53,8 @@ READ_CPUS = 0.0  # see _plan
 # Columns every output row has besides the query's key and the predictions.
 MODEL_COLUMN, VERSION_COLUMN, CREATED_COLUMN = "model", "version", "created_at"
 _PREDICTION = re.compile(r"prediction(_\d+)?|proba_.*")
+# Frameworks whose models predict on CPU only: refused with num_gpus > 0.
+CPU_ONLY_FRAMEWORKS = ("sklearn",)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ def predict(
     concurrency: int | None = None,
     columns: Sequence[str] | None = None,
     allow_pickle: bool = False,
+    num_gpus: float = 0,
 ) -> PredictResult:
     """Predict every row of ``query`` with registered ``model`` and upsert the predictions
     into table ``output`` of the query's datastore; returns how many rows were written.
@@ -94,6 +97,12 @@ def predict(
     ``allow_pickle=True`` lets them load models stored in formats that can run code
     (pickle, joblib, ``torch.save``), as in ``store.models.load``.
 
+    ``num_gpus`` (e.g. 1, or 0.5 to share a GPU between two actors) puts each actor on that
+    many GPUs and loads the model there (torch and Hugging Face models on ``cuda``, XGBoost
+    boosters with ``device="cuda"``); with no ``concurrency``, there is one actor per
+    ``num_gpus`` GPUs in the cluster. scikit-learn models predict on CPU only and are
+    refused with ``num_gpus`` > 0. A request no node can ever meet raises ResourceError.
+
     Example::
 
         q = store.table("houses", columns=["id", "rooms", "area"], where={"split": "new"})
@@ -108,12 +117,24 @@ def predict(
     batch_size = _positive_int(batch_size, "batch_size")
     if concurrency is not None:
         concurrency = _positive_int(concurrency, "concurrency")
+    num_gpus = _num_gpus(num_gpus)
     files = store.models.files(model, version, handle)  # which version, and its files
+    if num_gpus and files.framework in CPU_ONLY_FRAMEWORKS:
+        raise ConfigError(
+            f"{files.name} version {files.version} is a {files.framework} model, which predicts "
+            f"on CPU only, but num_gpus={num_gpus:g}; pass num_gpus=0"
+        )
+    if num_gpus:
+        from .trainers.devices import largest_node_gpus
+
+        check_gpus(num_gpus, largest_node_gpus())
     key = _query_key(query)
     passthrough = _passthrough(columns, query, key)
     features = _features(store, files, query, key, passthrough)
     exists = _check_output(store, output, key, passthrough)
 
+    if num_gpus and concurrency is None:
+        concurrency = max(1, int(cluster_gpus() // num_gpus))  # one actor per GPU share
     actors, actor_cpus = _plan(concurrency)
     logger.info(
         "predicting with %s version %d into %r: %d actor(s) x %g CPU, reads %g CPU each",
@@ -139,6 +160,7 @@ def predict(
             created_at=dt.datetime.now(dt.timezone.utc),
             batch_size=batch_size,
             staging=None if staging is None else str(staging),
+            num_gpus=num_gpus,
         )
         written, counts, schemas = _run(query, spec, actors, actor_cpus)
         if staging is not None:
@@ -178,7 +200,7 @@ def _run(
         # All actors start at once (each pays its imports and model load in parallel
         # with the reads); a small query read in one block may scale the pool down.
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors, initial_size=actors),
-        num_cpus=actor_cpus,
+        **actor_resources(actor_cpus, spec.num_gpus),
     )
     # The actor's own exception reaches the driver (Ray's wrapper keeps only its text).
     counts.context.raise_original_map_exception = True
@@ -221,6 +243,7 @@ class _Spec:
     created_at: dt.datetime
     batch_size: int = DEFAULT_BATCH_SIZE
     staging: str | None = None  # SQLite: the folder the actors stage their rows in
+    num_gpus: float = 0.0  # GPUs per actor; the model is loaded on "cuda" when > 0
 
 
 class BatchWriter:
@@ -229,7 +252,9 @@ class BatchWriter:
 
     def __init__(self, spec: _Spec) -> None:
         self.spec = spec
-        self.model = spec.files.load(allow_pickle=spec.allow_pickle)
+        # With GPUs, Ray shows the actor only its own (CUDA_VISIBLE_DEVICES): "cuda" is it.
+        device = {"device": "cuda"} if spec.num_gpus else {}
+        self.model = spec.files.load(allow_pickle=spec.allow_pickle, **device)
         self.proba: bool | None = None  # whether the model gives probabilities: first batch
         self.staged: Any = None  # SQLite: this actor's staging file, from the first batch
 
@@ -374,6 +399,41 @@ def _positive_int(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{what} must be a positive integer, got {value!r}")
     return value
+
+
+def _num_gpus(value: Any) -> float:
+    """``num_gpus`` as Ray takes it: a number >= 0, a whole number above 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ConfigError(
+            f"num_gpus must be a number >= 0 (GPUs per prediction actor), got {value!r}"
+        )
+    if value > 1 and not float(value).is_integer():
+        raise ConfigError(
+            f"num_gpus={value!r}: Ray gives an actor a fraction of one GPU or whole GPUs; "
+            f"use a value up to 1 or a whole number such as {int(value)}"
+        )
+    return float(value)
+
+
+def check_gpus(num_gpus: float, largest_node: float) -> None:
+    """Refuse ``num_gpus`` per actor when no node has, or can be given, that many GPUs
+    (``largest_node``: the most one node offers, counting the autoscaler's node types)."""
+    if num_gpus > largest_node:
+        fix = f"use num_gpus <= {largest_node:g}" if largest_node else "use num_gpus=0 (CPU)"
+        raise ResourceError(
+            f"num_gpus={num_gpus:g} per prediction actor, but the largest node of this cluster "
+            f"has {largest_node:g} GPU(s), counting node types its autoscaler can add: no actor "
+            f"could ever start; {fix}"
+        )
+
+
+def actor_resources(actor_cpus: float, num_gpus: float) -> dict[str, float]:
+    """The resources each prediction actor asks for, as ``map_batches`` takes them; without
+    GPUs exactly what it asked before GPUs existed here (``num_cpus`` only)."""
+    resources = {"num_cpus": actor_cpus}
+    if num_gpus:
+        resources["num_gpus"] = num_gpus
+    return resources
 
 
 def _query_key(query: Any) -> str:

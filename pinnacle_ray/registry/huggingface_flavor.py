@@ -216,7 +216,7 @@ class HuggingFaceModel:
                     padding=True,
                     return_tensors="pt",
                 )
-                logits = self.model(**encoded).logits.detach().float().cpu()
+                logits = self.model(**encoded.to(self.model.device)).logits.detach().float().cpu()
                 proba = torch.softmax(logits, dim=-1).numpy()
                 for j, (i, start) in enumerate(chunk):
                     positions = first_subtokens(encoded.word_ids(j))
@@ -244,6 +244,7 @@ class HuggingFaceModel:
                     padding=True,
                     return_tensors="pt",
                 )
+                encoded = encoded.to(self.model.device)  # where the weights are
                 outputs.append(self.model(**encoded).logits.detach().float().cpu())
         if not outputs:
             width = 1 if self.task == REGRESSION or self.classes is None else len(self.classes)
@@ -271,10 +272,15 @@ def _objects(values: list[Any]) -> np.ndarray:
 
 
 def load_model(
-    model_dir: str | Path, *, weights_dir: str | Path | None = None, allow_pickle: bool = False
+    model_dir: str | Path,
+    *,
+    weights_dir: str | Path | None = None,
+    allow_pickle: bool = False,
+    device: str | None = None,
 ) -> HuggingFaceModel:
     """The model in ``model_dir`` (a handle's checkpoint in ``weights_dir`` when given);
-    pickle-based weights (``pytorch_model.bin``) only with ``allow_pickle=True``."""
+    pickle-based weights (``pytorch_model.bin``) only with ``allow_pickle=True``.
+    ``device`` (e.g. ``"cuda"``) is where it predicts; default CPU."""
     from transformers import AutoTokenizer
 
     meta = read_meta(model_dir)
@@ -286,4 +292,6 @@ def load_model(
         )
     model = load_pretrained(source, meta.get("task") or CLASSIFICATION, allow_pickle=allow_pickle)
     tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=True)
+    if device is not None:
+        model = model.to(torch.device(device))
     return HuggingFaceModel(model, tokenizer, meta)

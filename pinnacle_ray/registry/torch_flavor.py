@@ -110,8 +110,8 @@ class TorchModel:
     def _forward(self, batch: Any) -> torch.Tensor:
         x = torch.from_numpy(self._inputs(batch))
         param = next(self.module.parameters(), None)
-        if param is not None and param.dtype != x.dtype:
-            x = x.to(param.dtype)
+        if param is not None:  # the rows go where the weights are (a GPU with device="cuda")
+            x = x.to(device=param.device, dtype=param.dtype)
         with torch.inference_mode():
             return self.module(x).detach().cpu().float()
 
@@ -143,8 +143,12 @@ def load_model(
     weights_dir: str | Path | None = None,
     model: nn.Module | None = None,
     allow_pickle: bool = False,
+    device: str | None = None,
 ) -> TorchModel:
     """The model in ``model_dir`` (weights from ``weights_dir`` when given), ready to predict.
+
+    ``device`` (e.g. ``"cuda"``) is where the module predicts; rows are moved there and the
+    predictions come back as numpy arrays. Default: CPU.
 
     The architecture is rebuilt from ``pinnacle.json``; pass ``model=`` (an instance, used as
     a template and copied) when it cannot be, e.g. for a class defined in a script. Weights
@@ -167,10 +171,15 @@ def load_model(
         state = _load_pickled_weights(source, allow_pickle)
         _check_shapes({k: tuple(v.shape) for k, v in state.items()}, module, source)
         module.load_state_dict(state, strict=True)
-        return TorchModel(module, meta)
+        return TorchModel(_on(module, device), meta)
     check_compatible(path, module)
     module.load_state_dict(load_file(str(path)), strict=True)
-    return TorchModel(module, meta)
+    return TorchModel(_on(module, device), meta)
+
+
+def _on(module: nn.Module, device: str | None) -> nn.Module:
+    """``module`` moved to ``device`` (left where it is for None)."""
+    return module if device is None else module.to(torch.device(device))
 
 
 def _torch_files(folder: Path) -> list[str]:

@@ -134,9 +134,17 @@ def load_booster(directory: str | Path, *, allow_pickle: bool = False) -> Any:
 
 
 def load_model(
-    model_dir: str | Path, *, weights_dir: str | Path | None = None, allow_pickle: bool = False
+    model_dir: str | Path,
+    *,
+    weights_dir: str | Path | None = None,
+    allow_pickle: bool = False,
+    device: str | None = None,
 ) -> XGBoostModel:
-    """The booster in ``model_dir`` (or the checkpoint ``weights_dir``), ready to predict."""
+    """The booster in ``model_dir`` (or the checkpoint ``weights_dir``), ready to predict;
+    ``device`` (e.g. ``"cuda"``) is the booster's prediction device, default CPU."""
     path = Path(model_dir) / META_FILE
     meta = json.loads(path.read_text()) if path.is_file() else {}
-    return XGBoostModel(load_booster(weights_dir or model_dir, allow_pickle=allow_pickle), meta)
+    booster = load_booster(weights_dir or model_dir, allow_pickle=allow_pickle)
+    if device is not None:
+        booster.set_param({"device": device})
+    return XGBoostModel(booster, meta)

@@ -50,6 +50,7 @@ from .base import (
     warn_unregistered,
     worker_entry,
 )
+from .devices import check_hf_precision
 from .huggingface_loop import (
     EMPTY_COLUMN,
     TRAINER_STATE,
@@ -197,6 +198,8 @@ class HuggingFaceTrainer(Submittable):
         ``resume_from="<name>"`` continues that registered model's checkpoint ``handle``
         (weights, optimizer, scheduler and step; epochs count from its first run).
         """
+        # Flags CPU workers cannot honour (tf32) are refused before any read or worker.
+        check_hf_precision(self.training_args, bool(self.scaling_config.use_gpu))
         facts = check_query(
             train, "train", self.text_columns, self.label, any_type=[*self.text_columns, self.label]
         )

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import ray.train
 import torch
-import torch.distributed as dist
 from ray.data.collate_fn import NumpyBatchCollateFn
 from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
 from safetensors.torch import load_file, save_file
@@ -32,6 +31,7 @@ from transformers import TrainerCallback
 from ..errors import EmptyText, NonFiniteValues
 from ..registry.huggingface_flavor import REGRESSION, TOKEN, load_pretrained
 from .checkpoint import _join_optimizer, _split_optimizer, get_checkpoint
+from .devices import all_sum
 
 __all__ = ["HFSpec", "huggingface_loop", "restore_hf_checkpoint"]
 
@@ -149,7 +149,8 @@ class SafeReport(RayTrainReportCallback):
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         metrics = self.metrics(state)
-        rows, truncated = _all_sum([self.collate.rows, self.collate.truncated])
+        # On this worker's device (ray.train.torch.get_device()): NCCL refuses CPU tensors.
+        rows, truncated = all_sum([self.collate.rows, self.collate.truncated])
         metrics["data/rows_read"], metrics["data/truncated"] = int(rows), int(truncated)
         if ray.train.get_context().get_world_rank() != 0:
             ray.train.report(metrics)
@@ -182,14 +183,6 @@ class SafeReport(RayTrainReportCallback):
         out["step"] = step
         out["epoch"], out["epoch_done"] = self.spec.epoch_of(step)
         return out
-
-
-def _all_sum(values: list[float]) -> list[float]:
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return values
-    tensor = torch.tensor(values, dtype=torch.float64)
-    dist.all_reduce(tensor)
-    return tensor.tolist()
 
 
 def save_state_safely(directory: Path, optimizer: Any, scheduler: Any) -> None:

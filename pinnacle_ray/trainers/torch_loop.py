@@ -17,11 +17,11 @@ import numpy as np
 import ray.train
 import ray.train.torch
 import torch
-import torch.distributed as dist
 from ray.data.collate_fn import NumpyBatchCollateFn
 
 from ..errors import ConfigError
 from .checkpoint import get_checkpoint, load_state, report
+from .devices import all_sum
 from .early_stopping import EarlyStopping
 from .features import batch_arrays
 from .objectives import Objective, resolve_objective
@@ -110,14 +110,6 @@ class _Clock:
         return {f"timing/{k}_s": round(v, 4) for k, v in self.totals.items()}
 
 
-def _all_sum(values: list[float]) -> list[float]:
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return values
-    tensor = torch.tensor(values, dtype=torch.float64)
-    dist.all_reduce(tensor)
-    return tensor.tolist()
-
-
 class _Run:
     """One worker's training state: model, optimizer, counters and early stopping."""
 
@@ -126,6 +118,9 @@ class _Run:
         self.settings: LoopSettings = config["settings"]
         self.objective: Objective = resolve_objective(self.settings.objective)
         torch.manual_seed(self.settings.seed)
+        # Batches, the model and every collective's tensor live here (cuda:<local rank> on a
+        # GPU worker: NCCL reduces only CUDA tensors); checkpoints are written from CPU copies.
+        self.device = ray.train.torch.get_device()
         self.model = ray.train.torch.prepare_model(config["model"])
         cls = optimizer_class(self.settings.optimizer_cls)
         self.optimizer = cls(self.model.parameters(), **self.settings.optimizer_kwargs)
@@ -157,6 +152,7 @@ class _Run:
             batch_size=self.settings.batch_size,
             collate_fn=collate,
             prefetch_batches=self.settings.prefetch_batches,
+            device=self.device,
         )
 
     def done(self) -> bool:
@@ -215,8 +211,8 @@ class _Run:
                     elif self.objective.name == "bce":
                         correct += int(((output.squeeze(-1) > 0).to(y.dtype) == y).sum())
             self.model.train()
-        train_sum, train_rows, total, rows, correct, epoch_rows = _all_sum(
-            [self.loss_sum, self.loss_rows, total, rows, correct, self.epoch_rows]
+        train_sum, train_rows, total, rows, correct, epoch_rows = all_sum(
+            [self.loss_sum, self.loss_rows, total, rows, correct, self.epoch_rows], self.device
         )
         if train_rows:
             metrics["train/loss"] = train_sum / train_rows
