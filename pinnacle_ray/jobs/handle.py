@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ClusterUnreachable, JobFailed
+from ..errors import ClusterUnreachable, JobError, JobFailed
 from .records import TERMINAL, JobRecord, JobRecords
 from .tracking import (
     connect_client,
@@ -58,14 +58,18 @@ class Job:
     @property
     def record(self) -> JobRecord:
         """The job's record, corrected from Ray's status when it still says it is active
-        (as recorded when the cluster cannot be reached for another reason than a refusal)."""
+        (as recorded when no cluster address is known, or the cluster cannot be reached for
+        another reason than a refusal)."""
         record = self._records.get(self.id)
         if not record.active:
             return record
         try:
+            address = resolve_address(self._address, record)
+        except JobError:
+            return record  # no cluster to ask: as recorded
+        try:
             client = self._connect(record)
         except ClusterUnreachable as exc:
-            address = resolve_address(self._address, record)
             return reconcile_unreachable(self._records, record, address, exc)
         return reconcile(self._records, record, client)
 
@@ -81,8 +85,6 @@ class Job:
         """Block until the job ends; its ``TrainResult`` (name, registered version, metrics,
         the registered checkpoint). ``JobFailed`` (with the recorded error) when it failed
         or was stopped; ``JobError`` when ``timeout`` seconds pass first."""
-        from ..errors import JobError
-
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             record = self.record

@@ -180,8 +180,6 @@ class HuggingFaceTrainer(Submittable):
 
     # -- public ----------------------------------------------------------------------------
     @records_job
-    @records_job
-    @records_job
     def fit(
         self,
         train: Any,

@@ -134,8 +134,6 @@ class SklearnTrainer(Submittable):
         self.run_config = run_config
 
     @records_job
-    @records_job
-    @records_job
     def fit(
         self,
         train: Any,

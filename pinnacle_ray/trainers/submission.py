@@ -80,10 +80,11 @@ def records_job(fit: _F) -> _F:
 
     @functools.wraps(fit)
     def recorded_fit(self: Any, *args: Any, **kwargs: Any) -> Any:
-        train = args[0] if args else kwargs.get("train")
-        store = store_of(train)
+        if in_tune_trial():  # a sweep's trial: the sweep is what its driver's job runs
+            return fit(self, *args, **kwargs)
+        store = store_of(args[0] if args else kwargs.get("train"))
         jobs = getattr(store, "jobs", None) if store is not None else None
-        if jobs is None or in_tune_trial():
+        if jobs is None:  # a plain Dataset: no datastore to record in
             return fit(self, *args, **kwargs)
         return jobs.record_fit(self.name, lambda: fit(self, *args, **kwargs))
 

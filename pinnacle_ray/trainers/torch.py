@@ -168,8 +168,6 @@ class TorchTrainer(Submittable):
 
     # -- public --------------------------------------------------------------------------
     @records_job
-    @records_job
-    @records_job
     def fit(
         self,
         train: Any,

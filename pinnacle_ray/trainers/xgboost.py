@@ -152,8 +152,6 @@ class XGBoostTrainer(Submittable):
         self.name = name or "xgboost"
 
     @records_job
-    @records_job
-    @records_job
     def fit(
         self,
         train: Any,
