@@ -7,13 +7,13 @@ node: the in-database store of a server datastore, or an ``s3://``/``gs://``/``f
 artifact root. A SQLite store or a plain local-folder artifact root has no such storage
 (``shared=False``): fine on one machine, refused on a cluster whose workers run elsewhere.
 
-The decision is a pure function (:func:`choose_run_storage`) over what the cluster looks
-like (:class:`ClusterShape`, read once from Ray's live node list); the trainers, sweeps,
-predictions and jobs act on it. On a single node that cannot grow, Ray's own local storage
-is kept even when a shared one exists: nothing moves between machines, the registered
-checkpoints go into the database anyway, and a local disk is the fastest place for Ray
-Train's intermediate checkpoints. ``PINNACLE_RUN_STORAGE=shared`` uses the shared storage
-on one node too (e.g. to check a cluster set-up on a laptop).
+The decision is a pure function (:func:`choose_run_storage`) over how the cluster is spread
+(:class:`NodeSpread`: Ray's live node list, and whether its autoscaler can add nodes); the
+trainers, sweeps, predictions and jobs act on it. On a single node that cannot grow, Ray's
+own local storage is kept even when a shared one exists: nothing moves between machines,
+the registered checkpoints go into the database anyway, and a local disk is the fastest
+place for Ray Train's intermediate checkpoints. ``PINNACLE_RUN_STORAGE=shared`` uses the
+shared storage on one node too (e.g. to check a cluster set-up on a laptop).
 """
 
 from __future__ import annotations
@@ -34,12 +34,13 @@ from ..errors import ConfigError, StorageNotShared
 
 __all__ = [
     "RUN_STORAGE_ENV",
-    "ClusterShape",
+    "NodeSpread",
     "RegisteredCheckpoint",
     "StorageChoice",
+    "can_grow",
     "check_reachable",
     "choose_run_storage",
-    "cluster_shape",
+    "node_spread",
     "other_worker_nodes",
     "storage_for_trials",
     "user_storage_path",
@@ -62,7 +63,7 @@ _FIX = (
 
 
 @dataclass(frozen=True)
-class ClusterShape:
+class NodeSpread:
     """What the storage decision needs to know of the cluster: the alive nodes other than
     the driver's that can run tasks or workers, and whether an autoscaler can add nodes."""
 
@@ -105,41 +106,33 @@ def other_worker_nodes(nodes: Iterable[Mapping[str, Any]], driver_node_id: str) 
     return others
 
 
-def autoscaler_can_grow(node_groups: Iterable[Any]) -> bool:
-    """Whether an autoscaler's node groups (``max_count``/``min_count``/``resources``, as in
-    Ray's ``ClusterConfig``) can add a node with resources: as Ray Data decides it."""
+def can_grow(shape: Any) -> bool:
+    """Whether the autoscaler of ``shape`` (``trainers.cluster_shape.ClusterShape``) can
+    still add a node with CPUs or GPUs (one of unknown type counts)."""
+    if not shape.autoscaling or shape.max_new_nodes == 0:
+        return False
+    if shape.types_unknown:
+        return True
     return any(
-        g.max_count == -1 or g.max_count > g.min_count
-        for g in node_groups
-        if g.resources and g.max_count != 0
+        (t.can_add is None or t.can_add > 0)
+        and (float(t.resources.get("CPU", 0)) > 0 or float(t.resources.get("GPU", 0)) > 0)
+        for t in shape.node_types
     )
 
 
-def cluster_shape() -> ClusterShape:
-    """The connected Ray cluster's shape, from its live node list (starts Ray if needed)."""
-    from .._runtime import ensure_ray
+def node_spread() -> NodeSpread:
+    """The connected Ray cluster's spread, from its live node list and its autoscaler
+    (starts Ray if needed)."""
+    from .cluster_shape import read_shape
 
-    ensure_ray()
+    shape = read_shape()  # starts Ray when needed
     driver = ray.get_runtime_context().get_node_id()
-    return ClusterShape(tuple(other_worker_nodes(ray.nodes(), driver)), _can_grow())
-
-
-def _can_grow() -> bool:
-    # Ray keeps an autoscaler's node types in the GCS (read here as Ray Data reads them);
-    # a cluster started by hand has none. Only ever a reason to prefer shared storage.
-    try:
-        import ray._private.state
-
-        config = ray._private.state.state.get_cluster_config()
-    except Exception as exc:  # an internal API: a changed Ray must not break a fit
-        logger.debug("could not read the autoscaler's cluster config: %s", exc)
-        return False
-    return bool(config and autoscaler_can_grow(config.node_group_configs))
+    return NodeSpread(tuple(other_worker_nodes(ray.nodes(), driver)), can_grow(shape))
 
 
 def choose_run_storage(
     storage: Any,
-    shape: ClusterShape,
+    spread: NodeSpread,
     *,
     user_path: str | None = None,
     mode: str = "auto",
@@ -157,17 +150,17 @@ def choose_run_storage(
     if mode not in _MODES:
         raise ConfigError(f"{RUN_STORAGE_ENV}={mode!r} is not one of {list(_MODES)}")
     if user_path is not None:
-        if shape.multi_node and "://" not in str(user_path):
+        if spread.multi_node and "://" not in str(user_path):
             raise StorageNotShared(
                 f"{what}: run_config.storage_path={str(user_path)!r} is a local folder, but "
-                f"the Ray cluster has {len(shape.other_nodes)} other node(s) where workers "
+                f"the Ray cluster has {len(spread.other_nodes)} other node(s) where workers "
                 "run and cannot read it. Use a URI every node reaches: storage_path="
                 '"s3://bucket/prefix", "gs://...", or "file:///mount/point" for a folder '
                 "every node mounts (or leave storage_path out to use the datastore's)"
             )
         return StorageChoice()  # the user's run_config already says it
     if storage is None:
-        if shape.multi_node:
+        if spread.multi_node:
             logger.warning(
                 "%s: train= is a plain Dataset, so there is no datastore to keep checkpoints "
                 "in, and the cluster has other nodes; set run_config=RunConfig(storage_path="
@@ -176,13 +169,13 @@ def choose_run_storage(
             )
         return StorageChoice()
     if not storage.shared:
-        if shape.multi_node:
+        if spread.multi_node:
             raise StorageNotShared(
                 f"{what}: this datastore keeps checkpoints and model files on this machine's "
-                f"disk, but the Ray cluster has {len(shape.other_nodes)} other node(s) where "
+                f"disk, but the Ray cluster has {len(spread.other_nodes)} other node(s) where "
                 f"work runs and cannot read them. To train on a cluster, {_FIX}"
             )
-        if shape.can_grow:
+        if spread.can_grow:
             logger.warning(
                 "%s: the autoscaler may add nodes, but this datastore keeps checkpoints on "
                 "this machine's disk; runs will be refused once other nodes are up. To train "
@@ -191,7 +184,7 @@ def choose_run_storage(
                 _FIX,
             )
         return StorageChoice()
-    if shape.multi_node or shape.can_grow or mode == "shared":
+    if spread.multi_node or spread.can_grow or mode == "shared":
         return StorageChoice(storage.storage_path, storage.storage_filesystem)
     return StorageChoice()
 
@@ -201,22 +194,7 @@ def _mode() -> str:
 
 
 def _run_storage(store: Any) -> Any:
-    if store is None:
-        return None
-    run_storage = getattr(store.models, "run_storage", None)
-    if run_storage is None:  # a registry without one keeps its files on this machine
-        return _LOCAL_ONLY
-    return run_storage()
-
-
-@dataclass(frozen=True)
-class _LocalOnly:
-    storage_path: None = None
-    storage_filesystem: None = None
-    shared: bool = False
-
-
-_LOCAL_ONLY = _LocalOnly()
+    return store.models.run_storage() if store is not None else None
 
 
 # Set by pr.sweep inside each trial: the storage the sweep chose (and checked) for the
@@ -245,7 +223,7 @@ def decide(store: Any, run_config: Any = None, *, what: str = "this run") -> Sto
     if trial is not None and user_path is None:
         return trial
     return choose_run_storage(
-        _run_storage(store), cluster_shape(), user_path=user_path, mode=_mode(), what=what
+        _run_storage(store), node_spread(), user_path=user_path, mode=_mode(), what=what
     )
 
 
@@ -266,7 +244,7 @@ def check_reachable(store: Any, *, what: str, storage_path: str | None = None) -
     ``storage_path``) would stay on this machine while the cluster runs work on other
     nodes: ``pr.predict`` and jobs call it before they start anything."""
     choose_run_storage(
-        _run_storage(store), cluster_shape(), user_path=storage_path, mode=_mode(), what=what
+        _run_storage(store), node_spread(), user_path=storage_path, mode=_mode(), what=what
     )
 
 
