@@ -69,6 +69,7 @@ def run_train(spec: LoadedSpec, *, progress: bool = True) -> RunOutcome:
         listen = getattr(spec.run.trainer, "listen", None)
         callbacks = [ProgressCallback(spec.run.name, listen)]
     store = connect_store(spec.run)
+    _check_storage(spec, store)
     with _recorded(spec, store) as submission_id:
         trainer = build_trainer(spec, callbacks)
         train = build_query(store, spec.run.train, "train")
@@ -90,6 +91,7 @@ def run_sweep(spec: LoadedSpec) -> RunOutcome:
             "to sweep"
         )
     store = connect_store(spec.run)
+    _check_storage(spec, store)
     with _recorded(spec, store) as submission_id:
         trainer = build_trainer(spec)
         train = build_query(store, spec.run.train, "train")
@@ -155,11 +157,22 @@ def run_predict(
     model = model or section.model or spec.run.name
     output = output or section.output
     kwargs = {**section.given("model", "query", "output"), **kwargs}
+    _check_storage(spec, store, with_run=False)
     with _recorded(spec, store) as submission_id:
         query = build_query(store, section.query, "predict.query")
         outcome = _predicted(pr.predict(model, query, output=output, **kwargs), submission_id)
         _finish(store, submission_id, outcome)
     return outcome
+
+
+def _check_storage(spec: LoadedSpec, store: Any, *, with_run: bool = True) -> None:
+    """``StorageNotShared`` before the job record is written when the run's checkpoints or
+    model files would stay on this node's disk while the cluster has others (a SQLite store,
+    a local-folder artifact root or ``storage_path``): the job would fail later on them."""
+    from ..trainers.storage import check_reachable
+
+    path = getattr(spec.run, "storage_path", None) if with_run else None
+    check_reachable(store, what=f"job {spec.run.name!r} ({spec.source})", storage_path=path)
 
 
 def _predicted(result: Any, submission_id: str | None) -> RunOutcome:
