@@ -222,13 +222,17 @@ class HuggingFaceTrainer(Submittable):
         datasets = datasets_for({"train": train, "valid": valid}, plan)
         labels = self._labels(task, datasets, resumed, facts.key)
         rows = facts.rows if facts.rows is not None else datasets["train"].count()
-        workers = plan.scaling_config.num_workers
+        # Elastic num_workers=(min, max): every worker that may start needs rows; the steps
+        # are counted for the minimum, so a fuller run goes over its shards again rather
+        # than stopping short of num_train_epochs.
+        workers = plan.scaling_config.max_workers
         if rows < workers:
             raise TooFewRows(
                 f"the training query has {rows} row(s) for {workers} workers; every worker "
                 "needs rows. Use fewer workers (ScalingConfig(num_workers=...))"
             )
-        spec = self._spec(task, labels, rows, workers, valid is not None, listen, mode, position)
+        least = plan.scaling_config.min_workers
+        spec = self._spec(task, labels, rows, least, valid is not None, listen, mode, position)
         tokenize: Any = (
             TokenizeWords(self.tokenizer, self.text_columns[0], self.label, labels, self.max_length)
             if task == TOKEN

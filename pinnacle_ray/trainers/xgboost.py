@@ -178,7 +178,7 @@ class XGBoostTrainer(Submittable):
         start, parent, done = self._resume(store, resume_from, version, handle)
         # Read with every CPU before the workers take theirs.
         read = {role: read_once(ds) for role, ds in query_datasets(train, valid, 1.0).items()}
-        workers = plan.scaling_config.num_workers
+        workers = plan.scaling_config.max_workers  # elastic: every worker that may start
         rows = read["train"].count()
         if rows < workers:
             raise TooFewRows(
