@@ -166,10 +166,22 @@ def test_an_autoscaler_with_unknown_node_types_lets_the_run_wait_for_it():
     assert plan.note and "waits for the autoscaler" in plan.note
 
 
-def test_an_elastic_run_is_planned_for_its_minimum_and_kept_elastic():
-    scaling = ScalingConfig(num_workers=(1, 4))
-    plan = plan_resources(scaling, ClusterShape.one_node(2))
-    assert plan.scaling_config.num_workers == (1, 4) and plan.note is None
+def test_an_elastic_run_keeps_read_room_beside_its_maximum_and_stays_elastic():
+    plan = plan_resources(ScalingConfig(num_workers=(1, 2)), ClusterShape.one_node(4))
+    assert plan.scaling_config.num_workers == (1, 2) and plan.note is None
+    # Ray Train reserves max workers' CPUs in Ray Data's coordinator: the share shrinks
+    # so that 2 of them leave the reads their room, as for a fixed 2.
+    squeezed = plan_resources(ScalingConfig(num_workers=(1, 2)), ClusterShape.one_node(2))
+    assert squeezed.scaling_config.num_workers == (1, 2)
+    assert squeezed.scaling_config.resources_per_worker == {"CPU": 0.75}
+    with pytest.raises(pr.ResourceError, match=r"2 worker\(s\) x 1.5 CPU = 3 of the"):
+        plan_resources(
+            ScalingConfig(num_workers=(1, 2), resources_per_worker={"CPU": 1.5}),
+            ClusterShape.one_node(2),
+        )
+
+
+def test_an_elastic_minimum_that_cannot_be_placed_is_refused():
     with pytest.raises(pr.ResourceError, match=r"3 worker\(s\) x 1 CPU = 3 CPUs"):
         plan_resources(
             ScalingConfig(num_workers=(3, 4), resources_per_worker={"CPU": 1}),

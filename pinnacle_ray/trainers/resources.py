@@ -71,8 +71,12 @@ def plan_resources(
     """Fit ``scaling`` (+ data reads when ``reads``) into ``cluster`` or raise ResourceError.
 
     ``cluster`` is the cluster's shape (a ``ClusterResources`` is one node). Each worker's
-    bundle must fit on one node that is up or that the autoscaler can add; an elastic
-    ``num_workers=(min, max)`` is planned for its minimum. A worker CPU share the user did
+    bundle must fit on one node that is up or that the autoscaler can add. An elastic
+    ``num_workers=(min, max)`` must be placeable with its minimum; the reads' room is kept
+    beside its maximum, because Ray Train reserves ``max`` workers' resources in Ray Data's
+    autoscaling coordinator whenever they exist, and Ray Data's reads only get what is left
+    (measured: 2 x 1.5 CPUs asked on 2 CPUs left the reads nothing, and the run waited
+    forever with one worker started). A worker CPU share the user did
     not set is reduced to leave room for the reads; one the user set is kept, and refused
     when it leaves the reads nothing. A run that fits only once the autoscaler adds nodes
     goes ahead with a note saying so.
@@ -111,25 +115,26 @@ def plan_resources(
     _check_one_fits(bundle, shape)
 
     planned, read_cpus, note = scaling, 1.0, None
+    held = scaling.max_workers  # what Ray Train reserves beside the reads (see above)
     if reads and math.isfinite(cpus) and cpu > 0:
         reserve = read_reserve(cpus)
         room = cpus - reserve
-        if cpu * n <= room:
+        if cpu * held <= room:
             # Two reads at a time fit in what the workers leave; never more than Ray's 1 CPU.
-            read_cpus = min(1.0, (cpus - cpu * n) / 2)
+            read_cpus = min(1.0, (cpus - cpu * held) / 2)
         else:
             read_cpus = reserve / 2
             if explicit_cpu:
                 raise ResourceError(
-                    f"{n} worker(s) x {cpu:g} CPU = {cpu * n:g} of the cluster's {cpus:g} "
-                    f"CPUs leaves {cpus - cpu * n:g} for reading the data, which needs "
+                    f"{held} worker(s) x {cpu:g} CPU = {cpu * held:g} of the cluster's {cpus:g} "
+                    f"CPUs leaves {cpus - cpu * held:g} for reading the data, which needs "
                     f"{reserve:g}; the run would wait forever. Set resources_per_worker="
-                    f"{{'CPU': {max(MIN_WORKER_CPU, room / n):.2g}}} or fewer workers"
+                    f"{{'CPU': {max(MIN_WORKER_CPU, room / held):.2g}}} or fewer workers"
                 )
-            share = room / n
+            share = room / held
             if share < MIN_WORKER_CPU:
                 raise ResourceError(
-                    f"{n} worker(s) on {cpus:g} CPUs (with {reserve:g} kept for reading the "
+                    f"{held} worker(s) on {cpus:g} CPUs (with {reserve:g} kept for reading the "
                     f"data) would get {share:.2g} CPU each, below {MIN_WORKER_CPU}; use fewer "
                     "workers"
                 )
@@ -138,7 +143,7 @@ def plan_resources(
             planned = dataclasses.replace(scaling, resources_per_worker=per_worker)
             bundle = {**bundle, "CPU": round(share, 3)}
             note = (
-                f"resources: {n} worker(s) x 1 CPU + data reads need more than the cluster's "
+                f"resources: {held} worker(s) x 1 CPU + data reads need more than the cluster's "
                 f"{cpus:g} CPUs; running each worker on {share:.3g} CPU and reads on "
                 f"{read_cpus:g} CPU each ({reserve:g} CPU kept for reading)"
             )
