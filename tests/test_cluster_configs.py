@@ -97,3 +97,60 @@ def test_kuberay_images_are_the_packages_own_build():
         for _, group in _pods(yaml.safe_load(path.read_text())):
             for container in group["template"]["spec"]["containers"]:
                 assert container["image"].startswith(f"pinnacle-ray:{project['version']}")
+
+
+# -- the resource planner on each config's node types --------------------------------------
+from ray.train import ScalingConfig  # noqa: E402
+
+import pinnacle_ray as pr  # noqa: E402
+from pinnacle_ray.trainers.cluster_shape import ClusterShape, node_types_from_config  # noqa: E402
+from pinnacle_ray.trainers.resources import plan_resources  # noqa: E402
+
+
+def _as_launcher(manifest: dict) -> dict:
+    """A KubeRay manifest's groups as launcher node types: Ray resources from rayStartParams
+    (num-cpus / num-gpus), max count from maxReplicas."""
+    types = {}
+    for name, group in _pods(manifest):
+        params = group["rayStartParams"]
+        resources = {"CPU": float(params["num-cpus"])}
+        if "num-gpus" in params:
+            resources["GPU"] = float(params["num-gpus"])
+        types[name] = {"resources": resources, "max_workers": group.get("maxReplicas", 0)}
+    return {"head_node_type": "head", "available_node_types": types}
+
+
+def _shape(path: Path) -> ClusterShape:
+    """The shape a freshly started cluster from ``path`` has: its head alone, every worker
+    type at its minimum of 0, and what the autoscaler can add."""
+    config = yaml.safe_load(path.read_text())
+    config = _as_launcher(config) if path in KUBERAY else config
+    head = config["available_node_types"][config["head_node_type"]]
+    types, max_new = node_types_from_config(config, {config["head_node_type"]: 1})
+    assert all(t.resources.get("CPU", 0) > 0 for t in types), "declare every type's CPUs"
+    return ClusterShape(
+        nodes=({k: float(v) for k, v in head["resources"].items()},),
+        node_types=types,
+        autoscaling=True,
+        max_new_nodes=max_new,
+    )
+
+
+@pytest.mark.parametrize("path", [*LAUNCHER, *KUBERAY], ids=lambda p: p.name)
+def test_planner_sends_cpu_and_gpu_fits_to_the_autoscaler_when_given_each_config(path):
+    shape = _shape(path)
+    assert shape.nodes[0]["CPU"] == 0  # the head takes no training work
+    cpu = plan_resources(ScalingConfig(num_workers=2), shape)
+    assert cpu.scaling_config.resources_per_worker is None  # not squeezed onto the head
+    assert cpu.note and "waits for the autoscaler" in cpu.note
+    gpu = plan_resources(ScalingConfig(num_workers=1, use_gpu=True), shape)
+    gpu_types = [t.name for t in shape.node_types if t.resources.get("GPU")]
+    assert gpu_types and all(name in gpu.note for name in gpu_types)
+
+
+@pytest.mark.parametrize("path", [*LAUNCHER, *KUBERAY], ids=lambda p: p.name)
+def test_planner_refuses_a_worker_no_node_type_holds_when_given_each_config(path):
+    shape = _shape(path)
+    with pytest.raises(pr.ResourceError, match="no node can hold it") as caught:
+        plan_resources(ScalingConfig(num_workers=1, resources_per_worker={"CPU": 16}), shape)
+    assert all(t.name in str(caught.value) for t in shape.node_types)
