@@ -246,6 +246,12 @@ def _autoscaler_status() -> dict[str, Any] | None:
         report = data.get("autoscaler_report")
         if not report:
             return None  # a monitor without an autoscaling config (a plain `ray start`)
+        mapping = report.get("node_type_mapping") or {}
+        if mapping and all(name == f"node_{node}" for node, name in mapping.items()):
+            # Ray's read-only provider (`ray.init`, `ray start` without an autoscaling
+            # config, seen a few seconds after start): each node is its own "type", and
+            # nothing can be added.
+            return None
         running: dict[str, int] = {}
         for counts in (report.get("active_nodes"), report.get("idle_nodes")):
             for name, n in (counts or {}).items():
