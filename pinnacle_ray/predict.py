@@ -29,7 +29,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -42,6 +42,9 @@ from .errors import ColumnNotFound, ConfigError, InvalidKey, PinnacleError, Reso
 from .registry.flavors import META_FILE
 from .registry.storage import ModelFiles
 from .trainers.storage import check_reachable
+
+if TYPE_CHECKING:
+    from .trainers.cluster_shape import ClusterShape
 
 __all__ = ["DEFAULT_BATCH_SIZE", "PredictResult", "predict"]
 
@@ -125,9 +128,9 @@ def predict(
             f"on CPU only, but num_gpus={num_gpus:g}; pass num_gpus=0"
         )
     if num_gpus:
-        from .trainers.devices import largest_node_gpus
+        from .trainers.cluster_shape import read_shape
 
-        check_gpus(num_gpus, largest_node_gpus())
+        check_gpus(num_gpus, read_shape())
     key = _query_key(query)
     passthrough = _passthrough(columns, query, key)
     features = _features(store, files, query, key, passthrough)
@@ -415,15 +418,18 @@ def _num_gpus(value: Any) -> float:
     return float(value)
 
 
-def check_gpus(num_gpus: float, largest_node: float) -> None:
-    """Refuse ``num_gpus`` per actor when no node has, or can be given, that many GPUs
-    (``largest_node``: the most one node offers, counting the autoscaler's node types)."""
-    if num_gpus > largest_node:
-        fix = f"use num_gpus <= {largest_node:g}" if largest_node else "use num_gpus=0 (CPU)"
+def check_gpus(num_gpus: float, shape: ClusterShape) -> None:
+    """Refuse ``num_gpus`` per actor when no node of the cluster ``shape`` has, or can be
+    given by its autoscaler, that many GPUs: no actor could ever start."""
+    from .trainers.devices import largest_node_gpus
+
+    largest = largest_node_gpus(shape)
+    if num_gpus > largest:
+        fix = f"use num_gpus <= {largest:g}" if largest else "use num_gpus=0 (CPU)"
         raise ResourceError(
-            f"num_gpus={num_gpus:g} per prediction actor, but the largest node of this cluster "
-            f"has {largest_node:g} GPU(s), counting node types its autoscaler can add: no actor "
-            f"could ever start; {fix}"
+            f"num_gpus={num_gpus:g} per prediction actor, but the largest node has {largest:g} "
+            f"GPU(s), counting node types the autoscaler can add ({shape.describe()}): no "
+            f"actor could ever start; {fix}"
         )
 
 

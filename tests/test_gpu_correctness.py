@@ -10,6 +10,7 @@ that it checked nothing on a machine without a GPU.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from pinnacle_ray import predict as _resolved  # noqa: F401  pr.predict: the fun
 from pinnacle_ray.predict import _num_gpus, actor_resources, check_gpus
 from pinnacle_ray.registry import sklearn_flavor
 from pinnacle_ray.registry.torch_flavor import save_model
+from pinnacle_ray.trainers.cluster_shape import ClusterShape, NodeType, read_shape
 from pinnacle_ray.trainers.devices import (
     all_sum,
     check_hf_precision,
@@ -168,17 +170,41 @@ def test_num_gpus_is_accepted_when_it_is_a_fraction_or_a_whole_number():
 
 def test_check_gpus_names_the_numbers_when_no_node_has_that_many():
     with pytest.raises(pr.ResourceError) as info:
-        check_gpus(2.0, 1.0)
+        check_gpus(2.0, ClusterShape.one_node(8, 1))
     assert str(info.value) == (
-        "num_gpus=2 per prediction actor, but the largest node of this cluster has 1 GPU(s), "
-        "counting node types its autoscaler can add: no actor could ever start; use "
-        "num_gpus <= 1"
+        "num_gpus=2 per prediction actor, but the largest node has 1 GPU(s), counting node "
+        "types the autoscaler can add (nodes up: 1 x {CPU: 8, GPU: 1}; no autoscaler): no "
+        "actor could ever start; use num_gpus <= 1"
     )
-    check_gpus(1.0, 1.0)  # fits: no error
+    check_gpus(1.0, ClusterShape.one_node(8, 1))  # fits: no error
 
 
-def test_largest_node_gpus_is_zero_when_the_cluster_has_no_gpu():
-    assert largest_node_gpus() == 0.0
+def test_check_gpus_lets_predict_wait_when_the_autoscaler_can_add_a_gpu_node():
+    shape = ClusterShape(
+        nodes=({"CPU": 0.0},),
+        node_types=(NodeType("gpu", {"CPU": 8, "GPU": 4}, 2),),
+        autoscaling=True,
+    )
+    check_gpus(4.0, shape)  # no GPU is up, but a 4-GPU node can be added
+    with pytest.raises(pr.ResourceError, match="the largest node has 4 GPU"):
+        check_gpus(8.0, shape)
+
+
+def test_largest_node_gpus_counts_nodes_up_and_node_types_the_autoscaler_can_add():
+    assert largest_node_gpus(ClusterShape.one_node(2)) == 0.0
+    assert largest_node_gpus(ClusterShape(nodes=({"GPU": 1.0}, {"GPU": 2.0}))) == 2.0
+    full = NodeType("gpu", {"GPU": 8}, 0)  # at its max_workers: adds none
+    unlimited = NodeType("gpu-big", {"GPU": 4}, None)
+    assert largest_node_gpus(ClusterShape(nodes=({"GPU": 1.0},), node_types=(full,))) == 1.0
+    assert largest_node_gpus(ClusterShape(nodes=(), node_types=(unlimited,))) == 4.0
+    capped = ClusterShape(nodes=(), node_types=(unlimited,), max_new_nodes=0)
+    assert largest_node_gpus(capped) == 0.0
+    unknown = ClusterShape(nodes=({"CPU": 0.0},), autoscaling=True)  # e.g. KubeRay's sidecar
+    assert largest_node_gpus(unknown) == math.inf
+
+
+def test_largest_node_gpus_is_zero_when_the_local_cluster_has_no_gpu():
+    assert largest_node_gpus(read_shape()) == 0.0
 
 
 def test_predict_is_refused_with_the_numbers_and_writes_nothing_when_the_cluster_has_no_gpu(
@@ -188,7 +214,8 @@ def test_predict_is_refused_with_the_numbers_and_writes_nothing_when_the_cluster
     with pytest.raises(pr.ResourceError) as info:
         pr.predict("lin", local.table("pts", key="id"), output="preds", num_gpus=1)
     assert "num_gpus=1 per prediction actor" in str(info.value)
-    assert "has 0 GPU(s)" in str(info.value) and "use num_gpus=0 (CPU)" in str(info.value)
+    assert "the largest node has 0 GPU(s)" in str(info.value)
+    assert str(info.value).endswith("use num_gpus=0 (CPU)")
     assert "preds" not in local.tables()
 
 

@@ -13,6 +13,7 @@ module, and an XGBoost-only install has no torch.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,8 @@ from ..errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
+
+    from .cluster_shape import ClusterShape
 
 __all__ = [
     "all_sum",
@@ -121,20 +124,14 @@ def check_hf_precision(training_args: Mapping[str, Any], use_gpu: bool) -> None:
         )
 
 
-def largest_node_gpus() -> float:
-    """The most GPUs one node of this cluster has, or can have once its autoscaler adds a
-    node of a type that declares GPUs: an actor or worker needing more never starts."""
-    import ray
-
-    alive = [n for n in ray.nodes() if n.get("Alive")]
-    largest = max((float(n.get("Resources", {}).get("GPU", 0.0)) for n in alive), default=0.0)
-    try:  # the autoscaler's node types (absent on a cluster without an autoscaler)
-        from ray._private.state import state
-
-        config = state.get_cluster_config()
-    except Exception:  # an older GCS or no access: what is up now is all we know
-        config = None
-    for group in getattr(config, "node_group_configs", None) or []:
-        if group.max_count != 0:
-            largest = max(largest, float(group.resources.get("GPU", 0.0)))
-    return largest
+def largest_node_gpus(shape: ClusterShape) -> float:
+    """The most GPUs one node of the cluster ``shape`` has, or can have once its autoscaler
+    adds a node of a type that declares GPUs (``inf`` when an autoscaler runs whose node
+    types are unknown): an actor or worker needing more on one node never starts."""
+    if shape.types_unknown:
+        return math.inf
+    up = [float(node.get("GPU", 0.0)) for node in shape.nodes]
+    can_add = [float(t.resources.get("GPU", 0.0)) for t in shape.node_types if t.can_add != 0]
+    if shape.max_new_nodes == 0:
+        can_add = []
+    return max([0.0, *up, *can_add])
