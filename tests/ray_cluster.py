@@ -127,6 +127,11 @@ def start_head(
     temp_dir = Path(f"/tmp/prt_{uuid.uuid4().hex[:8]}")
     gcs, dashboard, client, node, objects, agent, agent_grpc, env_agent = free_ports(8)
     node_env = _node_env(env or {}, isolated)
+    if isolated:
+        # Every cluster on this machine shows in the one /proc: processes that look for
+        # "the local cluster" (Ray Train's placement-group cleaner uses the State API with no
+        # address) would find several. On a real machine there is one; here, name it.
+        node_env["RAY_ADDRESS"] = f"127.0.0.1:{gcs}"
     cmd = [
         str(BIN / "ray"), "start", "--head", f"--num-cpus={num_cpus}",
         f"--port={gcs}", f"--dashboard-port={dashboard}", f"--ray-client-server-port={client}",
@@ -161,7 +166,9 @@ def start_worker_node(
     the node a moment later: wait for its label in ``ray.cluster_resources()``)."""
     temp_dir = Path(f"{cluster.temp_dir}_{label}")
     node, objects, agent, agent_grpc, env_agent = free_ports(5)
-    env = {k: v for k, v in cluster.env.items() if k != "RAY_ADDRESS"}
+    env = {**cluster.env, "RAY_ADDRESS": cluster.gcs_address}
+    if not isolated:
+        del env["RAY_ADDRESS"]
     cmd = [
         str(BIN / "ray"), "start", f"--address={cluster.gcs_address}", f"--num-cpus={num_cpus}",
         f"--resources={json.dumps({label: 1})}",
