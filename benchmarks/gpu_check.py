@@ -15,7 +15,8 @@ download), it runs:
 
 It prints one ``PASS``/``FAIL``/``SKIP`` line per check and exits 1 when any check failed.
 On a machine without a GPU (or with a torch build without CUDA) it prints that nothing was
-checked and exits 3.
+checked and exits 3. ``--cpu`` runs the same checks on CPU workers (gloo, no CUDA device,
+``num_gpus=0``): a test of this script itself, not of any GPU.
 """
 
 from __future__ import annotations
@@ -149,15 +150,13 @@ class Checks:
     """Runs the checks in order, printing one line each; remembers what failed."""
 
     def __init__(self, folder: Path, gpus: int) -> None:
-        import ray
-
         import pinnacle_ray as pr
 
         self.pr = pr
-        self.ray = ray
         self.folder = folder
-        self.gpus = gpus
-        self.workers = 2 if gpus >= 2 else 1
+        self.on_gpu = gpus > 0  # else --cpu: the same checks on CPU workers
+        self.workers = 1 if gpus == 1 else 2
+        self.backend, self.device = ("nccl", "cuda") if self.on_gpu else ("gloo", "cpu")
         self.store = pr.connect(folder / "gpu_check.db")
         self.store.write("points", tabular()[["id", *FEATURES, "y", "cls", "split"]], key="id")
         self.store.write("reviews", texts(), key="id")
@@ -187,7 +186,7 @@ class Checks:
     def scaling(self, workers: int | None = None) -> Any:
         from ray.train import ScalingConfig
 
-        return ScalingConfig(num_workers=workers or self.workers, use_gpu=True)
+        return ScalingConfig(num_workers=workers or self.workers, use_gpu=self.on_gpu)
 
     def torch_managed(self) -> str:
         import torch
@@ -227,19 +226,21 @@ class Checks:
         ).fit(
             train=self.store.table(
                 "points", columns=["id", *FEATURES, "y"], where={"split": "train"}
-            )
+            ),
+            register=False,  # its metrics hold strings (backend, devices)
         )
         m = result.metrics
-        expect(m["backend"] == "nccl", f"process group backend is {m['backend']!r}, not nccl")
-        expect(m["device"].startswith("cuda"), f"worker device is {m['device']!r}")
-        expect(m["weights_device"].startswith("cuda"), f"weights on {m['weights_device']!r}")
+        want = self.backend
+        expect(m["backend"] == want, f"process group backend is {m['backend']!r}, not {want}")
+        expect(m["device"].startswith(self.device), f"worker device is {m['device']!r}")
+        expect(m["weights_device"].startswith(self.device), f"weights on {m['weights_device']}")
         expect(math.isfinite(m["train/loss"]), f"train/loss is {m['train/loss']}")
         return f"backend {m['backend']}, device {m['device']}, train/loss {m['train/loss']:.4f}"
 
     def hf(self, precision: str) -> str:
         import torch
 
-        if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        if self.on_gpu and precision == "bf16" and not torch.cuda.is_bf16_supported():
             raise SkipCheck(f"{torch.cuda.get_device_name(0)} does not support bf16")
         result = self.pr.HuggingFaceTrainer(
             model=self.bert,
@@ -276,22 +277,24 @@ class Checks:
             valid=self.store.table("points", where={"split": "valid"}),
         )
         device = result.record.config.get("params", {}).get("device") if result.record else None
-        expect(device == "cuda", f"the booster's params have device={device!r}, not 'cuda'")
+        want = "cuda" if self.on_gpu else None
+        expect(device == want, f"the booster's params have device={device!r}, not {want!r}")
         loss = result.metrics.get("valid/logloss")
         expect(loss is not None and math.isfinite(loss), f"valid/logloss is {loss}")
         return f"device {device}, valid/logloss {loss:.4f}"
 
     def predict(self) -> str:
         query = self.store.table("points", where={"split": "valid"})
-        result = self.pr.predict("gpu-mlp", query, output="gpu_predictions", num_gpus=1)
+        num_gpus = 1 if self.on_gpu else 0
+        result = self.pr.predict("gpu-mlp", query, output="gpu_predictions", num_gpus=num_gpus)
         expect(result.rows == 800, f"{result.rows} rows written, not 800")
         model = self.store.models.load("gpu-mlp")
         frame = tabular()
         frame = frame[frame["split"] == "valid"].sort_values("id")
         written = self.store.table("gpu_predictions").to_arrow().to_pandas().sort_values("id")
         gap = float(np.abs(written["prediction"].to_numpy() - model.predict(frame)).max())
-        expect(gap < 1e-3, f"GPU predictions differ from CPU ones by up to {gap}")
-        return f"{result.rows} rows, max |GPU - CPU| {gap:.2e}"
+        expect(gap < 1e-3, f"the actors' predictions differ from local ones by up to {gap}")
+        return f"{result.rows} rows with num_gpus={num_gpus}, max |actor - local| {gap:.2e}"
 
 
 class SkipCheck(Exception):
@@ -307,17 +310,24 @@ def expect(condition: bool, message: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument(
+        "--cpu", action="store_true", help="run the checks on CPU workers (tests this script)"
+    )
     args = parser.parse_args()
 
     gpus, why = gpus_here()
-    if gpus == 0:
+    if args.cpu:
+        gpus = 0
+        print("gpu-check --cpu: the checks on CPU workers; no GPU is checked")
+    elif gpus == 0:
         print(f"gpu-check: no GPU on this machine ({why}); nothing was checked.")
         return NO_GPU_EXIT
 
     import ray
 
     ray.init(logging_level=logging.WARNING)
-    print(f"gpu-check: {gpus} GPU(s), {ray.cluster_resources().get('GPU', 0):g} seen by Ray")
+    if gpus:
+        print(f"gpu-check: {gpus} GPU(s), {ray.cluster_resources().get('GPU', 0):g} seen by Ray")
     folder = Path(tempfile.mkdtemp(prefix="pinnacle-gpu-check-"))
     failed: list[str] = []
     try:

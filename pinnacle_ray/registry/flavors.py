@@ -36,7 +36,9 @@ class Predictor(Protocol):
 
 class Flavor(Protocol):
     """A framework's load code: a module with ``load_model``. It gets ``allow_pickle=True``
-    when the user allows formats that can run code; without it, it must refuse them."""
+    when the user allows formats that can run code; without it, it must refuse them. It
+    gets ``device="cuda"`` when ``pr.predict(num_gpus=...)`` runs its actors on GPUs (or a
+    user passes ``device=`` to ``store.models.load``), and then loads the model there."""
 
     def load_model(
         self, model_dir: str, *, weights_dir: str | None = None, **kwargs: Any
