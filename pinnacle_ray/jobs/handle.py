@@ -46,7 +46,7 @@ class Job:
     ``RAY_ADDRESS``, else the address recorded when the job was submitted.
     """
 
-    def __init__(self, records: JobRecords, submission_id: str, address: str | None = None):
+    def __init__(self, records: JobRecords, submission_id: str, address: str | None = None) -> None:
         self._records = records
         self.id = submission_id
         self._address = address
