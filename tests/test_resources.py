@@ -222,3 +222,23 @@ def test_node_types_are_read_from_a_launcher_config_less_what_runs_already():
         NodeType("gpu_worker", {"CPU": 8.0, "GPU": 1.0}, 5),
     )
     assert max_new == 4
+
+
+def test_nodes_being_launched_count_once_when_a_type_is_at_its_max_count():
+    # Both cpu_worker nodes are on their way: none more can be added, but the two hold 4.
+    shape = ClusterShape(
+        nodes=(HEAD_NO_CPU,),
+        node_types=(NodeType("cpu_worker", {"CPU": 2.0}, can_add=0),),
+        autoscaling=True,
+        pending={"cpu_worker": 2},
+    )
+    plan = plan_resources(ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}), shape)
+    assert plan.note and plan.note.endswith(
+        "the nodes up hold 0 of 2 worker(s) of {CPU: 1}; going ahead, the run waits for the "
+        "autoscaler to add the nodes it is launching"
+    )
+    with pytest.raises(
+        pr.ResourceError,
+        match=r"5 CPUs requested, but the cluster has 4 .*being launched: 2 x cpu_worker",
+    ):
+        plan_resources(ScalingConfig(num_workers=5, resources_per_worker={"CPU": 1}), shape)

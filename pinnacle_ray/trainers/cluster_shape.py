@@ -62,6 +62,8 @@ class ClusterShape:
     ``autoscaling`` is True when an autoscaler runs; with no ``node_types`` known it may
     add nodes of a shape we cannot see. ``max_new_nodes`` is the cluster-wide cap on the
     worker nodes it may still add (``max_workers`` in the cluster YAML), ``None`` if none.
+    ``pending`` counts, per node type, the nodes being launched: not up yet, and no longer
+    in their type's ``can_add``.
 
     Example::
 
@@ -93,7 +95,7 @@ class ClusterShape:
         (``inf`` when it can add without a limit, or its node types are unknown)."""
         if self.types_unknown:
             return math.inf
-        up = sum(float(n.get(resource, 0.0)) for n in self.nodes)
+        up = sum(float(n.get(resource, 0.0)) for n in self._coming())
         added = [t for t in self.node_types if float(t.resources.get(resource, 0.0)) > 0]
         if any(t.can_add is None for t in added) and self.max_new_nodes is None:
             return math.inf
@@ -108,12 +110,24 @@ class ClusterShape:
         """How many workers of ``bundle`` the nodes up now hold, one bundle per slot."""
         return sum(_fits(node, bundle) for node in self.nodes)
 
+    def slots_coming(self, bundle: Mapping[str, float]) -> int:
+        """How many workers of ``bundle`` the nodes up and those being launched hold."""
+        return sum(_fits(node, bundle) for node in self._coming())
+
+    def _coming(self) -> list[Mapping[str, float]]:
+        """The nodes up, and those being launched (their type's resources)."""
+        types = {t.name: t.resources for t in self.node_types}
+        launching = [
+            types[name] for name, n in self.pending.items() if name in types for _ in range(n)
+        ]
+        return [*self.nodes, *launching]
+
     def slots(self, bundle: Mapping[str, float]) -> float:
         """How many workers of ``bundle`` fit on the nodes up plus the nodes the autoscaler
         can add (``inf`` when it can add fitting nodes without a limit)."""
         if self.types_unknown:
             return math.inf
-        up = self.slots_up(bundle)
+        up = self.slots_coming(bundle)
         per_node = [_fits(t.resources, bundle) for t in self.node_types]
         fitting = [(k, t) for k, t in zip(per_node, self.node_types, strict=True) if k > 0]
         if any(t.can_add is None for _, t in fitting) and self.max_new_nodes is None:
@@ -137,6 +151,9 @@ class ClusterShape:
             counts[key] = counts.get(key, 0) + 1
         up = ", ".join(f"{n} x {key}" for key, n in counts.items()) or "none"
         text = f"nodes up: {up}"
+        launching = ", ".join(f"{n} x {name}" for name, n in self.pending.items() if n)
+        if launching:
+            text += f"; being launched: {launching}"
         if self.node_types:
             text += "; node types the autoscaler can add: " + ", ".join(map(str, self.node_types))
         elif self.autoscaling:

@@ -110,7 +110,8 @@ def plan_resources(
     if cpu * n > cpus + 1e-9 and explicit_cpu:
         raise ResourceError(
             f"{n} worker(s) x {cpu:g} CPU = {cpu * n:g} CPUs requested, but the cluster "
-            f"has {cpus:g}; lower num_workers or resources_per_worker['CPU']"
+            f"has {cpus:g} ({shape.describe()}); lower num_workers or "
+            "resources_per_worker['CPU']"
         )
     _check_one_fits(bundle, shape)
 
@@ -163,7 +164,7 @@ def plan_resources(
 
 def _check_one_fits(bundle: dict[str, float], shape: ClusterShape) -> None:
     """Refuse a worker bundle that no node up and no node type can ever hold."""
-    if shape.slots_up(bundle) > 0 or shape.hosts(bundle) or shape.types_unknown:
+    if shape.slots_coming(bundle) > 0 or shape.hosts(bundle) or shape.types_unknown:
         return
     raise ResourceError(
         f"one worker needs {_fmt(bundle)} on a single node, but no node can hold it "
@@ -178,7 +179,8 @@ def _wait_note(n: int, bundle: dict[str, float], shape: ClusterShape) -> str:
     if shape.types_unknown:
         target = "nodes of a type this process cannot see"
     else:
-        target = " or ".join(f"{t.name} {_fmt(t.resources)}" for t in shape.hosts(bundle))
+        hosts = " or ".join(f"{t.name} {_fmt(t.resources)}" for t in shape.hosts(bundle))
+        target = hosts or "the nodes it is launching"
     return (
         f"resources: the nodes up hold {up} of {n} worker(s) of {_fmt(bundle)}; going "
         f"ahead, the run waits for the autoscaler to add {target}"
