@@ -290,3 +290,21 @@ def test_trial_storage_reaches_a_fit_inside_the_trial_without_reading_the_cluste
     choice = StorageChoice("runs", pafs.LocalFileSystem())
     with storage_for_trials(choice):
         assert decide(SimpleNamespace(models=None), None) is choice
+
+
+def test_pretrained_folder_is_copied_to_a_worker_on_another_node(tmp_path):
+    """A Hugging Face model folder on the driver's disk reaches workers on other nodes."""
+    from pinnacle_ray.trainers.storage import ShippedFolder
+
+    folder = tmp_path / "tiny-model"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "config.json").write_text('{"model_type": "bert"}')
+    (folder / "sub" / "model.safetensors").write_bytes(bytes(range(256)) * 40)
+    shipped = ShippedFolder.of(str(folder))
+    assert shipped.local_path() == str(folder)  # on the driver's node: read in place
+    elsewhere = ShippedFolder(str(folder), "another-node", shipped.files)
+    copy = Path(elsewhere.local_path())
+    assert copy != folder and copy.is_dir()
+    assert (copy / "config.json").read_text() == '{"model_type": "bert"}'
+    assert (copy / "sub" / "model.safetensors").read_bytes() == bytes(range(256)) * 40
+    assert elsewhere.local_path() == str(copy)  # one copy per process

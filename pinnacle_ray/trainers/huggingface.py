@@ -53,6 +53,7 @@ from .base import (
 from .devices import check_hf_precision
 from .huggingface_loop import (
     EMPTY_COLUMN,
+    PRETRAINED_KEY,
     TRAINER_STATE,
     TRUNCATED_COLUMN,
     HFSpec,
@@ -62,7 +63,13 @@ from .huggingface_loop import (
 from .huggingface_tokens import TokenizeWords, scan_tags
 from .pretrained import resolve_pretrained, resolve_tokenizer
 from .registration import RunRecord, check_listened, json_safe
-from .storage import RegisteredCheckpoint, decide, with_run_storage
+from .storage import (
+    RegisteredCheckpoint,
+    ShippedFolder,
+    decide,
+    node_spread,
+    with_run_storage,
+)
 from .submission import Submittable, records_job
 from .submission import Submittable, records_job
 from .tabular import check_query, distinct_values, is_numeric, require_classes
@@ -248,6 +255,10 @@ class HuggingFaceTrainer(Submittable):
             for role, ds in datasets.items()
         }
         config: dict[str, Any] = {"spec": spec, "tokenizer": self.tokenizer}
+        pretrained = self._pretrained_folder()
+        if pretrained is not None and node_spread().multi_node:
+            # Workers on other nodes see neither this folder nor this machine's HF cache.
+            config[PRETRAINED_KEY] = ShippedFolder.of(pretrained)
         if start is not None and parent is not None:
             config[RESUME_KEY] = RegisteredCheckpoint.of(
                 store, parent["name"], parent["version"], parent["handle"], start
@@ -479,6 +490,18 @@ class HuggingFaceTrainer(Submittable):
             start_step=start_step,
             start_epoch=start_epoch,
         )
+
+    def _pretrained_folder(self) -> str | None:
+        """The local folder the workers load the pretrained model from: the one given, or
+        the Hugging Face cache's snapshot of a model given by name."""
+        if Path(self.model).is_dir():
+            return self.model
+        from huggingface_hub import snapshot_download
+
+        try:
+            return snapshot_download(self.model, local_files_only=True)
+        except Exception:  # resolved from the cache before; the workers will say what fails
+            return None
 
     # -- resume ----------------------------------------------------------------------------
     def _resume(

@@ -16,7 +16,7 @@ import math
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,11 @@ _PICKLED_GLOBS = ("*.pt", "*.pth", "*.bin")
 EMPTY_COLUMN = "_pinnacle_empty"
 IGNORED_LABEL = -100  # token classification: tokens no tag goes to (the loss skips them)
 TRUNCATED_COLUMN = "_pinnacle_truncated"
+
+
+# train_loop_config key: the pretrained model folder shipped to workers on other nodes
+# (a ShippedFolder), when the cluster has them.
+PRETRAINED_KEY = "_pinnacle_pretrained"
 
 
 @dataclass(frozen=True)
@@ -277,6 +282,8 @@ def huggingface_loop(config: dict[str, Any]) -> None:
     from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, set_seed
 
     spec: HFSpec = config["spec"]
+    if config.get(PRETRAINED_KEY) is not None:  # the driver's folder, copied here if elsewhere
+        spec = replace(spec, model=config[PRETRAINED_KEY].local_path())
     tokenizer = config["tokenizer"]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download from a worker
     _quiet_transformers()

@@ -18,11 +18,14 @@ shared storage on one node too (e.g. to check a cluster set-up on a laptop).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import contextvars
 import dataclasses
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +39,7 @@ __all__ = [
     "RUN_STORAGE_ENV",
     "NodeSpread",
     "RegisteredCheckpoint",
+    "ShippedFolder",
     "StorageChoice",
     "can_grow",
     "check_reachable",
@@ -185,6 +189,14 @@ def choose_run_storage(
             )
         return StorageChoice()
     if spread.multi_node or spread.can_grow or mode == "shared":
+        why = (
+            f"the cluster has {len(spread.other_nodes)} other node(s)"
+            if spread.multi_node
+            else "the autoscaler can add nodes"
+            if spread.can_grow
+            else f"{RUN_STORAGE_ENV}=shared"
+        )
+        logger.info("%s: checkpoints in the datastore's shared storage (%s)", what, why)
         return StorageChoice(storage.storage_path, storage.storage_filesystem)
     return StorageChoice()
 
@@ -310,3 +322,46 @@ class RegisteredCheckpoint:
             return ray.train.Checkpoint.from_directory(self.local_dir)
         uri, digest = self.files.weights or self.files.model
         return ray.train.Checkpoint.from_directory(self.files.root.local_copy(uri, digest))
+
+
+# Copies of shipped folders made in this process, by the driver's path.
+_SHIPPED: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class ShippedFolder:
+    """A folder on the driver's disk (a pretrained model) that Ray workers read: in place on
+    the driver's node, else from a copy this worker's process makes from Ray's object store
+    (removed when the process exits). Only built when the cluster has other nodes.
+    """
+
+    path: str
+    node_id: str
+    files: Any  # ray.ObjectRef to {relative path: bytes}
+
+    @classmethod
+    def of(cls, path: str) -> ShippedFolder:
+        """Put every file under ``path`` into Ray's object store (links followed, as in a
+        Hugging Face cache snapshot)."""
+        root = Path(path)
+        files = {
+            p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*"))
+            if p.is_file()
+        }
+        return cls(str(root), ray.get_runtime_context().get_node_id(), ray.put(files))
+
+    def local_path(self) -> str:
+        """The folder on this node: the driver's own when it is here, else a local copy."""
+        if ray.get_runtime_context().get_node_id() == self.node_id and Path(self.path).is_dir():
+            return self.path
+        if self.path in _SHIPPED and Path(_SHIPPED[self.path]).is_dir():
+            return _SHIPPED[self.path]
+        target = Path(tempfile.mkdtemp(prefix="pinnacle-shipped-"))
+        atexit.register(shutil.rmtree, target, True)
+        for rel, data in ray.get(self.files).items():
+            dest = target / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+        _SHIPPED[self.path] = str(target)
+        return str(target)
