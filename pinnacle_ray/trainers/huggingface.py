@@ -71,7 +71,6 @@ from .storage import (
     with_run_storage,
 )
 from .submission import Submittable, records_job
-from .submission import Submittable, records_job
 from .tabular import check_query, distinct_values, is_numeric, require_classes
 
 __all__ = ["HuggingFaceTrainer"]

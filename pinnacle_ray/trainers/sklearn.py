@@ -44,7 +44,6 @@ from .sklearn_fit import FitSpec, fit_in_memory, fit_incremental
 from .sklearn_metrics import estimator_kind
 from .storage import decide, with_run_storage
 from .submission import Submittable, records_job
-from .submission import Submittable, records_job
 from .tabular import QueryFacts, check_query, query_datasets, read_once
 
 __all__ = ["SklearnTrainer"]

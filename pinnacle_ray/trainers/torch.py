@@ -50,7 +50,6 @@ from .registration import RunRecord, check_listened, json_safe
 from .resources import ResourcePlan
 from .storage import RegisteredCheckpoint, decide, with_run_storage
 from .submission import Submittable, records_job
-from .submission import Submittable, records_job
 from .tabular import check_query
 from .torch_loop import LoopSettings, managed_loop, optimizer_class, resume_position
 

@@ -44,7 +44,6 @@ from .holdout import check_fraction, split_by_key
 from .registration import RunRecord, json_safe
 from .storage import RegisteredCheckpoint, decide, with_run_storage
 from .submission import Submittable, records_job
-from .submission import Submittable, records_job
 from .tabular import (
     QueryFacts,
     check_query,
