@@ -28,7 +28,11 @@ from sklearn.linear_model import LinearRegression
 from text_data import sentiment_rows, tiny_bert
 
 import pinnacle_ray as pr
-from pinnacle_ray import predict as _resolved  # noqa: F401  pr.predict: the function, first
+
+# pr.predict resolved to the function before the submodule import below: importing
+# pinnacle_ray.predict first would leave pr.predict naming the module (a facade quirk).
+from pinnacle_ray import predict as _resolved  # noqa: F401
+from pinnacle_ray.cli import main
 from pinnacle_ray.predict import _num_gpus, actor_resources, check_gpus
 from pinnacle_ray.registry import sklearn_flavor
 from pinnacle_ray.registry.torch_flavor import save_model
@@ -247,6 +251,18 @@ def test_predict_writes_the_same_rows_as_before_when_num_gpus_is_zero(local, tmp
     written = local.table("preds").to_arrow().to_pandas().sort_values("id")
     expected = _points(200)["y"].to_numpy()
     np.testing.assert_allclose(written["prediction"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_cli_predict_passes_num_gpus_and_fails_with_the_numbers_when_no_node_has_a_gpu(
+    local, tmp_path, capsys
+):
+    _register_linear(local, tmp_path)
+    argv = ["predict", "lin", "--store", local.url, "--table", "pts", "--key", "id"]
+    code = main([*argv, "--output", "preds", "--num-gpus", "1"])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "error: num_gpus=1 per prediction actor, but the largest node has 0 GPU(s)" in err
+    assert "preds" not in local.tables()
 
 
 def test_loaded_models_predict_the_same_when_loaded_on_the_cpu_device(local, tmp_path):

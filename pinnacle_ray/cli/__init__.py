@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--handle", help="checkpoint handle, e.g. best")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--concurrency", type=int)
+    p.add_argument(
+        "--num-gpus", type=float, help="GPUs per prediction actor (0.5: two actors share one)"
+    )
     p.add_argument("--columns", help="comma-separated input columns to keep in the output")
     p.add_argument(
         "--allow-pickle",

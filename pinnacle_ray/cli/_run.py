@@ -82,7 +82,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ..jobs import load_spec, run_predict
 
     kwargs: dict[str, Any] = {}
-    for name in ("version", "handle", "batch_size", "concurrency"):
+    for name in ("version", "handle", "batch_size", "concurrency", "num_gpus"):
         if getattr(args, name) is not None:
             kwargs[name] = getattr(args, name)
     if args.columns:
