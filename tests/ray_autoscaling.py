@@ -69,7 +69,20 @@ def autoscaling_config(
 def start_autoscaling_head(
     worker_types: dict[str, dict[str, Any]], *, max_workers: int = 4
 ) -> LocalCluster:
-    """A head with no CPUs whose autoscaler launches ``worker_types`` nodes on demand."""
+    """A head with no CPUs whose autoscaler launches ``worker_types`` nodes on demand.
+
+    Started a second time (fresh ports and temp dir, the first one's processes ended) when
+    ``ray start`` fails the first: on a loaded machine Ray's fixed 30 s wait for the new
+    raylet to register runs out now and then."""
+    try:
+        return _start_autoscaling_head(worker_types, max_workers)
+    except RuntimeError:
+        return _start_autoscaling_head(worker_types, max_workers)
+
+
+def _start_autoscaling_head(
+    worker_types: dict[str, dict[str, Any]], max_workers: int
+) -> LocalCluster:
     temp_dir = Path(f"/tmp/prt_{uuid.uuid4().hex[:8]}")
     temp_dir.mkdir(parents=True)
     gcs, dashboard, client, node, objects, agent, agent_grpc, env_agent = free_ports(8)

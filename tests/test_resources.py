@@ -242,3 +242,32 @@ def test_nodes_being_launched_count_once_when_a_type_is_at_its_max_count():
         match=r"5 CPUs requested, but the cluster has 4 .*being launched: 2 x cpu_worker",
     ):
         plan_resources(ScalingConfig(num_workers=5, resources_per_worker={"CPU": 1}), shape)
+
+
+def test_the_autoscaling_config_is_found_from_the_monitors_command_line(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from pinnacle_ray.trainers.cluster_shape import _read_autoscaling_config
+
+    config = {"max_workers": 2, "available_node_types": {"w": {"resources": {"CPU": 2}}}}
+    path = tmp_path / "autoscaling.yaml"
+    path.write_text(json.dumps(config))
+    # A stand-in for the head's monitor process: its command line names the config.
+    monitor = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; print('up', flush=True); sys.stdin.read()",
+            f"--autoscaling-config={path}",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert monitor.stdout.readline() == b"up\n"  # running its own code: exec is done
+        assert _read_autoscaling_config(monitor.pid) == config
+    finally:
+        monitor.communicate(b"")
+    assert _read_autoscaling_config(monitor.pid) in (None, config)  # gone: the fallback path

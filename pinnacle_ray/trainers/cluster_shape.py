@@ -352,15 +352,28 @@ def _head_config(
     )
     if head is None:
         return None
-    task = ray.remote(num_cpus=0)(_read_autoscaling_config).options(
-        scheduling_strategy=NodeAffinitySchedulingStrategy(head, soft=False)
-    )
-    try:
-        config = ray.get(task.remote(monitor_pid), timeout=_HEAD_READ_TIMEOUT_S)
-    except Exception as exc:  # unreadable: plan as "types unknown", never fail the fit
-        logger.info("could not read the autoscaling config on the head node: %s", exc)
-        return None
+    # The monitor reads its YAML once; `ray up` with a changed config restarts it (a new
+    # pid), so one read per monitor process is enough (fits, sweeps and the storage
+    # decision each read the shape).
+    key = (head, monitor_pid)
+    if monitor_pid is not None and key in _HEAD_CONFIGS:
+        config = _HEAD_CONFIGS[key]
+    else:
+        task = ray.remote(num_cpus=0)(_read_autoscaling_config).options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(head, soft=False)
+        )
+        try:
+            config = ray.get(task.remote(monitor_pid), timeout=_HEAD_READ_TIMEOUT_S)
+        except Exception as exc:  # unreadable: plan as "types unknown", never fail the fit
+            logger.info("could not read the autoscaling config on the head node: %s", exc)
+            return None
+        if monitor_pid is not None:
+            _HEAD_CONFIGS[key] = config
     return node_types_from_config(config, running) if config else None
+
+
+# (head node id, monitor pid) -> the autoscaling config that monitor runs with.
+_HEAD_CONFIGS: dict[tuple[str, Any], dict[str, Any] | None] = {}
 
 
 def _read_autoscaling_config(monitor_pid: int | None) -> dict[str, Any] | None:
