@@ -254,10 +254,11 @@ class HuggingFaceTrainer(Submittable):
             for role, ds in datasets.items()
         }
         config: dict[str, Any] = {"spec": spec, "tokenizer": self.tokenizer}
-        pretrained = self._pretrained_folder()
-        if pretrained is not None and node_spread().multi_node:
+        if node_spread().multi_node:
             # Workers on other nodes see neither this folder nor this machine's HF cache.
-            config[PRETRAINED_KEY] = ShippedFolder.of(pretrained)
+            pretrained = self._pretrained_folder()
+            if pretrained is not None:
+                config[PRETRAINED_KEY] = ShippedFolder.of(pretrained)
         if start is not None and parent is not None:
             config[RESUME_KEY] = RegisteredCheckpoint.of(
                 store, parent["name"], parent["version"], parent["handle"], start
