@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -240,30 +241,15 @@ def _trainer(args: dict[str, Any]):
     raise ValueError(f"unknown kind {kind!r}")
 
 
-@ray.remote(num_cpus=0)
-def _write_files(files: dict[str, bytes]) -> str:
-    """Write ``files`` (path -> bytes) on this node: a model folder 'in the image'."""
-    for path, data in files.items():
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_bytes(data)
-    return ray.get_runtime_context().get_node_id()
-
-
-def _base_model_on_every_node(labels: list[str]) -> str:
-    """A tiny BERT (built from a config, no download) at the same path on every node, as a
-    model baked into the cluster's image would be; returns the path."""
+def _tiny_base_model() -> str:
+    """A tiny BERT (built from a config, no download) in a temp folder of the driver's
+    machine only: the trainer must bring it to workers on other nodes itself."""
+    import torch
     from text_data import tiny_bert
 
     folder = Path(tempfile.mkdtemp(prefix="prt_tiny_bert_"))
-    import torch
-
     torch.manual_seed(0)
     tiny_bert(folder)
-    files = {str(p): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-    ids = node_ids(labels)
-    ray.get(
-        [_write_files.options(scheduling_strategy=on(ids[label])).remote(files) for label in labels]
-    )
     return str(folder)
 
 
@@ -272,12 +258,16 @@ def fit(args: dict[str, Any]) -> dict[str, Any]:
     """One fit of ``kind`` on the table ``train`` (valid rows where the data has them), then
     the registered model loaded and used on the worker node."""
     if args["kind"] == "huggingface":
-        args["base_model"] = _base_model_on_every_node(args["labels"])
+        args["base_model"] = _tiny_base_model()
     store = _store(args)
     where = args.get("where")
     train = store.table(args["train"], where=where) if where else store.table(args["train"])
     started = time.monotonic()
-    result = _trainer(args).fit(train=train)
+    try:
+        result = _trainer(args).fit(train=train)
+    finally:
+        if "base_model" in args:
+            shutil.rmtree(args["base_model"])
     seconds = time.monotonic() - started
     ids = node_ids(args["labels"])
     on_worker = ray.get(
@@ -298,14 +288,14 @@ def fit(args: dict[str, Any]) -> dict[str, Any]:
 
 @scenario
 def sweep(args: dict[str, Any]) -> dict[str, Any]:
-    """A two-trial grid sweep of a one-worker torch fit: one trial per node."""
+    """A two-trial grid sweep of the two-worker torch fit (default settings: each trial's
+    workers on both nodes), the best trial registered, loaded on the worker node."""
     from ray import tune
-    from ray.train import ScalingConfig
 
     import pinnacle_ray as pr
 
     store = _store(args)
-    trainer = _linear(args, scaling_config=ScalingConfig(num_workers=1), epochs=1)
+    trainer = _linear(args, epochs=1)
     result = pr.sweep(
         trainer,
         {"optimizer_kwargs.lr": tune.grid_search([0.1, 0.001])},

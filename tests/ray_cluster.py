@@ -164,7 +164,9 @@ def start_worker_node(
     CPUs and the custom resource ``{label: 1}``; in its own mount namespace when
     ``isolated``. Returns once ``ray start`` has started the node's processes (the GCS lists
     the node a moment later: wait for its label in ``ray.cluster_resources()``)."""
-    temp_dir = Path(f"{cluster.temp_dir}_{label}")
+    # Named after the head's (its stop() ends this node too), unique for a node that
+    # replaces a killed one under the same label.
+    temp_dir = Path(f"{cluster.temp_dir}_{label}_{uuid.uuid4().hex[:4]}")
     node, objects, agent, agent_grpc, env_agent = free_ports(5)
     env = {**cluster.env, "RAY_ADDRESS": cluster.gcs_address}
     if not isolated:

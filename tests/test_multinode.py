@@ -385,14 +385,15 @@ def test_a_fit_whose_worker_node_dies_resumes_from_its_checkpoint_and_registers_
             stderr=err,
             text=True,
         )
-        lines = []
+        lines, lost = [], cluster.worker
         try:
             for line in proc.stdout:  # until the workers wait after epoch 1's checkpoint
                 lines.append(line)
                 if line.startswith("READY "):
                     break
             assert lines and lines[-1].startswith("READY "), "".join(lines)
-            cluster.worker.kill_raylet()
+            lost = cluster.worker
+            lost.kill_raylet()
             # A replacement node joins, as an autoscaler or a restarted machine would add it.
             cluster.worker = start_worker_node(cluster.head, num_cpus=1, label="node_b")
             rest, _ = proc.communicate(timeout=300)
@@ -400,6 +401,7 @@ def test_a_fit_whose_worker_node_dies_resumes_from_its_checkpoint_and_registers_
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            lost.stop()  # what outlived its raylet
         err.seek(0)
         seen = _result("node_loss", proc.returncode, "".join(lines) + rest, err.read())
     per_epoch = seen["metrics"]["epoch_steps"]
