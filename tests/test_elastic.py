@@ -72,6 +72,43 @@ def test_an_elastic_managed_torch_fit_trains_and_registers_when_given_a_range(po
     assert points.models.get("elastic-mlp").version == 1
 
 
+@pytest.mark.timeout(300)
+def test_an_elastic_xgboost_fit_trains_and_registers_when_given_a_range(points):
+    trainer = pr.XGBoostTrainer(
+        params={"objective": "reg:squarederror", "max_depth": 3, "eta": 0.3},
+        features=FEATURES,
+        label="y",
+        num_boost_round=20,
+        scaling_config=ScalingConfig(num_workers=(1, 2)),
+        name="elastic-xgb",
+    )
+    result = trainer.fit(train=points.table("points"))
+    assert result.version == 1
+    assert points.models.load("elastic-xgb").predict(
+        points.table("points").to_arrow().to_pandas()[FEATURES].head(3)
+    ).shape == (3,)
+
+
+@pytest.mark.timeout(400)
+def test_an_elastic_huggingface_fit_trains_and_registers_when_given_a_range(tmp_path):
+    from text_data import sentiment_rows, tiny_bert
+
+    store = pr.connect(tmp_path / "text.db")
+    store.write("reviews", sentiment_rows(64), key="id")
+    trainer = pr.HuggingFaceTrainer(
+        model=str(tiny_bert(tmp_path / "tiny-bert")),
+        text_column="text",
+        label="label",
+        training_args={"per_device_train_batch_size": 16, "num_train_epochs": 1},
+        max_length=16,
+        scaling_config=ScalingConfig(num_workers=(1, 2)),
+        name="elastic-hf",
+    )
+    result = trainer.fit(train=store.table("reviews"))
+    assert result.version == 1
+    store.close()
+
+
 def test_an_elastic_minimum_the_cluster_cannot_hold_is_refused_within_seconds(points):
     trainer = pr.TorchTrainer(
         world_size_loop,
