@@ -170,8 +170,10 @@ class ChunkWriter(io.RawIOBase):
         put: Callable[[int, bytes], None],
         commit: Callable[[int], None],
         discard: Callable[[], None],
+        content_id: object = None,
     ) -> None:
         super().__init__()
+        self.content_id = content_id  # where the chunks go, for diagnostics and tests
         self._chunk_bytes = chunk_bytes
         self._put = put
         self._commit = commit
@@ -232,6 +234,13 @@ class ChunkWriter(io.RawIOBase):
             self.abort()
             raise
         super().close()
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        # Leaving a ``with`` block by an exception must not publish what was written so far.
+        if exc_type is not None:
+            self.abort()
+        else:
+            self.close()
 
     def __del__(self) -> None:
         # A writer garbage-collected without close() (its process is exiting, or its owner

@@ -1,21 +1,22 @@
 """Chunked files in MongoDB through GridFS (the ``pinnacle_blobs`` bucket).
 
-GridFS already streams in chunks and inserts a file's ``files`` document only after all its
-chunks, so a file is invisible until complete. A path is the GridFS ``filename``; writing a
-path again adds a revision and then removes the older ones, so readers always see one
-complete version. Directory markers are empty files with ``metadata.dir`` set.
+GridFS (pymongo's ``GridFSBucket``) writes: it streams in chunks and inserts a file's
+``files`` document only after all its chunks, so a file is invisible until complete. Reads
+fetch one chunk document at a time from the standard GridFS layout, so a reader holds one
+chunk. A path is the GridFS ``filename``; writing a path again adds a revision and then
+removes the older ones, so readers always see one complete version. Directory markers are
+empty files with ``metadata.dir`` set.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import io
 import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .blobs import DEFAULT_CHUNK_BYTES, BlobInfo, ChunkWriter, below
+from .blobs import DEFAULT_CHUNK_BYTES, BlobInfo, ChunkReader, ChunkWriter, below
 
 if TYPE_CHECKING:
     from .mongo import MongoDatastore
@@ -70,19 +71,31 @@ class MongoBlobStore:
                 newest[doc["filename"]] = doc
         return [_info(d) for p, d in sorted(newest.items()) if below(prefix, p)]
 
-    def open_read(self, path: str) -> io.RawIOBase:
-        import gridfs
-
-        def open_stream(db: Any) -> Any:
-            try:
-                return gridfs.GridFSBucket(db, BUCKET).open_download_stream_by_name(path)
-            except gridfs.errors.NoFile:
-                return None
-
-        stream = self._call(open_stream, f"opening blob {path!r}")
-        if stream is None or (stream.metadata or {}).get("dir"):
+    def open_read(self, path: str) -> ChunkReader:
+        doc = self._call(
+            lambda db: db[f"{BUCKET}.files"].find_one(
+                {"filename": path}, sort=[("uploadDate", -1), ("_id", -1)]
+            ),
+            f"opening blob {path!r}",
+        )
+        if doc is None or (doc.get("metadata") or {}).get("dir"):
             raise FileNotFoundError(f"no file {path!r} in the database's GridFS bucket {BUCKET!r}")
-        return stream  # a GridOut: seekable, reads one chunk at a time
+        file_id = doc["_id"]
+
+        # One chunk document per request: a cursor over the chunks would let the server
+        # send (and the driver hold) a whole batch of them at once.
+        def fetch(n: int) -> bytes:
+            chunk = self._call(
+                lambda db: db[f"{BUCKET}.chunks"].find_one({"files_id": file_id, "n": n}),
+                f"reading blob {path!r}",
+            )
+            if chunk is None:
+                raise FileNotFoundError(
+                    f"blob {path!r} was replaced or deleted while it was being read"
+                )
+            return bytes(chunk["data"])
+
+        return ChunkReader(int(doc["length"]), int(doc["chunkSize"]), fetch)
 
     def open_write(self, path: str) -> ChunkWriter:
         return self._writer(path, None)
@@ -152,7 +165,7 @@ class MongoBlobStore:
         def discard() -> None:
             self._call(lambda _db: stream.abort(), f"discarding blob {path!r}")
 
-        return ChunkWriter(self.chunk_bytes, put, commit, discard)
+        return ChunkWriter(self.chunk_bytes, put, commit, discard, stream._id)
 
     def _call(self, fn: Callable[[Any], T], context: str) -> T:
         return self._store._call(fn, context)
