@@ -50,8 +50,9 @@ def connect(
     (within a few seconds) with an error naming the URL (password masked).
     ``artifact_root`` is where registered models' files go: a folder, or a ``pyarrow.fs``
     URI such as ``s3://bucket/models`` that every node of a cluster can read. Default: beside
-    an SQLite file (``shop.db`` -> ``shop.artifacts/``), else ``~/.pinnacle_ray/artifacts/``;
-    the ``PINNACLE_ARTIFACT_ROOT`` environment variable overrides the default.
+    an SQLite file (``shop.db`` -> ``shop.artifacts/``), else inside the database itself
+    (``pinnacle-db://artifacts``: chunked blob tables in SQL, GridFS in MongoDB); the
+    ``PINNACLE_ARTIFACT_ROOT`` environment variable overrides the default.
     """
     text = os.fspath(url) if not isinstance(url, str) else url
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
