@@ -29,10 +29,13 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 BIN = Path(sys.executable).parent
+_Node = TypeVar("_Node")
 
 
 def free_ports(n: int) -> list[int]:
@@ -124,6 +127,12 @@ def start_head(
     hides ``~/.ray/auth_token`` from the driver); ``env`` is added to every node's
     environment, as a real cluster's nodes would have it (e.g. S3 credentials).
     """
+    return _retried(lambda: _start_head_once(num_cpus, isolated, resources, env))
+
+
+def _start_head_once(
+    num_cpus: int, isolated: bool, resources: dict[str, float] | None, env: dict[str, str] | None
+) -> LocalCluster:
     temp_dir = Path(f"/tmp/prt_{uuid.uuid4().hex[:8]}")
     gcs, dashboard, client, node, objects, agent, agent_grpc, env_agent = free_ports(8)
     node_env = _node_env(env or {}, isolated)
@@ -164,6 +173,12 @@ def start_worker_node(
     CPUs and the custom resource ``{label: 1}``; in its own mount namespace when
     ``isolated``. Returns once ``ray start`` has started the node's processes (the GCS lists
     the node a moment later: wait for its label in ``ray.cluster_resources()``)."""
+    return _retried(lambda: _start_worker_node_once(cluster, num_cpus, isolated, label))
+
+
+def _start_worker_node_once(
+    cluster: LocalCluster, num_cpus: int, isolated: bool, label: str
+) -> WorkerNode:
     # Named after the head's (its stop() ends this node too), unique for a node that
     # replaces a killed one under the same label.
     temp_dir = Path(f"{cluster.temp_dir}_{label}_{uuid.uuid4().hex[:4]}")
@@ -188,6 +203,19 @@ def start_worker_node(
             f"{proc.stderr[-2000:]}"
         )
     return worker
+
+
+def _retried(start: Callable[[], _Node], attempts: int = 3) -> _Node:
+    """``start()``, again (fresh ports and temp dir) when Ray gave up waiting for its own
+    raylet to register: a fixed 30 s in ``ray start`` that a machine shared by many test
+    sessions can exceed. Any other failure is raised at once."""
+    for attempt in range(attempts):
+        try:
+            return start()
+        except RuntimeError as exc:
+            if "timed out during startup" not in str(exc) or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 # Runs inside the new mount namespace, as root: every path in PRT_KEEP is bind-mounted aside
@@ -221,8 +249,9 @@ _PYTHON_HOME = Path(os.path.realpath(sys.executable)).parent.parent
 
 
 def _node_env(extra: dict[str, str], isolated: bool) -> dict[str, str]:
+    dropped = ("RAY_ADDRESS", "TMPDIR") if isolated else ("RAY_ADDRESS",)
     env = {
-        **{k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "TMPDIR")},
+        **{k: v for k, v in os.environ.items() if k not in dropped},
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         # This Ray enables token auth when ~/.ray/auth_token exists; its own CLI and SDK
         # then send the token only when told to.
