@@ -221,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.node()}; "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
-        f"python {platform.python_version()}; best of {args.repeats}"
+        f"python {platform.python_version()}; best of {args.repeats}; load average "
+        f"{os.getloadavg()[0]:.1f} (other work on this machine slows every column alike)"
     )
     results: dict[tuple[str, int], dict[str, float]] = {}
     try:

@@ -252,6 +252,48 @@ def test_reading_a_large_file_holds_about_one_chunk_when_it_is_streamed(db):
         fs.delete_dir(path.rsplit("/", 1)[0])
 
 
+@pytest.mark.parametrize("db", DB_BACKENDS, indirect=True)
+def test_folders_copy_list_move_and_delete_when_pyarrow_drives_the_filesystem(db, tmp_path):
+    store, _ = db
+    fs = database_filesystem(store.blob_store())
+    root = f"tests/{uuid.uuid4().hex}"
+    source = tmp_path / "src"
+    (source / "sub").mkdir(parents=True)
+    (source / "a.txt").write_bytes(b"alpha")
+    (source / "sub" / "b.bin").write_bytes(os.urandom(5 * MiB))
+    try:
+        fs.create_dir(f"{root}/empty")
+        pafs.copy_files(str(source), f"{root}/copy", destination_filesystem=fs)
+        top = fs.get_file_info(pafs.FileSelector(root))
+        assert [(i.base_name, i.type) for i in top] == [
+            ("copy", pafs.FileType.Directory),
+            ("empty", pafs.FileType.Directory),
+        ]
+        deep = fs.get_file_info(pafs.FileSelector(f"{root}/copy", recursive=True))
+        assert [(i.path.removeprefix(f"{root}/copy/"), i.size) for i in deep] == [
+            ("a.txt", 5),
+            ("sub", None),
+            ("sub/b.bin", 5 * MiB),
+        ]
+        fs.move(f"{root}/copy", f"{root}/moved")
+        assert fs.get_file_info(f"{root}/copy").type == pafs.FileType.NotFound
+        back = tmp_path / "back"
+        back.mkdir()
+        pafs.copy_files(f"{root}/moved", str(back), source_filesystem=fs)
+        assert (back / "sub" / "b.bin").read_bytes() == (source / "sub" / "b.bin").read_bytes()
+        fs.copy_file(f"{root}/moved/a.txt", f"{root}/a-copy.txt")
+        with fs.open_input_stream(f"{root}/a-copy.txt") as f:
+            assert f.read() == b"alpha"
+        with pytest.raises(FileNotFoundError):
+            fs.get_file_info(pafs.FileSelector(f"{root}/nowhere"))
+        fs.delete_dir_contents(f"{root}/moved")  # the folder itself stays, as on a disk
+        assert fs.get_file_info(pafs.FileSelector(f"{root}/moved")) == []
+        assert fs.get_file_info(f"{root}/empty").type == pafs.FileType.Directory
+    finally:
+        fs.delete_dir(root)
+    assert fs.get_file_info(root).type == pafs.FileType.NotFound
+
+
 # -- nothing half-written ----------------------------------------------------------------------
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("db", DB_BACKENDS, indirect=True)
