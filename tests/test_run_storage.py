@@ -308,3 +308,37 @@ def test_pretrained_folder_is_copied_to_a_worker_on_another_node(tmp_path):
     assert (copy / "config.json").read_text() == '{"model_type": "bert"}'
     assert (copy / "sub" / "model.safetensors").read_bytes() == bytes(range(256)) * 40
     assert elsewhere.local_path() == str(copy)  # one copy per process
+
+
+@pytest.mark.timeout(400)
+def test_xgboost_best_round_is_kept_in_the_shared_storage_beside_the_runs_checkpoints(
+    forced_shared,
+):
+    from tabular_data import breast_cancer
+
+    store = pr.connect(PG_URL)
+    table = f"runs_{uuid.uuid4().hex[:8]}"
+    features = breast_cancer(store, table)
+    name = f"xgb-{uuid.uuid4().hex[:6]}"
+    try:
+        result = pr.XGBoostTrainer(
+            params={"objective": "binary:logistic", "eval_metric": "logloss", "eta": 0.5},
+            features=features,
+            label="target",
+            num_boost_round=200,
+            early_stopping_rounds=5,
+            name=name,
+        ).fit(
+            train=store.table(table, where={"split": "train"}, key="id"),
+            valid=store.table(table, where={"split": "valid"}, key="id"),
+        )
+        storage = store.models.run_storage()
+        best, _ = result.record.handles()["best"]
+        assert best.path == f"{result.path.rstrip('/')}/best_round"
+        assert best.filesystem.type_name == storage.storage_filesystem.type_name
+        assert store.models.get(name, handle="best").step < result.metrics["round"]
+        predicted = store.models.load(name).predict(pd.DataFrame({f: [0.0] for f in features}))
+        assert len(predicted) == 1
+    finally:
+        _drop(store, table)
+        store.close()
