@@ -22,7 +22,9 @@ pytestmark = pytest.mark.timeout(600)
 
 WORKER_TYPES = {
     "cpu_worker": {"resources": {"CPU": 2}, "min_workers": 0, "max_workers": 2},
-    "gpu_worker": {"resources": {"CPU": 1, "GPU": 1}, "min_workers": 0, "max_workers": 1},
+    # No CPU on the GPU type: the autoscaler never adds it for CPU work, so each scenario
+    # sees the CPUs it expects whatever the one before it left running.
+    "gpu_worker": {"resources": {"CPU": 0, "GPU": 1}, "min_workers": 0, "max_workers": 1},
 }
 
 
@@ -34,7 +36,7 @@ def cluster():
 
 
 def drive(cluster, tmp_path, code: str, timeout: float = 400) -> tuple[dict, str]:
-    """Run ``code`` as a driver joined to ``cluster``; it prints one JSON line last.
+    """Run ``code`` as a driver joined to ``cluster``; it prints one JSON line.
     Returns that JSON and the driver's stderr (where the plan's one line goes)."""
     script = tmp_path / "driver.py"
     script.write_text(textwrap.dedent(code))
@@ -47,7 +49,38 @@ def drive(cluster, tmp_path, code: str, timeout: float = 400) -> tuple[dict, str
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
+    # Ray's own lines (e.g. "(autoscaler +4s) Adding 1 node(s)...") may come after ours.
+    ours = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert ours, proc.stdout[-3000:]
+    return json.loads(ours[-1]), proc.stderr
+
+
+def test_use_gpu_goes_ahead_and_a_gpu_node_is_added_when_the_gpu_type_is_at_zero(cluster, tmp_path):
+    result, _ = drive(
+        cluster,
+        tmp_path,
+        """
+        import json, ray
+        from ray.train import ScalingConfig
+        from pinnacle_ray._runtime import ensure_ray
+        from pinnacle_ray.trainers.base import plan_for
+
+        ensure_ray()
+        gpus_before = ray.cluster_resources().get("GPU", 0)
+        plan = plan_for(ScalingConfig(num_workers=1, use_gpu=True))
+
+        @ray.remote(num_gpus=1, num_cpus=0)
+        def where():
+            return ray.get_runtime_context().get_node_id()
+
+        node = ray.get(where.remote(), timeout=180)  # the autoscaler adds a gpu_worker
+        gpus = [n["Resources"].get("GPU", 0) for n in ray.nodes() if n["NodeID"] == node]
+        print(json.dumps({"note": plan.note, "gpus_before": gpus_before, "gpus": gpus}))
+        """,
+    )
+    assert result["gpus_before"] == 0
+    assert "waits for the autoscaler to add gpu_worker {CPU: 0, GPU: 1}" in result["note"]
+    assert result["gpus"] == [1.0]
 
 
 def test_two_worker_fit_finishes_after_the_scale_up_when_the_head_has_no_cpus(cluster, tmp_path):
@@ -86,34 +119,6 @@ def test_two_worker_fit_finishes_after_the_scale_up_when_the_head_has_no_cpus(cl
     assert "cpu_worker {CPU: 2}" in waits[0]
 
 
-def test_use_gpu_goes_ahead_and_a_gpu_node_is_added_when_the_gpu_type_is_at_zero(cluster, tmp_path):
-    result, _ = drive(
-        cluster,
-        tmp_path,
-        """
-        import json, ray
-        from ray.train import ScalingConfig
-        from pinnacle_ray._runtime import ensure_ray
-        from pinnacle_ray.trainers.base import plan_for
-
-        ensure_ray()
-        gpus_before = ray.cluster_resources().get("GPU", 0)
-        plan = plan_for(ScalingConfig(num_workers=1, use_gpu=True))
-
-        @ray.remote(num_gpus=1, num_cpus=0)
-        def where():
-            return ray.get_runtime_context().get_node_id()
-
-        node = ray.get(where.remote(), timeout=180)  # the autoscaler adds a gpu_worker
-        gpus = [n["Resources"].get("GPU", 0) for n in ray.nodes() if n["NodeID"] == node]
-        print(json.dumps({"note": plan.note, "gpus_before": gpus_before, "gpus": gpus}))
-        """,
-    )
-    assert result["gpus_before"] == 0
-    assert "waits for the autoscaler to add gpu_worker {CPU: 1, GPU: 1}" in result["note"]
-    assert result["gpus"] == [1.0]
-
-
 def test_a_worker_no_node_type_can_hold_is_refused_within_seconds_naming_the_types(
     cluster, tmp_path
 ):
@@ -144,5 +149,5 @@ def test_a_worker_no_node_type_can_hold_is_refused_within_seconds_naming_the_typ
     assert "one worker needs {CPU: 4} on a single node, but no node can hold it" in result["error"]
     assert (
         "cpu_worker {CPU: 2}" in result["error"]
-        and "gpu_worker {CPU: 1, GPU: 1}" in result["error"]
+        and "gpu_worker {CPU: 0, GPU: 1}" in result["error"]
     )
