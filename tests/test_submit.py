@@ -33,7 +33,7 @@ from tabular_data import diabetes
 from text_data import sentiment_rows, tiny_bert
 
 import pinnacle_ray as pr
-from pinnacle_ray.jobs import JobRecords
+from pinnacle_ray.jobs import JobRecord, JobRecords
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -274,3 +274,22 @@ def test_submit_is_refused_when_an_argument_is_wrong(sqlite_store, kwargs, messa
 def test_jobs_get_names_recent_jobs_when_the_id_is_unknown(sqlite_store):
     with pytest.raises(pr.JobNotFound, match="no job 'pr-nope' in sqlite"):
         sqlite_store.jobs.get("pr-nope")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "mongo"])
+def test_store_jobs_gets_lists_and_waits_on_a_finished_job_when_the_store_is_sql_or_mongo(
+    kind, tmp_path, request
+):
+    url = tmp_path / "jobs.db" if kind == "sqlite" else request.getfixturevalue("mongo_uri")
+    store = pr.connect(url, artifact_root=tmp_path / "artifacts")
+    job_id, name = f"pr-done-{uuid.uuid4().hex[:8]}", f"done-{uuid.uuid4().hex[:6]}"
+    JobRecords(store).create(
+        JobRecord(job_id, name, "SUCCEEDED", model_name=name, metrics={"valid/r2": 0.5})
+    )
+
+    job = store.jobs.get(job_id)  # an ended job needs no cluster to read
+
+    assert (job.id, job.status()) == (job_id, "SUCCEEDED")
+    assert [j.id for j in store.jobs.list(name)] == [job_id]
+    result = job.wait()
+    assert (result.name, result.version, result.metrics) == (name, None, {"valid/r2": 0.5})
