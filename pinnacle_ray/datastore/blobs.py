@@ -80,6 +80,11 @@ class BlobStore(Protocol):
         """Give entry ``source`` the path ``target``, replacing what was there, in one step."""
         ...
 
+    def remove_orphans(self, older_than_s: float) -> int:
+        """Delete the chunks of writes that never committed (a killed writer) and are older
+        than ``older_than_s`` seconds; how many unfinished files were removed."""
+        ...
+
 
 def below(prefix: str, path: str) -> bool:
     """Whether ``path`` lies strictly inside folder ``prefix`` ("" is the root)."""

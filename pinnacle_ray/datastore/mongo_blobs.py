@@ -1,20 +1,21 @@
-"""Chunked files in MongoDB through GridFS (the ``pinnacle_blobs`` bucket).
+"""Chunked files in MongoDB, in GridFS's layout (the ``pinnacle_blobs`` bucket).
 
-GridFS (pymongo's ``GridFSBucket``) writes: it streams in chunks and inserts a file's
-``files`` document only after all its chunks, so a file is invisible until complete. Reads
-fetch one chunk document at a time from the standard GridFS layout, so a reader holds one
-chunk. A path is the GridFS ``filename``; writing a path again adds a revision and then
-removes the older ones, so readers always see one complete version. Directory markers are
-empty files with ``metadata.dir`` set.
+Files are stored as GridFS stores them (``<bucket>.files`` and ``<bucket>.chunks``, readable
+by ``gridfs.GridFSBucket`` and ``mongofiles``), one chunk document per insert and per read,
+so neither side holds more than a chunk. A file's ``files`` document is inserted only after
+all its chunks, so a file is invisible until complete. A path is the GridFS ``filename``;
+writing a path again adds a revision and then removes the older ones, so readers always
+see one complete version. Directory markers are empty files with ``metadata.dir`` set.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from bson import Binary, ObjectId
 
 from .blobs import DEFAULT_CHUNK_BYTES, BlobInfo, ChunkReader, ChunkWriter, below
 
@@ -38,6 +39,7 @@ class MongoBlobStore:
         self._store = store
         self._requested_chunk = chunk_bytes
         self.chunk_bytes = chunk_bytes or DEFAULT_CHUNK_BYTES
+        self._indexed = False
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return MongoBlobStore, (self._store, self._requested_chunk)
@@ -104,17 +106,10 @@ class MongoBlobStore:
         self._writer(path, {"dir": True}).close()
 
     def delete(self, paths: Sequence[str]) -> int:
-        import gridfs
-
         def remove(db: Any) -> int:
-            bucket = gridfs.GridFSBucket(db, BUCKET)
-            ids = [
-                d["_id"]
-                for d in db[f"{BUCKET}.files"].find({"filename": {"$in": list(paths)}}, {"_id": 1})
-            ]
-            for file_id in ids:
-                with contextlib.suppress(gridfs.errors.NoFile):  # removed concurrently
-                    bucket.delete(file_id)
+            files = db[f"{BUCKET}.files"]
+            ids = [d["_id"] for d in files.find({"filename": {"$in": list(paths)}}, {"_id": 1})]
+            _delete_ids(db, ids)
             return len(ids)
 
         return self._call(remove, "deleting blobs")
@@ -132,22 +127,48 @@ class MongoBlobStore:
 
         self._call(move, f"renaming blob {source!r}")
 
+    def remove_orphans(self, older_than_s: float) -> int:
+        """Delete chunks whose file document never came (a writer killed before closing)
+        and that are older than ``older_than_s`` seconds; how many files' chunks went."""
+        cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=older_than_s)
+
+        def sweep(db: Any) -> int:
+            files = {d["_id"] for d in db[f"{BUCKET}.files"].find({}, {"_id": 1})}
+            chunk_ids = {d["files_id"] for d in db[f"{BUCKET}.chunks"].find({}, {"files_id": 1})}
+            # GridFS file ids are ObjectIds, which carry their creation time.
+            stale = [i for i in chunk_ids - files if getattr(i, "generation_time", cutoff) < cutoff]
+            if stale:
+                db[f"{BUCKET}.chunks"].delete_many({"files_id": {"$in": stale}})
+            return len(stale)
+
+        return self._call(sweep, "removing orphan blob chunks")
+
     # -- internals -------------------------------------------------------------------------
     def _writer(self, path: str, metadata: dict[str, Any] | None) -> ChunkWriter:
-        import gridfs
+        # GridFS's own GridIn batches up to 48 MB of chunks in memory before inserting
+        # them; this writes the same documents one chunk at a time instead.
+        file_id = ObjectId()
+        self._ensure_indexes()
 
-        stream = self._call(
-            lambda db: gridfs.GridFSBucket(db, BUCKET).open_upload_stream(
-                path, chunk_size_bytes=self.chunk_bytes, metadata=metadata
-            ),
-            f"opening blob {path!r} for writing",
-        )
+        def put(n: int, data: bytes) -> None:
+            self._call(
+                lambda db: db[f"{BUCKET}.chunks"].insert_one(
+                    {"files_id": file_id, "n": n, "data": Binary(data)}
+                ),
+                f"writing blob {path!r}",
+            )
 
-        def put(_n: int, data: bytes) -> None:
-            self._call(lambda _db: stream.write(data), f"writing blob {path!r}")
-
-        def commit(_size: int) -> None:
-            self._call(lambda _db: stream.close(), f"publishing blob {path!r}")
+        def commit(size: int) -> None:
+            doc = {
+                "_id": file_id,
+                "length": size,
+                "chunkSize": self.chunk_bytes,
+                "uploadDate": _now_ms(),
+                "filename": path,
+            }
+            if metadata:
+                doc["metadata"] = metadata
+            self._call(lambda db: db[f"{BUCKET}.files"].insert_one(doc), f"publishing {path!r}")
             # Older revisions of the path go only now that the new one is complete.
             self._call(
                 lambda db: _delete_ids(
@@ -155,7 +176,7 @@ class MongoBlobStore:
                     [
                         d["_id"]
                         for d in db[f"{BUCKET}.files"].find(
-                            {"filename": path, "_id": {"$ne": stream._id}}, {"_id": 1}
+                            {"filename": path, "_id": {"$ne": file_id}}, {"_id": 1}
                         )
                     ],
                 ),
@@ -163,18 +184,39 @@ class MongoBlobStore:
             )
 
         def discard() -> None:
-            self._call(lambda _db: stream.abort(), f"discarding blob {path!r}")
+            self._call(
+                lambda db: db[f"{BUCKET}.chunks"].delete_many({"files_id": file_id}),
+                f"discarding blob {path!r}",
+            )
 
-        return ChunkWriter(self.chunk_bytes, put, commit, discard, stream._id)
+        return ChunkWriter(self.chunk_bytes, put, commit, discard, file_id)
+
+    def _ensure_indexes(self) -> None:
+        """GridFS's standard indexes, once per store object (creating them is idempotent)."""
+        if self._indexed:
+            return
+
+        def create(db: Any) -> None:
+            db[f"{BUCKET}.files"].create_index([("filename", 1), ("uploadDate", 1)])
+            db[f"{BUCKET}.chunks"].create_index([("files_id", 1), ("n", 1)], unique=True)
+
+        self._call(create, "creating the GridFS indexes")
+        self._indexed = True
 
     def _call(self, fn: Callable[[Any], T], context: str) -> T:
         return self._store._call(fn, context)
 
 
+def _now_ms() -> dt.datetime:
+    # BSON dates keep milliseconds; GridFS orders revisions by uploadDate.
+    now = dt.datetime.now(dt.timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
 def _delete_ids(db: Any, ids: list[Any]) -> None:
-    if ids:
-        db[f"{BUCKET}.chunks"].delete_many({"files_id": {"$in": ids}})
+    if ids:  # the file documents first: readers stop seeing them before chunks go
         db[f"{BUCKET}.files"].delete_many({"_id": {"$in": ids}})
+        db[f"{BUCKET}.chunks"].delete_many({"files_id": {"$in": ids}})
 
 
 def _info(doc: dict[str, Any]) -> BlobInfo:

@@ -143,7 +143,8 @@ class SqlBlobStore:
     def open_write(self, path: str) -> ChunkWriter:
         self._ensure()
         _check_path(path)
-        content_id = uuid.uuid4().hex
+        # Time first: remove_orphans() tells a dead writer's chunks from a live one's by it.
+        content_id = f"{time.time_ns():016x}{uuid.uuid4().hex[:16]}"
         chunk_bytes = self.chunk_bytes
 
         def put(n: int, data: bytes) -> None:
@@ -204,6 +205,23 @@ class SqlBlobStore:
                 raise FileNotFoundError(f"no entry {source!r} in the database's blob store")
             self._drop(conn, target)
             conn.execute(_files.update().where(_files.c.path == source).values(path=target))
+
+    def remove_orphans(self, older_than_s: float) -> int:
+        """Delete chunks that no file points at and that were started more than
+        ``older_than_s`` seconds ago (a writer killed before its commit); how many files'
+        chunks were removed. Younger ones may belong to a live writer and stay."""
+        self._ensure()
+        cutoff = time.time_ns() - int(older_than_s * 1e9)
+        known = sa.select(_files.c.content_id)
+        stmt = sa.select(_chunks.c.content_id).where(_chunks.c.content_id.not_in(known)).distinct()
+        with self._store._errors("listing orphan blob chunks"), self._engine.connect() as conn:
+            ids = list(conn.execute(stmt).scalars())
+        stale = [i for i in ids if _started_ns(i) < cutoff]
+        with self._store._errors("removing orphan blob chunks"), self._engine.begin() as conn:
+            for start in range(0, len(stale), 500):
+                batch = stale[start : start + 500]
+                conn.execute(_chunks.delete().where(_chunks.c.content_id.in_(batch)))
+        return len(stale)
 
     # -- internals -------------------------------------------------------------------------
     @property
@@ -272,6 +290,13 @@ class SqlBlobStore:
                 if not sa.inspect(self._engine).has_table(CHUNKS_TABLE):
                     raise
         self._ready = True
+
+
+def _started_ns(content_id: str) -> int:
+    try:
+        return int(content_id[:16], 16)
+    except ValueError:
+        return 0  # not ours to date: old enough
 
 
 def _select_info() -> sa.Select:

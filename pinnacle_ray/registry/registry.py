@@ -225,6 +225,12 @@ class ModelRegistry:
         to run concurrently. Returns what was removed.
         """
         delta = older_than_delta(older_than)
+        if self.artifact_root.startswith(f"{DB_SCHEME}://"):
+            # Chunks of blobs whose writer died before committing (registrations and Ray
+            # Train checkpoint uploads alike): invisible, but they take space.
+            orphans = self.store.blob_store().remove_orphans(delta.total_seconds())  # type: ignore[attr-defined]
+            if orphans:
+                logger.info("removed the chunks of %d unfinished blob(s)", orphans)
         if not self._ensure(create=False):
             return CleanupReport()
         return remove_leftovers(self.store, self.tables, self._files, delta)
