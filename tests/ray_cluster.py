@@ -93,7 +93,7 @@ class WorkerNode:
     def raylet_pid(self) -> int:
         """The pid of this node's raylet; ``LookupError`` once it is gone."""
         for pid in self.pids():
-            if _cmdline(pid).split(" ", 1)[0].endswith("/raylet"):
+            if _is_raylet_of(pid, self.temp_dir):
                 return pid
         raise LookupError(f"no raylet runs for the node with temp dir {self.temp_dir}")
 
@@ -295,11 +295,7 @@ def _run_on(
     if temp_dir is None:
         return subprocess.run(args, **kwargs)
     raylet = next(
-        (
-            p
-            for p in _cluster_pids(str(temp_dir))
-            if _cmdline(p).split(" ", 1)[0].endswith("/raylet")
-        ),
+        (p for p in _cluster_pids(str(temp_dir)) if _is_raylet_of(p, temp_dir)),
         None,
     )
     if raylet is None:
@@ -319,6 +315,13 @@ def _end(pids: list[int]) -> None:
         pids = [p for p in pids if _alive(p)]
         if not pids:
             return
+
+
+def _is_raylet_of(pid: int, temp_dir: Path) -> bool:
+    """Whether ``pid`` is the raylet of the node with ``temp_dir`` (its sockets live under
+    it; the head's temp dir is a prefix of its worker nodes' dirs, hence the slash)."""
+    cmdline = _cmdline(pid)
+    return cmdline.split(" ", 1)[0].endswith("/raylet") and f"={temp_dir}/" in cmdline
 
 
 def _cmdline(pid: int) -> str:
