@@ -67,7 +67,8 @@ class LocalCluster:
         with ``start_worker_node`` name this temp dir too, so they end with it."""
         _end(_cluster_pids(str(self.temp_dir)))
         if self.isolated:
-            shutil.rmtree(self.temp_dir, ignore_errors=True)
+            for folder in (self.temp_dir, *self.temp_dir.parent.glob(f"{self.temp_dir.name}_*")):
+                shutil.rmtree(folder, ignore_errors=True)  # the head's, its worker nodes'
 
     def run(self, args: list[str], **kwargs) -> subprocess.CompletedProcess:
         """Run ``args`` as a process on this node: inside its mount namespace when isolated
