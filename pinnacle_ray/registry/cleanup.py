@@ -25,7 +25,7 @@ from ..errors import ColumnNotFound, ConfigError, TableNotFound
 from .schema import RegistryTables
 from .storage import ArtifactRoot
 
-__all__ = ["DEFAULT_OLDER_THAN", "CleanupReport", "remove_leftovers"]
+__all__ = ["DEFAULT_OLDER_THAN", "CleanupReport", "remove_leftovers", "remove_old_runs"]
 
 logger = logging.getLogger("pinnacle_ray.registry")
 
@@ -42,9 +42,10 @@ class CleanupReport:
 
     pending: list[tuple[str, int]] = field(default_factory=list)
     folders: list[str] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.pending or self.folders)
+        return bool(self.pending or self.folders or self.runs)
 
     def __str__(self) -> str:
         if not self:
@@ -55,6 +56,8 @@ class CleanupReport:
             parts.append(f"{len(self.pending)} unfinished version(s) ({shown})")
         if self.folders:
             parts.append(f"{len(self.folders)} orphan artifact folder(s)")
+        if self.runs:
+            parts.append(f"{len(self.runs)} old Ray Train run folder(s)")
         return "removed " + " and ".join(parts)
 
 
@@ -94,6 +97,29 @@ def remove_leftovers(
     report = CleanupReport(sorted(pending), folders)
     logger.info("registry cleanup in %s: %s", store.url, report)
     return report
+
+
+def remove_old_runs(fs: pafs.FileSystem, storage_path: str, older_than: dt.timedelta) -> list[str]:
+    """Delete the Ray Train run folders under ``storage_path`` (the shared run storage:
+    in the database, or ``_ray_train`` under an ``s3://``/``gs://``/``file://`` root) whose
+    last write is older than ``older_than``; their paths.
+
+    Ray Train keeps every run's checkpoints until someone deletes them. A registered version
+    has its own copy under the artifact root, so an old run folder is only needed to resume
+    that Ray Train run by name or to read ``TrainResult.checkpoint`` in the process that
+    trained it; in a database it would otherwise grow without bound."""
+    cutoff = dt.datetime.now(dt.timezone.utc) - older_than
+    base = storage_path.rstrip("/") or "/"
+    removed = []
+    for run in _children(fs, base):
+        if _newest(fs, run.path) > cutoff:
+            continue  # a live run keeps writing: leave it
+        try:
+            fs.delete_dir(run.path)
+        except FileNotFoundError:
+            continue  # a concurrent cleanup removed it
+        removed.append(run.path)
+    return sorted(removed)
 
 
 def _remove_orphans(store: Datastore, files: ArtifactRoot, cutoff: dt.datetime) -> list[str]:

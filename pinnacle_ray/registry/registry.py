@@ -11,6 +11,7 @@ removes them once they are older than a threshold.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -29,7 +30,13 @@ from ..datastore.base import Datastore
 from ..errors import ConfigError, DuplicateKey, ModelNotFound, RegistryError, TableNotFound
 from .aliases import DEFAULT_ALIAS, AliasBook, HandleMove, is_checkpoint_handle, validate_alias
 from .artifacts import Manifest
-from .cleanup import DEFAULT_OLDER_THAN, CleanupReport, older_than_delta, remove_leftovers
+from .cleanup import (
+    DEFAULT_OLDER_THAN,
+    CleanupReport,
+    older_than_delta,
+    remove_leftovers,
+    remove_old_runs,
+)
 from .db_filesystem import database_filesystem
 from .flavors import Predictor
 from .lineage import from_json, mask_secrets, to_json
@@ -216,15 +223,31 @@ class ModelRegistry:
         logger.info("removed %s version(s) %s", name, sorted(removed))
         return sorted(removed)
 
-    def cleanup(self, older_than: dt.timedelta | float = DEFAULT_OLDER_THAN) -> CleanupReport:
+    def cleanup(
+        self,
+        older_than: dt.timedelta | float = DEFAULT_OLDER_THAN,
+        *,
+        runs_older_than: dt.timedelta | float | None = None,
+    ) -> CleanupReport:
         """Remove what killed registrations left: ``pending`` versions and artifact folders
         no row references, older than ``older_than`` (a timedelta or seconds; default 1 h).
 
         Their version numbers are free again. Anything younger is left alone, so a live
         registration is never touched (keep the threshold above the longest upload); safe
-        to run concurrently. Returns what was removed.
+        to run concurrently. With ``runs_older_than`` (e.g. ``timedelta(days=7)``), Ray Train
+        run folders in the shared run storage (:meth:`run_storage`: the database, or the
+        ``s3://``/``gs://``/``file://`` root) untouched for that long go too: registered
+        versions keep their own copies, and Ray never deletes a run's checkpoints itself.
+        Returns what was removed.
         """
         delta = older_than_delta(older_than)
+        runs_delta = None if runs_older_than is None else older_than_delta(runs_older_than)
+        runs: list[str] = []
+        storage = self.run_storage()
+        if runs_delta is not None and storage.shared and storage.storage_path is not None:
+            runs = remove_old_runs(storage.storage_filesystem, storage.storage_path, runs_delta)
+            if runs:
+                logger.info("removed %d old Ray Train run folder(s)", len(runs))
         if self.artifact_root.startswith(f"{DB_SCHEME}://"):
             # Chunks of blobs whose writer died before committing (registrations and Ray
             # Train checkpoint uploads alike): invisible, but they take space.
@@ -232,8 +255,9 @@ class ModelRegistry:
             if orphans:
                 logger.info("removed the chunks of %d unfinished blob(s)", orphans)
         if not self._ensure(create=False):
-            return CleanupReport()
-        return remove_leftovers(self.store, self.tables, self._files, delta)
+            return CleanupReport(runs=runs)
+        report = remove_leftovers(self.store, self.tables, self._files, delta)
+        return dataclasses.replace(report, runs=runs)
 
     def run_storage(self) -> RunStorage:
         """Where Ray Train should keep run checkpoints so every node of a cluster reads them:
