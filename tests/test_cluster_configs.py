@@ -99,6 +99,24 @@ def test_kuberay_images_are_the_packages_own_build():
                 assert container["image"].startswith(f"pinnacle-ray:{project['version']}")
 
 
+@pytest.mark.parametrize("path", KUBERAY, ids=lambda p: p.name)
+def test_kuberay_pods_get_the_store_and_an_optional_artifact_root_and_no_disk(path):
+    """Every pod reads the store (and, when the secret has one, the artifact root) from the
+    secret, and none mounts a node's disk: models and checkpoints live in the database or
+    under the artifact root, so pods can come and go."""
+    for name, group in _pods(yaml.safe_load(path.read_text())):
+        pod = group["template"]["spec"]
+        assert not any("hostPath" in v for v in pod.get("volumes", [])), name
+        for container in pod["containers"]:
+            env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+            assert env["PINNACLE_STORE"] == {"name": "pinnacle-store", "key": "url"}, name
+            assert env["PINNACLE_ARTIFACT_ROOT"] == {
+                "name": "pinnacle-store",
+                "key": "artifact_root",
+                "optional": True,
+            }, name
+
+
 # -- the resource planner on each config's node types --------------------------------------
 from ray.train import ScalingConfig  # noqa: E402
 
