@@ -6,6 +6,13 @@ the database (PostgreSQL, the Mongo stand-in) and the local S3 server are shared
 One cluster serves the whole module. Each scenario's driver runs in its own process
 (``multinode_driver.py``) joined to the cluster, as a user's script would; the test process
 keeps its session-wide local Ray untouched.
+
+``./dev test`` runs this module in a pytest process of its own, after the rest of the suite.
+Run in one process after all the other modules (2026-12-05, 911 others passed), the cluster's
+first job was refused by its runtime-env agent ("403 Forbidden: Invalid authentication
+token") and every scenario errored at set-up; run on its own, right after, all passed. The
+cause (some state the earlier modules leave in the test process and pass on to the nodes'
+environment) is not found yet.
 """
 
 from __future__ import annotations
