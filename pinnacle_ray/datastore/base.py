@@ -115,25 +115,31 @@ class ModelCatalog(Protocol):
     def cleanup(self, older_than: Any = ...) -> Any: ...
 
 
-_factory: Callable[[Datastore], ModelCatalog] | None = None
+# What builds ``store.models`` and ``store.jobs``, installed by the package that implements
+# each when it is imported: (attribute, package) -> factory.
+_factories: dict[str, Callable[[Datastore], Any]] = {}
+
+
+def _make(attribute: str, package: str, what: str, store: Datastore) -> Any:
+    """``store.<attribute>`` from the factory ``package`` installs (imported on first use)."""
+    if attribute not in _factories:
+        importlib.import_module(package)  # installs its factory
+    if attribute not in _factories:
+        raise ConfigError(
+            f"no {what} is installed; import pinnacle_ray (or {package}) before using "
+            f"store.{attribute}"
+        )
+    return _factories[attribute](store)
 
 
 def set_models_factory(factory: Callable[[Datastore], ModelCatalog]) -> None:
     """Install what builds ``store.models`` (called by ``pinnacle_ray.registry`` on import)."""
-    global _factory
-    _factory = factory
+    _factories["models"] = factory
 
 
 def make_models(store: Datastore) -> ModelCatalog:
     """A new model registry over ``store``, from the installed factory."""
-    if _factory is None:
-        importlib.import_module("pinnacle_ray.registry")  # installs its factory
-    if _factory is None:
-        raise ConfigError(
-            "no model registry is installed; import pinnacle_ray (or pinnacle_ray.registry) "
-            "before using store.models"
-        )
-    return _factory(store)
+    return _make("models", "pinnacle_ray.registry", "model registry", store)
 
 
 class JobCatalog(Protocol):
@@ -158,22 +164,11 @@ class JobCatalog(Protocol):
     def record_fit(self, name: str, fit: Callable[[], Any]) -> Any: ...
 
 
-_jobs_factory: Callable[[Datastore], JobCatalog] | None = None
-
-
 def set_jobs_factory(factory: Callable[[Datastore], JobCatalog]) -> None:
     """Install what builds ``store.jobs`` (called by ``pinnacle_ray.jobs`` on import)."""
-    global _jobs_factory
-    _jobs_factory = factory
+    _factories["jobs"] = factory
 
 
 def make_jobs(store: Datastore) -> JobCatalog:
     """The jobs of ``store``, from the installed factory (``pinnacle_ray.jobs``)."""
-    if _jobs_factory is None:
-        importlib.import_module("pinnacle_ray.jobs")  # installs its factory
-    if _jobs_factory is None:
-        raise ConfigError(
-            "no job catalog is installed; import pinnacle_ray (or pinnacle_ray.jobs) before "
-            "using store.jobs"
-        )
-    return _jobs_factory(store)
+    return _make("jobs", "pinnacle_ray.jobs", "job catalog", store)
