@@ -20,6 +20,7 @@ import pytest
 import ray
 import sqlalchemy as sa
 from multinode_s3 import LocalS3, start_s3
+from ray_cluster import LocalCluster, start_head
 
 import pinnacle_ray as pr
 from pinnacle_ray._quiet_logging import worker_env
@@ -120,6 +121,17 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3]:
     server = start_s3(log=tmp_path_factory.mktemp("s3") / "moto.log")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    """A Ray cluster of the module's own (``ray start --head``, 2 CPUs, token auth on), for
+    tests that submit Ray jobs; stopped by its processes' ids after the module."""
+    head = start_head(num_cpus=2)
+    try:
+        yield head
+    finally:
+        head.stop()
 
 
 @pytest.fixture

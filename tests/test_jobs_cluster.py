@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ray_cluster import BIN, LocalCluster, start_head
+from ray_cluster import BIN, LocalCluster
 
 import pinnacle_ray as pr
 from pinnacle_ray.jobs import JobRecord, JobRecords
@@ -37,15 +36,6 @@ predict:
   query: {{table: patients, key: id}}
   output: forest_predictions
 """
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalCluster]:
-    head = start_head(num_cpus=2)
-    try:
-        yield head
-    finally:
-        head.stop()
 
 
 @pytest.fixture(scope="module")

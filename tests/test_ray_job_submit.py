@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PG_URL, Tables
-from ray_cluster import BIN, LocalCluster, start_head
+from ray_cluster import BIN, LocalCluster
 from tabular_data import diabetes
 
 import pinnacle_ray as pr
@@ -25,15 +25,6 @@ from pinnacle_ray.jobs import JobRecord, JobRecords
 pytestmark = pytest.mark.timeout(600)
 
 SCRIPTS = Path(__file__).parent / "submit_scripts"
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalCluster]:
-    head = start_head(num_cpus=2)
-    try:
-        yield head
-    finally:
-        head.stop()
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ import torch
 from conftest import PG_URL as SERVER_URL
 from conftest import Tables
 from ray.train import ScalingConfig
-from ray_cluster import BIN, LocalCluster, start_head
+from ray_cluster import BIN, LocalCluster
 from sklearn.linear_model import Ridge
 from sqlalchemy.engine import make_url
 from tabular_data import diabetes
@@ -43,15 +43,6 @@ _URL = make_url(SERVER_URL)
 PASSWORD = _URL.password or "s3cret-pw"
 PG_URL = _URL.set(password=PASSWORD).render_as_string(hide_password=False)
 FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalCluster]:
-    head = start_head(num_cpus=2)
-    try:
-        yield head
-    finally:
-        head.stop()
 
 
 @pytest.fixture(scope="module")
