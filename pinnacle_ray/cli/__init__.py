@@ -31,6 +31,7 @@ from ._models import (
 )
 from ._output import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, STORE_ENV
 from ._run import cmd_predict, cmd_quickstart, cmd_sweep, cmd_train
+from ._sweeps import cmd_sweeps_show
 
 __all__ = ["build_parser", "main"]
 
@@ -109,11 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
                  "pinnacle-ray models list --store sqlite:///shop.db", [out, store])  # fmt: skip
     p.add_argument("name", nargs="?", help="only this model")
     p.set_defaults(func=cmd_models_list)
-    p = _command(msub, "show", "one version: metrics, config, lineage, files",
-                 "pinnacle-ray models show house-price --version 2 --store sqlite:///shop.db",
-                 [out, store])  # fmt: skip
+    p = _command(msub, "show", "one version's model card: metrics, data, how to use it; "
+                 "--plot draws its metric curves",
+                 "pinnacle-ray models show house-price --version 2 --plot curves.png "
+                 "--store sqlite:///shop.db", [out, store])  # fmt: skip
     p.add_argument("name")
     p.add_argument("--version", type=int, help="default: the latest")
+    p.add_argument("--plot", metavar="PNG", help="draw the train/valid curves into this PNG")
     p.set_defaults(func=cmd_models_show)
     p = _command(msub, "rm", "remove a version (or every version) and its files",
                  "pinnacle-ray models rm house-price --version 1 --yes --store sqlite:///shop.db",
@@ -143,6 +146,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only what is older than this (default: 3600; keep it above the "
                    "longest registration)")  # fmt: skip
     p.set_defaults(func=cmd_models_cleanup)
+
+    sweeps = _command(sub, "sweeps", "show recorded sweeps and plot them",
+                      "pinnacle-ray sweeps show house-sweep --store sqlite:///shop.db",
+                      [])  # fmt: skip
+    ssub = sweeps.add_subparsers(dest="sweeps_command", metavar="ACTION", required=True)
+    p = _command(ssub, "show", "a sweep's trials, best first; --plot draws the metric "
+                 "against each swept parameter",
+                 "pinnacle-ray sweeps show house-sweep --plot sweep.png --store sqlite:///shop.db",
+                 [out, store])  # fmt: skip
+    p.add_argument("name", help="the sweep's name (pr.sweep(..., name=...))")
+    p.add_argument("--plot", metavar="PNG", help="draw the metric against each parameter")
+    p.set_defaults(func=cmd_sweeps_show)
 
     p = _command(sub, "submit", "run a spec as a Ray job (recorded in the spec's store)",
                  "pinnacle-ray submit examples/specs/xgboost.yaml --address "

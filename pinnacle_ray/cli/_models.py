@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from ..errors import ConfigError
+from ..registry.cards import card_text
 from ._output import EXIT_OK, connect, emit_json, metrics_text, table, when
 
 __all__ = [
@@ -46,19 +46,25 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 def cmd_models_show(args: argparse.Namespace) -> int:
     store = connect(args)
     v = store.models.get(args.name, version=args.version)
+    card = store.models.card(v.name, version=v.version)
+    plotted = None
+    if getattr(args, "plot", None):
+        from ._plots import plot_history
+
+        frame = store.models.metrics(v.name, version=v.version)
+        plotted = plot_history(frame, args.plot, f"{v.name} version {v.version}")
     info = _version_dict(v)
     if args.json:
-        emit_json(info)
+        emit_json({**info, "card": card, **({"plot": args.plot} if plotted else {})})
         return EXIT_OK
-    for key in ("name", "version", "framework", "created_at", "handles", "parent_version",
-                "artifact_uri", "size_bytes", "sha256"):  # fmt: skip
-        print(f"{key:15} {info[key]}")
-    for section in ("metrics", "config", "lineage"):
-        print(f"{section}:")
-        print(
-            "  "
-            + json.dumps(info[section], indent=2, default=str, sort_keys=True).replace("\n", "\n  ")
-        )
+    print(card_text(card))
+    print("  files")
+    for key in ("handles", "parent_version", "artifact_uri", "size_bytes", "sha256"):
+        if info[key] not in (None, []):
+            value = ", ".join(info[key]) if isinstance(info[key], list) else info[key]
+            print(f"    {key:14} {value}")
+    if plotted:
+        print(f"curves of {', '.join(plotted)} written to {args.plot}")
     return EXIT_OK
 
 

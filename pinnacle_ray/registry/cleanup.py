@@ -83,7 +83,8 @@ def remove_leftovers(
     folders under the artifact root that are older than that and referenced by no row."""
     cutoff = dt.datetime.now(dt.timezone.utc) - older_than
     pending = []
-    if tables.models in store.tables():
+    existing = set(store.tables())
+    if tables.models in existing:
         rows = _rows(store, tables.models, {"status": PENDING}, ["name", "version", "created_at"])
         for row in rows:
             if _utc(row["created_at"]) > cutoff:
@@ -93,6 +94,9 @@ def remove_leftovers(
             # Only while still pending: a row that became ready meanwhile is kept.
             if store.delete(tables.models, {**where, "status": PENDING}):
                 pending.append((row["name"], int(row["version"])))
+                for extra in (tables.history, tables.cards):  # written before "ready"
+                    if extra in existing:
+                        store.delete(extra, where)
     folders = _remove_orphans(store, files, cutoff)
     report = CleanupReport(sorted(pending), folders)
     logger.info("registry cleanup in %s: %s", store.url, report)

@@ -18,9 +18,9 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -30,6 +30,7 @@ from ..datastore.base import Datastore
 from ..errors import ConfigError, DuplicateKey, ModelNotFound, RegistryError, TableNotFound
 from .aliases import DEFAULT_ALIAS, AliasBook, HandleMove, is_checkpoint_handle, validate_alias
 from .artifacts import Manifest
+from .cards import CARD_FACTS, CARD_KEY, CARDS, build_card
 from .cleanup import (
     DEFAULT_OLDER_THAN,
     CleanupReport,
@@ -39,6 +40,14 @@ from .cleanup import (
 )
 from .db_filesystem import database_filesystem
 from .flavors import Predictor
+from .history import (
+    history_frame,
+    history_rows,
+    read_history,
+    trial_history_schema,
+    version_history_schema,
+    write_history,
+)
 from .lineage import from_json, mask_secrets, to_json
 from .records import (
     CheckpointRecord,
@@ -61,6 +70,9 @@ from .schema import (
 )
 from .storage import ArtifactRoot, ModelFiles, RunStorage
 from .sweeps import SweepTrial, read_trials, write_trials
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["ModelRegistry"]
 
@@ -127,14 +139,23 @@ class ModelRegistry:
         lineage: Mapping[str, Any] | None = None,
         parent_version: int | None = None,
         checkpoints: Mapping[str, CheckpointSpec] | None = None,
+        history: Sequence[Any] | None = None,
+        card: Mapping[str, Any] | None = None,
     ) -> ModelVersion:
         """Store the model in local folder ``artifact_dir`` (and its ``checkpoints`` by handle)
-        as the next version of ``name``; it is visible only once everything is stored."""
+        as the next version of ``name``; it is visible only once everything is stored.
+
+        ``history`` is every report of the run (metric dicts or report-stream ``Report``s),
+        read back by :meth:`metrics`; ``card`` adds what only the trainer knows to the
+        version's model card (``features``, ``label``, ``listen``, ``mode``, ``description``;
+        see :meth:`card`)."""
         name = validate_name(name)
         framework = validate_framework(framework)
         parent_version = validate_version(parent_version)
         source = _local_dir(artifact_dir, "artifact_dir")
         specs = _checkpoint_specs(checkpoints)
+        reports = history_rows(history or [])
+        facts = _card_facts(card)
         texts = {
             "metrics": to_json(dict(metrics or {})),
             "config": to_json(mask_secrets(dict(config or {}))),
@@ -169,6 +190,12 @@ class ModelRegistry:
             }
             claimed = self._claim(row)
             row.update(version=claimed)
+            owner = {"name": name, "version": claimed}
+            if reports:
+                write_history(
+                    self.store, self.tables.history, owner, version_history_schema(), reports
+                )
+            self._write_card(row, facts)
             if handles:
                 rows = [
                     {
@@ -210,6 +237,7 @@ class ModelRegistry:
             where = {"name": name, "version": int(row["version"])}
             self.store.delete(self.tables.checkpoints, where)
             self.store.delete(self.tables.models, where)
+            self._delete_extras(where)
             removed.append(int(row["version"]))
             try:
                 # Only a folder under the root: a tampered row must not delete anything else.
@@ -401,6 +429,86 @@ class ModelRegistry:
         assert isinstance(record, ModelVersion)
         return record, handle
 
+    # -- metric history and model cards ---------------------------------------------------
+    def metrics(self, name: str, version: int | None = None) -> pd.DataFrame:
+        """Every report of the run that made ``version`` of ``name`` (default: the latest),
+        one row per report in order: ``step``, ``epoch``, ``time`` (UTC), ``checkpoint``, then
+        a column per metric. Empty (same leading columns) for a version registered without
+        a history.
+
+        Example::
+
+            frame = store.models.metrics("mlp")
+            frame.plot(x="step", y=["train/loss", "valid/loss"])
+        """
+        name = validate_name(name)
+        version = validate_version(version)
+        row = self._version_row(name, version)
+        owner = {"name": name, "version": int(row["version"])}
+        return history_frame(read_history(self.store, self.tables.history, owner))
+
+    def trial_metrics(self, sweep: str, trial_id: str | None = None) -> pd.DataFrame:
+        """Every report of the trials of ``sweep`` (or of one ``trial_id``), as
+        :meth:`metrics`, with a ``trial_id`` column first; trials in the order
+        :meth:`sweeps` lists them."""
+        import pandas as pd
+
+        trials = [t for t in self.sweeps(sweep) if trial_id is None or t.trial_id == trial_id]
+        if not trials:
+            known = [t.trial_id for t in self.sweeps(sweep)]
+            raise ModelNotFound(
+                f"no sweep named {sweep!r} in {self.store.url}"
+                if not known
+                else f"sweep {sweep!r} has no trial {trial_id!r}; its trials are {known}"
+            )
+        frames = []
+        for t in trials:
+            owner = {"sweep": t.sweep, "trial_id": t.trial_id}
+            frame = history_frame(read_history(self.store, self.tables.trial_history, owner))
+            frame.insert(0, "trial_id", t.trial_id)
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True)
+
+    def record_trial_history(self, sweep: str, trial_id: str, reports: Sequence[Any]) -> int:
+        """Store every report of one sweep trial (replacing what it had); the rows written."""
+        owner = {"sweep": validate_name(sweep), "trial_id": str(trial_id)}
+        return write_history(
+            self.store,
+            self.tables.trial_history,
+            owner,
+            trial_history_schema(),
+            history_rows(reports),
+        )
+
+    def card(self, name: str, version: int | None = None) -> dict[str, Any]:
+        """The model card of ``version`` of ``name`` (default: the latest): framework,
+        features and label, metrics (the listened one first), the data it was trained on
+        (query, rows, key watermark, datastore URL with the password masked), created_at,
+        and how to load and predict. ``card_text(card)`` renders it.
+
+        A version registered before cards existed gets one built from its record."""
+        name = validate_name(name)
+        version = validate_version(version)
+        row = self._version_row(name, version)
+        where = {"name": name, "version": int(row["version"])}
+        if self.tables.cards in self.store.tables():
+            found = self._read(self.tables.cards, where)
+            if found:
+                return from_json(found[0]["card"])
+        return _card_of(row, {})
+
+    def _write_card(self, row: Mapping[str, Any], facts: Mapping[str, Any]) -> None:
+        card = _card_of(row, facts)
+        data = {"name": row["name"], "version": row["version"], "card": to_json(card)}
+        self.store.write(self.tables.cards, _arrow([data], CARDS), CARD_KEY)
+
+    def _delete_extras(self, where: Mapping[str, Any]) -> None:
+        """Remove a version's history and card rows (tables that exist only)."""
+        existing = set(self.store.tables())
+        for table in (self.tables.history, self.tables.cards):
+            if table in existing:
+                self.store.delete(table, dict(where))
+
     # -- promoted handles (aliases) --------------------------------------------------------
     def promote(
         self, name: str, version: int | None = None, handle: str = DEFAULT_ALIAS
@@ -573,6 +681,7 @@ class ModelRegistry:
     def _release(self, name: str, version: int) -> None:
         where = {"name": name, "version": version}
         try:
+            self._delete_extras(where)
             self.store.delete(self.tables.checkpoints, where)
             self.store.delete(self.tables.models, where)
         except Exception as exc:  # the original failure matters more; say what is left
@@ -653,6 +762,34 @@ def _version(row: Mapping[str, Any], handles: list[str]) -> ModelVersion:
         size_bytes=int(row["size_bytes"]),
         parent_version=int(parent) if parent is not None else None,
         handles=tuple(handles),
+    )
+
+
+def _card_facts(card: Mapping[str, Any] | None) -> dict[str, Any]:
+    if card is None:
+        return {}
+    if not isinstance(card, Mapping):
+        raise ConfigError(f"card must be a dict of {list(CARD_FACTS)}, got {type(card).__name__}")
+    unknown = sorted(set(card) - set(CARD_FACTS))
+    if unknown:
+        raise ConfigError(
+            f"card has unknown entries {unknown}; a model card takes {list(CARD_FACTS)} (the "
+            "rest comes from the version)"
+        )
+    return dict(card)
+
+
+def _card_of(row: Mapping[str, Any], facts: Mapping[str, Any]) -> dict[str, Any]:
+    lineage = _json(row["lineage"])
+    return build_card(
+        name=row["name"],
+        version=int(row["version"]),
+        framework=row["framework"],
+        created_at=_utc(row["created_at"]),
+        metrics=_json(row["metrics"]),
+        lineage=lineage,
+        facts=facts,
+        tracking=lineage.get("tracking") if isinstance(lineage.get("tracking"), Mapping) else None,
     )
 
 

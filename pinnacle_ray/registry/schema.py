@@ -90,3 +90,18 @@ class RegistryTables:
     @property
     def sweeps(self) -> str:
         return f"{self.prefix}_sweeps"
+
+    @property
+    def history(self) -> str:
+        """Every report of a registered version's run; see ``history.py``."""
+        return f"{self.prefix}_metric_history"
+
+    @property
+    def trial_history(self) -> str:
+        """Every report of each sweep trial; see ``history.py``."""
+        return f"{self.prefix}_trial_history"
+
+    @property
+    def cards(self) -> str:
+        """Each version's model card; see ``cards.py``."""
+        return f"{self.prefix}_model_cards"

@@ -73,6 +73,20 @@ class TrainResult:
     ray_result: Any = field(default=None, repr=False)
     record: Any = field(default=None, repr=False)
 
+    @property
+    def history(self) -> Any:
+        """Every report of the run as a pandas DataFrame, one row per report in order:
+        ``step``, ``epoch``, ``time`` (UTC), ``checkpoint``, then a column per metric (the
+        same frame ``store.models.metrics(name, version)`` reads back)."""
+        from ..registry.history import history_frame
+
+        reports = getattr(self, "reports", None) or getattr(self.record, "history", None) or []
+        if not reports and self.record is not None:
+            reports = [m for _, m in self.record.reported]
+        elif not reports:
+            reports = [self.metrics] if self.metrics else []
+        return history_frame(reports)
+
 
 def plan_for(scaling: ScalingConfig | None) -> ResourcePlan:
     """Fit ``scaling`` and the data reads into the current cluster, per node and with what

@@ -14,7 +14,7 @@ import math
 import shutil
 import tempfile
 from contextlib import ExitStack
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import ray.train
 from ..errors import MetricNotReported
 from ..registry import CheckpointSpec
 from ..registry.flavors import META_FILE
+from ..registry.history import history_frame, history_rows
 
 __all__ = ["RunRecord", "check_listened", "choose_handles", "json_safe", "register_run"]
 
@@ -93,7 +94,8 @@ class RunRecord:
 
     ``parent`` is the registered model the run resumed from: recorded in the lineage, and
     as the parent version when it has the same name (a version number only means
-    something under its own name).
+    something under its own name). ``history`` is every report of the run, in order
+    (report-stream ``Report``s, or ``HistoryRow`` dicts after :meth:`from_json`).
     """
 
     name: str
@@ -106,6 +108,7 @@ class RunRecord:
     config: dict[str, Any]
     lineage: dict[str, Any]
     parent: dict[str, Any] | None = None
+    history: list[Any] = field(default_factory=list)
 
     def handles(self) -> dict[str, Reported]:
         """Each handle and the reported checkpoint it names."""
@@ -116,6 +119,22 @@ class RunRecord:
         handles = self.handles()
         main = handles.get("best") or handles.get("latest")
         return _public(main[1]) if main is not None else {}
+
+    def history_frame(self) -> Any:
+        """Every report of the run as a pandas DataFrame (see ``store.models.metrics``)."""
+        return history_frame(self.history)
+
+    def card_facts(self) -> dict[str, Any]:
+        """What the version's model card takes from the trainer: features, label, listen."""
+        features = self.meta.get("features") or self.meta.get("text_columns") or []
+        return json_safe(
+            {
+                "features": list(features) if isinstance(features, (list, tuple)) else [features],
+                "label": self.meta.get("label"),
+                "listen": self.listen,
+                "mode": self.mode if self.listen else None,
+            }
+        )
 
     def register(
         self,
@@ -158,6 +177,8 @@ class RunRecord:
                 if parent and parent["name"] == self.name
                 else None,
                 checkpoints=specs,
+                history=history_rows(self.history or [m for _, m in self.reported]),
+                card=self.card_facts(),
             )
         logger.info("registered %s version %s (%s)", self.name, version.version, ", ".join(handles))
         return version
@@ -167,7 +188,12 @@ class RunRecord:
         path on their filesystem (named by its type) for a filesystem no URI reopens."""
         return json_safe(
             {
-                **{f.name: getattr(self, f.name) for f in fields(self) if f.name != "reported"},
+                **{
+                    f.name: getattr(self, f.name)
+                    for f in fields(self)
+                    if f.name not in ("reported", "history")
+                },
+                "history": [r.to_json() for r in history_rows(self.history)],
                 "reported": [
                     {
                         "uri": _uri(checkpoint),
