@@ -7,11 +7,10 @@ sweep and plot tests train tiny models on a local Ray and an SQLite file.
 
 from __future__ import annotations
 
-import datetime as dt
+import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -126,3 +125,74 @@ def test_history_frame_takes_plain_metric_dicts_and_keeps_nan_as_missing():
     assert list(frame["step"]) == [1, 2]
     assert frame["loss"].iloc[0] == 0.5 and math.isnan(frame["loss"].iloc[1])
     assert frame["time"].isna().all()
+
+
+# -- pictures: models show --plot, sweeps show --plot ---------------------------------------
+def _png(path: Path) -> tuple[tuple[int, int], list[str]]:
+    """The PNG's size and the lines its metadata says were drawn (read back with Pillow)."""
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        return image.size, json.loads(image.info["Description"])["lines"]
+
+
+def test_models_show_plot_draws_one_line_per_metric_when_a_version_has_history(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'plot.db'}"
+    store = pr.connect(url)
+    reports = [
+        Report(
+            r.metrics | {"train/rows": 64, "valid/accuracy": 0.5}, r.step, r.epoch, r.time, False
+        )
+        for r in _reports(6)
+    ]
+    store.models.register("curves", "torch", _artifact(tmp_path), history=reports)
+    out = tmp_path / "curves.png"
+    assert cli_main(["models", "show", "curves", "--plot", str(out), "--store", url]) == 0
+
+    size, lines = _png(out)
+    # Two panels (loss: train and valid; accuracy), 900 px wide and 320 px per panel.
+    assert size == (900, 2 * 320)
+    assert lines == ["train/loss", "valid/loss", "valid/accuracy"]
+    assert f"written to {out}" in capsys.readouterr().out
+
+
+def test_plotting_leaves_the_users_matplotlib_state_alone(tmp_path):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from pinnacle_ray.cli._plots import plot_history
+
+    backend, figures = matplotlib.get_backend(), plt.get_fignums()
+    params = dict(matplotlib.rcParams)
+    drawn = plot_history(history_frame(_reports(4)), tmp_path / "c.png", "c")
+    assert drawn == ["train/loss", "valid/loss"]
+    assert matplotlib.get_backend() == backend and plt.get_fignums() == figures
+    assert dict(matplotlib.rcParams) == params
+
+
+def test_models_show_plot_refuses_with_a_reason_when_there_is_no_history(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    pr.connect(url).models.register("bare", "torch", _artifact(tmp_path))
+    out = tmp_path / "none.png"
+    assert cli_main(["models", "show", "bare", "--plot", str(out), "--store", url]) == 1
+    assert "no metric history to plot" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_sweeps_show_plot_draws_the_metric_against_each_swept_parameter(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'sweep.db'}"
+    store = pr.connect(url)
+    trials = [
+        pr.SweepTrial("sw", f"t{i}", "m", "completed", {"lr": lr, "depth": d, "opt": "adam"},
+                      {"loss": (lr - 0.01) ** 2 + d / 100}, "loss", "min", best=i == 1)
+        for i, (lr, d) in enumerate([(0.001, 2), (0.01, 3), (0.1, 4), (1.0, 5)])
+    ]  # fmt: skip
+    store.models.record_sweep(trials)
+    out = tmp_path / "sweep.png"
+    assert cli_main(["sweeps", "show", "sw", "--plot", str(out), "--store", url]) == 0
+    size, params = _png(out)
+    assert size == (900, 2 * 320) and params == ["depth", "lr"]  # "opt" is not a number
+    text = capsys.readouterr().out
+    assert "t1" in text and "4 trial(s)" in text
+    assert cli_main(["sweeps", "show", "nope", "--store", url]) == 1
+    assert "recorded sweeps: ['sw']" in capsys.readouterr().err
