@@ -23,6 +23,7 @@ __all__ = [
     "IncompatibleCheckpoint",
     "InvalidIdentifier",
     "InvalidKey",
+    "InvalidName",
     "InvalidURL",
     "JobError",
     "JobFailed",
@@ -56,6 +57,11 @@ class PinnacleError(Exception):
 
 class ConfigError(PinnacleError, ValueError):
     """An argument or setting has a value pinnacle_ray cannot use."""
+
+
+class InvalidName(ConfigError):
+    """A model, checkpoint handle, sweep, job or run name cannot be used: it would become a
+    folder or a Ray run name, so it may hold only letters, digits and ``-_.``."""
 
 
 class ResourceError(PinnacleError):

@@ -36,10 +36,12 @@ import pyarrow as pa
 import ray
 import ray.data
 
+from ._names import validate_name
 from ._runtime import cluster_cpus, cluster_gpus, planned_execution
 from .datastore.identifiers import validate_identifier
 from .errors import ColumnNotFound, ConfigError, InvalidKey, PinnacleError, ResourceError
 from .registry.flavors import META_FILE
+from .registry.records import MAX_HANDLE_CHARS
 from .registry.storage import ModelFiles
 from .trainers.storage import check_reachable
 
@@ -112,11 +114,17 @@ def predict(
         pr.predict("house-price", q, output="price_predictions").rows
     """
     started = time.perf_counter()
+    # Names first, before Ray or the database is asked anything.
+    validate_name(model)
+    if handle is not None:
+        validate_name(handle, "checkpoint handle", MAX_HANDLE_CHARS)
     store = _store_of(query)
+    output = validate_identifier(
+        output, "output table name", getattr(store, "identifier_dialect", None)
+    )
     # The actors load the model on every node, from the artifact root: refused first when
     # it is this machine's disk and the cluster has others.
     check_reachable(store, what=f"pr.predict of {model!r}")
-    output = validate_identifier(output, "output table name")
     batch_size = _positive_int(batch_size, "batch_size")
     if concurrency is not None:
         concurrency = _positive_int(concurrency, "concurrency")

@@ -41,11 +41,11 @@ import ray.tune
 from ray.tune import PlacementGroupFactory
 
 from . import _tune_params as params
+from ._names import ascii_label, validate_name
 from ._tune_cleanup import ReleaseStoppedRuns
 from ._tune_data import SharedQuery, share
 from .errors import ColumnNotFound, ConfigError, MetricNotReported
 from .registry import SweepTrial
-from .registry.records import validate_name
 from .trainers.base import TrainResult, store_of
 from .trainers.cluster_shape import ClusterShape, read_shape
 from .trainers.registration import RunRecord
@@ -148,6 +148,11 @@ def sweep(
     datastore (``register=False`` to skip) with the sweep's ``name`` and its trial id;
     every trial is kept in ``store.models.sweeps(name)``.
     """
+    # Names first: they become folders and Ray run names (the best trial registers as
+    # trainer.name).
+    validate_name(getattr(trainer, "name", None))
+    if name is not None:
+        validate_name(name, "sweep name")
     metric, mode, num_samples = _check_settings(metric, mode, num_samples, max_concurrent_trials)
     space = params.flatten_space(param_space)
     params.check_space(trainer, space)
@@ -198,7 +203,7 @@ def sweep(
         # keep theirs, so the driver reads the best trial's from any node.
         run_config=with_run_storage(
             ray.tune.RunConfig(
-                name=f"{name}-{uuid.uuid4().hex[:6]}",
+                name=f"{ascii_label(name)}-{uuid.uuid4().hex[:6]}",  # Ray's tags are ASCII
                 verbose=0,
                 callbacks=[release] if release is not None else None,
             ),
@@ -239,7 +244,7 @@ def _check_settings(
 def _sweep_name(name: str | None, trainer: Any, store: Any) -> str:
     if name is None:
         name = f"{getattr(trainer, 'name', 'model')}-sweep-{time.strftime('%Y%m%d-%H%M%S')}"
-    name = validate_name(name)
+    name = validate_name(name, "sweep name")
     if store is not None and store.models.sweeps(name):
         raise ConfigError(
             f"a sweep named {name!r} is already recorded in {store.url}; give this one "

@@ -208,6 +208,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_names(args: argparse.Namespace) -> None:
+    """Refuse a bad model name, handle or job id before any command connects to anything:
+    the same rule and message as the Python API (``pinnacle_ray._names``)."""
+    from .._names import validate_name
+    from ..registry.records import MAX_HANDLE_CHARS
+
+    for field in ("name", "model"):
+        if getattr(args, field, None) is not None:
+            validate_name(getattr(args, field), "model name")
+    if getattr(args, "handle", None) is not None:
+        validate_name(args.handle, "checkpoint handle", MAX_HANDLE_CHARS)
+    if getattr(args, "id", None) is not None:
+        validate_name(args.id, "job id", ascii_only=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pinnacle-ray`` console script; returns the exit code."""
     parser = build_parser()
@@ -216,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_OK
     try:
+        _check_names(args)
         return args.func(args)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -16,6 +16,7 @@ from ray.data import Dataset
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
+from .._names import ascii_label
 from .._runtime import cluster_cpus, ensure_ray
 
 __all__ = ["ReadShard", "ShardDatasource", "StoredShardDatasource", "read_shards"]
@@ -147,6 +148,9 @@ def read_shards(
     that fits in the object store.
     """
     ensure_ray()
+    # Ray Data tags its metrics with the datasource's name and encodes tags as ASCII: a
+    # table named 'ünïcödé 表' would fail the read inside Ray (UnicodeEncodeError).
+    name = ascii_label(name)
     if cache:
         source: ShardDatasource = StoredShardDatasource(
             shards, schema, name=name, row_bytes=row_bytes, num_cpus=num_cpus

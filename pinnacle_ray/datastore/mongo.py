@@ -26,6 +26,7 @@ from ..errors import (
 )
 from .artifact_root import legacy_artifact_root, resolve_artifact_root
 from .base import JobCatalog, ModelCatalog, make_jobs, make_models
+from .identifiers import validate_identifier
 from .mongo_blobs import MongoBlobStore
 from .mongo_errors import translate
 from .mongo_query import MongoQuery
@@ -36,7 +37,6 @@ from .url import mask
 __all__ = ["MongoDatastore"]
 
 T = TypeVar("T")
-MAX_COLLECTION_NAME_BYTES = 120
 
 
 class MongoDatastore:
@@ -80,6 +80,9 @@ class MongoDatastore:
 
     def __repr__(self) -> str:
         return f"MongoDatastore({self.url!r})"
+
+    #: How ``validate_identifier`` checks collection names here (MongoDB's limits).
+    identifier_dialect = "mongodb"
 
     def __reduce__(self) -> tuple[Any, tuple[str, str]]:
         # Sent to a Ray worker (e.g. pr.predict's actors), a store reconnects there from its
@@ -217,17 +220,11 @@ class MongoDatastore:
         return fields[0] if fields else None
 
     def _check_collection_name(self, name: object) -> str:
-        if not isinstance(name, str) or not name.strip():
-            raise InvalidIdentifier(f"collection name must be a non-empty string, got {name!r}")
+        name = validate_identifier(name, "collection name", self.identifier_dialect)
         if "$" in name or "\x00" in name or name.startswith(("system.", ".")) or name.endswith("."):
             raise InvalidIdentifier(
                 f"collection name {name!r} is not allowed in MongoDB (no '$', NUL, leading "
                 "'system.' or dot); pick another name"
-            )
-        if len(name.encode("utf-8")) > MAX_COLLECTION_NAME_BYTES:
-            raise InvalidIdentifier(
-                f"collection name {name[:20]!r}... is longer than "
-                f"{MAX_COLLECTION_NAME_BYTES} bytes; use a shorter name"
             )
         return name
 

@@ -80,6 +80,12 @@ class SqlDatastore:
 
     # -- public --------------------------------------------------------------------------
     @property
+    def identifier_dialect(self) -> str:
+        """How ``validate_identifier`` checks table and column names here: the SQLAlchemy
+        dialect's name (each backend has its own length limit)."""
+        return str(self._engine.dialect.name)
+
+    @property
     def url(self) -> str:
         """The connection URL with the password masked."""
         return mask(self._url)
@@ -167,7 +173,7 @@ class SqlDatastore:
             raise translate(exc, secrets=self._secrets, context=context) from None
 
     def _reflect(self, name: str) -> sa.Table:
-        validate_identifier(name, "table name")
+        validate_identifier(name, "table name", self.identifier_dialect)
         with self._errors(f"reading the columns of table {name!r}"):
             try:
                 with self._engine.connect() as conn:

@@ -207,11 +207,19 @@ class SqlQuery:
         else:
             if isinstance(columns, str):
                 raise ConfigError(f"columns must be a list of names, got the string {columns!r}")
-            cols = [self._column(table, validate_identifier(c, "column")) for c in columns]
+            cols = [
+                self._column(table, validate_identifier(c, "column", self.store.identifier_dialect))
+                for c in columns
+            ]
             if not cols:
                 raise ConfigError("columns is empty; pass None for all columns or some names")
         for name, value in self.where.items():
-            _match(self._column(table, validate_identifier(name, "where column")), value)
+            _match(
+                self._column(
+                    table, validate_identifier(name, "where column", self.store.identifier_dialect)
+                ),
+                value,
+            )
         return table, cols
 
     def _text_source(self, text: str) -> tuple[Any, list[sa.Column]]:
@@ -252,7 +260,7 @@ class SqlQuery:
         return pk[0].name if pk else None
 
     def _resolve_key(self, key: str) -> str:
-        validate_identifier(key, "key")
+        validate_identifier(key, "key", self.store.identifier_dialect)
         if key not in self.columns:
             raise InvalidKey(
                 f"key {key!r} is not a column of the query's result; "

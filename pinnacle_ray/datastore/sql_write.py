@@ -134,7 +134,7 @@ def delete_rows(store: SqlDatastore, name: str, where: Mapping[str, Any]) -> int
     table = store._reflect(name)
     conditions = []
     for column, value in where.items():
-        validate_identifier(column, "where column")
+        validate_identifier(column, "where column", store.identifier_dialect)
         if column not in table.c:
             raise ColumnNotFound(
                 f"table {name!r} has no column {column!r}; its columns are "
@@ -148,17 +148,18 @@ def delete_rows(store: SqlDatastore, name: str, where: Mapping[str, Any]) -> int
 def _write(
     store: SqlDatastore, name: str, data: WriteData, key: str | Sequence[str], *, insert_only: bool
 ) -> int:
-    validate_identifier(name, "table name")
+    dialect = store.identifier_dialect
+    validate_identifier(name, "table name", dialect)
     keys = [key] if isinstance(key, str) else list(key or [])
     if not keys:
         raise InvalidKey("write needs key=<column> (or a list) to upsert by; got none")
     for k in keys:
-        validate_identifier(k, "key")
+        validate_identifier(k, "key", dialect)
     engine = store._engine
     batches = to_arrow_batches(data)
     prepared = False
     if not insert_only and isinstance(batches, list) and len(batches) == 1:
-        batches, prepared = [_prepare(batches[0], keys)], True
+        batches, prepared = [_prepare(batches[0], keys, dialect=dialect)], True
         bulk = _bulk(store, name, batches[0], keys)
         if bulk is not None:
             return bulk
@@ -170,7 +171,7 @@ def _write(
         with engine.begin() as conn:
             for batch in batches:
                 if not prepared:
-                    batch = _prepare(batch, keys, insert_only=insert_only)
+                    batch = _prepare(batch, keys, insert_only=insert_only, dialect=dialect)
                 if batch.num_rows == 0 and table is not None:
                     continue
                 if table is None:
@@ -257,9 +258,11 @@ def _write_statement(
     return None
 
 
-def _prepare(batch: pa.Table, keys: list[str], *, insert_only: bool = False) -> pa.Table:
+def _prepare(
+    batch: pa.Table, keys: list[str], *, insert_only: bool = False, dialect: str | None = None
+) -> pa.Table:
     for column in batch.column_names:
-        validate_identifier(column, "column name")
+        validate_identifier(column, "column name", dialect)
     missing = [k for k in keys if k not in batch.column_names]
     if missing:
         raise InvalidKey(

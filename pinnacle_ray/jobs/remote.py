@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from .._names import ascii_label, validate_name
 from ..datastore.url import mask
 from ..errors import ConfigError, DuplicateJob, JobError, NotShippable
 from .build import is_installed
@@ -83,7 +84,7 @@ def submit_fit(
     client = connect_client(target)
     server = client._address
     records = JobRecords(store)
-    submission_id = f"pr-{name}-{uuid.uuid4().hex[:12]}".lower()
+    submission_id = f"pr-{ascii_label(name)}-{uuid.uuid4().hex[:12]}".lower()  # ASCII for Ray
     record = records.create(
         JobRecord(
             submission_id=submission_id,
@@ -170,14 +171,12 @@ def _named(trainer: Any, register: bool | str) -> tuple[Any, str, bool]:
     """The trainer to ship (renamed when ``register`` is a name), its name, and whether the
     run registers."""
     if isinstance(register, bool):
-        return trainer, trainer.name, register
+        return trainer, validate_name(trainer.name), register
     if not isinstance(register, str):
         raise ConfigError(
             f"register= must be True, False or a model name, got {register!r} "
             f"({type(register).__name__})"
         )
-    from ..registry.records import validate_name
-
     name = validate_name(register)
     if name == trainer.name:
         return trainer, name, True

@@ -25,6 +25,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from .._names import ascii_label
 from ..errors import ConfigError, DuplicateJob, JobError, SpecError
 from .build import connect_store
 from .records import JobRecord, JobRecords
@@ -112,7 +113,7 @@ def submit_spec(
     store = connect_store(spec.run)
     records = JobRecords(store)
     kind = "" if command == "train" else f"{command}-"
-    base = f"pr-{kind}{spec.run.name}-{spec.digest[:12]}"
+    base = f"pr-{kind}{ascii_label(spec.run.name)}-{spec.digest[:12]}"  # Ray ids are ASCII
     # This command's earlier runs of the spec, and runs by plain `ray job submit`
     taken = {
         r.submission_id: r

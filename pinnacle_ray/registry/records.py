@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import _names
 from ..errors import ConfigError
 
 __all__ = [
@@ -21,21 +22,20 @@ __all__ = [
     "validate_version",
 ]
 
-MAX_NAME_CHARS = 128
+MAX_NAME_CHARS = _names.MAX_NAME_CHARS
 MAX_HANDLE_CHARS = 64
-# Names become folder names under the artifact root: no separators, no leading dot.
-_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _FRAMEWORK = re.compile(r"[a-z][a-z0-9_.-]*")
 
 
 def validate_name(name: object) -> str:
-    """``name`` if it can name a model (letters, digits, ``-_.``; 1-128 chars), else raise."""
-    return _safe(name, "model name", MAX_NAME_CHARS, "e.g. 'house-price' or 'mlp_v2'")
+    """``name`` if it can name a model (letters of any script, digits, ``-_.``; 1-128
+    characters), else ``InvalidName``. Names become folder names under the artifact root."""
+    return _names.validate_name(name, "model name", MAX_NAME_CHARS)
 
 
 def validate_handle(handle: object) -> str:
     """``handle`` if it can name a checkpoint (``latest``, ``best``, ``epoch_3``, ...)."""
-    return _safe(handle, "checkpoint handle", MAX_HANDLE_CHARS, "e.g. 'latest', 'best', 'epoch_3'")
+    return _names.validate_name(handle, "checkpoint handle", MAX_HANDLE_CHARS)
 
 
 def validate_framework(framework: object) -> str:
@@ -52,15 +52,6 @@ def validate_version(version: object) -> int | None:
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ConfigError(f"version must be a positive integer or None, got {version!r}")
     return version
-
-
-def _safe(value: object, what: str, limit: int, example: str) -> str:
-    if not isinstance(value, str) or not _SAFE.fullmatch(value) or len(value) > limit:
-        raise ConfigError(
-            f"{what} {value!r} is not allowed: use letters, digits and '-', '_', '.', starting "
-            f"with a letter or digit, at most {limit} characters ({example})"
-        )
-    return value
 
 
 @dataclass(frozen=True)

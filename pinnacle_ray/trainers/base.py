@@ -20,6 +20,7 @@ import ray.data
 import ray.train
 from ray.train import CheckpointConfig, LoggingConfig, RunConfig, ScalingConfig
 
+from .._names import ascii_label
 from ..errors import ConfigError, TrainingFailed
 from .checkpoint import set_registered_start
 from .cluster_shape import read_shape
@@ -186,7 +187,8 @@ def default_run_config(name: str, checkpoint_config: CheckpointConfig | None = N
     """
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return RunConfig(
-        name=f"{name}-{stamp}-{uuid.uuid4().hex[:6]}",
+        # Ray Train tags its metrics with the run name, and metrics tags are ASCII.
+        name=f"{ascii_label(name)}-{stamp}-{uuid.uuid4().hex[:6]}",
         # Ray Train's own INFO lines (every report, every checkpoint) drown the user's output.
         logging_config=LoggingConfig(log_level="WARNING"),
         checkpoint_config=checkpoint_config,

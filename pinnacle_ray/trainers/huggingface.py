@@ -23,6 +23,7 @@ import ray.train
 import ray.train.torch
 from ray.train import CheckpointConfig, RunConfig, ScalingConfig
 
+from .._names import default_name, validate_name
 from ..errors import (
     ConfigError,
     DataError,
@@ -182,7 +183,11 @@ class HuggingFaceTrainer(Submittable):
         self.seed = seed
         self.scaling_config = scaling_config or ScalingConfig(num_workers=1)
         self.run_config = run_config
-        self.name = name or Path(self.model).name or "huggingface"
+        self.name = (
+            default_name(Path(self.model).name, "huggingface")
+            if name is None
+            else validate_name(name)
+        )
 
     # -- public ----------------------------------------------------------------------------
     @records_job

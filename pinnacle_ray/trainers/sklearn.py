@@ -24,6 +24,7 @@ import sklearn
 from ray.train import RunConfig
 from sklearn.base import clone
 
+from .._names import default_name, validate_name
 from .._runtime import cluster_cpus, ensure_ray
 from ..errors import ConfigError, DataTooLarge, NonNumericFeature, ResourceError
 from ..registry.sklearn_flavor import save_model
@@ -121,7 +122,11 @@ class SklearnTrainer(Submittable):
         self.estimator = estimator
         self.features = list(features)
         self.label = label
-        self.name = name or type(estimator).__name__.lower()
+        self.name = (
+            default_name(type(estimator).__name__.lower(), "sklearn")
+            if name is None
+            else validate_name(name)
+        )
         self.fit_kwargs = dict(fit_kwargs or {})
         self.num_cpus = num_cpus
         self.incremental = incremental

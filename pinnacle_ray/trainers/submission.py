@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from ..errors import NotShippable
 from .base import in_tune_trial, store_of
+from .naming import checked_fit
 
 __all__ = ["Submittable", "records_job"]
 
@@ -76,10 +77,13 @@ class Submittable:
 def records_job(fit: _F) -> _F:
     """Decorator for a trainer's ``fit(self, train, valid=None, **kwargs)``: when the process
     is a Ray job's driver the fit is recorded in ``train``'s datastore
-    (``store.jobs.record_fit``); a fit on a plain Dataset or inside a Tune trial runs as is."""
+    (``store.jobs.record_fit``); a fit on a plain Dataset or inside a Tune trial runs as is.
+    The trainer's names (and ``register="<name>"``) are checked before anything starts."""
 
     @functools.wraps(fit)
     def recorded_fit(self: Any, *args: Any, **kwargs: Any) -> Any:
+        # Names first: they become folders and Ray run names as soon as the run starts.
+        self, kwargs["register"] = checked_fit(self, kwargs.get("register", True))
         if in_tune_trial():  # a sweep's trial: the sweep is what its driver's job runs
             return fit(self, *args, **kwargs)
         store = store_of(args[0] if args else kwargs.get("train"))

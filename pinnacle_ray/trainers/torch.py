@@ -22,6 +22,7 @@ import ray.train.torch
 import torch
 from ray.train import CheckpointConfig, RunConfig, ScalingConfig
 
+from .._names import default_name, validate_name
 from ..errors import ConfigError, MetricNotReported, NonFiniteValues
 from ..registry.torch_flavor import check_compatible, model_meta
 from .base import (
@@ -134,7 +135,11 @@ class TorchTrainer(Submittable):
         self.model = model
         self.managed = train_loop_per_worker is None
         self.scaling_config = scaling_config or ScalingConfig(num_workers=1)
-        self.name = name or getattr(train_loop_per_worker, "__name__", None) or "torch"
+        self.name = (
+            default_name(getattr(train_loop_per_worker, "__name__", None), "torch")
+            if name is None
+            else validate_name(name)
+        )
         self.run_config = run_config
         self.keep_checkpoints = keep_checkpoints
         # None: read small queries (<= 1/5 of the object store) once, stream the rest.

@@ -20,6 +20,7 @@ import xgboost as xgb
 from ray.train import CheckpointConfig, RunConfig, ScalingConfig
 from ray.train.xgboost import XGBoostTrainer as RayXGBoostTrainer
 
+from .._names import validate_name
 from ..errors import ConfigError, NonFiniteValues, NonNumericFeature, TooFewRows
 from ..registry.xgboost_flavor import MODEL_FILE, is_classification, load_booster
 from .base import (
@@ -148,7 +149,7 @@ class XGBoostTrainer(Submittable):
         self.report_every = report_every
         self.scaling_config = scaling_config or ScalingConfig(num_workers=1)
         self.run_config = run_config
-        self.name = name or "xgboost"
+        self.name = "xgboost" if name is None else validate_name(name)
 
     @records_job
     def fit(
