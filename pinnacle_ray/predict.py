@@ -43,6 +43,7 @@ from .errors import ColumnNotFound, ConfigError, InvalidKey, PinnacleError, Reso
 from .registry.flavors import META_FILE
 from .registry.records import MAX_HANDLE_CHARS
 from .registry.storage import ModelFiles
+from .registry.trust import check_architecture, trusted_module_names
 from .trainers.storage import check_reachable
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ def predict(
     columns: Sequence[str] | None = None,
     allow_pickle: bool = False,
     num_gpus: float = 0,
+    trusted_modules: Any = None,
 ) -> PredictResult:
     """Predict every row of ``query`` with registered ``model`` and upsert the predictions
     into table ``output`` of the query's datastore; returns how many rows were written.
@@ -100,7 +102,9 @@ def predict(
     ``batch_size`` rows per call; the reads feeding them hold no CPU, so runs side by side
     never wait on each other forever.
     ``allow_pickle=True`` lets them load models stored in formats that can run code
-    (pickle, joblib, ``torch.save``), as in ``store.models.load``.
+    (pickle, joblib, ``torch.save``), as in ``store.models.load``. ``trusted_modules``
+    (module names, classes or modules; also ``PINNACLE_RAY_TRUSTED_MODULES``) are those a
+    torch model's own class may be imported from, as in ``store.models.load``.
 
     ``num_gpus`` (e.g. 1, or 0.5 to share a GPU between two actors) puts each actor on that
     many GPUs and loads the model there (torch and Hugging Face models on ``cuda``, XGBoost
@@ -129,6 +133,8 @@ def predict(
     if concurrency is not None:
         concurrency = _positive_int(concurrency, "concurrency")
     num_gpus = _num_gpus(num_gpus)
+    # Resolved here, where the user's environment is, and handed to every actor.
+    trusted = trusted_module_names(trusted_modules)
     files = store.models.files(model, version, handle)  # which version, and its files
     if num_gpus and files.framework in CPU_ONLY_FRAMEWORKS:
         raise ConfigError(
@@ -142,6 +148,8 @@ def predict(
     key = _query_key(query)
     passthrough = _passthrough(columns, query, key)
     features = _features(store, files, query, key, passthrough)
+    if files.framework == "torch":  # refused here, before any actor imports anything
+        check_architecture(_meta(store, files).get("architecture"), trusted)
     exists = _check_output(store, output, key, passthrough)
 
     if num_gpus and concurrency is None:
@@ -164,6 +172,7 @@ def predict(
             version=files.version,
             files=files,
             allow_pickle=bool(allow_pickle),
+            trusted_modules=trusted,
             features=features,
             key=key,
             passthrough=passthrough,
@@ -172,6 +181,7 @@ def predict(
             batch_size=batch_size,
             staging=None if staging is None else str(staging),
             num_gpus=num_gpus,
+            raw_rows=bool(_meta(store, files).get("preprocess")),
         )
         written, counts, schemas = _run(query, spec, actors, actor_cpus)
         if staging is not None:
@@ -247,6 +257,7 @@ class _Spec:
     version: int
     files: ModelFiles  # loaded with no database connection
     allow_pickle: bool
+    trusted_modules: tuple[str, ...]  # modules a torch class may be imported from
     features: list[str] | None
     key: str
     passthrough: list[str]
@@ -255,6 +266,7 @@ class _Spec:
     batch_size: int = DEFAULT_BATCH_SIZE
     staging: str | None = None  # SQLite: the folder the actors stage their rows in
     num_gpus: float = 0.0  # GPUs per actor; the model is loaded on "cuda" when > 0
+    raw_rows: bool = False  # the model has a preprocess: it gets every column of the rows
 
 
 class BatchWriter:
@@ -265,7 +277,9 @@ class BatchWriter:
         self.spec = spec
         # With GPUs, Ray shows the actor only its own (CUDA_VISIBLE_DEVICES): "cuda" is it.
         device = {"device": "cuda"} if spec.num_gpus else {}
-        self.model = spec.files.load(allow_pickle=spec.allow_pickle, **device)
+        self.model = spec.files.load(
+            allow_pickle=spec.allow_pickle, trusted_modules=spec.trusted_modules, **device
+        )
         self.proba: bool | None = None  # whether the model gives probabilities: first batch
         self.staged: Any = None  # SQLite: this actor's staging file, from the first batch
 
@@ -294,8 +308,10 @@ class BatchWriter:
     def predictions(self, batch: pa.Table) -> pa.Table:
         """The output rows for ``batch``: key, model, version, predictions, created_at."""
         spec, n = self.spec, batch.num_rows
-        if spec.features is None:  # registered without feature names: columns in order
-            inputs: Any = _matrix(batch, [c for c in batch.column_names if c != spec.key])
+        if spec.raw_rows:  # the model's own preprocess makes its inputs from every column
+            inputs: Any = batch
+        elif spec.features is None:  # registered without feature names: columns in order
+            inputs = _matrix(batch, [c for c in batch.column_names if c != spec.key])
         else:
             inputs = batch.select(spec.features).to_pandas()
         out: dict[str, pa.Array] = {
@@ -488,13 +504,19 @@ def _passthrough(columns: Sequence[str] | None, query: Any, key: str) -> list[st
     return [c for c in dict.fromkeys(columns) if c != key]
 
 
+def _meta(store: Any, record: ModelFiles) -> dict[str, Any]:
+    """The version's ``pinnacle.json`` (empty when it has none)."""
+    meta_path = Path(store.models.checkpoint_dir(record.name, record.version)) / META_FILE
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    return meta if isinstance(meta, dict) else {}
+
+
 def _features(
     store: Any, record: ModelFiles, query: Any, key: str, passthrough: list[str]
 ) -> list[str] | None:
     """The model's features, all present in the query; None when it has no names (the
     query's other columns are then its inputs, in order)."""
-    meta_path = Path(store.models.checkpoint_dir(record.name, record.version)) / META_FILE
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    meta = _meta(store, record)
     # A text model (Hugging Face) reads its text columns; its actor gets them as raw text.
     features = (
         (meta.get("features") or meta.get("text_columns")) if isinstance(meta, dict) else None
@@ -511,7 +533,7 @@ def _features(
         )
         return None
     missing = [f for f in features if f not in available]
-    if missing:
+    if missing and not meta.get("preprocess"):  # a preprocess makes them from the rows
         raise ColumnNotFound(
             f"{record.name} version {record.version} needs feature(s) {missing}, which the "
             f"query does not select; its columns are {available}. The model was trained on "

@@ -329,7 +329,13 @@ def test_predict_killed_halfway_then_rerun_leaves_one_row_per_key(store, backend
         else:
             assert 0 < partial < n  # killed halfway: some batches were written
 
-        rerun = pr.predict(model, store.table(data, key="id"), output=out, batch_size=500)
+        rerun = pr.predict(
+            model,
+            store.table(data, key="id"),
+            output=out,
+            batch_size=500,
+            trusted_modules=[Sluggish],
+        )
         assert (rerun.rows, rerun.version) == (n, version)
         rows = store.table(out).to_arrow().to_pandas()
         assert len(rows) == n and sorted(rows["id"]) == list(range(n))  # one row per key

@@ -73,6 +73,12 @@ def _read(store, table: str) -> pd.DataFrame:
     return store.table(table).to_arrow().to_pandas().sort_values("id", ignore_index=True)
 
 
+@pytest.fixture(autouse=True)
+def _trust_helpers(monkeypatch):
+    """Tripwire's module is this suite's own: trusted for rebuilding (registry/trust.py)."""
+    monkeypatch.setenv("PINNACLE_RAY_TRUSTED_MODULES", "predict_helpers")
+
+
 @pytest.fixture
 def local(tmp_path):
     """An SQLite store holding 2,000 points in table ``pts``."""

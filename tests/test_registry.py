@@ -414,7 +414,7 @@ def test_checkpoint_dir_downloads_a_verified_copy_when_the_root_is_remote(tmp_pa
 def test_custom_module_is_rebuilt_when_its_class_is_importable(local_registry, tmp_path):
     module = TwoLayer(3, hidden=5, scale=2.0)
     local_registry.register("two", "torch", _saved(tmp_path, module))
-    model = local_registry.load("two")
+    model = local_registry.load("two", trusted_modules=[TwoLayer])
     assert isinstance(model.module, TwoLayer) and model.module.hidden == 5
     frame = _frame()
     np.testing.assert_allclose(model.predict(frame), _expected(module, frame), rtol=1e-6)

@@ -396,7 +396,7 @@ def test_torch_weights_load_only_as_tensors_when_pickles_are_allowed(local_regis
     local_registry.register("pt", "torch", folder)
     frame = pd.DataFrame(rows_of(n=4))
     expected = module(torch.tensor(frame[FEATURES].to_numpy(), dtype=torch.float32))
-    got = local_registry.load("pt", allow_pickle=True).predict(frame)
+    got = local_registry.load("pt", allow_pickle=True, trusted_modules=[TwoLayer]).predict(frame)
     np.testing.assert_allclose(got, expected.detach().numpy().ravel(), rtol=1e-6)
 
 

@@ -157,6 +157,11 @@ def run_predict(
     model = model or section.model or spec.run.name
     output = output or section.output
     kwargs = {**section.given("model", "query", "output"), **kwargs}
+    trainer_model = getattr(spec.run.trainer, "model", None)
+    torch_model = getattr(spec.run.trainer, "kind", None) == "torch"
+    if torch_model and isinstance(trainer_model, str) and "trusted_modules" not in kwargs:
+        # The spec names the model's class itself: its module is trusted for the rebuild.
+        kwargs["trusted_modules"] = [trainer_model]
     _check_storage(spec, store, with_run=False)
     with _recorded(spec, store) as submission_id:
         query = build_query(store, section.query, "predict.query")

@@ -367,6 +367,7 @@ class ModelRegistry:
         handle: str | None = None,
         *,
         allow_pickle: bool = False,
+        trusted_modules: Any = None,
         **kwargs: Any,
     ) -> Predictor:
         """The model, checksums verified, loaded by its framework's flavor (``.predict(batch)``).
@@ -376,8 +377,12 @@ class ModelRegistry:
         ``handle``, that checkpoint's weights in the version's model. ``kwargs`` go to the
         flavor (torch: ``model=<instance>`` as a template). Only formats that run no code
         load unless ``allow_pickle=True`` (pickle, joblib, ``torch.save`` files, untrusted
-        skops types): otherwise ``UnsafeArtifact``."""
-        return self.files(name, version, handle).load(allow_pickle=allow_pickle, **kwargs)
+        skops types): otherwise ``UnsafeArtifact``. A torch class that is not a standard
+        layer is imported only from ``trusted_modules`` (module names, the class, or its
+        module; also ``PINNACLE_RAY_TRUSTED_MODULES``), else ``UnsafeArtifact`` before the
+        import."""
+        files = self.files(name, version, handle)
+        return files.load(allow_pickle=allow_pickle, trusted_modules=trusted_modules, **kwargs)
 
     def files(self, name: str, version: int | None = None, handle: str | None = None) -> ModelFiles:
         """The version :meth:`load` would load (``.name``, ``.version``), where its files

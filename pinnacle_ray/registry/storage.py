@@ -9,6 +9,7 @@ a cache keyed by checksum. The same root decides where Ray Train keeps run check
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import shutil
@@ -194,11 +195,26 @@ class ModelFiles:
     model: tuple[str, str]  # (URI, sha256)
     weights: tuple[str, str] | None = None  # a checkpoint's (URI, sha256)
 
-    def load(self, *, allow_pickle: bool = False, **kwargs: Any) -> Predictor:
-        """The model, checksums verified, loaded by its framework's flavor."""
+    def load(
+        self, *, allow_pickle: bool = False, trusted_modules: Any = None, **kwargs: Any
+    ) -> Predictor:
+        """The model, checksums verified, loaded by its framework's flavor.
+
+        ``trusted_modules`` goes to flavors that import code named in the artifact (torch:
+        see ``registry/trust.py``); the others import none and ignore it."""
         flavor = get_flavor(self.framework)
+        if trusted_modules is not None and _accepts(flavor.load_model, "trusted_modules"):
+            kwargs["trusted_modules"] = trusted_modules
         model_dir = self.root.local_copy(*self.model)
         weights_dir = None if self.weights is None else self.root.local_copy(*self.weights)
         if allow_pickle:  # custom flavors that know nothing of pickles are called as before
             kwargs["allow_pickle"] = True
         return flavor.load_model(model_dir, weights_dir=weights_dir, **kwargs)
+
+
+def _accepts(function: Any, name: str) -> bool:
+    """Whether ``function`` takes a keyword argument ``name``."""
+    try:
+        return name in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False

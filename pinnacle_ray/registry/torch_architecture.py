@@ -12,8 +12,9 @@ Three kinds of node:
 
 A class defined in ``__main__`` or inside a function cannot be imported elsewhere; it is
 recorded as ``unavailable`` and loading it needs ``model=<an instance>`` as a template.
-Rebuilding a ``class`` node imports its module and calls the constructor with the stored
-JSON arguments; only ``nn.Module`` subclasses are accepted.
+Rebuilding a ``class`` node imports its module, only when the loading user trusts it (see
+``registry/trust.py``: checked before the import), and calls the constructor with the
+stored JSON arguments; only ``nn.Module`` subclasses are accepted.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import RegistryError
+from .trust import check_trusted
 
 __all__ = ["SAFE_LAYERS", "build_module", "describe_architecture", "unwrap"]
 
@@ -61,12 +64,18 @@ def describe_architecture(module: nn.Module) -> dict[str, Any]:
     return _describe(unwrap(module))
 
 
-def build_module(architecture: dict[str, Any]) -> nn.Module:
-    """A new module with the structure ``architecture`` describes (untrained weights)."""
+def build_module(architecture: dict[str, Any], trusted_modules: Sequence[str] = ()) -> nn.Module:
+    """A new module with the structure ``architecture`` describes (untrained weights).
+
+    A ``class`` node's module is imported only when it is in ``trusted_modules`` (names,
+    see ``trust.trusted_module_names``); otherwise ``UnsafeArtifact``, before any import."""
     kind = architecture.get("kind") if isinstance(architecture, dict) else None
     if kind == "sequential":
         return nn.Sequential(
-            OrderedDict((str(c["name"]), build_module(c["module"])) for c in architecture["layers"])
+            OrderedDict(
+                (str(c["name"]), build_module(c["module"], trusted_modules))
+                for c in architecture["layers"]
+            )
         )
     if kind == "torch.nn":
         name = architecture.get("class")
@@ -75,6 +84,7 @@ def build_module(architecture: dict[str, Any]) -> nn.Module:
         return _construct(getattr(nn, name), f"torch.nn.{name}", architecture.get("args", {}))
     if kind == "class":
         path = str(architecture.get("class"))
+        check_trusted(path, trusted_modules)
         cls = _import_class(path)
         return _construct(cls, path, architecture.get("args", {}))
     if kind == "unavailable":

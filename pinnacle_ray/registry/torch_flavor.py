@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,14 @@ from ..errors import (
     ColumnNotFound,
     ConfigError,
     IncompatibleCheckpoint,
-    NonNumericFeature,
     UnsafeArtifact,
 )
+from .code_refs import resolve
 from .flavors import META_FILE
 from .safety import pickle_files, refuse_pickle
 from .torch_architecture import build_module, describe_architecture, unwrap
+from .torch_inputs import call_model, model_inputs
+from .trust import TrustedModules, check_trusted, trusted_module_names
 
 __all__ = [
     "META_FILE",
@@ -69,15 +71,24 @@ class TorchModel:
         model.predict(pandas_frame)          # float array (regression) or class indices
         model.predict_proba(arrow_table)     # class probabilities (bce, cross_entropy)
         model.module, model.features, model.label, model.meta
+
+    A model trained with ``preprocess=``/``postprocess=`` runs them around the call here
+    too (imported by the path its version stores), and is called as its ``signature``
+    says: it predicts from raw rows exactly as training saw them.
     """
 
-    def __init__(self, module: nn.Module, meta: dict[str, Any]) -> None:
+    def __init__(
+        self, module: nn.Module, meta: dict[str, Any], trusted_modules: Sequence[str] = ()
+    ) -> None:
         self.module = module.eval()
         self.meta = meta
         features = meta.get("features")
         self.features: list[str] | None = list(features) if features else None
         self.label: str | None = meta.get("label")
         self.objective: str | None = meta.get("objective")
+        self.signature: str = meta.get("signature") or "singleton"
+        self.preprocess = _stored_function(meta, "preprocess", trusted_modules)
+        self.postprocess = _stored_function(meta, "postprocess", trusted_modules)
 
     def __repr__(self) -> str:
         return (
@@ -86,8 +97,11 @@ class TorchModel:
         )
 
     def predict(self, batch: Any) -> np.ndarray:
-        """Predictions for the rows of ``batch``: values (1-D for one output) or class indices."""
+        """Predictions for the rows of ``batch``: values (1-D for one output) or class indices;
+        with a stored ``postprocess``, what it returns for the model's outputs."""
         out = self._forward(batch)
+        if self.postprocess is not None:
+            return np.asarray(self.postprocess(_squeeze(out).numpy()))
         if self.objective == "cross_entropy":
             return out.argmax(dim=-1).numpy()
         if self.objective == "bce":
@@ -108,17 +122,33 @@ class TorchModel:
         return torch.stack([1 - p, p], dim=-1).numpy() if p.dim() == 1 else p.numpy()
 
     def _forward(self, batch: Any) -> torch.Tensor:
-        x = torch.from_numpy(self._inputs(batch))
         param = next(self.module.parameters(), None)
-        if param is not None:  # the rows go where the weights are (a GPU with device="cuda")
-            x = x.to(device=param.device, dtype=param.dtype)
-        with torch.inference_mode():
-            return self.module(x).detach().cpu().float()
 
-    def _inputs(self, batch: Any) -> np.ndarray:
-        if isinstance(batch, (np.ndarray, torch.Tensor)):
+        def tensor(array: np.ndarray) -> torch.Tensor:
+            x = torch.from_numpy(np.ascontiguousarray(array))
+            if param is not None:  # the rows go where the weights are (a GPU: device="cuda")
+                x = x.to(device=param.device, dtype=param.dtype)
+            return x
+
+        inputs = self._inputs(batch)
+        if isinstance(inputs, dict):
+            inputs = {k: tensor(v) for k, v in inputs.items()}
+        elif isinstance(inputs, tuple):
+            inputs = tuple(tensor(v) for v in inputs)
+        else:
+            inputs = tensor(inputs)
+        with torch.inference_mode():
+            return call_model(self.module, inputs, self.signature).detach().cpu().float()
+
+    def _inputs(self, batch: Any) -> Any:
+        if isinstance(batch, (np.ndarray, torch.Tensor)) and self.signature == "singleton":
             array = batch.numpy() if isinstance(batch, torch.Tensor) else batch
             return np.ascontiguousarray(np.atleast_2d(array), dtype=np.float32)
+        if self.preprocess is not None:
+            # The raw rows, every column, as training's preprocess saw them (numpy).
+            names = _column_names(batch)
+            rows = self.preprocess({n: _raw_column(batch, n) for n in names})
+            return model_inputs(rows, self.features or [], self.signature, check_finite=False)
         if self.features is None:
             raise ConfigError(
                 "this model was registered without feature names (a custom training loop); "
@@ -131,10 +161,30 @@ class TorchModel:
                 f"the batch has no column(s) {missing}, which the model needs; its columns "
                 f"are {names[:30]}. The model was trained on features {self.features}"
             )
-        columns = []
-        for name in self.features:
-            columns.append(_as_float(name, _column(batch, name)))
-        return np.ascontiguousarray(np.concatenate(columns, axis=1))
+        # As the training loop shapes them (registry/torch_inputs.py), NaN passed through.
+        columns = {name: _column(batch, name) for name in self.features}
+        return model_inputs(columns, self.features, self.signature, check_finite=False)
+
+
+def _stored_function(
+    meta: dict[str, Any], what: str, trusted_modules: Sequence[str]
+) -> Callable[..., Any] | None:
+    """The function the version stores under ``what`` by import path (None without one),
+    imported only from a module the loading user trusts."""
+    path = meta.get(what)
+    if not path:
+        return None
+    check_trusted(str(path), trusted_modules)
+    return resolve(str(path), what)
+
+
+def _raw_column(batch: Any, name: str) -> np.ndarray:
+    """Column ``name`` as numpy, values as they are (bytes stay bytes, lists arrays)."""
+    if isinstance(batch, (pa.Table, pa.RecordBatch)):
+        return batch.column(name).to_numpy(zero_copy_only=False)
+    if isinstance(batch, Mapping):
+        return np.asarray(batch[name]) if not isinstance(batch[name], np.ndarray) else batch[name]
+    return batch[name].to_numpy()
 
 
 def load_model(
@@ -144,6 +194,7 @@ def load_model(
     model: nn.Module | None = None,
     allow_pickle: bool = False,
     device: str | None = None,
+    trusted_modules: TrustedModules = None,
 ) -> TorchModel:
     """The model in ``model_dir`` (weights from ``weights_dir`` when given), ready to predict.
 
@@ -154,12 +205,18 @@ def load_model(
     a template and copied) when it cannot be, e.g. for a class defined in a script. Weights
     saved with ``torch.save`` (``.pt``/``.pth``/``.bin``) instead of safetensors load only
     with ``allow_pickle=True``, and then only as tensors (``torch.load(weights_only=True)``).
+
+    A class that is not a standard ``torch.nn`` layer is imported only from a module you
+    trust: ``trusted_modules=`` (names, the class or its module) or the
+    ``PINNACLE_RAY_TRUSTED_MODULES`` environment variable; otherwise ``UnsafeArtifact``
+    before anything is imported.
     """
     meta = read_meta(model_dir)
+    trusted = trusted_module_names(trusted_modules)
     if model is not None:
         module = copy.deepcopy(unwrap(model))
     elif meta.get("architecture"):
-        module = build_module(meta["architecture"])
+        module = build_module(meta["architecture"], trusted)
     else:
         raise ConfigError(
             f"{model_dir} records no architecture (the model was trained by a custom loop "
@@ -171,10 +228,10 @@ def load_model(
         state = _load_pickled_weights(source, allow_pickle)
         _check_shapes({k: tuple(v.shape) for k, v in state.items()}, module, source)
         module.load_state_dict(state, strict=True)
-        return TorchModel(_on(module, device), meta)
+        return TorchModel(_on(module, device), meta, trusted)
     check_compatible(path, module)
     module.load_state_dict(load_file(str(path)), strict=True)
-    return TorchModel(_on(module, device), meta)
+    return TorchModel(_on(module, device), meta, trusted)
 
 
 def _on(module: nn.Module, device: str | None) -> nn.Module:
@@ -321,18 +378,3 @@ def _column(batch: Any, name: str) -> Any:
         return series.to_numpy(dtype=np.float32, na_value=np.nan)
     except (TypeError, ValueError):
         return series.to_numpy()
-
-
-def _as_float(name: str, values: Any) -> np.ndarray:
-    """``values`` as a (rows, width) float32 array; vector cells (embeddings) are stacked."""
-    try:
-        array = np.asarray(values, dtype=np.float32)
-    except (TypeError, ValueError):
-        try:
-            array = np.stack([np.asarray(v, dtype=np.float32) for v in values])
-        except (TypeError, ValueError):
-            raise NonNumericFeature(
-                f"feature {name!r} holds {np.asarray(values).dtype} values that are not "
-                "numbers; the model needs numeric features"
-            ) from None
-    return array.reshape(len(array), -1)
