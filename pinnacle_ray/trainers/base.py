@@ -24,6 +24,8 @@ from .._names import ascii_label
 from ..errors import ConfigError, TrainingFailed
 from .checkpoint import set_registered_start
 from .cluster_shape import read_shape
+from .progress import FitProgress, progress_on
+from .report_stream import ReportStream
 from .resources import ResourcePlan, plan_resources
 from .storage import RegisteredCheckpoint
 from .tabular import quiet, read_once
@@ -32,6 +34,7 @@ __all__ = [
     "TrainResult",
     "datasets_for",
     "default_run_config",
+    "fit_reports",
     "in_tune_trial",
     "keeps_arguments",
     "lineage_of",
@@ -42,6 +45,7 @@ __all__ = [
     "reported_checkpoints",
     "reporting_to_tune",
     "run_lineage",
+    "run_reported",
     "store_of",
     "warn_unregistered",
     "worker_entry",
@@ -73,6 +77,8 @@ class TrainResult:
     path: str | None = None
     ray_result: Any = field(default=None, repr=False)
     record: Any = field(default=None, repr=False)
+    # Every report of the run in order (report_stream.Report), as the driver received them.
+    reports: list[Any] = field(default_factory=list, repr=False)
 
     @property
     def history(self) -> Any:
@@ -344,3 +350,32 @@ def reported_checkpoints(result: Any) -> list[tuple[ray.train.Checkpoint, dict[s
     if not pairs and result.checkpoint is not None:
         pairs = [(result.checkpoint, dict(result.metrics or {}))]
     return sorted(pairs, key=lambda p: p[1].get("step", 0) if isinstance(p[1], dict) else 0)
+
+
+def fit_reports(
+    progress: bool | None,
+    name: str,
+    *,
+    listen: str | None = None,
+    steps: int | None = None,
+    epochs: float | None = None,
+    unit: str = "step",
+) -> tuple[ReportStream, FitProgress]:
+    """The report stream of one fit and its progress line, subscribed to it; the line is
+    shown when ``progress`` is True, or when it is None and stderr is a terminal (never by
+    default inside a Tune trial: the sweep shows its own). Raises ConfigError for a bad
+    ``progress`` before anything starts."""
+    shown = progress_on(progress)
+    if progress is None and in_tune_trial():
+        shown = False
+    display = FitProgress(name, listen=listen, steps=steps, epochs=epochs, unit=unit, enabled=shown)
+    stream = ReportStream()
+    stream.subscribe(display)
+    return stream, display
+
+
+def run_reported(trainer: Any, stream: ReportStream, display: FitProgress) -> Any:
+    """``trainer.fit()`` (a Ray Train trainer built with ``stream.attach(run_config)``),
+    its reports streamed to the driver and shown by ``display`` while it runs."""
+    with display, stream, ray_train_env():
+        return trainer.fit()

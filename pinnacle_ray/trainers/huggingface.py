@@ -40,13 +40,14 @@ from .base import (
     TrainResult,
     datasets_for,
     default_run_config,
+    fit_reports,
     keeps_arguments,
     plan_for,
     raise_worker_error,
-    ray_train_env,
     reported_checkpoints,
     reporting_to_tune,
     run_lineage,
+    run_reported,
     store_of,
     warn_unregistered,
     worker_entry,
@@ -200,6 +201,7 @@ class HuggingFaceTrainer(Submittable):
         resume_from: str | None = None,
         version: int | None = None,
         handle: str = "latest",
+        progress: bool | None = None,
     ) -> TrainResult:
         """Fine-tune on ``train`` (a query or ``ray.data.Dataset``), evaluating on ``valid``.
 
@@ -207,6 +209,7 @@ class HuggingFaceTrainer(Submittable):
         ``resume_from="<name>"`` continues that registered model's checkpoint ``handle``
         (weights, optimizer, scheduler and step; epochs count from its first run).
         """
+        stream, display = fit_reports(progress, self.name, unit="step")
         # Flags CPU workers cannot honour (tf32) are refused before any read or worker.
         check_hf_precision(self.training_args, bool(self.scaling_config.use_gpu))
         facts = check_query(
@@ -268,22 +271,24 @@ class HuggingFaceTrainer(Submittable):
             config[RESUME_KEY] = RegisteredCheckpoint.of(
                 store, parent["name"], parent["version"], parent["handle"], start
             )
+        display.expect(steps=spec.max_steps, epochs=self.training_args.get("num_train_epochs", 3.0))
         trainer = ray.train.torch.TorchTrainer(
             worker_entry(huggingface_loop),
             train_loop_config=config,
             scaling_config=plan.scaling_config,
-            run_config=with_run_storage(
-                reporting_to_tune(
-                    self.run_config
-                    or default_run_config(self.name, CheckpointConfig(num_to_keep=None))
-                ),
-                storage,
+            run_config=stream.attach(
+                with_run_storage(
+                    reporting_to_tune(
+                        self.run_config
+                        or default_run_config(self.name, CheckpointConfig(num_to_keep=None))
+                    ),
+                    storage,
+                )
             ),
             datasets=datasets,
         )
         try:
-            with ray_train_env():
-                result = trainer.fit()
+            result = run_reported(trainer, stream, display)
         except Exception as exc:
             try:
                 raise_worker_error(exc)
@@ -321,6 +326,7 @@ class HuggingFaceTrainer(Submittable):
             path=getattr(result, "path", None),
             ray_result=result,
             record=record,
+            reports=stream.reports,
         )
 
     def reported_metrics(self, train: Any, valid: Any = None) -> set[str]:

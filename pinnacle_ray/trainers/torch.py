@@ -30,13 +30,14 @@ from .base import (
     TrainResult,
     datasets_for,
     default_run_config,
+    fit_reports,
     keeps_arguments,
     plan_for,
     raise_worker_error,
-    ray_train_env,
     reported_checkpoints,
     reporting_to_tune,
     run_lineage,
+    run_reported,
     store_of,
     warn_unregistered,
     worker_entry,
@@ -181,13 +182,23 @@ class TorchTrainer(Submittable):
         resume_from: str | None = None,
         version: int | None = None,
         handle: str = "latest",
+        progress: bool | None = None,
     ) -> TrainResult:
         """Train on ``train`` (a query or ``ray.data.Dataset``), validating on ``valid``.
 
         ``register`` stores the run as a new version in ``train``'s datastore.
         ``resume_from="<name>"`` continues from that registered model's checkpoint
         ``handle`` (weights, optimizer state, step and epoch), recorded as its parent.
+        ``progress`` shows a live line (epoch, step, rows/s, the listened metric, ETA) on
+        stderr; None (default): only when stderr is a terminal.
         """
+        stream, display = fit_reports(
+            progress,
+            self.name,
+            listen=self.listen,
+            steps=self.settings.max_iterations if self.settings is not None else None,
+            epochs=self.settings.epochs if self.settings is not None else None,
+        )
         plan = plan_for(self.scaling_config)
         store = store_of(train)
         storage = decide(store, self.run_config, what=f"fit of {self.name!r}")
@@ -208,12 +219,11 @@ class TorchTrainer(Submittable):
             worker_entry(loop),
             train_loop_config=config,
             scaling_config=plan.scaling_config,
-            run_config=with_run_storage(self._run_config(), storage),
+            run_config=stream.attach(with_run_storage(self._run_config(), storage)),
             datasets=datasets,
         )
         try:
-            with ray_train_env():
-                result = trainer.fit()
+            result = run_reported(trainer, stream, display)
         except Exception as exc:  # Ray Train's failure types differ between V1 and V2
             try:
                 raise_worker_error(exc)
@@ -249,6 +259,7 @@ class TorchTrainer(Submittable):
             path=getattr(result, "path", None),
             ray_result=result,
             record=record,
+            reports=stream.reports,
         )
 
     def reported_metrics(self, train: Any, valid: Any = None) -> set[str] | None:

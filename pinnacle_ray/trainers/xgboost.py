@@ -27,14 +27,15 @@ from .base import (
     RESUME_KEY,
     TrainResult,
     default_run_config,
+    fit_reports,
     keeps_arguments,
     plan_for,
     raise_worker_error,
-    ray_train_env,
     registered_model,
     reported_checkpoints,
     reporting_to_tune,
     run_lineage,
+    run_reported,
     store_of,
     warn_unregistered,
     worker_entry,
@@ -161,12 +162,14 @@ class XGBoostTrainer(Submittable):
         resume_from: str | None = None,
         version: int | None = None,
         handle: str = "latest",
+        progress: bool | None = None,
     ) -> TrainResult:
         """Boost on ``train`` (a query or ``ray.data.Dataset``), evaluating on ``valid``.
 
         ``resume_from="<name>"`` continues that registered booster (its ``handle``) with
         ``num_boost_round`` more rounds, e.g. on rows added since; it is recorded as parent.
         """
+        stream, display = fit_reports(progress, self.name, unit="round")
         facts = self._check(train, "train")
         if valid is not None:
             self._check(valid, "valid")
@@ -213,22 +216,24 @@ class XGBoostTrainer(Submittable):
         config: dict[str, Any] = {"spec": spec}
         if start is not None:
             config[RESUME_KEY] = start
+        display.expect(steps=spec.total_rounds)
         trainer = RayXGBoostTrainer(
             worker_entry(xgboost_loop),
             train_loop_config=config,
             scaling_config=plan.scaling_config,
-            run_config=with_run_storage(
-                reporting_to_tune(
-                    self.run_config
-                    or default_run_config(self.name, CheckpointConfig(num_to_keep=None))
-                ),
-                storage,
+            run_config=stream.attach(
+                with_run_storage(
+                    reporting_to_tune(
+                        self.run_config
+                        or default_run_config(self.name, CheckpointConfig(num_to_keep=None))
+                    ),
+                    storage,
+                )
             ),
             datasets={role: quiet(dataset) for role, dataset in read.items()},
         )
         try:
-            with ray_train_env():
-                result = trainer.fit()
+            result = run_reported(trainer, stream, display)
         except Exception as exc:
             raise_worker_error(exc)
             raise
@@ -263,6 +268,7 @@ class XGBoostTrainer(Submittable):
             path=getattr(result, "path", None),
             ray_result=result,
             record=record,
+            reports=stream.reports,
         )
 
     def reported_metrics(self, train: Any, valid: Any = None) -> set[str] | None:
