@@ -139,13 +139,15 @@ def read_shards(
     row_bytes: int,
     num_cpus: float | None = None,
     cache: bool = False,
+    block_bytes: int | None = None,
 ) -> Dataset:
     """A lazy ``ray.data.Dataset`` reading ``shards`` in parallel (Ray started on demand).
 
     ``num_cpus`` is what each read task reserves (Ray's default: 1). With ``cache``, the
     shards are read into Ray's object store now, in the background (see
     :class:`StoredShardDatasource`): for data read more than once, e.g. several epochs,
-    that fits in the object store.
+    that fits in the object store. ``block_bytes`` bounds the dataset's blocks (Ray Data
+    otherwise merges what a task yields up to its own ``target_max_block_size``).
     """
     ensure_ray()
     # Ray Data tags its metrics with the datasource's name and encodes tags as ASCII: a
@@ -167,4 +169,8 @@ def read_shards(
         # read running one task at a time (measured on 2 CPUs: 2 shards took 2.1 s instead
         # of 1.1 s). Set on this dataset's own context only; the global one is untouched.
         dataset.context.op_resource_reservation_enabled = False
+    if block_bytes is not None:
+        # This dataset's own context again: the user's global DataContext is untouched.
+        current = dataset.context.target_max_block_size
+        dataset.context.target_max_block_size = min(block_bytes, current or block_bytes)
     return dataset

@@ -31,6 +31,7 @@ from .mongo_blobs import MongoBlobStore
 from .mongo_errors import translate
 from .mongo_query import MongoQuery
 from .mongo_read import client_for
+from .mongo_schema import SchemaLike
 from .mongo_write import KEY_INDEX, WriteData, delete_documents, insert, match_filter, upsert
 from .url import mask
 
@@ -95,11 +96,20 @@ class MongoDatastore:
         filter: Mapping[str, Any] | None = None,
         projection: Sequence[str] | Mapping[str, Any] | None = None,
         key: str = "_id",
+        schema: SchemaLike | None = None,
     ) -> MongoQuery:
         """Documents of ``collection`` matching ``filter`` (any MongoDB query); ``projection``
         lists the fields to read as columns (dotted for nested ones; default: every
-        top-level field); ``key`` (default ``_id``) splits the read into parallel ranges."""
-        return MongoQuery(self, collection, filter=filter, projection=projection, key=key)
+        top-level field); ``key`` (default ``_id``) splits the read into parallel ranges.
+
+        ``schema`` declares column types (a ``pyarrow.Schema`` or ``{field: type or type
+        name}``, e.g. ``{"stars": "float64"}``); without a projection its fields are the
+        columns. Undeclared types are planned from the first 1,000 documents, and a later
+        document of another type fails its read with ``MixedTypes`` (``q.plan()`` says which
+        documents the types came from)."""
+        return MongoQuery(
+            self, collection, filter=filter, projection=projection, key=key, schema=schema
+        )
 
     def table(
         self,
@@ -107,17 +117,20 @@ class MongoDatastore:
         columns: Sequence[str] | None = None,
         where: Mapping[str, Any] | None = None,
         key: str | None = None,
+        schema: SchemaLike | None = None,
     ) -> MongoQuery:
         """The documents as rows, as on SQL: ``where`` holds equality (``{f: v}``) or IN
         (``{f: [..]}``) conditions; ``columns`` the fields to read (default: every top-level
-        field but ``_id``, as a table's columns); ``key`` defaults to the field of the
-        collection's unique key index (what ``write(..., key=)`` created), else ``_id``."""
+        field but ``_id``, as a table's columns, or ``schema``'s fields); ``key`` defaults to
+        the field of the collection's unique key index (what ``write(..., key=)`` created),
+        else ``_id``; ``schema`` declares column types as on :meth:`find`."""
         self._require_collection(name)
         for field in where or {}:
             self._require_field(name, field, "where")
         if key is None:
             key = self._unique_key(name)
-            if columns is not None and key not in columns:
+            named = columns if columns is not None else (list(schema) if schema else None)
+            if named is not None and key not in named:
                 key = None
         return MongoQuery(
             self,
@@ -126,6 +139,7 @@ class MongoDatastore:
             projection=columns,
             key=key or "_id",
             include_id=False,
+            schema=schema,
         )
 
     def write(self, name: str, data: WriteData, key: str | Sequence[str]) -> int:

@@ -22,6 +22,10 @@ missing / null        null
 
 Any other mix of types in one field is refused with :class:`MixedTypes`, naming the field,
 the two types and one ``_id`` holding each, so the offending documents can be fixed.
+
+A column whose type the query declares (``schema=``) is not planned: it reads as declared,
+taking the BSON kinds that type holds (an int into a float column, an ObjectId into a
+string one) and refusing others with :class:`MixedTypes`; nothing is truncated.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ __all__ = [
     "documents_to_table",
     "field_value",
     "kind_of",
+    "kinds_for_type",
     "plan_columns",
     "scalar_type",
     "top_level_fields",
@@ -111,19 +116,32 @@ def field_value(doc: Mapping[str, Any], path: str) -> Any:
 @dataclass(frozen=True)
 class PlannedColumns:
     """The Arrow schema every shard yields, and per column one ``_id`` that holds the planned
-    kind (the first example a :class:`MixedTypes` error names)."""
+    kind (the first example a :class:`MixedTypes` error names); ``declared`` are the columns
+    whose type the query declared, ``source`` says which documents the others came from."""
 
     schema: pa.Schema
     kinds: dict[str, str | None]
     examples: dict[str, Any]
+    declared: frozenset[str] = frozenset()
+    source: str = "the sample documents"
 
 
 def plan_columns(
-    docs: Sequence[Mapping[str, Any]], columns: Sequence[str], collection: str
+    docs: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    collection: str,
+    declared: Mapping[str, pa.DataType] | None = None,
+    source: str = "the sample documents",
 ) -> PlannedColumns:
-    """Plan ``columns``' Arrow types from sample documents ``docs``."""
+    """Plan ``columns``' Arrow types from sample documents ``docs`` (described by
+    ``source``), except those ``declared`` (field -> Arrow type), which read as declared."""
+    declared = declared or {}
     fields, kinds, examples = [], {}, {}
     for column in columns:
+        if column in declared:
+            fields.append(pa.field(column, declared[column]))
+            kinds[column], examples[column] = None, None
+            continue
         seen: dict[str, Any] = {}
         values = []
         for doc in docs:
@@ -137,7 +155,9 @@ def plan_columns(
         fields.append(pa.field(column, arrow_type))
         kinds[column] = kind
         examples[column] = seen.get(kind) if kind else None
-    return PlannedColumns(pa.schema(fields), kinds, examples)
+    return PlannedColumns(
+        pa.schema(fields), kinds, examples, frozenset(declared) & set(columns), source
+    )
 
 
 def documents_to_table(
@@ -148,6 +168,9 @@ def documents_to_table(
     arrays = []
     for field in planned.schema:
         values = [field_value(doc, field.name) for doc in docs]
+        if field.name in planned.declared:
+            arrays.append(_declared_array(values, field, docs, collection))
+            continue
         kind = planned.kinds[field.name]
         allowed = _allowed_kinds(kind)
         found = {_KIND_OF_TYPE.get(type(v)) or kind_of(v) for v in values}
@@ -157,6 +180,73 @@ def documents_to_table(
             _raise_mixed(docs, values, field.name, planned, bad, collection)
         arrays.append(_array(values, kind, field.type, docs, planned, collection, field.name))
     return pa.Table.from_arrays(arrays, schema=planned.schema)
+
+
+def kinds_for_type(arrow_type: pa.DataType) -> set[str] | None:
+    """The BSON kinds a column declared as ``arrow_type`` takes without loss (``None``: any
+    kind Arrow converts exactly, e.g. a decimal type)."""
+    t = pa.types
+    if t.is_integer(arrow_type):
+        return {"int"}
+    if t.is_floating(arrow_type):
+        return {"int", "float"}
+    if t.is_string(arrow_type) or t.is_large_string(arrow_type):
+        return {"string", "objectid"}
+    if t.is_binary(arrow_type) or t.is_large_binary(arrow_type):
+        return {"binary"}
+    if t.is_boolean(arrow_type):
+        return {"bool"}
+    if t.is_timestamp(arrow_type) or t.is_date(arrow_type):
+        return {"datetime"}
+    if t.is_list(arrow_type) or t.is_large_list(arrow_type) or t.is_fixed_size_list(arrow_type):
+        return {"list"}
+    if t.is_struct(arrow_type) or t.is_map(arrow_type):
+        return {"document"}
+    return None
+
+
+def _declared_array(
+    values: list[Any], field: pa.Field, docs: Sequence[Mapping[str, Any]], collection: str
+) -> pa.Array:
+    """``values`` as an array of the declared ``field.type``; :class:`MixedTypes` naming the
+    first document whose value that type does not hold."""
+    allowed = kinds_for_type(field.type)
+    plain = [_plain(v) for v in values]
+    pairs = list(zip(docs, values, strict=True))
+    bad = None
+    if allowed is not None:
+        bad = next(((d, v) for d, v in pairs if v is not None and kind_of(v) not in allowed), None)
+    if bad is None:
+        try:
+            return pa.array(plain, type=field.type, from_pandas=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+            fits = [_converts(one, field.type) for one in plain]
+            bad = next((pair for pair, ok in zip(pairs, fits, strict=True) if not ok), None)
+            if bad is None:
+                raise MixedTypes(
+                    f"field {field.name!r} of collection {collection!r} is declared as "
+                    f"{field.type} in schema= but its values do not convert "
+                    f"({str(exc).splitlines()[0]})"
+                ) from None
+    doc, value = bad
+    raise MixedTypes(
+        f"field {field.name!r} of collection {collection!r} is declared as {field.type} in "
+        f"schema= but _id {_show(doc.get('_id'))} holds a {kind_of(value)} value "
+        f"({_short(value)}); fix that document, or declare a type that holds both"
+    )
+
+
+def _converts(value: Any, arrow_type: pa.DataType) -> bool:
+    try:
+        pa.array([value], type=arrow_type, from_pandas=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return False
+    return True
+
+
+def _short(value: Any) -> str:
+    text = repr(_plain(value))
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _allowed_kinds(kind: str | None) -> set[str]:
@@ -248,8 +338,10 @@ def _raise_mixed(
             raise MixedTypes(
                 f"field {name!r} of collection {collection!r} holds {planned_as} and {found} "
                 f"values (e.g. _id {_show(planned.examples.get(name))} and _id "
-                f"{_show(doc.get('_id'))}); store one type per field, or convert the field in "
-                "the documents before training"
+                f"{_show(doc.get('_id'))}); its type was planned from {planned.source}. "
+                f"Declare it with schema={{{name!r}: '<type>'}} when the type widens (int to "
+                "float) or starts as null, else store one type per field or convert the field "
+                "in the documents before training"
             )
 
 

@@ -32,6 +32,7 @@ from .mongo_arrow import (
     top_level_fields,
 )
 from .mongo_read import MongoShard
+from .mongo_schema import SchemaLike, declared_types
 from .shards import (
     KeyRange,
     KeyStats,
@@ -51,7 +52,11 @@ __all__ = ["MongoQuery"]
 logger = logging.getLogger("pinnacle_ray.datastore")
 
 SAMPLE_DOCS = 1000
-_TARGET_BLOCK_BYTES = 32 * 1024 * 1024
+# A read task yields a table once its documents reach this many BSON bytes (or
+# BATCH_ROWS documents), whatever the sizes of the first documents: a few large documents
+# among small ones must not make one huge block.
+BLOCK_BYTES = 32 * 1024 * 1024
+BATCH_ROWS = 65_536
 # MongoDB compares values only within a type bracket: a range filter on numbers never
 # matches strings. A key must therefore hold one bracket for ranges to cover it.
 _BRACKETS = {"int": "number", "float": "number", "objectid": "objectid", "string": "string"}
@@ -75,13 +80,24 @@ class MongoQuery:
         projection: Sequence[str] | Mapping[str, Any] | None = None,
         key: str | None = "_id",
         include_id: bool = True,
+        schema: SchemaLike | None = None,
     ) -> None:
         self.store = store
         self.table_name = store._require_collection(collection)
         if filter is not None and not isinstance(filter, Mapping):
             raise ConfigError(f"filter must be a dict (a MongoDB query), got {filter!r}")
         self.filter: dict[str, Any] = dict(filter or {})
+        self._declared = declared_types(schema)
         self._requested = _columns(projection)
+        if self._requested is None and self._declared:
+            # As pymongoarrow's Schema: a schema without a projection names the columns.
+            self._requested = [_check_field(name, "schema field") for name in self._declared]
+        undeclared = [name for name in self._declared if name not in (self._requested or [])]
+        if undeclared:
+            raise ConfigError(
+                f"schema declares {undeclared}, which the projection does not read "
+                f"({self._requested}); add them to the projection or drop them from schema"
+            )
         self._include_id = include_id
         self.key = _check_field(key or "_id", "key")
         self._after: Watermark | None = None  # since(): only documents with key > this
@@ -176,7 +192,6 @@ class MongoQuery:
             ranges = plan_ranges(stats, n, points)
         except TypeError as exc:  # values Python cannot order (e.g. Decimal128)
             raise InvalidKey(f"key {self.key!r} cannot be split into ranges: {exc}") from None
-        batch_rows = max(1024, min(65_536, _TARGET_BLOCK_BYTES // max(1, self._row_bytes)))
         shard_list = [
             MongoShard(
                 uri=self.store._uri,
@@ -187,13 +202,16 @@ class MongoQuery:
                 planned=planned,
                 rows=r.rows,
                 label=r.describe(self.key),
-                batch_rows=batch_rows,
+                batch_rows=BATCH_ROWS,
+                batch_bytes=BLOCK_BYTES,
                 secrets=self.store._secrets,
             )
             for r in ranges
         ]
         key_range = (stats.min, stats.max) if stats.count else None
-        return ShardPlan("key", self.key, total, shard_list, key_range=key_range)
+        return ShardPlan(
+            "key", self.key, total, shard_list, key_range=key_range, notes=self._type_notes()
+        )
 
     def to_arrow(self) -> pa.Table:
         """All documents as one Arrow table, read here in the driver: for small results
@@ -208,7 +226,8 @@ class MongoQuery:
             # Documents written since the query was planned (e.g. into a collection that
             # was empty then): all of them are here, so plan from them.
             columns = self._requested or self._output_fields(docs)
-            planned = plan_columns(docs, columns, self.table_name)
+            source = f"all {len(docs):,} documents read by to_arrow()"
+            planned = plan_columns(docs, columns, self.table_name, self._declared, source)
         return documents_to_table(docs, planned, self.table_name)
 
     def to_dataset(
@@ -226,6 +245,7 @@ class MongoQuery:
             row_bytes=self._row_bytes,
             num_cpus=num_cpus,
             cache=cache,
+            block_bytes=BLOCK_BYTES,
         )
 
     # -- planning ------------------------------------------------------------------------
@@ -249,11 +269,53 @@ class MongoQuery:
                 )
             columns = self._requested or self._output_fields(sample)
             extra = self._values_beyond(sample, columns)
-            planned = plan_columns(sample + extra, columns, self.table_name)
-            sizes = [len(bson.encode(d)) for d in sample[:100]]
+            planned = plan_columns(
+                sample + extra,
+                columns,
+                self.table_name,
+                self._declared,
+                self._sample_source(sample, extra),
+            )
+            # Only an estimate for Ray's memory planning: blocks are bounded by bytes as read.
+            sizes = [len(bson.encode(d)) for d in sample]
             self._row_bytes = max(1, sum(sizes) // len(sizes)) if sizes else 64
             self._planned_cache = planned
         return self._planned_cache
+
+    def _sample_source(self, sample: list[Any], extra: list[Any]) -> str:
+        """Which documents the planned column types came from, in words."""
+        if not sample:
+            return "no document (the query matched none when planned)"
+        span = f"_id {_show(sample[0].get('_id'))} to _id {_show(sample[-1].get('_id'))}"
+        if len(sample) < SAMPLE_DOCS:
+            text = f"all {len(sample):,} documents matched when the read was planned ({span})"
+        else:
+            text = (
+                f"the first {len(sample):,} documents in the collection's natural order "
+                f"({span}); later documents were not looked at"
+            )
+        if extra:
+            text += f", and {len(extra)} later one(s) for fields those did not hold"
+        return text
+
+    def _type_notes(self) -> tuple[str, ...]:
+        """The plan's lines saying where each column's type came from."""
+        planned = self._planned()
+        inferred = [n for n in planned.schema.names if n not in planned.declared]
+        notes = []
+        if planned.declared:
+            notes.append(f"column types declared by schema=: {sorted(planned.declared)}")
+        if inferred:
+            notes.append(
+                f"column types of {inferred[:20]}{' ...' if len(inferred) > 20 else ''} "
+                f"planned from {planned.source}; a document of another type fails its read "
+                "with MixedTypes (declare types with schema= to fix them)"
+            )
+        notes.append(
+            f"blocks of at most {BLOCK_BYTES:,} BSON bytes or {BATCH_ROWS:,} documents as read "
+            "(Ray Data merges them into dataset blocks of under twice that)"
+        )
+        return tuple(notes)
 
     def _output_fields(self, docs: list[Any]) -> list[str]:
         """The columns when no projection names them: the documents' top-level fields."""

@@ -2,7 +2,9 @@
 
 Each task opens its own client (pymongo clients do not survive pickling or ``fork``), runs
 ``find(shard filter, projection)`` with a cursor batch size matched to the Arrow batch
-size, and yields a table every ``batch_rows`` documents, so a shard is never held whole.
+size, and yields a table every ``batch_rows`` documents or ``batch_bytes`` BSON bytes,
+whichever comes first, so a shard is never held whole and a few large documents among
+small ones do not make a huge block. Documents arrive raw, so each one's size is exact.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import bson
 import pyarrow as pa
+from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
@@ -22,6 +27,8 @@ from .mongo_errors import translate
 __all__ = ["MongoShard", "client_for"]
 
 SERVER_SELECTION_TIMEOUT_MS = 5_000
+_RAW = CodecOptions(document_class=RawBSONDocument)
+_DECODE = CodecOptions(tz_aware=False)
 
 
 def client_for(uri: str) -> MongoClient:
@@ -49,6 +56,7 @@ class MongoShard:
     rows: int | None
     label: str
     batch_rows: int = 65_536
+    batch_bytes: int = 32 * 1024 * 1024
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
     def describe(self) -> str:
@@ -57,15 +65,22 @@ class MongoShard:
     def read(self) -> Iterator[pa.Table]:
         client = client_for(self.uri)
         try:
-            cursor = client[self.database][self.collection].find(
+            collection = client[self.database].get_collection(self.collection, codec_options=_RAW)
+            cursor = collection.find(
                 self.filter, self.projection, batch_size=min(self.batch_rows, 10_000)
             )
             pending: list[Mapping[str, Any]] = []
-            for doc in cursor:
-                pending.append(doc)
+            pending_bytes = 0
+            for raw in cursor:
+                size = len(raw.raw)
+                if pending and pending_bytes + size > self.batch_bytes:
+                    yield documents_to_table(pending, self.planned, self.collection)
+                    pending, pending_bytes = [], 0
+                pending.append(bson.decode(raw.raw, codec_options=_DECODE))
+                pending_bytes += size
                 if len(pending) >= self.batch_rows:
                     yield documents_to_table(pending, self.planned, self.collection)
-                    pending = []
+                    pending, pending_bytes = [], 0
             if pending:
                 yield documents_to_table(pending, self.planned, self.collection)
         except PinnacleError:

@@ -164,6 +164,7 @@ class ShardPlan:
     shards: list[Any] = field(default_factory=list)  # ReadShard objects
     reason: str = ""
     key_range: tuple[Any, Any] | None = None  # (min, max) of the key when planned by key
+    notes: tuple[str, ...] = ()  # more lines for the reader (e.g. where column types came from)
 
     def __len__(self) -> int:
         return len(self.shards)
@@ -177,4 +178,5 @@ class ShardPlan:
         }[self.strategy]
         lines = [f"{head}; ~{self.rows} rows"]
         lines += [f"  [{i}] {s.describe()}  (~{s.rows} rows)" for i, s in enumerate(self.shards)]
+        lines += list(self.notes)
         return "\n".join(lines)
