@@ -25,15 +25,20 @@ logger = logging.getLogger("pinnacle_ray.runtime")
 
 # Ray Data logs every execution plan at INFO; users see Ray's progress bars instead.
 _NOISY_LOGGERS = ("ray.data", "ray.train", "ray.tune", "ray.air")
+_SOFT_LIMIT_ENV = "RAY_num_workers_soft_limit"
 
 
 def ensure_ray() -> None:
     """Join the Ray cluster in ``RAY_ADDRESS`` (or one already initialised), else start one.
 
-    A locally started instance shows only warnings on the console (Ray's, Ray Data's in
-    its workers too), so a script's output stays readable; Ray's log files keep everything.
-    Set ``PINNACLE_RAY_VERBOSE=1`` to keep Ray's INFO logging.
+    When this call starts Ray (or connects to ``RAY_ADDRESS``), the console shows only
+    warnings (Ray's, Ray Data's in the workers of a local instance too), so a script's
+    output stays readable; Ray's log files keep everything. Set ``PINNACLE_RAY_VERBOSE=1``
+    to keep Ray's INFO logging. When you started Ray yourself, your ``ray.*`` loggers are
+    left as you set them.
     """
+    if ray.is_initialized():
+        return
     verbose = os.environ.get("PINNACLE_RAY_VERBOSE", "") not in ("", "0")
     if not verbose:
         for name in _NOISY_LOGGERS:
@@ -45,8 +50,6 @@ def ensure_ray() -> None:
     dataset_log = logging.getLogger("ray.data.dataset")
     if not any(isinstance(f, _NoCpuFalseAlarm) for f in dataset_log.filters):
         dataset_log.addFilter(_NoCpuFalseAlarm())
-    if ray.is_initialized():
-        return
     address = os.environ.get("RAY_ADDRESS") or None
     kwargs: dict = {
         "address": address,
@@ -63,22 +66,32 @@ def ensure_ray() -> None:
         )
         if not verbose:
             kwargs["runtime_env"] = {"env_vars": worker_env()}
-        keep_idle_workers()
     logger.info("starting Ray (address=%s)", address or "local")
-    ray.init(**kwargs)
+    # The raylet reads the soft limit when it starts; the variable is not left behind in
+    # the user's environment.
+    added = keep_idle_workers() if address is None else False
+    try:
+        ray.init(**kwargs)
+    finally:
+        if added:
+            os.environ.pop(_SOFT_LIMIT_ENV, None)
     wait_for_cpus()
 
 
-def keep_idle_workers() -> None:
+def keep_idle_workers() -> bool:
     """Let a Ray instance started after this keep more idle worker processes alive.
 
     Ray kills idle workers beyond one per CPU within a second. A fit alternates read tasks
     (one worker each) with a training task or actors of another shape, so on a small
     machine every read and every fit started fresh processes, each importing Ray, Arrow
     and the framework again: measured on 2 CPUs, a 1M-row read 3-4 s instead of 1.0-1.4 s.
-    Applies only to instances started from this process; a value you set is kept.
+    Applies only to instances started from this process; a value you set is kept. Returns
+    whether it set the variable (``ensure_ray`` removes it again once Ray has started).
     """
-    os.environ.setdefault("RAY_num_workers_soft_limit", str(3 * (os.cpu_count() or 1)))
+    if _SOFT_LIMIT_ENV in os.environ:
+        return False
+    os.environ[_SOFT_LIMIT_ENV] = str(3 * (os.cpu_count() or 1))
+    return True
 
 
 def wait_for_cpus(timeout_s: float = 10.0) -> None:

@@ -6,6 +6,7 @@ import os
 from typing import TYPE_CHECKING
 
 from .._lazy import lazy_attributes
+from ..errors import ConfigError
 from .base import Datastore, ModelCatalog
 from .shards import KeyRange, KeyStats, ShardPlan, plan_ranges
 
@@ -41,7 +42,10 @@ __all__ = [
 
 
 def connect(
-    url: str | os.PathLike[str], artifact_root: str | os.PathLike[str] | None = None
+    url: str | os.PathLike[str],
+    artifact_root: str | os.PathLike[str] | None = None,
+    *,
+    sqlite_wal: bool | None = None,
 ) -> SqlDatastore | MongoDatastore:
     """Connect to the datastore at ``url``: any SQLAlchemy URL, a path to an SQLite file, or
     a ``mongodb://`` / ``mongodb+srv://`` URL (a :class:`MongoDatastore`).
@@ -53,17 +57,26 @@ def connect(
     an SQLite file (``shop.db`` -> ``shop.artifacts/``), else inside the database itself
     (``pinnacle-db://artifacts``: chunked blob tables in SQL, GridFS in MongoDB); the
     ``PINNACLE_ARTIFACT_ROOT`` environment variable overrides the default.
+
+    An SQLite file this call creates is put in WAL mode (Ray's read tasks then read while
+    another connection writes); an existing file keeps its journal mode, since WAL would
+    stay in it for good, unless ``sqlite_wal=True`` (``False``: never switch).
     """
     text = os.fspath(url) if not isinstance(url, str) else url
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     if scheme in ("mongodb", "mongodb+srv"):
         from .mongo import MongoDatastore  # pymongo loads only for Mongo URLs
 
+        if sqlite_wal is not None:
+            raise ConfigError(
+                f"sqlite_wal={sqlite_wal!r} applies to SQLite files only; leave it out"
+            )
+
         return MongoDatastore(text, artifact_root)
     from .sql import SqlDatastore
     from .url import parse_sql_url
 
-    return SqlDatastore(parse_sql_url(text), artifact_root)
+    return SqlDatastore(parse_sql_url(text), artifact_root, sqlite_wal=sqlite_wal)
 
 
 __getattr__, __dir__ = lazy_attributes(globals(), _LAZY)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
@@ -51,7 +52,19 @@ class SqlDatastore:
         store.models.list()                                    # the model registry
     """
 
-    def __init__(self, url: URL, artifact_root: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        url: URL,
+        artifact_root: str | os.PathLike[str] | None = None,
+        sqlite_wal: bool | None = None,
+    ) -> None:
+        if sqlite_wal not in (None, True, False):
+            raise ConfigError(f"sqlite_wal={sqlite_wal!r}; pass True, False or None (the default)")
+        if sqlite_wal is not None and url.get_backend_name() != "sqlite":
+            raise ConfigError(
+                f"sqlite_wal={sqlite_wal!r} applies to SQLite files only, not to "
+                f"{url.get_backend_name()}; leave it out"
+            )
         self._url = url
         self.artifact_root = resolve_artifact_root(url, artifact_root)
         # Read-only: where versions registered before the in-database default live.
@@ -74,7 +87,12 @@ class SqlDatastore:
                     f"cannot create SQLite file {url.database!r}: folder {str(folder)!r} does "
                     "not exist; create it or fix the path"
                 )
-            sa.event.listen(self._engine, "connect", _sqlite_pragmas)
+            # WAL stays in the file for good, so it is switched on only in a file this
+            # connection creates, or when asked; a user's file keeps its journal mode.
+            path = Path(url.database or "").expanduser()
+            created = not path.exists() or path.stat().st_size == 0
+            wal = sqlite_wal if sqlite_wal is not None else created
+            sa.event.listen(self._engine, "connect", functools.partial(_sqlite_pragmas, wal=wal))
         with self._errors(f"connecting to {self.url}"), self._engine.connect():
             pass
 
@@ -312,15 +330,17 @@ def _engine_options(url: URL) -> dict[str, Any]:
     return options
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any, *, wal: bool) -> None:
     # WAL lets Ray's read tasks read while another connection writes. In WAL mode,
     # synchronous=NORMAL syncs at checkpoints instead of at every commit (Rails' default
     # too): the database stays consistent after a crash, and a power cut can lose only the
-    # last commits. Write-back commits once per batch, so this saved ~40 ms a batch.
+    # last commits. Write-back commits once per batch, so this saved ~40 ms a batch. In a
+    # rollback-journal file (a user's, unless sqlite_wal=True) both stay as they are.
     cur = dbapi_conn.cursor()
     try:
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
+        mode = cur.execute("PRAGMA journal_mode=WAL" if wal else "PRAGMA journal_mode")
+        if str(mode.fetchone()[0]).lower() == "wal":
+            cur.execute("PRAGMA synchronous=NORMAL")
     finally:
         cur.close()
 

@@ -32,6 +32,7 @@ from ..errors import EmptyText, NonFiniteValues
 from ..registry.huggingface_flavor import REGRESSION, TOKEN, load_pretrained
 from .checkpoint import _join_optimizer, _split_optimizer, get_checkpoint
 from .devices import all_sum
+from .hub_offline import hub_offline
 
 __all__ = ["HFSpec", "huggingface_loop", "restore_hf_checkpoint"]
 
@@ -278,14 +279,19 @@ def _training_args(spec: HFSpec, output_dir: str) -> Any:
 
 
 def huggingface_loop(config: dict[str, Any]) -> None:
-    """``train_loop_per_worker`` for :class:`pinnacle_ray.HuggingFaceTrainer`."""
+    """``train_loop_per_worker`` for :class:`pinnacle_ray.HuggingFaceTrainer`: never
+    downloads (the Hub is offline for this task only; the pooled worker gets it back)."""
+    with hub_offline():
+        _train(config)
+
+
+def _train(config: dict[str, Any]) -> None:
     from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, set_seed
 
     spec: HFSpec = config["spec"]
     if config.get(PRETRAINED_KEY) is not None:  # the driver's folder, copied here if elsewhere
         spec = replace(spec, model=config[PRETRAINED_KEY].local_path())
     tokenizer = config["tokenizer"]
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download from a worker
     _quiet_transformers()
     set_seed(spec.seed)
     work = tempfile.mkdtemp(prefix="pinnacle-hf-")
