@@ -39,6 +39,7 @@ __all__ = [
     "keeps_arguments",
     "lineage_of",
     "plan_for",
+    "progress_shown",
     "raise_worker_error",
     "ray_train_env",
     "registered_model",
@@ -365,13 +366,20 @@ def fit_reports(
     shown when ``progress`` is True, or when it is None and stderr is a terminal (never by
     default inside a Tune trial: the sweep shows its own). Raises ConfigError for a bad
     ``progress`` before anything starts."""
-    shown = progress_on(progress)
-    if progress is None and in_tune_trial():
-        shown = False
-    display = FitProgress(name, listen=listen, steps=steps, epochs=epochs, unit=unit, enabled=shown)
+    display = FitProgress(
+        name, listen=listen, steps=steps, epochs=epochs, unit=unit, enabled=progress_shown(progress)
+    )
     stream = ReportStream()
     stream.subscribe(display)
     return stream, display
+
+
+def progress_shown(progress: bool | None) -> bool:
+    """Whether a fit shows its progress line: ``progress`` when given, else whether stderr
+    is a terminal, but not by default inside a Tune trial (the sweep shows its own line).
+    ConfigError for anything but True, False or None."""
+    shown = progress_on(progress)
+    return False if progress is None and in_tune_trial() else shown
 
 
 def run_reported(trainer: Any, stream: ReportStream, display: FitProgress) -> Any:

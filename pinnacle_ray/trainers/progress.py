@@ -15,9 +15,16 @@ import time
 from typing import Any, TextIO
 
 from ..errors import ConfigError
-from .report_stream import Report
+from .report_stream import Phase, Report, ReportStream
 
-__all__ = ["FitProgress", "LiveBar", "PhaseProgress", "format_value", "progress_on"]
+__all__ = [
+    "FitProgress",
+    "LiveBar",
+    "PhaseProgress",
+    "TaskPhases",
+    "format_value",
+    "progress_on",
+]
 
 
 def progress_on(progress: bool | None) -> bool:
@@ -253,8 +260,59 @@ class PhaseProgress(LiveBar):
     def phase(self, name: str) -> None:
         """Say that phase ``name`` has started (the phases before it are done)."""
         done = self.phases.index(name) if name in self.phases else None
+        if done is not None and self.bar is not None and done < self.bar.n:
+            return  # a late note from a task, after a later phase (or the end) was shown
         self.show(done, postfix=name)
 
     def finish(self, postfix: str | None = None) -> None:
         """Mark every phase done."""
         self.show(len(self.phases), postfix=postfix or "done")
+
+
+class TaskPhases:
+    """A :class:`PhaseProgress` line for work that runs partly in a Ray task: the driver
+    calls :meth:`phase`, the task calls the picklable :meth:`notifier` (delivered through
+    a :class:`ReportStream`). When off, nothing is created and ``notifier()`` is None.
+
+    Example::
+
+        with TaskPhases("house-price", ("reading", "fitting", "scoring"), enabled=True) as p:
+            p.phase("reading")
+            ...
+            ray.get(task.remote(..., note=p.notifier()))   # the task calls note("scoring")
+            p.finish()
+    """
+
+    def __init__(self, name: str, phases: tuple[str, ...], *, enabled: bool) -> None:
+        self.display = PhaseProgress(name, phases, enabled=enabled)
+        self.stream: ReportStream | None = None
+
+    def __enter__(self) -> TaskPhases:
+        if self.display.enabled:
+            self.display.__enter__()
+            self.stream = ReportStream(interval_s=0.25)
+            self.stream.subscribe_phases(self._announced)
+            self.stream.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            if self.stream is not None:
+                self.stream.__exit__(*exc)
+        finally:
+            self.display.__exit__(*exc)
+
+    def phase(self, name: str) -> None:
+        """Phase ``name`` started (on the driver)."""
+        self.display.phase(name)
+
+    def notifier(self) -> Any:
+        """``note(phase_name)`` for the task, or None when the line is off."""
+        return self.stream.phase_callback() if self.stream is not None else None
+
+    def finish(self) -> None:
+        """Every phase is done."""
+        self.display.finish()
+
+    def _announced(self, phase: Phase) -> None:
+        self.display.phase(phase.name)

@@ -22,7 +22,7 @@ import ray
 from ray.train import RunConfig
 from ray.train.v2.api.callback import UserCallback
 
-__all__ = ["Report", "ReportStream"]
+__all__ = ["Phase", "Report", "ReportStream"]
 
 logger = logging.getLogger("pinnacle_ray.trainers")
 
@@ -60,6 +60,14 @@ class Report:
         )
 
 
+@dataclass(frozen=True)
+class Phase:
+    """A phase of work (e.g. ``"scoring"``) that started at ``time`` (unix seconds)."""
+
+    name: str
+    time: float
+
+
 def _whole(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -73,12 +81,12 @@ class _Mailbox:
     """Holds reports until the driver takes them."""
 
     def __init__(self) -> None:
-        self._reports: list[Report] = []
+        self._reports: list[Report | Phase] = []
 
-    def put(self, report: Report) -> None:
+    def put(self, report: Report | Phase) -> None:
         self._reports.append(report)
 
-    def take(self) -> list[Report]:
+    def take(self) -> list[Report | Phase]:
         reports, self._reports = self._reports, []
         return reports
 
@@ -96,6 +104,17 @@ class _Forward(UserCallback):
             return
         # Fire and forget: the controller's event loop must not block on the driver.
         self._mailbox.put.remote(Report.of(dict(metrics[0]), checkpoint is not None))
+
+
+class _Note:
+    """Sent into a Ray task (pickled with its mailbox handle): ``note("scoring")`` tells
+    the driver that the task's scoring phase started, without waiting for it."""
+
+    def __init__(self, mailbox: Any) -> None:
+        self._mailbox = mailbox
+
+    def __call__(self, phase: str) -> None:
+        self._mailbox.put.remote(Phase(phase, time.time()))
 
 
 class ReportStream:
@@ -119,6 +138,7 @@ class ReportStream:
         self.interval_s = interval_s
         self.reports: list[Report] = []
         self._subscribers: list[Subscriber] = []
+        self._phase_subscribers: list[Callable[[Phase], None]] = []
         self._mailbox: Any = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -127,6 +147,18 @@ class ReportStream:
     def subscribe(self, fn: Subscriber) -> None:
         """Call ``fn(report)`` for each report, in order, on the driver."""
         self._subscribers.append(fn)
+
+    def subscribe_phases(self, fn: Callable[[Phase], None]) -> None:
+        """Call ``fn(phase)`` on the driver for each phase a task announces through
+        :meth:`phase_callback`."""
+        self._phase_subscribers.append(fn)
+
+    def phase_callback(self) -> Callable[[str], None]:
+        """A picklable ``note(phase_name)`` for a Ray task (work outside Ray Train, e.g. a
+        scikit-learn fit) to announce its phases to this stream's phase subscribers."""
+        if self._mailbox is None:
+            self._mailbox = _Mailbox.remote()
+        return _Note(self._mailbox)
 
     def callback(self) -> UserCallback:
         """The callback that goes into ``RunConfig(callbacks=[...])`` of the run."""
@@ -170,13 +202,18 @@ class ReportStream:
         with self._lock:
             if self._mailbox is None:
                 return
-            for report in ray.get(self._mailbox.take.remote()):
-                self.reports.append(report)
-                for fn in list(self._subscribers):
-                    try:
-                        fn(report)
-                    except Exception:
-                        logger.warning(
-                            "a report subscriber (%r) failed and was removed", fn, exc_info=True
-                        )
-                        self._subscribers.remove(fn)
+            for item in ray.get(self._mailbox.take.remote()):
+                if isinstance(item, Report):
+                    self.reports.append(item)
+                    _deliver(item, self._subscribers)
+                else:
+                    _deliver(item, self._phase_subscribers)
+
+
+def _deliver(item: Any, subscribers: list[Callable[[Any], None]]) -> None:
+    for fn in list(subscribers):
+        try:
+            fn(item)
+        except Exception:
+            logger.warning("a report subscriber (%r) failed and was removed", fn, exc_info=True)
+            subscribers.remove(fn)

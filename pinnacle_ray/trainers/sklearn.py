@@ -32,6 +32,7 @@ from .base import (
     TrainResult,
     default_run_config,
     keeps_arguments,
+    progress_shown,
     registered_model,
     run_lineage,
     store_of,
@@ -40,6 +41,7 @@ from .base import (
 from .caching import estimated_bytes
 from .features import check_feature_list
 from .holdout import check_fraction
+from .progress import TaskPhases
 from .registration import RunRecord, json_safe
 from .sklearn_fit import FitSpec, fit_in_memory, fit_incremental
 from .sklearn_metrics import estimator_kind
@@ -48,6 +50,9 @@ from .submission import Submittable, records_job
 from .tabular import QueryFacts, check_query, query_datasets, read_once
 
 __all__ = ["SklearnTrainer"]
+
+# What the progress line names while a fit runs (scoring is announced by the fit task).
+_PHASES = ("reading", "fitting", "scoring")
 
 # The data is held about three times while fitting: Arrow blocks, the pandas frame, and
 # the float64 array scikit-learn converts it to.
@@ -147,12 +152,37 @@ class SklearnTrainer(Submittable):
         resume_from: str | None = None,
         version: int | None = None,
         handle: str = "latest",
+        progress: bool | None = None,
     ) -> TrainResult:
         """Fit on ``train`` (a query or ``ray.data.Dataset``), score on ``valid``, register.
 
         ``resume_from="<name>"`` continues a registered incremental model with more
         ``partial_fit`` passes (e.g. on rows added since), recorded as its parent.
+        ``progress`` shows a live line naming the phase (reading, fitting, scoring) on
+        stderr; None (default): only when stderr is a terminal.
         """
+        with TaskPhases(self.name, _PHASES, enabled=progress_shown(progress)) as phases:
+            return self._fit(
+                train,
+                valid,
+                register=register,
+                resume_from=resume_from,
+                version=version,
+                handle=handle,
+                phases=phases,
+            )
+
+    def _fit(
+        self,
+        train: Any,
+        valid: Any,
+        *,
+        register: bool,
+        resume_from: str | None,
+        version: int | None,
+        handle: str,
+        phases: TaskPhases,
+    ) -> TrainResult:
         facts = self._check(train, "train")
         if valid is not None:
             self._check(valid, "valid")
@@ -173,8 +203,10 @@ class SklearnTrainer(Submittable):
             epochs=self.epochs,
             valid_fraction=None if valid is not None else self.valid_fraction,
             seed=self.seed,
+            note=phases.notifier(),
         )
         started = time.perf_counter()
+        phases.phase("reading")
         if self.incremental:
             # The task holds its CPUs while it streams; the reads get what is left.
             left = cluster_cpus() - num_cpus
@@ -193,6 +225,7 @@ class SklearnTrainer(Submittable):
             }
             task = fit_in_memory
         remote = ray.remote(task).options(num_cpus=num_cpus, max_retries=0)
+        phases.phase("fitting")
         try:
             estimator, metrics = ray.get(
                 remote.remote(estimator, datasets["train"], datasets.get("valid"), spec)
@@ -202,6 +235,7 @@ class SklearnTrainer(Submittable):
             cause.add_note(f"(raised in the scikit-learn fit task of {self.name!r})")
             raise cause from None
         metrics["fit_seconds"] = round(time.perf_counter() - started, 3)
+        phases.finish()
         run_config = with_run_storage(self.run_config or default_run_config(self.name), storage)
         run_dir, checkpoint, meta = _save_checkpoint(
             run_config, run_config.name or self.name, estimator, self._meta(estimator)

@@ -8,7 +8,7 @@ with ``ORDER BY key``. Incrementally, batches stream from the shards into ``part
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,8 @@ class FitSpec:
     epochs: int = 1
     valid_fraction: float | None = 0.2
     seed: int = 0
+    # note("scoring") tells the driver's progress line a phase started (None: no line).
+    note: Callable[[str], None] | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -73,6 +75,8 @@ def fit_in_memory(
     arrays_done = time.perf_counter()
     _call(estimator.fit, x, y, spec)
     fit_done = time.perf_counter()
+    if spec.note is not None:
+        spec.note("scoring")
     if valid_table is not None:
         evaluation = Evaluation(estimator, "valid")
         x_valid, y_valid = _xy(valid_table, spec, "the validation rows")
@@ -124,6 +128,8 @@ def fit_incremental(
             batches += 1
     if rows == 0:
         raise EmptyResult("no training rows reached partial_fit (the query or split is empty)")
+    if spec.note is not None:
+        spec.note("scoring")
     if valid is not None:
         evaluation, source, held = Evaluation(estimator, "valid"), valid, None
     elif spec.holdout:
