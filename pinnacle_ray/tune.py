@@ -44,6 +44,7 @@ from . import _tune_params as params
 from ._names import ascii_label, validate_name
 from ._tune_cleanup import ReleaseStoppedRuns
 from ._tune_data import SharedQuery, share
+from ._tune_history import log_sweep, trial_reports
 from .errors import ColumnNotFound, ConfigError, MetricNotReported
 from .registry import SweepTrial
 from .trainers.base import TrainResult, store_of
@@ -63,6 +64,7 @@ from .trainers.storage import (
     user_storage_path,
     with_run_storage,
 )
+from .trainers.tracking import Tracking
 
 __all__ = ["SweepResult", "sweep"]
 
@@ -134,6 +136,8 @@ def sweep(
     max_concurrent_trials: int | None = None,
     name: str | None = None,
     register: bool = True,
+    tracking: str | None = None,
+    callbacks: list[Any] | None = None,
 ) -> SweepResult:
     """Sweep ``trainer``'s arguments over ``param_space`` with Ray Tune; register the best.
 
@@ -146,7 +150,12 @@ def sweep(
 
     The best trial is registered as a new version of ``trainer.name`` in ``train``'s
     datastore (``register=False`` to skip) with the sweep's ``name`` and its trial id;
-    every trial is kept in ``store.models.sweeps(name)``.
+    every trial is kept in ``store.models.sweeps(name)``, and every report of each trial
+    in ``store.models.trial_metrics(name)``.
+
+    ``tracking="mlflow"`` or ``callbacks=[pr.MLflowCallback(...)]`` (default: the trainer's
+    own) log the sweep as an MLflow run with one child run per trial (its params and every
+    report); the best trial's run is tagged with the registered version.
     """
     # Names first: they become folders and Ray run names (the best trial registers as
     # trainer.name).
@@ -165,6 +174,10 @@ def sweep(
     shape = read_shape()  # per node, with what the autoscaler can add
     cluster = ClusterResources(shape.total("CPU"), shape.total("GPU"))
     planned, trial_cpus, trial_gpus, note = _per_trial(trainer, shape)
+    tracker = _sweep_tracking(trainer, tracking, callbacks)
+    if getattr(planned, "tracking", None) or getattr(planned, "callbacks", None):
+        # The sweep logs every trial from here; trials must not log a run each as well.
+        planned = params.with_arguments(planned, tracking=None, callbacks=None)
     reads = read_reserve(cluster.cpus) / 2
     shared_train, shared_valid = share(train, "train", reads), share(valid, "valid", reads)
     streamed = isinstance(shared_train, SharedQuery) and not shared_train.materialized
@@ -217,7 +230,7 @@ def sweep(
         if release is not None:
             release.release()
     logger.info("sweep %r: %d trial(s) in %.1f s", name, len(grid), time.perf_counter() - started)
-    return _finish(grid, trainer, name, metric, mode, plan, store, train, valid, register)
+    return _finish(grid, trainer, name, metric, mode, plan, store, train, valid, register, tracker)
 
 
 # -- before any trial ----------------------------------------------------------------------
@@ -372,6 +385,7 @@ def _finish(
     train: Any,
     valid: Any,
     register: bool,
+    tracker: Tracking,
 ) -> SweepResult:
     results = list(grid)
     finished = [r for r in results if _status(r) == "completed" and _score(r, metric) is not None]
@@ -392,6 +406,24 @@ def _finish(
     best = pick(finished, key=lambda r: _score(r, metric))
     record = _load_record(best)
     model_name = getattr(trainer, "name", None) or "model"
+    reports = {
+        _trial_id(r): trial_reports(r, record if r is best else _trial_record(r), DONE_KEY)
+        for r in results
+    }
+    tracked = None
+    if tracker:
+        tracked = log_sweep(
+            tracker,
+            sweep=name,
+            model=model_name,
+            metric=metric,
+            mode=mode,
+            trials=[
+                (_trial_id(r), _status(r), dict(r.config or {}), reports[_trial_id(r)], r is best)
+                for r in results
+            ],
+        )
+    tracked_lineage = {"tracking": tracked.lineage()} if tracked is not None else {}
     version = None
     sweep_info = {
         "name": name,
@@ -402,7 +434,9 @@ def _finish(
     }
     if register and store is not None:
         if record is not None:
-            version = record.register(store, config={"sweep": sweep_info}, lineage={"sweep": name})
+            version = record.register(
+                store, config={"sweep": sweep_info}, lineage={"sweep": name, **tracked_lineage}
+            )
             if version is None:
                 logger.warning(
                     "sweep %r: the best trial reported no checkpoint; nothing to register "
@@ -435,6 +469,11 @@ def _finish(
     ]
     if store is not None:
         store.models.record_sweep(trials)
+        for trial_id, trial_history in reports.items():
+            if trial_history:
+                store.models.record_trial_history(name, trial_id, trial_history)
+    if tracker:
+        tracker.link(model_name, version.version if version is not None else None)
     trials = sorted(trials, key=lambda t: (not t.best, t.score is None, _signed(t, mode)))
     checkpoint = record.reported[-1][0] if record is not None and record.reported else None
     return SweepResult(
@@ -487,6 +526,18 @@ def _trial_metrics(result: Any) -> dict[str, Any]:
     }
 
 
+def _trial_record(result: Any) -> RunRecord | None:
+    """A finished trial's run record (for its reports); None for a trial stopped early or
+    failed, whose last checkpoint is not the record."""
+    if _status(result) != "completed":
+        return None
+    try:
+        return _load_record(result)
+    except (OSError, ValueError, KeyError) as exc:
+        logger.debug("trial %s: no run record (%s)", _trial_id(result), exc)
+        return None
+
+
 def _load_record(result: Any) -> RunRecord | None:
     if result.checkpoint is None:
         return None
@@ -518,3 +569,11 @@ def _raise_no_trial(results: list[Any], metric: str) -> None:
         f"metric={metric!r} was never reported by any trial; they reported {seen}. Sweep on "
         "one of those, or report it from the loop"
     )
+
+
+def _sweep_tracking(trainer: Any, tracking: Any, callbacks: Any) -> Tracking:
+    """The sweep's trackers: its own ``tracking``/``callbacks``, else the trainer's."""
+    own = Tracking.of(tracking, callbacks)
+    if own.callbacks:
+        return own
+    return Tracking.of(getattr(trainer, "tracking", None), getattr(trainer, "callbacks", None))

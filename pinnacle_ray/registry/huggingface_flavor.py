@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,12 @@ import pyarrow as pa
 import torch
 
 from ..errors import ColumnNotFound, ConfigError, IncompatibleCheckpoint
+from .huggingface_lm import CausalLMModel, find_base, is_adapter, load_adapter
 from .safety import pickle_files, refuse_pickle
 from .torch_flavor import read_meta
 
 __all__ = [
+    "CAUSAL_LM",
     "CLASSIFICATION",
     "REGRESSION",
     "TASKS",
@@ -49,25 +52,32 @@ __all__ = [
 CLASSIFICATION = "sequence-classification"
 REGRESSION = "regression"
 TOKEN = "token-classification"
-TASKS = (CLASSIFICATION, REGRESSION, TOKEN)
+CAUSAL_LM = "causal-lm"
+TASKS = (CLASSIFICATION, REGRESSION, TOKEN, CAUSAL_LM)
 _PREDICT_BATCH = 64
 
 
 def load_pretrained(
     directory: str | Path, task: str = CLASSIFICATION, *, allow_pickle: bool = False, **kwargs: Any
 ) -> Any:
-    """A sequence- (or, for ``task=TOKEN``, token-) classification model from a local
-    ``save_pretrained`` folder, safetensors only (``pytorch_model.bin`` too with
-    ``allow_pickle=True``) and no remote code; ``kwargs`` go to ``from_pretrained``
-    (num_labels, id2label)."""
-    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+    """A sequence- (``task=TOKEN``: token-) classification model or (``task=CAUSAL_LM``) a
+    causal language model from a local ``save_pretrained`` folder, safetensors only
+    (``pytorch_model.bin`` too with ``allow_pickle=True``) and no remote code; ``kwargs``
+    go to ``from_pretrained`` (num_labels, id2label)."""
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+    )
 
     folder = Path(directory)
     if folder.is_dir() and not any(folder.glob("*.safetensors*")):
         pickled = [n for n in pickle_files(folder) if n.endswith((".bin", ".pt", ".pth", ".ckpt"))]
         if pickled and not allow_pickle:
             raise refuse_pickle(folder / pickled[0], "torch.save (pickle) weights")
-    auto = AutoModelForTokenClassification if task == TOKEN else AutoModelForSequenceClassification
+    auto = {TOKEN: AutoModelForTokenClassification, CAUSAL_LM: AutoModelForCausalLM}.get(
+        task, AutoModelForSequenceClassification
+    )
     return auto.from_pretrained(
         str(directory),
         local_files_only=True,
@@ -277,21 +287,33 @@ def load_model(
     weights_dir: str | Path | None = None,
     allow_pickle: bool = False,
     device: str | None = None,
-) -> HuggingFaceModel:
+    base_model: str | os.PathLike[str] | None = None,
+) -> HuggingFaceModel | CausalLMModel:
     """The model in ``model_dir`` (a handle's checkpoint in ``weights_dir`` when given);
     pickle-based weights (``pytorch_model.bin``) only with ``allow_pickle=True``.
-    ``device`` (e.g. ``"cuda"``) is where it predicts; default CPU."""
+    ``device`` (e.g. ``"cuda"``) is where it predicts; default CPU. A LoRA version (an
+    adapter only) is loaded onto its base model: ``base_model=`` (a folder), else the one
+    it recorded, found on this machine and checked by its sha256 (see
+    :mod:`.huggingface_lm`); the adapter is merged into it for prediction."""
     from transformers import AutoTokenizer
 
     meta = read_meta(model_dir)
     source = Path(weights_dir or model_dir)
-    if not (source / "config.json").is_file():
+    task = meta.get("task") or CLASSIFICATION
+    if is_adapter(source):
+        base = find_base(meta, base_model)
+        model = load_pretrained(base, task, allow_pickle=allow_pickle)
+        model = load_adapter(model, source, allow_pickle=allow_pickle).merge_and_unload()
+    elif not (source / "config.json").is_file():
         raise IncompatibleCheckpoint(
             f"{source} holds no config.json; it is not a Hugging Face checkpoint written by "
             "pr.HuggingFaceTrainer"
         )
-    model = load_pretrained(source, meta.get("task") or CLASSIFICATION, allow_pickle=allow_pickle)
+    else:
+        model = load_pretrained(source, task, allow_pickle=allow_pickle)
     tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=True)
     if device is not None:
         model = model.to(torch.device(device))
+    if task == CAUSAL_LM:
+        return CausalLMModel(model, tokenizer, meta)
     return HuggingFaceModel(model, tokenizer, meta)

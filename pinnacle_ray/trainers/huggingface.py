@@ -33,7 +33,8 @@ from ..errors import (
     NonNumericFeature,
     TooFewRows,
 )
-from ..registry.huggingface_flavor import CLASSIFICATION, REGRESSION, TASKS, TOKEN
+from ..registry.huggingface_flavor import CAUSAL_LM, CLASSIFICATION, REGRESSION, TASKS, TOKEN
+from ..registry.huggingface_lm import base_fingerprint
 from ..registry.torch_flavor import read_meta
 from .base import (
     RESUME_KEY,
@@ -53,6 +54,7 @@ from .base import (
     worker_entry,
 )
 from .devices import check_hf_precision
+from .huggingface_causal import TokenizeCausal, lora_settings
 from .huggingface_loop import (
     EMPTY_COLUMN,
     PRETRAINED_KEY,
@@ -74,6 +76,7 @@ from .storage import (
 )
 from .submission import Submittable, records_job
 from .tabular import check_query, distinct_values, is_numeric, require_classes
+from .tracking import Tracking
 
 __all__ = ["HuggingFaceTrainer"]
 
@@ -86,7 +89,6 @@ _MANAGED = {
     "save_strategy": "checkpoints follow eval_steps and every epoch's end",
     "save_steps": "checkpoints follow eval_steps and every epoch's end",
     "load_best_model_at_end": "the registry keeps the best checkpoint as handle 'best'",
-    "report_to": "metrics go to Ray Train (result.metrics, the registry)",
     "metric_for_best_model": "use listen='valid/<metric>'",
 }
 _RENAMED = {"evaluation_strategy": "eval_strategy", "tokenizer": "processing_class"}
@@ -113,13 +115,21 @@ class HuggingFaceTrainer(Submittable):
                              valid=store.table("reviews", where={"split": "valid"}))
         store.models.load("sentiment").predict(["great value", "broke in a day"])
 
-    ``task`` is ``"sequence-classification"``, ``"regression"`` or
+    ``task`` is ``"sequence-classification"``, ``"regression"``,
     ``"token-classification"`` (one tag per word: whitespace-separated words and tags, or
-    list columns; see :mod:`.huggingface_tokens`). By default it is token classification
-    for a list label, regression for a float label, else sequence classification.
-    ``training_args`` are ``transformers.TrainingArguments``
-    fields; epochs become steps from the planned row count, because a streamed shard has no
-    length. Each evaluation (every ``eval_steps``, default once per epoch) and each epoch's
+    list columns; see :mod:`.huggingface_tokens`) or ``"causal-lm"`` (next-token
+    fine-tuning on the text column, no label; see :mod:`.huggingface_causal`). By default
+    it is token classification for a list label, regression for a float label, else
+    sequence classification. ``peft={"r": 8, ...}`` (or a ``peft.LoraConfig``) trains a
+    LoRA adapter instead of the whole causal LM and registers the adapter only, with a
+    reference to its base model (see :mod:`pinnacle_ray.registry.huggingface_lm`).
+    ``model`` is a ``save_pretrained`` folder or a hub name; a name not on this machine is
+    downloaded once, here on the driver (safetensors, config and tokenizer files only),
+    unless ``offline=True`` or ``HF_HUB_OFFLINE=1`` (see :mod:`.pretrained`).
+    ``training_args`` are ``transformers.TrainingArguments`` fields (a dict, or a
+    ``TrainingArguments`` whose fields set away from their defaults are taken); epochs
+    become steps from the planned row count, because a streamed shard has no length. Each
+    evaluation (every ``eval_steps``, default once per epoch) and each epoch's
     end reports the metrics with a checkpoint (safetensors + JSON); the run is registered
     with handles ``latest``, ``best`` (by ``listen``) and ``epoch_<n>``.
     ``early_stopping_patience`` adds transformers' ``EarlyStoppingCallback``.
@@ -133,7 +143,7 @@ class HuggingFaceTrainer(Submittable):
         label: str = "label",
         task: str | None = None,
         tokenizer: Any = None,
-        training_args: dict[str, Any] | None = None,
+        training_args: dict[str, Any] | Any | None = None,
         max_length: int | None = None,
         early_stopping_patience: int | None = None,
         early_stopping_threshold: float = 0.0,
@@ -144,6 +154,11 @@ class HuggingFaceTrainer(Submittable):
         scaling_config: ScalingConfig | None = None,
         run_config: RunConfig | None = None,
         name: str | None = None,
+        tracking: str | None = None,
+        callbacks: list[Any] | None = None,
+        peft: dict[str, Any] | Any | None = None,
+        offline: bool | None = None,
+        max_new_tokens: int = 20,
     ) -> None:
         self.text_columns = _text_columns(text_column)
         if not isinstance(label, str) or not label:
@@ -153,10 +168,9 @@ class HuggingFaceTrainer(Submittable):
                 f"task={task!r} is not supported; use one of {list(TASKS)} (or None to infer "
                 "it from the label's type)"
             )
-        if task == TOKEN and len(self.text_columns) != 1:
+        if task in (TOKEN, CAUSAL_LM) and len(self.text_columns) != 1:
             raise ConfigError(
-                f"task='token-classification' tags the words of one text column, got "
-                f"text_column={text_column!r}"
+                f"task={task!r} reads one text column, got text_column={text_column!r}"
             )
         if not isinstance(keep_checkpoints, int) or keep_checkpoints < 0:
             raise ConfigError(f"keep_checkpoints must be an integer >= 0, got {keep_checkpoints!r}")
@@ -169,7 +183,10 @@ class HuggingFaceTrainer(Submittable):
             )
         if mode not in (None, "min", "max"):
             raise ConfigError(f"mode must be 'min' or 'max', got {mode!r}")
-        self.model, config = resolve_pretrained(model)
+        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+        self.peft = lora_settings(peft, task or CLASSIFICATION)
+        self.model, config = resolve_pretrained(model, offline=offline)
         self._limit = getattr(config, "max_position_embeddings", None)
         self.tokenizer = resolve_tokenizer(tokenizer, self.model)
         self.max_length = _max_length(max_length, config, self.tokenizer)
@@ -182,10 +199,14 @@ class HuggingFaceTrainer(Submittable):
         self.mode = mode
         self.keep_checkpoints = keep_checkpoints
         self.seed = seed
+        self.max_new_tokens = max_new_tokens
         self.scaling_config = scaling_config or ScalingConfig(num_workers=1)
         self.run_config = run_config
+        self.tracking = tracking
+        self.callbacks = callbacks
+        Tracking.of(tracking, callbacks)  # a bad tracker or callback is refused now
         self.name = (
-            default_name(Path(self.model).name, "huggingface")
+            default_name(Path(str(model)).name, "huggingface")
             if name is None
             else validate_name(name)
         )
@@ -209,12 +230,11 @@ class HuggingFaceTrainer(Submittable):
         ``resume_from="<name>"`` continues that registered model's checkpoint ``handle``
         (weights, optimizer, scheduler and step; epochs count from its first run).
         """
+        tracking = Tracking.of(self.tracking, self.callbacks)
         stream, display = fit_reports(progress, self.name, unit="step")
         # Flags CPU workers cannot honour (tf32) are refused before any read or worker.
         check_hf_precision(self.training_args, bool(self.scaling_config.use_gpu))
-        facts = check_query(
-            train, "train", self.text_columns, self.label, any_type=[*self.text_columns, self.label]
-        )
+        facts = check_query(train, "train", self.text_columns, self._label, any_type=self._columns)
         task = self._task(facts.schema)
         self._check_types(facts.schema, "train", task)
         if valid is not None:
@@ -250,6 +270,8 @@ class HuggingFaceTrainer(Submittable):
         tokenize: Any = (
             TokenizeWords(self.tokenizer, self.text_columns[0], self.label, labels, self.max_length)
             if task == TOKEN
+            else TokenizeCausal(self.tokenizer, self.text_columns[0], self.max_length)
+            if task == CAUSAL_LM
             else Tokenize(self.tokenizer, self.text_columns, self.label, labels, self.max_length)
         )
         datasets = {
@@ -288,7 +310,8 @@ class HuggingFaceTrainer(Submittable):
             datasets=datasets,
         )
         try:
-            result = run_reported(trainer, stream, display)
+            with tracking.fit(self.name, self._config_record(spec, plan.scaling_config), stream):
+                result = run_reported(trainer, stream, display)
         except Exception as exc:
             try:
                 raise_worker_error(exc)
@@ -308,8 +331,9 @@ class HuggingFaceTrainer(Submittable):
             mode=mode,
             keep_epochs=self.keep_checkpoints,
             config=self._config_record(spec, plan.scaling_config),
-            lineage=run_lineage(train, valid, None),
+            lineage={**run_lineage(train, valid, None), **tracking.lineage()},
             parent=parent,
+            history=stream.reports,
         )
         version = None
         if register and store is not None and reported:
@@ -318,6 +342,7 @@ class HuggingFaceTrainer(Submittable):
             check_listened(reported, listen)
         elif register and store is None:
             warn_unregistered(self.name)
+        tracking.link(self.name, version.version if version is not None else None)
         return TrainResult(
             name=self.name,
             metrics=metrics,
@@ -336,12 +361,19 @@ class HuggingFaceTrainer(Submittable):
         task = self._task(schema() if callable(schema) else None)
         names = {"train/loss", "step", "epoch", "learning_rate", "grad_norm"}
         if valid is not None:
-            names |= {"valid/loss"} | (
-                {"valid/rmse", "valid/mae"} if task == REGRESSION else {"valid/accuracy"}
-            )
+            names |= {"valid/loss", *_valid_metrics(task)}
         return names
 
     # -- checks before any worker starts ---------------------------------------------------
+    @property
+    def _label(self) -> str | None:
+        """The label column read; a causal LM reads none (its text is its own target)."""
+        return None if self.task == CAUSAL_LM else self.label
+
+    @property
+    def _columns(self) -> list[str]:
+        return [*self.text_columns, *([self._label] if self._label else [])]
+
     def _task(self, schema: pa.Schema | None) -> str:
         """``task``, else from the label's type: a list of tags -> token classification, a
         float -> regression, anything else -> sequence classification."""
@@ -355,9 +387,7 @@ class HuggingFaceTrainer(Submittable):
         return CLASSIFICATION
 
     def _check(self, query: Any, role: str, task: str) -> Any:
-        facts = check_query(
-            query, role, self.text_columns, self.label, any_type=[*self.text_columns, self.label]
-        )
+        facts = check_query(query, role, self.text_columns, self._label, any_type=self._columns)
         self._check_types(facts.schema, role, task)
         return facts
 
@@ -375,6 +405,8 @@ class HuggingFaceTrainer(Submittable):
                     + "; cast it in the query (store.sql(... CAST(col AS TEXT) ...)) or pick "
                     "the text column with text_column="
                 )
+        if task == CAUSAL_LM:
+            return
         kind = schema.field(self.label).type
         if task == TOKEN and not _is_words(kind):
             raise DataError(
@@ -386,9 +418,7 @@ class HuggingFaceTrainer(Submittable):
     def _listen(self, task: str, has_valid: bool) -> tuple[str, str]:
         known = ["train/loss"]
         if has_valid:
-            known += ["valid/loss"] + (
-                ["valid/rmse", "valid/mae"] if task == REGRESSION else ["valid/accuracy"]
-            )
+            known += ["valid/loss", *_valid_metrics(task)]
         listen = self.listen or ("valid/loss" if has_valid else "train/loss")
         if listen not in known:
             raise ConfigError(
@@ -412,7 +442,7 @@ class HuggingFaceTrainer(Submittable):
     ) -> list[Any] | None:
         """The label values in id order (classification): the training rows' classes (or
         tags), or the resumed model's; validation labels must be among them."""
-        if task == REGRESSION:
+        if task in (REGRESSION, CAUSAL_LM):
             return None
         if task == TOKEN:
             column = self.text_columns[0]
@@ -500,6 +530,7 @@ class HuggingFaceTrainer(Submittable):
             use_gpu=bool(self.scaling_config.use_gpu),
             start_step=start_step,
             start_epoch=start_epoch,
+            peft=self.peft,
         )
 
     def _pretrained_folder(self) -> str | None:
@@ -548,7 +579,7 @@ class HuggingFaceTrainer(Submittable):
             if query is None:
                 continue
             dataset = query if isinstance(query, ray.data.Dataset) else query.to_dataset()
-            empty, missing = _count_empty(dataset, self.text_columns, self.label)
+            empty, missing = _count_empty(dataset, self.text_columns, self._label)
             if empty:
                 parts = ", ".join(f"{c!r}: {n} row(s)" for c, n in empty.items())
                 raise EmptyText(
@@ -585,13 +616,31 @@ class HuggingFaceTrainer(Submittable):
                 "framework": "huggingface",
                 "task": task,
                 "text_columns": self.text_columns,
-                "label": self.label,
+                "label": self._label,
                 "labels": labels,
                 "max_length": self.max_length,
                 "base_model": self.model,
                 "transformers_version": transformers.__version__,
+                **self._causal_meta(task),
             }
         )
+
+    def _causal_meta(self, task: str) -> dict[str, Any]:
+        """A causal LM's generation settings; for LoRA, its LoRA settings and the reference
+        to its base (as given, the hub revision, the sha256 the base must match at load)."""
+        if task != CAUSAL_LM:
+            return {}
+        out: dict[str, Any] = {"generation": {"max_new_tokens": self.max_new_tokens}}
+        if self.peft is not None:
+            given = str(self._arguments.get("model", self.model))
+            hub = not Path(given).expanduser().is_dir()
+            out.update(
+                peft=self.peft,
+                base_model_name=given if hub else None,
+                base_revision=Path(self.model).name if hub else None,
+                base_sha256=base_fingerprint(self.model),
+            )
+        return out
 
     def _config_record(self, spec: HFSpec, scaling: ScalingConfig) -> dict[str, Any]:
         record = dataclasses.asdict(spec)
@@ -657,6 +706,14 @@ class Tokenize:
         return pa.table(out)
 
 
+def _valid_metrics(task: str) -> list[str]:
+    """The validation metrics besides ``valid/loss`` a run of ``task`` reports."""
+    return {
+        REGRESSION: ["valid/rmse", "valid/mae"],
+        CAUSAL_LM: ["valid/perplexity"],
+    }.get(task, ["valid/accuracy"])
+
+
 def _is_text(kind: pa.DataType) -> bool:
     return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
@@ -705,10 +762,18 @@ def _max_length(max_length: int | None, config: Any, tokenizer: Any) -> int:
     return max_length
 
 
-def _check_training_args(training_args: dict[str, Any] | None) -> dict[str, Any]:
+def _check_training_args(training_args: Any) -> dict[str, Any]:
     from transformers import TrainingArguments
 
-    args = dict(training_args or {})
+    if isinstance(training_args, TrainingArguments):
+        args = _changed_fields(training_args)
+    elif training_args is None or isinstance(training_args, dict):
+        args = dict(training_args or {})
+    else:
+        raise ConfigError(
+            f"training_args must be a dict of TrainingArguments fields or a "
+            f"transformers.TrainingArguments, got {type(training_args).__name__}"
+        )
     known = {f.name for f in dataclasses.fields(TrainingArguments)}
     for key in args:
         if key in _RENAMED:
@@ -730,8 +795,26 @@ def _check_training_args(training_args: dict[str, Any] | None) -> dict[str, Any]
     return args
 
 
+def _changed_fields(args: Any) -> dict[str, Any]:
+    """The fields of a ``TrainingArguments`` set away from their defaults (``output_dir``
+    aside: Ray Train's storage holds the checkpoints), enums as their values."""
+    import enum
+
+    from transformers import TrainingArguments
+
+    default = TrainingArguments(output_dir=args.output_dir)
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(TrainingArguments):
+        if not f.init or f.name == "output_dir":
+            continue
+        value = getattr(args, f.name)
+        if value != getattr(default, f.name):
+            out[f.name] = value.value if isinstance(value, enum.Enum) else value
+    return out
+
+
 def _count_empty(
-    dataset: ray.data.Dataset, text_columns: list[str], label: str
+    dataset: ray.data.Dataset, text_columns: list[str], label: str | None
 ) -> tuple[dict[str, int], int]:
     """Empty/NULL texts per column and NULL/NaN labels, over the whole dataset."""
 
@@ -739,15 +822,11 @@ def _count_empty(
         row: dict[str, list[int]] = {}
         for c in text_columns:
             row[c] = [sum(t is None or not str(t).strip() for t in table.column(c).to_pylist())]
-        row["__label"] = [
-            sum(
-                v is None or (isinstance(v, float) and v != v)
-                for v in table.column(label).to_pylist()
-            )
-        ]
+        values = table.column(label).to_pylist() if label is not None else []
+        row["__label"] = [sum(v is None or (isinstance(v, float) and v != v) for v in values)]
         return pa.table(row)
 
-    totals = dataset.select_columns([*text_columns, label]).map_batches(
+    totals = dataset.select_columns([*text_columns, *([label] if label else [])]).map_batches(
         count, batch_format="pyarrow"
     )
     sums = dict.fromkeys([*text_columns, "__label"], 0)

@@ -250,6 +250,9 @@ def _training_args(spec: HFSpec, output_dir: str) -> Any:
     # Sequence classification and regression heads return a per-batch mean loss; averaging
     # "tokens" across devices (for language-model losses) would scale it by the world size.
     args.setdefault("average_tokens_across_devices", False)
+    # Hugging Face's own integrations (report_to="mlflow", "tensorboard", ...) are the
+    # user's choice; metrics reach Ray Train (and the registry) either way.
+    args.setdefault("report_to", "none")
     args.update(
         output_dir=output_dir,
         max_steps=spec.max_steps,
@@ -259,7 +262,6 @@ def _training_args(spec: HFSpec, output_dir: str) -> Any:
         save_steps=spec.eval_steps,
         logging_strategy="steps",
         logging_steps=min(int(args.get("logging_steps") or spec.eval_steps), spec.eval_steps),
-        report_to="none",
         disable_tqdm=True,
         save_total_limit=None,
         load_best_model_at_end=False,

@@ -1,19 +1,50 @@
-"""Find a pretrained transformers model and its tokenizer on this machine, never downloading.
+"""Find a pretrained transformers model and its tokenizer for a fit, on the driver.
 
-A local folder must be a ``save_pretrained`` folder with safetensors weights; a hub name is
-used only when it is already in the local Hugging Face cache. Anything else is refused
-before a worker starts, saying what was found and how to provide the model.
+A local folder must be a ``save_pretrained`` folder with safetensors weights. A hub name
+(``org/name``) is taken from the local Hugging Face cache when it is there; otherwise it is
+downloaded once, here on the driver, with ``huggingface_hub.snapshot_download`` — weights in
+safetensors, the config and the tokenizer files only, nothing that runs code — into that
+cache, and the workers load the downloaded folder (shipped to other nodes by the trainer).
+``offline=True``, or ``HF_HUB_OFFLINE=1`` in the environment, never touches the network.
+``HF_ENDPOINT`` (a Hub mirror) and ``HF_HUB_CACHE`` are read when the download happens.
+Anything else is refused before a worker starts, saying what was found and how to provide
+the model.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from ..errors import PretrainedNotFound
 
-__all__ = ["resolve_pretrained", "resolve_tokenizer"]
+__all__ = ["FETCHED_FILES", "resolve_pretrained", "resolve_tokenizer"]
+
+logger = logging.getLogger("pinnacle_ray.trainers")
+
+# The environment variables this module reads (Hugging Face's own names), at call time.
+OFFLINE_ENV = "HF_HUB_OFFLINE"
+ENDPOINT_ENV = "HF_ENDPOINT"
+CACHE_ENV = "HF_HUB_CACHE"
+# What a download fetches: safetensors weights, configs and tokenizer files, no code and no
+# pickles (pytorch_model.bin, *.py are left on the Hub).
+FETCHED_FILES = [
+    "*.safetensors",
+    "*.safetensors.index.json",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "*.model",
+    "chat_template.jinja",
+]
 
 _HOW = (
     "pass model=<path to a folder written by save_pretrained> (config.json + "
@@ -22,10 +53,11 @@ _HOW = (
 )
 
 
-def resolve_pretrained(model: str | os.PathLike[str]) -> tuple[str, Any]:
-    """(what workers load, its ``PretrainedConfig``) for a local folder or a cached hub name."""
-    from transformers import AutoConfig
-
+def resolve_pretrained(
+    model: str | os.PathLike[str], *, offline: bool | None = None
+) -> tuple[str, Any]:
+    """(the local folder workers load, its ``PretrainedConfig``) for a local folder or a hub
+    name: cached, else downloaded once (not with ``offline=True`` or ``HF_HUB_OFFLINE=1``)."""
     if not isinstance(model, (str, os.PathLike)) or not str(model):
         raise PretrainedNotFound(
             f"model must be a local folder or a model name, got {type(model).__name__}; {_HOW}"
@@ -33,51 +65,100 @@ def resolve_pretrained(model: str | os.PathLike[str]) -> tuple[str, Any]:
     path = Path(model).expanduser()
     if path.is_file():
         raise PretrainedNotFound(f"model={str(model)!r} is a file, not a model folder; {_HOW}")
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise PretrainedNotFound(
-                f"model={str(model)!r} is a folder but not a transformers model (no config.json; "
-                f"it holds {sorted(p.name for p in path.iterdir())[:10]}); {_HOW}"
-            )
-        weights = list(path.glob("*.safetensors")) + list(path.glob("*.safetensors.index.json"))
-        if not weights:
-            raise PretrainedNotFound(
-                f"model={str(model)!r} has no safetensors weights (found "
-                f"{sorted(p.name for p in path.iterdir())[:10]}); pinnacle_ray loads only "
-                "safetensors, which run no code: re-save it with model.save_pretrained(folder)"
-            )
-        try:
-            config = AutoConfig.from_pretrained(str(path), local_files_only=True)
-        except (OSError, ValueError, KeyError) as exc:
-            raise PretrainedNotFound(
-                f"model={str(model)!r} holds a config.json transformers cannot read ({exc}); {_HOW}"
-            ) from None
-        return str(path.resolve()), config
-    try:
-        config = AutoConfig.from_pretrained(str(model), local_files_only=True)
-    except (OSError, ValueError) as exc:
+    if not path.is_dir():
+        name = str(model)
+        folder = _cached(name) or _download(name, _offline(offline))
+        return _folder(folder, name)
+    return _folder(path, str(model))
+
+
+def _folder(path: Path, model: str) -> tuple[str, Any]:
+    """(``path`` resolved, its config) for a ``save_pretrained`` folder with safetensors;
+    ``model`` is what the user gave, for the messages."""
+    from transformers import AutoConfig
+
+    if not (path / "config.json").is_file():
         raise PretrainedNotFound(
-            f"model={str(model)!r} is not a local folder and is not available locally in the "
-            f"Hugging Face cache ({type(exc).__name__}); pinnacle_ray never downloads at run "
-            f"time. {_HOW[0].upper()}{_HOW[1:]}"
-        ) from None
-    if not _cached_safetensors(str(model)):
-        raise PretrainedNotFound(
-            f"model={str(model)!r} is in the Hugging Face cache without safetensors weights "
-            "(only pytorch_model.bin, a pickle that can run code when loaded); pinnacle_ray "
-            f"loads only safetensors. {_HOW[0].upper()}{_HOW[1:]}"
+            f"model={model!r} is a folder but not a transformers model (no config.json; "
+            f"it holds {sorted(p.name for p in path.iterdir())[:10]}); {_HOW}"
         )
-    return str(model), config
+    weights = list(path.glob("*.safetensors")) + list(path.glob("*.safetensors.index.json"))
+    if not weights:
+        raise PretrainedNotFound(
+            f"model={model!r} has no safetensors weights (found "
+            f"{sorted(p.name for p in path.iterdir())[:10]}); pinnacle_ray loads only "
+            "safetensors, which run no code: re-save it with model.save_pretrained(folder)"
+        )
+    try:
+        config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise PretrainedNotFound(
+            f"model={model!r} holds a config.json transformers cannot read ({exc}); {_HOW}"
+        ) from None
+    return str(path.resolve()), config
 
 
-def _cached_safetensors(name: str) -> bool:
-    """Whether the cached hub model ``name`` has safetensors weights (one file or shards)."""
-    from huggingface_hub import try_to_load_from_cache
+def _offline(offline: bool | None) -> bool:
+    """``offline``, else whether ``HF_HUB_OFFLINE`` is set to a true value."""
+    if offline is not None:
+        return bool(offline)
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
-    return any(
-        isinstance(try_to_load_from_cache(name, f), str)
-        for f in ("model.safetensors", "model.safetensors.index.json")
-    )
+
+def _cache_dir() -> str | None:
+    return os.environ.get(CACHE_ENV) or None
+
+
+def _cached(name: str) -> Path | None:
+    """The local cache's snapshot folder of hub model ``name``, or None."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(
+            snapshot_download(
+                name, allow_patterns=FETCHED_FILES, cache_dir=_cache_dir(), local_files_only=True
+            )
+        )
+    except Exception:  # not cached, or not a hub name at all: the download path says which
+        return None
+
+
+def _download(name: str, offline: bool) -> Path:
+    """Hub model ``name`` downloaded into the local cache (safetensors, configs and tokenizer
+    files only); PretrainedNotFound offline, for a name that is no hub name, or on failure."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise PretrainedNotFound(
+            f"model={name!r} is not a local folder, and not a Hugging Face model name "
+            f"(org/name) either. {_HOW[0].upper()}{_HOW[1:]}"
+        ) from None
+    if offline:
+        raise PretrainedNotFound(
+            f"model={name!r} is not a local folder and is not available locally in the "
+            "Hugging Face cache, and downloads are off (offline=True or HF_HUB_OFFLINE=1). "
+            f"{_HOW[0].upper()}{_HOW[1:]}, or pass offline=False on a machine with network"
+        )
+    endpoint = os.environ.get(ENDPOINT_ENV) or None
+    logger.info("downloading %s from %s (once, into the Hugging Face cache)", name, endpoint)
+    try:
+        folder = snapshot_download(
+            name,
+            allow_patterns=FETCHED_FILES,
+            cache_dir=_cache_dir(),
+            endpoint=endpoint,
+        )
+    except Exception as exc:
+        detail = str(exc).splitlines()[0][:300] if str(exc) else ""
+        raise PretrainedNotFound(
+            f"model={name!r} is not on this machine and could not be downloaded from "
+            f"{endpoint or 'the Hugging Face Hub'} ({type(exc).__name__}: {detail}). Check the "
+            f"name and the network (HF_ENDPOINT, HF_TOKEN for gated models), or {_HOW}"
+        ) from None
+    return Path(folder)
 
 
 def resolve_tokenizer(tokenizer: Any, model: str) -> Any:

@@ -54,6 +54,7 @@ from .storage import RegisteredCheckpoint, decide, with_run_storage
 from .submission import Submittable, records_job
 from .tabular import check_query
 from .torch_loop import LoopSettings, managed_loop, optimizer_class, resume_position
+from .tracking import Tracking
 
 __all__ = ["TorchTrainer"]
 
@@ -116,6 +117,8 @@ class TorchTrainer(Submittable):
         scaling_config: ScalingConfig | None = None,
         run_config: RunConfig | None = None,
         name: str | None = None,
+        tracking: str | None = None,
+        callbacks: list[Any] | None = None,
     ) -> None:
         if train_loop_per_worker is None and model is None:
             raise ConfigError(
@@ -142,6 +145,9 @@ class TorchTrainer(Submittable):
             else validate_name(name)
         )
         self.run_config = run_config
+        self.tracking = tracking
+        self.callbacks = callbacks
+        Tracking.of(tracking, callbacks)  # a bad tracker or callback is refused now
         self.keep_checkpoints = keep_checkpoints
         # None: read small queries (<= 1/5 of the object store) once, stream the rest.
         self.cache = cache
@@ -192,6 +198,7 @@ class TorchTrainer(Submittable):
         ``progress`` shows a live line (epoch, step, rows/s, the listened metric, ETA) on
         stderr; None (default): only when stderr is a terminal.
         """
+        tracking = Tracking.of(self.tracking, self.callbacks)
         stream, display = fit_reports(
             progress,
             self.name,
@@ -223,7 +230,8 @@ class TorchTrainer(Submittable):
             datasets=datasets,
         )
         try:
-            result = run_reported(trainer, stream, display)
+            with tracking.fit(self.name, self._config_record(plan.scaling_config), stream):
+                result = run_reported(trainer, stream, display)
         except Exception as exc:  # Ray Train's failure types differ between V1 and V2
             try:
                 raise_worker_error(exc)
@@ -241,8 +249,9 @@ class TorchTrainer(Submittable):
             mode=self.mode,
             keep_epochs=self.keep_checkpoints,
             config=self._config_record(plan.scaling_config),
-            lineage=run_lineage(train, valid, self._split_lineage()),
+            lineage={**run_lineage(train, valid, self._split_lineage()), **tracking.lineage()},
             parent=parent,
+            history=stream.reports,
         )
         version_record = None
         if register and store is not None and reported:
@@ -251,6 +260,7 @@ class TorchTrainer(Submittable):
             check_listened(reported, self.listen)
         elif register and store is None:
             warn_unregistered(self.name)
+        tracking.link(self.name, version_record.version if version_record is not None else None)
         return TrainResult(
             name=self.name,
             metrics=dict(result.metrics or {}),

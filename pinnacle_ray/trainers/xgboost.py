@@ -55,6 +55,7 @@ from .tabular import (
     read_once,
     require_classes,
 )
+from .tracking import Tracking
 from .xgboost_loop import XGBoostSpec, xgboost_loop
 
 __all__ = ["XGBoostTrainer"]
@@ -119,6 +120,8 @@ class XGBoostTrainer(Submittable):
         scaling_config: ScalingConfig | None = None,
         run_config: RunConfig | None = None,
         name: str | None = None,
+        tracking: str | None = None,
+        callbacks: list[Any] | None = None,
     ) -> None:
         check_feature_list(features)
         if not isinstance(label, str) or not label:
@@ -150,6 +153,9 @@ class XGBoostTrainer(Submittable):
         self.report_every = report_every
         self.scaling_config = scaling_config or ScalingConfig(num_workers=1)
         self.run_config = run_config
+        self.tracking = tracking
+        self.callbacks = callbacks
+        Tracking.of(tracking, callbacks)  # a bad tracker or callback is refused now
         self.name = "xgboost" if name is None else validate_name(name)
 
     @records_job
@@ -169,6 +175,7 @@ class XGBoostTrainer(Submittable):
         ``resume_from="<name>"`` continues that registered booster (its ``handle``) with
         ``num_boost_round`` more rounds, e.g. on rows added since; it is recorded as parent.
         """
+        tracking = Tracking.of(self.tracking, self.callbacks)
         stream, display = fit_reports(progress, self.name, unit="round")
         facts = self._check(train, "train")
         if valid is not None:
@@ -233,7 +240,8 @@ class XGBoostTrainer(Submittable):
             datasets={role: quiet(dataset) for role, dataset in read.items()},
         )
         try:
-            result = run_reported(trainer, stream, display)
+            with tracking.fit(self.name, self._config_record(spec, plan.scaling_config), stream):
+                result = run_reported(trainer, stream, display)
         except Exception as exc:
             raise_worker_error(exc)
             raise
@@ -252,14 +260,19 @@ class XGBoostTrainer(Submittable):
             mode=mode,
             keep_epochs=0,
             config=self._config_record(spec, plan.scaling_config),
-            lineage=run_lineage(train, valid, facts.holdout(self.valid_fraction, self.seed)),
+            lineage={
+                **run_lineage(train, valid, facts.holdout(self.valid_fraction, self.seed)),
+                **tracking.lineage(),
+            },
             parent=parent,
+            history=stream.reports,
         )
         version = None
         if register and store is not None and reported:
             version = record.register(store)
         elif register and store is None:
             warn_unregistered(self.name)
+        tracking.link(self.name, version.version if version is not None else None)
         return TrainResult(
             name=self.name,
             metrics=dict(result.metrics or {}),
