@@ -84,6 +84,7 @@ if TYPE_CHECKING:
         report,
         save_state,
     )
+    from .trainers.tracking import MLflowCallback
     from .tune import SweepResult, sweep
 
 # The trainers import torch, Ray Train, scikit-learn and XGBoost (seconds), predict imports
@@ -116,6 +117,7 @@ _LAZY = {
     "load_state": "trainers",
     "report": "trainers",
     "save_state": "trainers",
+    "MLflowCallback": "trainers.tracking",
     "SweepResult": "tune",
     "sweep": "tune",
     "Job": "jobs",
@@ -156,6 +158,7 @@ __all__ = [
     "JobFailed",
     "JobNotFound",
     "LabelMismatch",
+    "MLflowCallback",
     "MetricNotReported",
     "MixedTypes",
     "ModelNotFound",

@@ -29,7 +29,8 @@ from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
 
 from ..errors import EmptyText, NonFiniteValues
-from ..registry.huggingface_flavor import REGRESSION, TOKEN, load_pretrained
+from ..registry.huggingface_flavor import CAUSAL_LM, REGRESSION, TOKEN, load_pretrained
+from ..registry.huggingface_lm import is_adapter, load_adapter
 from .checkpoint import _join_optimizer, _split_optimizer, get_checkpoint
 from .devices import all_sum
 from .hub_offline import hub_offline
@@ -77,6 +78,7 @@ class HFSpec:
     use_gpu: bool = False
     start_step: int = 0  # resumed from a registered checkpoint: its step
     start_epoch: int = 0  # and the epochs it had done (epochs count from the first run)
+    peft: dict[str, Any] | None = None  # LoRA settings (LoraConfig fields), causal-lm only
 
     def epoch_of(self, step: int) -> tuple[int, bool]:
         """(epoch from 0, whether ``step`` closes it); this run's epochs have
@@ -90,7 +92,8 @@ class HFSpec:
 class PadCollate(NumpyBatchCollateFn):
     """Tokenized rows -> model inputs padded to the batch's longest row; refuses empty texts
     and missing labels (the driver then counts them over the whole query). Token
-    classification labels (one per token) are padded with -100, which the loss skips."""
+    classification labels (one per token) are padded with -100, which the loss skips; a
+    causal LM's labels are its input ids, padded the same way."""
 
     def __init__(self, pad_token_id: int, task: str) -> None:
         super().__init__()
@@ -102,8 +105,10 @@ class PadCollate(NumpyBatchCollateFn):
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         empty = int(np.asarray(batch[EMPTY_COLUMN]).sum())
         if empty:
-            raise EmptyText(f"{empty} empty or NULL text(s) in a batch of {len(batch['labels'])}")
-        self.rows += len(batch["labels"])
+            raise EmptyText(
+                f"{empty} empty or NULL text(s) in a batch of {len(batch[EMPTY_COLUMN])}"
+            )
+        self.rows += len(batch[EMPTY_COLUMN])
         self.truncated += int(np.asarray(batch[TRUNCATED_COLUMN]).sum())
         out: dict[str, torch.Tensor] = {}
         width = max((len(r) for r in batch["input_ids"]), default=0)
@@ -118,7 +123,11 @@ class PadCollate(NumpyBatchCollateFn):
             for i, row in enumerate(batch[name]):
                 matrix[i, : len(row)] = row
             out[name] = torch.from_numpy(matrix)
-        if self.task != TOKEN:
+        if self.task == CAUSAL_LM:
+            labels = out["input_ids"].clone()
+            labels[out["attention_mask"] == 0] = IGNORED_LABEL
+            out["labels"] = labels
+        elif self.task != TOKEN:
             labels = np.asarray(batch["labels"], dtype=np.float64)
             if not np.isfinite(labels).all():
                 raise NonFiniteValues("NULL or NaN labels in a batch")
@@ -183,6 +192,8 @@ class SafeReport(RayTrainReportCallback):
                     out[f"timing/valid_{key[5:]}"] = value
                 elif key.startswith("eval_"):
                     out[f"valid/{key[5:]}"] = value
+                    if key == "eval_loss" and self.spec.task == CAUSAL_LM:
+                        out["valid/perplexity"] = math.exp(min(value, 50.0))
                 elif key in ("learning_rate", "grad_norm"):
                     out[key] = value
         step = int(state.global_step)
@@ -225,6 +236,9 @@ def restore_hf_checkpoint(checkpoint_dir: str | Path, target: str | Path) -> Pat
 
 
 def _compute_metrics(task: str) -> Any:
+    if task == CAUSAL_LM:  # the loss (and its perplexity) only: no vocabulary-wide logits kept
+        return None
+
     def metrics(prediction: Any) -> dict[str, float]:
         logits = np.asarray(prediction.predictions)
         labels = np.asarray(prediction.label_ids)
@@ -274,6 +288,8 @@ def _training_args(spec: HFSpec, output_dir: str) -> Any:
         # with use_cpu; without it each CPU worker would train alone.
         use_cpu=not spec.use_gpu,
     )
+    if spec.task == CAUSAL_LM:
+        args["prediction_loss_only"] = True
     if spec.listen and spec.listen.startswith("valid/") and spec.has_valid:
         args["metric_for_best_model"] = spec.listen.split("/", 1)[1]
         args["greater_is_better"] = spec.greater_is_better
@@ -303,7 +319,17 @@ def _train(config: dict[str, Any]) -> None:
         if start is not None:
             with start.as_directory() as directory:
                 resume_dir = str(restore_hf_checkpoint(directory, Path(work, "resume")))
-            model = load_pretrained(resume_dir, spec.task)
+            if is_adapter(resume_dir):  # a LoRA run: its base, with the adapter trainable
+                base = load_pretrained(spec.model, spec.task)
+                model = load_adapter(base, resume_dir, trainable=True)
+            else:
+                model = load_pretrained(resume_dir, spec.task)
+        elif spec.task == CAUSAL_LM:
+            model = load_pretrained(spec.model, spec.task)
+            if spec.peft is not None:
+                from .huggingface_causal import with_lora
+
+                model = with_lora(model, spec.peft, spec.task)
         elif spec.task == REGRESSION:
             model = load_pretrained(spec.model, num_labels=1, problem_type="regression")
         else:

@@ -43,11 +43,13 @@ from .features import check_feature_list
 from .holdout import check_fraction
 from .progress import TaskPhases
 from .registration import RunRecord, json_safe
+from .report_stream import Report
 from .sklearn_fit import FitSpec, fit_in_memory, fit_incremental
 from .sklearn_metrics import estimator_kind
 from .storage import decide, with_run_storage
 from .submission import Submittable, records_job
 from .tabular import QueryFacts, check_query, query_datasets, read_once
+from .tracking import Tracking
 
 __all__ = ["SklearnTrainer"]
 
@@ -88,6 +90,8 @@ class SklearnTrainer(Submittable):
         features: list[str],
         label: str | None = None,
         name: str | None = None,
+        tracking: str | None = None,
+        callbacks: list[Any] | None = None,
         fit_kwargs: dict[str, Any] | None = None,
         num_cpus: float | None = None,
         incremental: bool = False,
@@ -141,6 +145,9 @@ class SklearnTrainer(Submittable):
         self.seed = seed
         self.max_memory_share = max_memory_share
         self.run_config = run_config
+        self.tracking = tracking
+        self.callbacks = callbacks
+        Tracking.of(tracking, callbacks)  # a bad tracker or callback is refused now
 
     @records_job
     def fit(
@@ -183,6 +190,7 @@ class SklearnTrainer(Submittable):
         handle: str,
         phases: TaskPhases,
     ) -> TrainResult:
+        tracking = Tracking.of(self.tracking, self.callbacks)
         facts = self._check(train, "train")
         if valid is not None:
             self._check(valid, "valid")
@@ -226,16 +234,20 @@ class SklearnTrainer(Submittable):
             task = fit_in_memory
         remote = ray.remote(task).options(num_cpus=num_cpus, max_retries=0)
         phases.phase("fitting")
-        try:
-            estimator, metrics = ray.get(
-                remote.remote(estimator, datasets["train"], datasets.get("valid"), spec)
-            )
-        except ray.exceptions.RayTaskError as exc:
-            cause = exc.cause if isinstance(exc.cause, BaseException) else exc
-            cause.add_note(f"(raised in the scikit-learn fit task of {self.name!r})")
-            raise cause from None
-        metrics["fit_seconds"] = round(time.perf_counter() - started, 3)
-        phases.finish()
+        with tracking.fit(self.name, self._config_record(num_cpus)):
+            try:
+                estimator, metrics = ray.get(
+                    remote.remote(estimator, datasets["train"], datasets.get("valid"), spec)
+                )
+            except ray.exceptions.RayTaskError as exc:
+                cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+                cause.add_note(f"(raised in the scikit-learn fit task of {self.name!r})")
+                raise cause from None
+            metrics["fit_seconds"] = round(time.perf_counter() - started, 3)
+            phases.finish()
+            # One report: the fit's scores, when it ended.
+            reports = [Report.of(metrics, has_checkpoint=True)]
+            tracking.log(reports)
         run_config = with_run_storage(self.run_config or default_run_config(self.name), storage)
         run_dir, checkpoint, meta = _save_checkpoint(
             run_config, run_config.name or self.name, estimator, self._meta(estimator)
@@ -249,14 +261,19 @@ class SklearnTrainer(Submittable):
             mode="min",
             keep_epochs=0,
             config=self._config_record(num_cpus),
-            lineage=run_lineage(train, valid, facts.holdout(self.valid_fraction, self.seed)),
+            lineage={
+                **run_lineage(train, valid, facts.holdout(self.valid_fraction, self.seed)),
+                **tracking.lineage(),
+            },
             parent=parent,
+            history=reports,
         )
         version = None
         if register and store is not None:
             version = record.register(store)
         elif register and store is None:
             warn_unregistered(self.name)
+        tracking.link(self.name, version.version if version is not None else None)
         return TrainResult(
             name=self.name,
             metrics=metrics,
@@ -264,6 +281,7 @@ class SklearnTrainer(Submittable):
             version=version.version if version is not None else None,
             path=run_dir,
             record=record,
+            reports=reports,
         )
 
     def reported_metrics(self, train: Any, valid: Any = None) -> set[str]:
