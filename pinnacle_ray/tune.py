@@ -45,10 +45,12 @@ from ._names import ascii_label, validate_name
 from ._tune_cleanup import ReleaseStoppedRuns
 from ._tune_data import SharedQuery, share
 from ._tune_history import log_sweep, trial_reports
+from ._tune_progress import SweepProgress
 from .errors import ColumnNotFound, ConfigError, MetricNotReported
 from .registry import SweepTrial
 from .trainers.base import TrainResult, store_of
 from .trainers.cluster_shape import ClusterShape, read_shape
+from .trainers.progress import progress_on
 from .trainers.registration import RunRecord
 from .trainers.resources import (
     ClusterResources,
@@ -136,6 +138,7 @@ def sweep(
     max_concurrent_trials: int | None = None,
     name: str | None = None,
     register: bool = True,
+    progress: bool | None = None,
     tracking: str | None = None,
     callbacks: list[Any] | None = None,
 ) -> SweepResult:
@@ -147,6 +150,8 @@ def sweep(
     for a pipeline step), ``"batch_size"``; nested dicts work too. ``metric``/``mode`` pick
     the best trial and drive ``scheduler`` (e.g. ``ASHAScheduler()``) and ``search_alg``.
     ``max_concurrent_trials`` caps how many run at once; never more than the cluster holds.
+    ``progress`` shows a live line (trials done/total, running, the best value so far and
+    its parameters) on stderr; None (default): only when stderr is a terminal.
 
     The best trial is registered as a new version of ``trainer.name`` in ``train``'s
     datastore (``register=False`` to skip) with the sweep's ``name`` and its trial id;
@@ -163,6 +168,7 @@ def sweep(
     if name is not None:
         validate_name(name, "sweep name")
     metric, mode, num_samples = _check_settings(metric, mode, num_samples, max_concurrent_trials)
+    shown = progress_on(progress)
     space = params.flatten_space(param_space)
     params.check_space(trainer, space)
     store = store_of(train)
@@ -201,6 +207,7 @@ def sweep(
     )
     # Only Ray Train runs leave placement groups behind when a trial is stopped.
     release = ReleaseStoppedRuns(TRIAL_BUNDLE) if _trains(planned) else None
+    watch = SweepProgress(name, _trial_count(space, num_samples), metric, mode, enabled=shown)
     tuner = ray.tune.Tuner(
         trainable,
         param_space=space,
@@ -218,7 +225,7 @@ def sweep(
             ray.tune.RunConfig(
                 name=f"{ascii_label(name)}-{uuid.uuid4().hex[:6]}",  # Ray's tags are ASCII
                 verbose=0,
-                callbacks=[release] if release is not None else None,
+                callbacks=[c for c in (release, watch) if c is not None],
             ),
             storage,
         ),
@@ -227,6 +234,7 @@ def sweep(
     try:
         grid = tuner.fit()
     finally:
+        watch.close()
         if release is not None:
             release.release()
     logger.info("sweep %r: %d trial(s) in %.1f s", name, len(grid), time.perf_counter() - started)
