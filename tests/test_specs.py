@@ -11,7 +11,7 @@ import pinnacle_ray as pr
 from pinnacle_ray.jobs import load_spec, parse_spec
 from pinnacle_ray.jobs.build import build_trainer, import_object
 from pinnacle_ray.jobs.progress import ProgressCallback
-from pinnacle_ray.jobs.submit import build_runtime_env
+from pinnacle_ray.jobs.submit import build_runtime_env, secret_env
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "examples" / "specs").glob("*.yaml"))
@@ -151,7 +151,9 @@ def test_runtime_env_passes_only_named_variables(monkeypatch, tmp_path):
     monkeypatch.setenv("EXTRA", "1")
     spec = parse(XGB)
     runtime_env = build_runtime_env(spec, working_dir=tmp_path, env_names=["EXTRA"])
-    assert runtime_env["env_vars"] == {"DB_URL": "postgresql://app:pw@db/shop", "EXTRA": "1"}
+    # DB_URL holds a password: it travels apart from env_vars (tests/test_secrets_jobs.py)
+    assert runtime_env["env_vars"] == {"EXTRA": "1"}
+    assert secret_env(spec, ["EXTRA"]) == {"DB_URL": "postgresql://app:pw@db/shop"}
     assert runtime_env["working_dir"] == str(tmp_path.resolve())
     with pytest.raises(pr.ConfigError, match="NOT_SET_ANYWHERE is to be passed"):
         build_runtime_env(spec, working_dir=tmp_path, env_names=["NOT_SET_ANYWHERE"])

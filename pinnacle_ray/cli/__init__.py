@@ -231,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_OK
     try:
+        from ..jobs.secrets import load_job_secrets
+
+        # In a submitted job's driver: what `pinnacle-ray submit` kept out of Ray's job view.
+        load_job_secrets()
         _check_names(args)
         return args.func(args)
     except KeyboardInterrupt:

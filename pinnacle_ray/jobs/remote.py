@@ -16,8 +16,9 @@ argument), a ``ray.data.Dataset`` instead of a query, an in-memory SQLite store,
 file when the cluster runs on other machines.
 
 Secrets: the store's password is only inside the uploaded pickle (Ray stores it with the
-job's package and never shows it); the entrypoint, the job's metadata, its ``runtime_env``
-(all shown by Ray's dashboard) and the job record never hold it.
+job's package and never shows it), and the job's driver deletes the pickle once it has read
+it; the entrypoint, the job's metadata, its ``runtime_env`` (all shown by Ray's dashboard)
+and the job record never hold it.
 """
 
 from __future__ import annotations
@@ -128,7 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args[0] if args else PAYLOAD)
     from ray import cloudpickle
 
-    payload = cloudpickle.loads(path.read_bytes())  # the store reconnects by its URL
+    try:
+        data = path.read_bytes()
+    finally:
+        # It holds the store's URL with its password: read once, then gone from this
+        # node's copy of the job's working dir (Ray keeps that folder after the job).
+        path.unlink(missing_ok=True)
+    payload = cloudpickle.loads(data)  # the store reconnects by its URL
     result = run_payload(payload)
     print(
         f"pinnacle_ray: {result.name} trained"

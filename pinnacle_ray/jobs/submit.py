@@ -3,7 +3,9 @@
 The job runs ``pinnacle-ray train SPEC`` on the cluster with a ``runtime_env`` holding the
 working directory, optional pip requirements and only the environment variables that are
 named (the ones the spec uses as ``${NAME}`` and those passed with ``--env``): nothing else
-from the submitting shell, secrets included, reaches the cluster.
+from the submitting shell reaches the cluster. Of those, a secret one (a password in a URL
+such as ``${PINNACLE_STORE}``, a secret-named variable) is never in ``env_vars``, which Ray
+displays: it travels in a file read and deleted by the job's driver (``jobs/secrets.py``).
 
 The submission id comes from the spec's content (``pr-<name>-<digest>``, then ``-2``,
 ``-3`` for later runs of the same spec), so a second submission while one runs is refused
@@ -20,8 +22,10 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +33,11 @@ from .._names import ascii_label
 from ..errors import ConfigError, DuplicateJob, JobError, SpecError
 from .build import connect_store
 from .records import JobRecord, JobRecords
+from .secrets import SECRETS_ENV, is_secret, package_name, secrets_package
 from .spec import LoadedSpec
 from .tracking import _first_line, connect_client, reconcile
 
-__all__ = ["DEFAULT_EXCLUDES", "build_runtime_env", "submit_spec"]
+__all__ = ["DEFAULT_EXCLUDES", "build_runtime_env", "secret_env", "submit_spec"]
 
 # Never shipped in the working dir: environments, VCS data, caches, databases and models.
 DEFAULT_EXCLUDES = [
@@ -80,19 +85,34 @@ def build_runtime_env(
                 if line.strip() and not line.lstrip().startswith("#")
             ]
         runtime_env["pip"] = list(requirements)
+    # Secret values travel apart (secret_env), never in env_vars: Ray displays those.
+    env_vars = {k: v for k, v in _env_values(spec, env_names).items() if not is_secret(k, v)}
+    if env_vars:
+        runtime_env["env_vars"] = env_vars
+    return runtime_env
+
+
+def secret_env(spec: LoadedSpec, env_names: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
+    """The variables passed to the job whose values are secret (see ``jobs/secrets.py``):
+    shipped in a file Ray does not display, read and deleted by the job's driver."""
+    return {k: v for k, v in _env_values(spec, env_names).items() if is_secret(k, v)}
+
+
+def _env_values(spec: LoadedSpec, env_names: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """The values of the variables the job gets: the spec's ``${NAME}``s, the spec's
+    ``runtime_env.env`` and ``env_names``, as set here."""
+    section = spec.run.runtime_env
     names = list(dict.fromkeys([*spec.env_names, *(section.env if section else []), *env_names]))
-    env_vars = {}
+    values = {}
     for name in names:
         if name in os.environ:
-            env_vars[name] = os.environ[name]
+            values[name] = os.environ[name]
         elif name not in spec.env_names:  # spec variables may have a ${NAME:-default}
             raise ConfigError(
                 f"environment variable {name} is to be passed to the job but is not set here; "
                 f"export {name}=... or drop it from --env"
             )
-    if env_vars:
-        runtime_env["env_vars"] = env_vars
-    return runtime_env
+    return values
 
 
 def submit_spec(
@@ -108,6 +128,7 @@ def submit_spec(
     """Submit ``spec`` to the Ray cluster at ``address`` to run ``pinnacle-ray <command>``
     (train, sweep or predict) on it; its PENDING job record."""
     runtime_env = build_runtime_env(spec, working_dir, env_names, pip)
+    secrets = secret_env(spec, env_names)
     entrypoint = _entrypoint(spec, Path(runtime_env["working_dir"]), command)
     client = connect_client(address)
     store = connect_store(spec.run)
@@ -152,12 +173,13 @@ def submit_spec(
         )
     )
     try:
-        client.submit_job(
-            entrypoint=entrypoint,
-            submission_id=submission_id,
-            runtime_env=runtime_env,
-            metadata={"pinnacle_name": spec.run.name, "pinnacle_spec_digest": spec.digest},
-        )
+        with _with_secrets(runtime_env, secrets) as shipped:
+            client.submit_job(
+                entrypoint=entrypoint,
+                submission_id=submission_id,
+                runtime_env=shipped,
+                metadata={"pinnacle_name": spec.run.name, "pinnacle_spec_digest": spec.digest},
+            )
     except Exception as exc:
         records.delete(submission_id)  # nothing half-written: Ray has no such job
         if "already exists" in str(exc):
@@ -170,6 +192,20 @@ def submit_spec(
 
 
 COMMANDS = ("train", "sweep", "predict")
+
+
+@contextlib.contextmanager
+def _with_secrets(runtime_env: dict[str, Any], secrets: dict[str, str]) -> Iterator[dict[str, Any]]:
+    """``runtime_env`` plus, when there are secrets, the package that carries them (uploaded
+    by ``submit_job``, deleted here after) and its name for the job's driver."""
+    if not secrets:
+        yield runtime_env
+        return
+    with secrets_package(secrets) as folder:
+        shipped = dict(runtime_env)
+        shipped["py_modules"] = [*runtime_env.get("py_modules", []), folder]
+        shipped["env_vars"] = {**runtime_env.get("env_vars", {}), SECRETS_ENV: package_name(folder)}
+        yield shipped
 
 
 def _entrypoint(spec: LoadedSpec, working_dir: Path, command: str = "train") -> str:
