@@ -185,17 +185,20 @@ class CausalLMModel:
         texts = [str(t) for t in self._texts_of(batch, self.text_columns[:1])]
         new = self.max_new_tokens if max_new_tokens is None else int(max_new_tokens)
         limit = self._positions()
+        room = max(1, limit - new) if limit else None  # prompt tokens that leave room to add
         out: list[str] = []
         sample = generate_kwargs.pop("do_sample", False)
-        side = self.tokenizer.padding_side
-        self.tokenizer.padding_side = "left"  # generation continues from each row's end
+        sides = self.tokenizer.padding_side, self.tokenizer.truncation_side
+        # Generation continues from each row's end: pad on the left, and a long prompt keeps
+        # its last tokens.
+        self.tokenizer.padding_side = self.tokenizer.truncation_side = "left"
         try:
             with torch.inference_mode():
                 for start in range(0, len(texts), _BATCH):
                     encoded = self.tokenizer(
                         texts[start : start + _BATCH],
-                        truncation=True,
-                        max_length=max(1, (limit or new + 1) - new),
+                        truncation=room is not None,
+                        max_length=room,
                         padding=True,
                         return_tensors="pt",
                     ).to(self.model.device)
@@ -212,7 +215,7 @@ class CausalLMModel:
                         generated[:, width:], skip_special_tokens=True
                     )
         finally:
-            self.tokenizer.padding_side = side
+            self.tokenizer.padding_side, self.tokenizer.truncation_side = sides
         return [t.strip() for t in out]
 
     def predict_scores(self, batch: Any) -> pd.DataFrame:
