@@ -44,6 +44,7 @@ from .registry.flavors import META_FILE
 from .registry.records import MAX_HANDLE_CHARS
 from .registry.storage import ModelFiles
 from .registry.trust import check_architecture, trusted_module_names
+from .trainers.progress import LiveBar, progress_on
 from .trainers.storage import check_reachable
 
 if TYPE_CHECKING:
@@ -86,6 +87,7 @@ def predict(
     allow_pickle: bool = False,
     num_gpus: float = 0,
     trusted_modules: Any = None,
+    progress: bool | None = None,
 ) -> PredictResult:
     """Predict every row of ``query`` with registered ``model`` and upsert the predictions
     into table ``output`` of the query's datastore; returns how many rows were written.
@@ -112,6 +114,9 @@ def predict(
     ``num_gpus`` GPUs in the cluster. scikit-learn models predict on CPU only and are
     refused with ``num_gpus`` > 0. A request no node can ever meet raises ResourceError.
 
+    ``progress`` shows a live line (rows written of the query's rows, rows/s, ETA) on
+    stderr; None (default): only when stderr is a terminal.
+
     Example::
 
         q = store.table("houses", columns=["id", "rooms", "area"], where={"split": "new"})
@@ -133,6 +138,7 @@ def predict(
     if concurrency is not None:
         concurrency = _positive_int(concurrency, "concurrency")
     num_gpus = _num_gpus(num_gpus)
+    shown = progress_on(progress)
     # Resolved here, where the user's environment is, and handed to every actor.
     trusted = trusted_module_names(trusted_modules)
     files = store.models.files(model, version, handle)  # which version, and its files
@@ -183,7 +189,8 @@ def predict(
             num_gpus=num_gpus,
             raw_rows=bool(_meta(store, files).get("preprocess")),
         )
-        written, counts, schemas = _run(query, spec, actors, actor_cpus)
+        with _progress(shown, files, query) as bar:
+            written, counts, schemas = _run(query, spec, actors, actor_cpus, bar)
         if staging is not None:
             from .datastore.sqlite_staging import merge_staged
 
@@ -201,11 +208,23 @@ def predict(
     return PredictResult(files.name, files.version, output, written, seconds)
 
 
+def _progress(shown: bool, files: ModelFiles, query: Any) -> LiveBar:
+    """The run's progress line (off: a bar that shows nothing), out of the query's row
+    count when the store can count it."""
+    total = None
+    if shown:
+        try:
+            total = int(query.count())
+        except Exception:  # a count is a nicety: the bar then shows rows and rows/s only
+            logger.debug("no row count for the progress line", exc_info=True)
+    return LiveBar(f"predict {files.name} v{files.version}", total=total, unit="row", enabled=shown)
+
+
 def _run(
-    query: Any, spec: _Spec, actors: int, actor_cpus: float
+    query: Any, spec: _Spec, actors: int, actor_cpus: float, bar: LiveBar | None = None
 ) -> tuple[int, ray.data.Dataset, list[pa.Schema]]:
     """Run the actors over the query: the rows they wrote (or staged), the dataset, and
-    the distinct schemas of the rows they staged."""
+    the distinct schemas of the rows they staged; ``bar`` shows the rows written so far."""
     # No select_columns here: Ray Data runs a projection as a separate 1-CPU task that
     # cannot fit beside the actors on a small cluster (measured: a silent hang on 2 CPUs);
     # each actor picks its columns from the batch instead.
@@ -232,6 +251,8 @@ def _run(
         with planned_execution():
             for batch in counts.iter_batches(batch_size=None, batch_format="pyarrow"):
                 written += int(np.asarray(batch.column("rows")).sum())
+                if bar is not None:
+                    bar.show(written)
                 for blob in batch.column("schema").drop_null().to_pylist():
                     schemas.setdefault(blob, pa.ipc.read_schema(pa.py_buffer(blob)))
     except Exception as exc:  # the actor's own error, not Ray's wrapper around it
