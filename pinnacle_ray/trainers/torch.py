@@ -50,6 +50,7 @@ from .holdout import split_by_key
 from .objectives import resolve_objective
 from .registration import RunRecord, check_listened, json_safe
 from .resources import ResourcePlan
+from .shuffling import check_shuffle, ordered_ingest
 from .storage import RegisteredCheckpoint, decide, with_run_storage
 from .submission import Submittable, records_job
 from .tabular import check_query
@@ -114,6 +115,7 @@ class TorchTrainer(Submittable):
         keep_checkpoints: int = 3,
         cache: bool | None = None,
         seed: int = 0,
+        shuffle: bool = True,
         scaling_config: ScalingConfig | None = None,
         run_config: RunConfig | None = None,
         name: str | None = None,
@@ -168,6 +170,7 @@ class TorchTrainer(Submittable):
                 listen="valid/loss" if listen is _AUTO else listen,
                 mode=mode,
                 seed=seed,
+                shuffle=check_shuffle(shuffle),
             )
             self.valid_fraction = valid_fraction
             self.listen, self.mode = self.settings.listen, self.settings.mode
@@ -228,6 +231,8 @@ class TorchTrainer(Submittable):
             scaling_config=plan.scaling_config,
             run_config=stream.attach(with_run_storage(self._run_config(), storage)),
             datasets=datasets,
+            # The managed loop's batch order is its seed's: Ray Data keeps it.
+            dataset_config=ordered_ingest() if self.managed else None,
         )
         try:
             with tracking.fit(self.name, self._config_record(plan.scaling_config), stream):

@@ -25,6 +25,7 @@ from .devices import all_sum
 from .early_stopping import EarlyStopping
 from .features import batch_arrays
 from .objectives import Objective, resolve_objective
+from .shuffling import shuffle_kwargs
 
 __all__ = ["LoopSettings", "managed_loop", "optimizer_class", "resume_position"]
 
@@ -48,6 +49,9 @@ class LoopSettings:
     has_valid: bool = True
     seed: int = 0
     prefetch_batches: int = 2
+    # A new row order every epoch, seeded by seed, epoch and rank (see shuffling.py).
+    shuffle: bool = True
+    local_shuffle_buffer_size: int | None = None
 
 
 def optimizer_class(spec: Any) -> type[torch.optim.Optimizer]:
@@ -145,14 +149,22 @@ class _Run:
             state = extra["early_stopping"]
             self.stopper.best, self.stopper.bad = state.get("best"), int(state.get("bad", 0))
 
-    def batches(self, shard: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(
+        self, shard: Any, *, training: bool = False
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         s = self.settings
         collate = _Collate(s.features, s.label, self.objective.label_dtype)
+        extra: dict[str, Any] = {}
+        if training:
+            rank = ray.train.get_context().get_world_rank()
+            buffer = s.local_shuffle_buffer_size
+            extra.update(shuffle_kwargs(s.shuffle, s.seed, self.epoch, rank, buffer))
         return shard.iter_torch_batches(
             batch_size=self.settings.batch_size,
             collate_fn=collate,
             prefetch_batches=self.settings.prefetch_batches,
             device=self.device,
+            **extra,
         )
 
     def done(self) -> bool:
@@ -169,7 +181,7 @@ class _Run:
         tick = time.perf_counter()
         self.model.train()
         due = False
-        for x, y in self.batches(shard):
+        for x, y in self.batches(shard, training=True):
             # The first batch's wait includes starting the shard's read pipeline.
             tick = self.clock.add("startup" if self.clock.first_batch else "read", tick)
             self.clock.first_batch = False

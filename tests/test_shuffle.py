@@ -1,0 +1,142 @@
+"""Shuffling in the managed torch loop: on by default, a new order every epoch, seeded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+from ray.train import ScalingConfig
+
+import pinnacle_ray as pr
+
+ROWS, BATCH, EPOCHS = 1_000, 100, 3
+ONE = ScalingConfig(num_workers=1)  # one worker: one shard, every row passes through it
+
+
+class RecordsRows(torch.nn.Module):
+    """A linear model over column 1 that appends the ids (column 0) it trains on to a file."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self.linear = torch.nn.Linear(1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            with open(self.path, "a") as f:
+                f.write("".join(f"{int(i)}\n" for i in x[:, 0].tolist()))
+        return self.linear(x[:, 1:])
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    s = pr.connect(tmp_path_factory.mktemp("shuffle") / "shuffle.db")
+    rng = np.random.default_rng(0)
+    s.write("rows", pa.table({"id": np.arange(ROWS), "x": rng.normal(size=ROWS)}), key="id")
+    _write_sorted_by_label(s)
+    yield s
+    s.close()
+
+
+def _order(store, path: Path, **kw) -> list[list[int]]:
+    """The ids the loop trained on, one list per epoch."""
+    trainer = pr.TorchTrainer(
+        model=RecordsRows(str(path)),
+        features=["id", "x"],
+        label="x",
+        batch_size=BATCH,
+        epochs=EPOCHS,
+        listen=None,  # no holdout: every row is a training row
+        scaling_config=ONE,
+        name="order",
+        **kw,
+    )
+    trainer.fit(train=store.table("rows", key="id"), register=False)
+    ids = [int(line) for line in path.read_text().split()]
+    assert len(ids) == ROWS * EPOCHS
+    return [ids[e * ROWS : (e + 1) * ROWS] for e in range(EPOCHS)]
+
+
+@pytest.fixture(scope="module")
+def seed_7_orders(store, tmp_path_factory):
+    return _order(store, tmp_path_factory.mktemp("order") / "ids.txt", seed=7)
+
+
+@pytest.mark.timeout(300)
+def test_every_row_is_seen_once_per_epoch_in_a_new_order_when_shuffling_by_default(
+    seed_7_orders,
+):
+    key_order = list(range(ROWS))
+    for epoch in seed_7_orders:
+        assert sorted(epoch) == key_order  # each row exactly once
+        assert epoch != key_order
+    first, second, third = seed_7_orders
+    assert first != second and second != third and first != third
+
+
+@pytest.mark.timeout(300)
+def test_the_same_seed_gives_the_same_order_and_another_seed_another(
+    store, seed_7_orders, tmp_path
+):
+    assert _order(store, tmp_path / "again.txt", seed=7) == seed_7_orders
+    other = _order(store, tmp_path / "other.txt", seed=8)
+    assert all(a != b for a, b in zip(other, seed_7_orders, strict=True))
+
+
+@pytest.mark.timeout(300)
+def test_rows_come_in_key_order_every_epoch_when_shuffle_is_false(store, tmp_path):
+    orders = _order(store, tmp_path / "ids.txt", shuffle=False)
+    assert orders == [list(range(ROWS))] * EPOCHS
+
+
+def test_a_shuffle_that_is_not_a_bool_is_refused_up_front():
+    with pytest.raises(pr.ConfigError, match=r"shuffle must be True .* got 'yes'"):
+        pr.TorchTrainer(model=torch.nn.Linear(1, 1), features=["x"], label="y", shuffle="yes")
+
+
+# -- a table stored sorted by its label -----------------------------------------------------
+
+SORTED_ROWS = 8_000
+
+
+def _labelled(n: int, seed: int, sort: bool) -> pa.Table:
+    """Two classes around 3 and 5 on both features; all 0s then all 1s when ``sort``."""
+    rng = np.random.default_rng(seed)
+    y = np.r_[np.zeros(n // 2), np.ones(n - n // 2)]
+    if not sort:
+        rng.shuffle(y)
+    x = rng.normal(size=(n, 2)) + np.where(y[:, None] == 1, 5.0, 3.0)
+    return pa.table({"id": np.arange(n), "a": x[:, 0], "b": x[:, 1], "y": y})
+
+
+def _write_sorted_by_label(store) -> None:
+    store.write("sorted", _labelled(SORTED_ROWS, 0, sort=True), key="id")
+    store.write("heldout", _labelled(2_000, 1, sort=False), key="id")
+
+
+def _accuracy(store, **kw) -> float:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+    result = pr.TorchTrainer(
+        model=model,
+        objective="bce",
+        features=["a", "b"],
+        label="y",
+        optimizer_kwargs={"lr": 0.05},
+        listen="valid/accuracy",
+        scaling_config=ONE,
+        name="sorted",
+        **kw,
+    ).fit(train=store.table("sorted", key="id"), valid=store.table("heldout"), register=False)
+    return result.metrics["valid/accuracy"]
+
+
+@pytest.mark.timeout(300)
+def test_a_label_sorted_table_is_learned_with_shuffling_and_not_in_key_order(store):
+    # In key order the last half of the epoch is all 1s: the model ends up predicting 1
+    # for every row, half of a balanced held-out set.
+    assert _accuracy(store, shuffle=False) <= 0.55
+    assert _accuracy(store) >= 0.8  # the default: shuffled
