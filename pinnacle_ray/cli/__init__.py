@@ -7,7 +7,8 @@ Exit codes scripts can trust:
 - 1: refused or failed, with a one-line reason on stderr (``error: ...``);
 - 2: the command line itself is wrong (argparse);
 - 3: the job FAILED; 4: the job was STOPPED (``submit --wait``, ``jobs logs --follow``);
-- 130: interrupted (Ctrl-C).
+- 130: interrupted (Ctrl-C);
+- 141: stdout was closed early (e.g. ``| head``): the command stops quietly, as with SIGPIPE.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from ._run import cmd_predict, cmd_quickstart, cmd_sweep, cmd_train
 from ._sweeps import cmd_sweeps_show
 
 __all__ = ["build_parser", "main"]
+
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a command ended by SIGPIPE
 
 
 def _command(
@@ -223,6 +226,17 @@ def _check_names(args: argparse.Namespace) -> None:
         validate_name(args.id, "job id", ascii_only=True)
 
 
+def _silence_stdout() -> None:
+    """Point stdout at the null device once its reader has gone, so the interpreter's own
+    flush at exit does not fail again with a traceback (Python's documented recipe)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):  # not a file descriptor (tests' capture)
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pinnacle-ray`` console script; returns the exit code."""
     parser = build_parser()
@@ -236,7 +250,12 @@ def main(argv: list[str] | None = None) -> int:
         # In a submitted job's driver: what `pinnacle-ray submit` kept out of Ray's job view.
         load_job_secrets()
         _check_names(args)
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a reader that went away (| head) shows here, not at exit
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, PinnacleError
 from ..registry.cards import card_text
 from ._output import EXIT_OK, connect, emit_json, metrics_text, table, when
 
@@ -35,12 +35,20 @@ def cmd_models_list(args: argparse.Namespace) -> int:
             v.framework,
             when(v.created_at),
             ",".join(v.handles),
-            metrics_text(v.metrics),
+            metrics_text(v.metrics, first=_listened(store, v)),
         )
         for v in versions
     ]
     print(table(rows, ["name", "version", "framework", "created (UTC)", "handles", "metrics"]))
     return EXIT_OK
+
+
+def _listened(store: Any, version: Any) -> str | None:
+    """The metric the run listened to (its model card says), shown first in lists."""
+    try:
+        return store.models.card(version.name, version=version.version).get("listen")
+    except PinnacleError:  # a version whose card cannot be read still lists
+        return None
 
 
 def cmd_models_show(args: argparse.Namespace) -> int:

@@ -42,9 +42,12 @@ def when(value: dt.datetime | None) -> str:
     return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
-def metrics_text(metrics: dict[str, Any], limit: int = 3) -> str:
+def metrics_text(metrics: dict[str, Any], limit: int = 3, first: str | None = None) -> str:
+    """Up to ``limit`` metrics as ``name=value``, ``first`` (the listened metric) leading,
+    the others by name."""
     shown = []
-    for k, v in sorted(metrics.items()):
+    for k in sorted(metrics, key=lambda name: (name != first, name)):
+        v = metrics[k]
         if k.startswith("timing/"):
             continue
         if isinstance(v, float):
