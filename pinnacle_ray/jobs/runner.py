@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..trainers.progress import progress_on
 from .build import build_query, build_trainer, connect_store, search_space
 from .recording import (
     STOPPED_TEXT,
@@ -61,9 +62,13 @@ class RunOutcome:
 
 
 def run_train(spec: LoadedSpec, *, progress: bool = True) -> RunOutcome:
-    """Train the spec's trainer on its queries (registering unless ``register: false``)."""
+    """Train the spec's trainer on its queries (registering unless ``register: false``).
+
+    ``progress``: at a terminal, the fit's own live line; elsewhere (a Ray job's logs) one
+    printed line per report."""
     callbacks = None
-    if progress and spec.run.trainer.kind != "sklearn":
+    live = progress and progress_on(None)
+    if progress and not live and spec.run.trainer.kind != "sklearn":
         from .progress import ProgressCallback
 
         listen = getattr(spec.run.trainer, "listen", None)
@@ -74,7 +79,9 @@ def run_train(spec: LoadedSpec, *, progress: bool = True) -> RunOutcome:
         trainer = build_trainer(spec, callbacks)
         train = build_query(store, spec.run.train, "train")
         valid = build_query(store, spec.run.valid, "valid") if spec.run.valid else None
-        result = trainer.fit(train=train, valid=valid, register=spec.run.register_model)
+        result = trainer.fit(
+            train=train, valid=valid, register=spec.run.register_model, progress=live
+        )
         outcome = RunOutcome(result.name, result.version, dict(result.metrics), submission_id)
         _finish(store, submission_id, outcome)
     return outcome
