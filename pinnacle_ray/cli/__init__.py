@@ -237,12 +237,29 @@ def _silence_stdout() -> None:
         pass
 
 
+def _flush_quietly() -> None:
+    """Flush stdout, silencing it if its reader has gone (before argparse's exit)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pinnacle-ray`` console script; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)  # --help, --version and usage errors print here
+        if not hasattr(args, "func"):
+            parser.print_help()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except SystemExit:
+        _flush_quietly()
+        raise
     if not hasattr(args, "func"):
-        parser.print_help()
         return EXIT_OK
     try:
         from ..jobs.secrets import load_job_secrets
