@@ -7,6 +7,7 @@ carry a password: :func:`redact` scrubs known secrets before an error leaves the
 from __future__ import annotations
 
 __all__ = [
+    "ArtifactStoreFull",
     "ChecksumMismatch",
     "ClusterUnreachable",
     "ColumnNotFound",
@@ -171,6 +172,11 @@ class RegistryError(PinnacleError):
 
 class ModelNotFound(RegistryError, LookupError):
     """No registered model, version or checkpoint handle matches the request."""
+
+
+class ArtifactStoreFull(RegistryError, OSError):
+    """The artifact store ran out of space (or quota) while a version was being stored;
+    the registration was undone."""
 
 
 class ChecksumMismatch(RegistryError):

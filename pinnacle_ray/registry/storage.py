@@ -9,6 +9,7 @@ a cache keyed by checksum. The same root decides where Ray Train keeps run check
 
 from __future__ import annotations
 
+import errno
 import inspect
 import logging
 import os
@@ -19,7 +20,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from ..errors import ChecksumMismatch, RegistryError, UnsafeArtifact
+from ..errors import ArtifactStoreFull, ChecksumMismatch, RegistryError, UnsafeArtifact
 from .artifacts import Manifest, delete_tree, download, is_local, open_uri, upload, verify
 from .flavors import Predictor, get_flavor
 
@@ -101,7 +102,17 @@ class ArtifactRoot:
     def upload(self, source: Path, rel: str) -> tuple[str, Manifest]:
         """Copy local folder ``source`` to ``rel`` under the root; its URI and manifest."""
         fs, base = self._open_root()
-        return self.uri(rel), upload(source, fs, f"{base}/{_inside(rel, self.root)}")
+        try:
+            return self.uri(rel), upload(source, fs, f"{base}/{_inside(rel, self.root)}")
+        except OSError as exc:
+            if exc.errno not in _NO_SPACE and "No space left" not in str(exc):
+                raise
+            raise ArtifactStoreFull(
+                f"artifact root {self.root!r} ran out of space while storing {source} as "
+                f"{self.uri(rel)!r} ({exc}); the registration is undone. Free space there, or "
+                "connect with artifact_root= a store with room (or the default: in the "
+                "database for server stores)"
+            ) from None
 
     def delete(self, rel: str) -> None:
         """Remove folder ``rel`` under the root (best effort)."""
@@ -162,6 +173,9 @@ class ArtifactRoot:
         rel = self.relative(uri)
         fs, base = self._open_root()
         return fs, f"{base}/{rel}"
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _inside(rel: str, root: str) -> str:
