@@ -287,6 +287,8 @@ def _sweep_storage(trainer: Any, store: Any, name: str) -> StorageChoice:
 
 def _check_columns(trainer: Any, train: Any, valid: Any) -> None:
     """ColumnNotFound for a feature or label the queries lack, before 8 trials find out."""
+    if getattr(trainer, "transform", None) or getattr(trainer, "preprocess", None):
+        return  # a torch transform/preprocess makes its columns from the query's
     wanted = [*(getattr(trainer, "features", None) or [])]
     label = getattr(trainer, "label", None)
     if isinstance(label, str):

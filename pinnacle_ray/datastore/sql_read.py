@@ -14,6 +14,7 @@ read task only when its worker process dies, never on an exception.)
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import re
 import sqlite3
@@ -289,12 +290,13 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     fields = []
     for i, field in enumerate(schema):
         column = table.column(i)
-        if isinstance(column.type, pa.ExtensionType):
+        if isinstance(column.type, pa.BaseExtensionType):  # also arrow.json, not a subclass
             column = column.cast(column.type.storage_type)
         if not pa.types.is_null(field.type) and column.type != field.type:
             try:
-                column = pc.cast(column, field.type)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+                lists = _json_lists(column, field.type)
+                column = lists if lists is not None else pc.cast(column, field.type)
+            except (ValueError, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
                 raise QueryError(
                     f"column {field.name!r}: cannot convert {column.type} values to "
                     f"{field.type} ({str(exc).splitlines()[0]}); CAST the column in the query"
@@ -302,6 +304,18 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
         arrays.append(column)
         fields.append(pa.field(field.name, column.type))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _json_lists(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray | None:
+    """A text column holding JSON arrays (ADBC's PostgreSQL driver reads ``float8[]`` as
+    JSON) as the list type the schema plans; None for any other pair of types."""
+    lists = pa.types.is_list(target) or pa.types.is_large_list(target)
+    if not (lists or pa.types.is_fixed_size_list(target)) or not (
+        pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+    ):
+        return None
+    values = [None if v is None else json.loads(v) for v in column.to_pylist()]
+    return pa.chunked_array([pa.array(values, type=target)])
 
 
 def _rebatch(reader: pa.RecordBatchReader, batch_rows: int) -> Iterator[pa.Table]:

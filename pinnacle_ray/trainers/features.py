@@ -43,8 +43,9 @@ def check_columns(
     *,
     any_type: Collection[str] = (),
 ) -> None:
-    """Raise when a feature/label is missing or not numeric (booleans count as numbers);
-    the columns in ``any_type`` only have to exist (a pipeline encodes them)."""
+    """Raise when a feature/label is missing or not numeric (booleans count as numbers; a
+    feature may also hold vectors of numbers, e.g. embeddings); the columns in ``any_type``
+    only have to exist (a pipeline encodes them)."""
     check_feature_list(features)
     names = list(schema.names)
     wanted = [*features, *([label] if label is not None else [])]
@@ -57,19 +58,41 @@ def check_columns(
         if column in any_type:
             continue
         kind = schema.field(column).type
-        numeric = (
-            pa.types.is_integer(kind)
-            or pa.types.is_floating(kind)
-            or pa.types.is_boolean(kind)
-            or pa.types.is_decimal(kind)
-            or pa.types.is_null(kind)
+        if _is_number(kind) or (column != label and _is_vector(kind)):
+            continue
+        role = "label" if column == label else "feature"
+        binary = pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
+        hint = (
+            "decode it into arrays with transform= (training) or preprocess= (training and "
+            "prediction)"
+            if binary and role == "feature"
+            else "encode it as numbers in the query (e.g. CASE WHEN ... or a lookup table) or "
+            "drop it from features"
         )
-        if not numeric:
-            role = "label" if column == label else "feature"
-            raise NonNumericFeature(
-                f"{role} column {column!r} has type {kind}, not a number; encode it as numbers "
-                "in the query (e.g. CASE WHEN ... or a lookup table) or drop it from features"
-            )
+        raise NonNumericFeature(f"{role} column {column!r} has type {kind}, not a number; {hint}")
+
+
+def _is_number(kind: pa.DataType) -> bool:
+    return (
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_decimal(kind)
+        or pa.types.is_null(kind)
+    )
+
+
+def _is_vector(kind: pa.DataType) -> bool:
+    """A list (or fixed-size list, or nested list) of numbers, or Ray's tensor type."""
+    if isinstance(kind, pa.ExtensionType):
+        kind = kind.storage_type
+    while (
+        pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+    ):
+        kind = kind.value_type
+        if isinstance(kind, pa.ExtensionType):
+            kind = kind.storage_type
+    return _is_number(kind) and not pa.types.is_null(kind)
 
 
 def batch_arrays(

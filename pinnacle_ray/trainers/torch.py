@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import pyarrow as pa
 import ray
 import ray.data
 import ray.train
@@ -24,7 +25,9 @@ from ray.train import CheckpointConfig, RunConfig, ScalingConfig
 
 from .._names import default_name, validate_name
 from ..errors import ConfigError, MetricNotReported, NonFiniteValues
+from ..registry.code_refs import import_path, resolve
 from ..registry.torch_flavor import check_compatible, model_meta
+from ..registry.torch_inputs import check_signature
 from .base import (
     RESUME_KEY,
     TrainResult,
@@ -50,11 +53,19 @@ from .holdout import split_by_key
 from .objectives import resolve_objective
 from .registration import RunRecord, check_listened, json_safe
 from .resources import ResourcePlan
+from .run_folder import release_run_folder
 from .shuffling import check_shuffle, ordered_ingest
 from .storage import RegisteredCheckpoint, decide, with_run_storage
 from .submission import Submittable, records_job
 from .tabular import check_query
 from .torch_loop import LoopSettings, managed_loop, optimizer_class, resume_position
+from .torch_options import check_function, check_metric_values, loader_settings
+from .torch_step import (
+    check_accumulation,
+    check_grad_clip_norm,
+    check_precision,
+    check_scheduler,
+)
 from .tracking import Tracking
 
 __all__ = ["TorchTrainer"]
@@ -62,6 +73,18 @@ __all__ = ["TorchTrainer"]
 logger = logging.getLogger("pinnacle_ray.trainers")
 
 _MANAGED_KNOWN = ("train/loss", "valid/loss", "valid/accuracy")
+# The seed's (SuperDuperDB's) managed-loop parameters: nothing a custom loop can use.
+_MANAGED_ONLY = (
+    "transform",
+    "collate_fn",
+    "signature",
+    "metric_values",
+    "loader_kwargs",
+    "prefetch_size",
+    "prefetch_factor",
+    "preprocess",
+    "postprocess",
+)
 # listen's default: "valid/loss" for the managed loop, nothing for a custom loop. None
 # turns listening (validation, early stopping, the "best" handle) off.
 _AUTO: Any = type("_Auto", (), {"__repr__": lambda self: "'auto'"})()
@@ -116,11 +139,26 @@ class TorchTrainer(Submittable):
         cache: bool | None = None,
         seed: int = 0,
         shuffle: bool = True,
+        precision: str | None = None,
+        grad_clip_norm: float | None = None,
+        accumulate_grad_batches: int = 1,
+        scheduler_cls: str | type[torch.optim.lr_scheduler.LRScheduler] | None = None,
+        scheduler_kwargs: dict[str, Any] | None = None,
+        scheduler_interval: str | None = None,
         scaling_config: ScalingConfig | None = None,
         run_config: RunConfig | None = None,
         name: str | None = None,
         tracking: str | None = None,
         callbacks: list[Any] | None = None,
+        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        collate_fn: Callable[[dict[str, Any]], Any] | None = None,
+        signature: str = "singleton",
+        metric_values: dict[str, Callable[[Any, Any], float]] | None = None,
+        loader_kwargs: dict[str, Any] | None = None,
+        prefetch_size: int | None = None,
+        prefetch_factor: int | None = None,
+        preprocess: Callable[[dict[str, Any]], dict[str, Any]] | str | None = None,
+        postprocess: Callable[[Any], Any] | str | None = None,
     ) -> None:
         if train_loop_per_worker is None and model is None:
             raise ConfigError(
@@ -157,7 +195,45 @@ class TorchTrainer(Submittable):
             check_feature_list(features)
         self.features = list(features) if features is not None else None
         self.label = label
+        self.transform = check_function(transform, "transform")
+        # By import path, checked here: a version stores them so, and load() imports them.
+        self.code_refs = {
+            what: import_path(value, what)
+            for what, value in (("preprocess", preprocess), ("postprocess", postprocess))
+            if value is not None
+        }
+        self.preprocess = (
+            resolve(self.code_refs["preprocess"], "preprocess", error=ConfigError)
+            if "preprocess" in self.code_refs
+            else None
+        )
+        if not self.managed:
+            given = {
+                "transform": transform,
+                "collate_fn": collate_fn,
+                "signature": None if signature == "singleton" else signature,
+                "metric_values": metric_values,
+                "loader_kwargs": loader_kwargs,
+                "prefetch_size": prefetch_size,
+                "prefetch_factor": prefetch_factor,
+                "preprocess": preprocess,
+                "postprocess": postprocess,
+            }
+            used = [n for n in _MANAGED_ONLY if given[n] is not None]
+            if used:
+                raise ConfigError(
+                    f"{used} configure the managed loop (model=...); a train_loop_per_worker "
+                    "reads and feeds its own batches: apply them in your loop, or pass model="
+                )
         if self.managed:
+            metrics = check_metric_values(metric_values)
+            loader = loader_settings(loader_kwargs, batch_size, prefetch_size, prefetch_factor)
+            batch_size = loader.pop("batch_size")
+            if shuffle is False and loader["local_shuffle_buffer_size"] is not None:
+                raise ConfigError(
+                    "loader_kwargs['local_shuffle_buffer_size'] sizes the shuffle that "
+                    "shuffle=False turns off; drop one of them"
+                )
             self.settings = self._settings(
                 objective=objective,
                 optimizer_cls=optimizer_cls,
@@ -171,6 +247,18 @@ class TorchTrainer(Submittable):
                 mode=mode,
                 seed=seed,
                 shuffle=check_shuffle(shuffle),
+                precision=check_precision(precision, bool(self.scaling_config.use_gpu)),
+                grad_clip_norm=check_grad_clip_norm(grad_clip_norm),
+                accumulate_grad_batches=check_accumulation(accumulate_grad_batches),
+                scheduler_interval=check_scheduler(
+                    scheduler_cls, scheduler_kwargs, scheduler_interval
+                ),
+                scheduler_cls=scheduler_cls,
+                scheduler_kwargs=dict(scheduler_kwargs or {}),
+                signature=check_signature(signature),
+                collate_fn=check_function(collate_fn, "collate_fn"),
+                metric_values=metrics,
+                **loader,
             )
             self.valid_fraction = valid_fraction
             self.listen, self.mode = self.settings.listen, self.settings.mode
@@ -216,6 +304,12 @@ class TorchTrainer(Submittable):
         config: dict[str, Any]
         if self.managed:
             datasets, has_valid = self._managed_datasets(train, valid, plan)
+            if self.settings.metric_values and not has_valid:
+                raise ConfigError(
+                    f"metric_values {sorted(self.settings.metric_values)} are computed on the "
+                    "validation set, and this run has none: pass valid=<query> or listen to "
+                    "a valid/ metric (validation on a holdout of the key)"
+                )
             settings = dataclasses.replace(self.settings, has_valid=has_valid)
             config = {"settings": settings, "model": copy.deepcopy(self.model)}
             loop = managed_loop
@@ -259,8 +353,11 @@ class TorchTrainer(Submittable):
             history=stream.reports,
         )
         version_record = None
+        checkpoint = result.checkpoint
         if register and store is not None and reported:
             version_record = record.register(store)
+            if self.run_config is None:  # our run's folder: the registry has its checkpoints
+                checkpoint = release_run_folder(store, record.name, version_record.version, result)
         elif reported:
             check_listened(reported, self.listen)
         elif register and store is None:
@@ -269,7 +366,7 @@ class TorchTrainer(Submittable):
         return TrainResult(
             name=self.name,
             metrics=dict(result.metrics or {}),
-            checkpoint=result.checkpoint,
+            checkpoint=checkpoint,
             version=version_record.version if version_record is not None else None,
             path=getattr(result, "path", None),
             ray_result=result,
@@ -288,6 +385,7 @@ class TorchTrainer(Submittable):
             names.add("valid/loss")
             if resolve_objective(self.settings.objective).classification:
                 names.add("valid/accuracy")
+            names.update(f"valid/{n}" for n in self.settings.metric_values)
         return names
 
     # -- managed mode --------------------------------------------------------------------
@@ -303,10 +401,16 @@ class TorchTrainer(Submittable):
         if kw["epochs"] is None and kw["max_iterations"] is None:
             kw["epochs"] = 1
         listen = kw["listen"]
-        if listen and listen not in _MANAGED_KNOWN:
+        custom = [f"valid/{n}" for n in kw["metric_values"]]
+        if listen and listen not in (*_MANAGED_KNOWN, *custom):
             raise MetricNotReported(
                 f"listen={listen!r} is not a metric the managed loop reports; use one of "
-                f"{list(_MANAGED_KNOWN)}"
+                f"{[*_MANAGED_KNOWN, *custom]}"
+            )
+        if listen in custom and kw["mode"] is None:
+            raise ConfigError(
+                f"listen={listen!r} is one of your metric_values: say whether higher is "
+                "better with mode='max' or mode='min'"
             )
         if listen == "valid/accuracy" and not objective.classification:
             raise MetricNotReported(
@@ -338,7 +442,15 @@ class TorchTrainer(Submittable):
                 continue
             # A query's schema and count are planned without reading; a Dataset's schema is
             # Ray's own; anything else is checked in the workers.
-            facts = check_query(query, role, self.features, self.label)
+            facts = check_query(
+                query,
+                role,
+                self.features,
+                self.label,
+                # collate_fn turns any column into inputs; a transform makes the columns.
+                any_type=self.features if self.settings.collate_fn is not None else (),
+                columns_made=self.transform is not None or self.preprocess is not None,
+            )
             if facts.rows is not None:
                 sizes[role] = (
                     estimated_bytes(facts.schema, facts.rows) if facts.schema is not None else None
@@ -360,12 +472,26 @@ class TorchTrainer(Submittable):
                 self.settings.seed,
                 num_cpus=plan.read_cpus,
             )
+        # After the split (which hashes the key the functions may drop), in Ray Data's
+        # tasks: the workers receive rows ready for the model.
+        for fn in (self.preprocess, self.transform):
+            if fn is not None:
+                datasets = {
+                    role: dataset.map_batches(fn, batch_format="numpy", num_cpus=plan.read_cpus)
+                    for role, dataset in datasets.items()
+                }
         return datasets, "valid" in datasets
 
     def _raise_non_finite(self, train: Any, valid: Any) -> None:
         """Count NaN/inf/NULL rows exactly (only on this error path) and raise with them."""
-        assert self.features is not None
+        assert self.features is not None and self.settings is not None
+        if self.transform is not None or self.preprocess is not None:
+            return  # the columns are made in Ray Data: the worker's message names them
         columns = [*self.features, *([self.label] if self.label else [])]
+        if self.settings.collate_fn is not None:
+            columns = [self.label] if self.label else []
+        else:  # vector columns (embeddings) are counted per row by the worker's message
+            columns = [c for c in columns if _is_scalar(train, c)]
         for role, query in (("train", train), ("valid", valid)):
             if query is None:
                 continue
@@ -424,7 +550,12 @@ class TorchTrainer(Submittable):
             objective = resolve_objective(self.settings.objective).name
         if self.model is None:  # Ray style without a template: load() will need model=
             return {"framework": "torch", "features": self.features, "label": self.label}
-        return model_meta(self.model, features=self.features, label=self.label, objective=objective)
+        meta = model_meta(self.model, features=self.features, label=self.label, objective=objective)
+        if self.settings is not None:
+            # How the loaded model is called, and the functions it runs around the call.
+            meta["signature"] = self.settings.signature
+            meta.update(self.code_refs)
+        return meta
 
     def _config_record(self, scaling: ScalingConfig) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -441,6 +572,19 @@ class TorchTrainer(Submittable):
             record["loop"] = getattr(self.train_loop_per_worker, "__qualname__", None)
             record["train_loop_config"] = self.train_loop_config
         return json_safe(record)
+
+
+def _is_scalar(query: Any, column: str) -> bool:
+    """Whether ``column`` of ``query`` holds one number per row (True when unknown)."""
+    schema = query.schema() if callable(getattr(query, "schema", None)) else None
+    schema = getattr(schema, "base_schema", schema)
+    names = getattr(schema, "names", None)
+    if not names or column not in names:
+        return True
+    kind = schema.field(column).type
+    return not (
+        pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+    )
 
 
 def _check_optimizer_kwargs(

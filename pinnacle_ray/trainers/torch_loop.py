@@ -19,13 +19,16 @@ import ray.train.torch
 import torch
 from ray.data.collate_fn import NumpyBatchCollateFn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NonFiniteValues
+from ..registry.torch_inputs import call_model, model_inputs
 from .checkpoint import get_checkpoint, load_state, report
 from .devices import all_sum
 from .early_stopping import EarlyStopping
-from .features import batch_arrays
+from .features import non_finite_message
 from .objectives import Objective, resolve_objective
 from .shuffling import shuffle_kwargs
+from .torch_metrics import compute_metric_values, gather_arrays
+from .torch_step import Updates
 
 __all__ = ["LoopSettings", "managed_loop", "optimizer_class", "resume_position"]
 
@@ -49,9 +52,24 @@ class LoopSettings:
     has_valid: bool = True
     seed: int = 0
     prefetch_batches: int = 2
+    # How the model is called ("singleton", "*args", "**kwargs"), and what builds its inputs
+    # from a numpy batch on the worker (None: the features, as the signature says).
+    signature: str = "singleton"
+    collate_fn: Any = None
+    # {name: fn(predictions, targets)}, reported as valid/<name> at every validation.
+    metric_values: dict[str, Any] = field(default_factory=dict)
+    # Training shard only: drop an incomplete last batch; rows in the local shuffle buffer.
+    drop_last: bool = False
+    local_shuffle_buffer_size: int | None = None
     # A new row order every epoch, seeded by seed, epoch and rank (see shuffling.py).
     shuffle: bool = True
-    local_shuffle_buffer_size: int | None = None
+    # How each optimizer step is taken (see torch_step.py).
+    precision: str = "32"
+    grad_clip_norm: float | None = None
+    accumulate_grad_batches: int = 1
+    scheduler_cls: Any = None
+    scheduler_kwargs: dict[str, Any] = field(default_factory=dict)
+    scheduler_interval: str | None = None
 
 
 def optimizer_class(spec: Any) -> type[torch.optim.Optimizer]:
@@ -83,16 +101,43 @@ def resume_position(extra: dict[str, Any]) -> tuple[int, int]:
 
 
 class _Collate(NumpyBatchCollateFn):
-    """A numpy batch -> (float32 feature matrix, label tensor), refusing NaN/inf/NULL."""
+    """A numpy batch -> (model inputs, label tensor), refusing NaN/inf/NULL: the inputs are
+    the user's ``collate_fn(batch)``, or the features shaped for the model's signature."""
 
-    def __init__(self, features: list[str], label: str | None, label_dtype: torch.dtype) -> None:
+    def __init__(self, settings: LoopSettings, label_dtype: torch.dtype) -> None:
         super().__init__()
-        self.features, self.label, self.label_dtype = features, label, label_dtype
+        self.settings, self.label_dtype = settings, label_dtype
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = batch_arrays(batch, self.features, self.label)
-        assert y is not None
-        return torch.from_numpy(x), torch.tensor(y, dtype=self.label_dtype)
+    def __call__(self, batch: dict[str, np.ndarray]) -> tuple[Any, torch.Tensor]:
+        s = self.settings
+        assert s.label is not None
+        if s.label not in batch:
+            raise ConfigError(
+                f"label column {s.label!r} is not in the batch; its columns are {list(batch)}"
+                " (a transform= or preprocess= must keep it)"
+            )
+        y = np.asarray(batch[s.label], dtype=np.float64)
+        if not np.isfinite(y).all():
+            found = {s.label: int((~np.isfinite(y)).sum())}
+            raise NonFiniteValues(non_finite_message(found, "a batch"))
+        if s.collate_fn is not None:
+            inputs = _tensors(s.collate_fn(batch))
+        else:
+            inputs = _tensors(model_inputs(batch, s.features, s.signature))
+        return inputs, torch.tensor(y, dtype=self.label_dtype)
+
+
+def _tensors(value: Any, device: torch.device | None = None) -> Any:
+    """``value`` (an array, tensor, or a tuple/list/dict of them) as tensors on ``device``."""
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, torch.Tensor):
+        return value if device is None else value.to(device, non_blocking=True)
+    if isinstance(value, dict):
+        return {k: _tensors(v, device) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(_tensors(v, device) for v in value)
+    return value
 
 
 class _Clock:
@@ -128,6 +173,18 @@ class _Run:
         self.model = ray.train.torch.prepare_model(config["model"])
         cls = optimizer_class(self.settings.optimizer_cls)
         self.optimizer = cls(self.model.parameters(), **self.settings.optimizer_kwargs)
+        s = self.settings
+        self.updates = Updates(
+            self.model,
+            self.optimizer,
+            self.device,
+            precision=s.precision,
+            grad_clip_norm=s.grad_clip_norm,
+            accumulate=s.accumulate_grad_batches,
+            scheduler_cls=s.scheduler_cls,
+            scheduler_kwargs=s.scheduler_kwargs,
+            scheduler_interval=s.scheduler_interval,
+        )
         self.stopper = EarlyStopping(self.settings.mode, self.settings.no_improve_then_stop)
         self.step, self.epoch = 0, 0
         self.loss_sum, self.loss_rows = 0.0, 0
@@ -144,28 +201,40 @@ class _Run:
             return
         with checkpoint.as_directory() as directory:
             extra = load_state(directory, self.model, self.optimizer)
+        self.updates.load(extra)
         self.step, self.epoch = resume_position(extra)
         if same_run is not None and extra.get("early_stopping"):
             state = extra["early_stopping"]
             self.stopper.best, self.stopper.bad = state.get("best"), int(state.get("bad", 0))
 
-    def batches(
-        self, shard: Any, *, training: bool = False
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self, shard: Any, *, training: bool = False) -> Iterator[tuple[Any, torch.Tensor]]:
         s = self.settings
-        collate = _Collate(s.features, s.label, self.objective.label_dtype)
+        collate = _Collate(s, self.objective.label_dtype)
+        # drop_last and the local shuffle buffer are for training; validation sees every row.
         extra: dict[str, Any] = {}
         if training:
+            extra["drop_last"] = s.drop_last
             rank = ray.train.get_context().get_world_rank()
             buffer = s.local_shuffle_buffer_size
             extra.update(shuffle_kwargs(s.shuffle, s.seed, self.epoch, rank, buffer))
-        return shard.iter_torch_batches(
-            batch_size=self.settings.batch_size,
+        # The collated pair is nested (several inputs), which Ray does not move to a device.
+        for x, y in shard.iter_torch_batches(
+            batch_size=s.batch_size,
             collate_fn=collate,
-            prefetch_batches=self.settings.prefetch_batches,
+            prefetch_batches=s.prefetch_batches,
             device=self.device,
             **extra,
-        )
+        ):
+            yield _tensors(x, self.device), y.to(self.device, non_blocking=True)
+
+    def forward(self, inputs: Any) -> torch.Tensor:
+        """The model's output for ``inputs``, called as the settings' signature says."""
+        with self.updates.autocast():
+            output = call_model(self.model, inputs, self.settings.signature)
+        # Losses and metrics in float32: autocast's bfloat16/float16 outputs lose digits.
+        if isinstance(output, torch.Tensor) and output.is_floating_point():
+            return output.float()
+        return output
 
     def done(self) -> bool:
         s = self.settings
@@ -192,30 +261,37 @@ class _Run:
                 tick, due = time.perf_counter(), False
                 if self.stopper.should_stop:
                     return False
-            output = self.model(x)
+            output = self.forward(x)
             loss = self.objective.loss(output, y)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.step += 1
+            stepped = self.updates.backward(loss)  # an optimizer step, or one more batch
+            self.step += int(stepped)
             self.loss_sum += float(loss.detach()) * len(y)
             self.loss_rows += len(y)
             self.epoch_rows += len(y)
             tick = self.clock.add("steps", tick)
+            if not stepped:
+                continue
             due = bool(s.validation_interval) and self.step % s.validation_interval == 0
             if self.done():
                 return False
+        # An epoch's last, partial accumulation group steps too; then an epoch scheduler.
+        self.step += int(self.updates.end_epoch())
         return True
 
     def evaluate(self, valid: Any) -> dict[str, float]:
         started = time.perf_counter()
         metrics: dict[str, float] = {}
         total, rows, correct = 0.0, 0, 0
+        outputs: list[np.ndarray] = []
+        targets: list[np.ndarray] = []
         if valid is not None:
             self.model.eval()
             with torch.no_grad():
                 for x, y in self.batches(valid):
-                    output = self.model(x)
+                    output = self.forward(x)
+                    if self.settings.metric_values:
+                        outputs.append(_squeezed(output.detach().float().cpu().numpy()))
+                        targets.append(y.cpu().numpy())
                     total += float(self.objective.loss(output, y)) * len(y)
                     rows += len(y)
                     if self.objective.name == "cross_entropy":
@@ -233,6 +309,10 @@ class _Run:
             metrics["valid/loss"] = total / rows
             if self.objective.classification:
                 metrics["valid/accuracy"] = correct / rows
+        if valid is not None and self.settings.metric_values:
+            # Every worker gathers every worker's outputs, so each metric is exact.
+            predictions, labels = gather_arrays(outputs), gather_arrays(targets)
+            metrics.update(compute_metric_values(self.settings.metric_values, predictions, labels))
         self.loss_sum, self.loss_rows = 0.0, 0
         self.clock.add("validate", started)
         return metrics
@@ -254,6 +334,7 @@ class _Run:
             epoch=self.epoch,
             epoch_done=epoch_done,
             improved=improved,
+            **({"train/lr": self.updates.lr()} if self.updates.scheduler is not None else {}),
             **self.clock.metrics(),
         )
         extra = {
@@ -261,11 +342,17 @@ class _Run:
             "epoch": self.epoch,
             "epoch_done": epoch_done,
             "early_stopping": self.stopper.state(),
+            **self.updates.state(),
         }
         started = time.perf_counter()
         report(metrics, model=self.model, optimizer=self.optimizer, extra=extra)
         self.clock.add("checkpoint", started)
         self.last_reported_step = self.step
+
+
+def _squeezed(output: np.ndarray) -> np.ndarray:
+    """One value per row for a single-output model, as its targets are."""
+    return output[:, 0] if output.ndim == 2 and output.shape[1] == 1 else output
 
 
 def managed_loop(config: dict[str, Any]) -> None:
