@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from PIL import Image
 
@@ -65,7 +66,10 @@ def _assert_rows_equal(frame: pd.DataFrame, reports: list[Report]) -> None:
         assert row["step"] == report.step
         assert row["epoch"] == report.epoch
         assert row["checkpoint"] == report.has_checkpoint
-        assert row["time"] == pd.Timestamp(report.time, unit="s", tz="UTC")
+        # Stored to the microsecond.
+        assert abs(row["time"] - pd.Timestamp(report.time, unit="s", tz="UTC")) < pd.Timedelta(
+            "1us"
+        )
         for name, value in report.metrics.items():
             assert row[name] == pytest.approx(value)
         for name in set(frame.columns) - set(HISTORY_COLUMNS) - set(report.metrics):
@@ -196,3 +200,75 @@ def test_sweeps_show_plot_draws_the_metric_against_each_swept_parameter(tmp_path
     assert "t1" in text and "4 trial(s)" in text
     assert cli_main(["sweeps", "show", "nope", "--store", url]) == 1
     assert "recorded sweeps: ['sw']" in capsys.readouterr().err
+
+
+# -- a real fit and sweep: the report stream's reports, kept -------------------------------
+N_REPORTS = 6
+
+
+def _reporting_loop(config: dict) -> None:
+    """Reports every step (a checkpoint every other one): loss = scale / step."""
+    import tempfile
+
+    import ray.train
+
+    for i in range(N_REPORTS):
+        metrics = {"step": i + 1, "epoch": i // 2, "train/loss": config["scale"] / (i + 1)}
+        if i % 2:
+            with tempfile.TemporaryDirectory() as folder:
+                Path(folder, "weights.txt").write_text(str(i))
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+        else:
+            ray.train.report(metrics)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """One fit and one two-trial sweep of a torch loop that reports every step."""
+    from ray import tune
+
+    folder = tmp_path_factory.mktemp("history")
+    store = pr.connect(folder / "fit.db")
+    store.write("rows", pa.table({"id": list(range(20)), "x": [0.0] * 20}), key="id")
+    trainer = pr.TorchTrainer(_reporting_loop, train_loop_config={"scale": 2.0}, name="looped")
+    result = trainer.fit(train=store.table("rows", key="id"))
+    swept = pr.sweep(
+        trainer,
+        {"train_loop_config.scale": tune.grid_search([1.0, 3.0])},
+        train=store.table("rows", key="id"),
+        metric="train/loss",
+        mode="min",
+        name="looped-sweep",
+    )
+    yield store, result, swept
+    store.close()
+
+
+@pytest.mark.timeout(900)
+def test_fit_history_has_every_report_in_order_and_is_stored_with_the_version(fitted):
+    store, result, _ = fitted
+    frame = result.history
+    assert len(frame) == len(result.reports) == N_REPORTS
+    assert list(frame["step"]) == list(range(1, N_REPORTS + 1))
+    assert list(frame["epoch"]) == [i // 2 for i in range(N_REPORTS)]
+    assert list(frame["checkpoint"]) == [i % 2 == 1 for i in range(N_REPORTS)]
+    assert list(frame["train/loss"]) == pytest.approx([2.0 / (i + 1) for i in range(N_REPORTS)])
+    assert frame["time"].is_monotonic_increasing and frame["time"].notna().all()
+    _assert_rows_equal(frame, result.reports)
+
+    stored = store.models.metrics("looped", version=result.version)
+    pd.testing.assert_frame_equal(stored, frame)
+
+
+def test_a_sweep_keeps_every_report_of_each_trial(fitted):
+    store, _, swept = fitted
+    frame = store.models.trial_metrics("looped-sweep")
+    assert sorted(frame["trial_id"].unique()) == sorted(t.trial_id for t in swept.trials)
+    for trial in swept.trials:
+        rows = frame[frame.trial_id == trial.trial_id]
+        scale = trial.params["train_loop_config.scale"]
+        assert list(rows["step"]) == list(range(1, N_REPORTS + 1))
+        assert list(rows["train/loss"]) == pytest.approx([scale / (i + 1) for i in range(6)])
+    # The best trial's registered version has the same history as its trial.
+    best = store.models.metrics("looped", version=swept.version)
+    assert list(best["train/loss"]) == pytest.approx([1.0 / (i + 1) for i in range(N_REPORTS)])
