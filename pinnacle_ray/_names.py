@@ -22,6 +22,7 @@ import unicodedata
 from .errors import InvalidIdentifier, InvalidName
 
 __all__ = [
+    "FIELD_LIMITS",
     "IDENTIFIER_LIMITS",
     "MAX_IDENTIFIER_BYTES",
     "MAX_NAME_BYTES",
@@ -54,6 +55,11 @@ IDENTIFIER_LIMITS: dict[str | None, tuple[int, str, str]] = {
     "sqlite": (1024, "characters", "a name that long is surely a mistake"),
     # MongoDB before 4.4 holds "<database>.<collection>" in 120 bytes (4.4+: 255).
     "mongodb": (120, "bytes", "MongoDB before 4.4 holds no longer collection names"),
+}
+# Column (field) names where they differ from table names: a MongoDB field has no limit of
+# its own (a document's size bounds it).
+FIELD_LIMITS: dict[str | None, tuple[int, str, str]] = {
+    "mongodb": (1024, "characters", "a name that long is surely a mistake"),
 }
 
 
@@ -143,11 +149,13 @@ def _is_mark(char: str) -> bool:
     return unicodedata.category(char) in ("Mn", "Mc")
 
 
-def validate_identifier(name: object, what: str = "identifier", dialect: str | None = None) -> str:
-    """Return ``name`` if it can be a quoted identifier (table, collection, column) on
-    ``dialect`` (a SQLAlchemy dialect name, ``"mongodb"``, or None for every backend),
-    else raise ``InvalidIdentifier``. Quoting is SQLAlchemy's job: quotes, spaces,
-    reserved words and any script are fine."""
+def validate_identifier(
+    name: object, what: str = "identifier", dialect: str | None = None, *, table: bool = False
+) -> str:
+    """Return ``name`` if it can be a quoted identifier (a table or collection name with
+    ``table=True``, else a column or field name) on ``dialect`` (a SQLAlchemy dialect name,
+    ``"mongodb"``, or None for every backend), else raise ``InvalidIdentifier``. Quoting is
+    SQLAlchemy's job: quotes, spaces, reserved words and any script are fine."""
     if not isinstance(name, str):
         raise InvalidIdentifier(f"{what} must be a string, got {type(name).__name__}: {name!r}")
     if not name or not name.strip():
@@ -159,7 +167,16 @@ def validate_identifier(name: object, what: str = "identifier", dialect: str | N
             f"{what} {_shown(name)} holds a lone surrogate, which is not Unicode text; "
             "pass the name as text decoded from UTF-8"
         )
-    limit, unit, why = IDENTIFIER_LIMITS.get(dialect, IDENTIFIER_LIMITS[None])
+    control = next((c for c in name if unicodedata.category(c) == "Cc"), None)
+    if control is not None:
+        raise InvalidIdentifier(
+            f"{what} {_shown(name)} holds the control character {control!r}, which tools "
+            "cannot show and MariaDB's table definitions cannot be read back with; remove it"
+        )
+    if not table and dialect in FIELD_LIMITS:
+        limit, unit, why = FIELD_LIMITS[dialect]
+    else:
+        limit, unit, why = IDENTIFIER_LIMITS.get(dialect, IDENTIFIER_LIMITS[None])
     size = len(name.encode("utf-8")) if unit == "bytes" else len(name)
     if size > limit:
         raise InvalidIdentifier(
@@ -176,7 +193,41 @@ def validate_identifier(name: object, what: str = "identifier", dialect: str | N
         raise InvalidIdentifier(
             f"{what} {_shown(name)} has leading or trailing spaces; remove them"
         )
+    if table and dialect in ("mysql", "mariadb") and _mysql_file_name_length(name) > 250:
+        raise InvalidIdentifier(
+            f"{what} {_shown(name)} is too long for a MySQL/MariaDB table although it has "
+            f"{len(name)} characters: the server keeps a table in a file named after it, "
+            "each CJK or other non-Latin character taking 5 bytes of that name (at most 250), "
+            "so at most 50 such characters fit; shorten it"
+        )
     return name
+
+
+def _mysql_file_name_length(name: str) -> int:
+    """The length of the file name MySQL/MariaDB keep table ``name`` in (its "filename"
+    character set): ASCII letters, digits and '_' as themselves; letters of Latin, Greek,
+    Cyrillic, Armenian, Hebrew and a few other blocks as '@' and two characters; anything
+    else as '@' and four hex digits."""
+    size = 0
+    for char in name:
+        code = ord(char)
+        if code < 128 and (char.isalnum() or char == "_"):
+            size += 1
+        elif char.isalpha() and any(lo <= code <= hi for lo, hi in _MYSQL_SHORT_RANGES):
+            size += 3
+        else:
+            size += 5
+    return size
+
+
+# The blocks whose letters MySQL's filename character set writes in 3 bytes (my_wc_mb_filename).
+_MYSQL_SHORT_RANGES = [
+    (0x00C0, 0x05FF),
+    (0x1E00, 0x1FFF),
+    (0x2160, 0x217F),
+    (0x24B0, 0x24EF),
+    (0xFF20, 0xFF5F),
+]
 
 
 def ascii_label(text: str) -> str:

@@ -129,7 +129,7 @@ def predict(
         validate_name(handle, "checkpoint handle", MAX_HANDLE_CHARS)
     store = _store_of(query)
     output = validate_identifier(
-        output, "output table name", getattr(store, "identifier_dialect", None)
+        output, "output table name", getattr(store, "identifier_dialect", None), table=True
     )
     # The actors load the model on every node, from the artifact root: refused first when
     # it is this machine's disk and the cluster has others.

@@ -234,7 +234,7 @@ class MongoDatastore:
         return fields[0] if fields else None
 
     def _check_collection_name(self, name: object) -> str:
-        name = validate_identifier(name, "collection name", self.identifier_dialect)
+        name = validate_identifier(name, "collection name", self.identifier_dialect, table=True)
         if "$" in name or "\x00" in name or name.startswith(("system.", ".")) or name.endswith("."):
             raise InvalidIdentifier(
                 f"collection name {name!r} is not allowed in MongoDB (no '$', NUL, leading "

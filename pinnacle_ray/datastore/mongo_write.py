@@ -163,7 +163,7 @@ def _prepared(data: WriteData, keys: list[str], *, insert_only: bool) -> list[pa
 
 
 def _prepared_batch(batch: pa.Table, keys: list[str], *, insert_only: bool) -> pa.Table:
-    batch = prepare_batch(batch, keys, insert_only=insert_only)
+    batch = prepare_batch(batch, keys, insert_only=insert_only, dialect="mongodb")
     for f in batch.schema:
         if f.name.startswith("$") or "\x00" in f.name:
             raise WriteError(f"column {f.name!r} cannot be a MongoDB field name")

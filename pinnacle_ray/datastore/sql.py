@@ -191,7 +191,7 @@ class SqlDatastore:
             raise translate(exc, secrets=self._secrets, context=context) from None
 
     def _reflect(self, name: str) -> sa.Table:
-        validate_identifier(name, "table name", self.identifier_dialect)
+        validate_identifier(name, "table name", self.identifier_dialect, table=True)
         with self._errors(f"reading the columns of table {name!r}"):
             try:
                 with self._engine.connect() as conn:

@@ -149,7 +149,7 @@ def _write(
     store: SqlDatastore, name: str, data: WriteData, key: str | Sequence[str], *, insert_only: bool
 ) -> int:
     dialect = store.identifier_dialect
-    validate_identifier(name, "table name", dialect)
+    validate_identifier(name, "table name", dialect, table=True)
     keys = [key] if isinstance(key, str) else list(key or [])
     if not keys:
         raise InvalidKey("write needs key=<column> (or a list) to upsert by; got none")
