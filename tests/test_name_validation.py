@@ -165,7 +165,7 @@ def test_fit_refuses_a_bad_register_name_before_training(setup, bad):
 
 
 # RunConfig(name="") is Ray's own "no name" (it makes one up), not a bad name.
-@pytest.mark.parametrize("bad", BAD_NAMES[:6] + ["..", "."])
+@pytest.mark.parametrize("bad", [*BAD_NAMES[:6], "..", "."])
 def test_fit_refuses_a_name_set_after_building_or_a_bad_run_name(setup, bad):
     renamed = pr.SklearnTrainer(Ridge(), features=["x"], label="y", name="ridge")
     renamed.name = bad
