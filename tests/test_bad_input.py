@@ -17,6 +17,7 @@ import contextlib
 import io
 import math
 import os
+import unicodedata
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -74,12 +75,57 @@ NAMES = [
     "?", "$1", "$x", "_id", "größe", "表", "😀", "Ωmega", "a\tb", "a\nb", " lead", "trail ",
     "", "   ", "\x00", "a\x00b", "x" * 63, "x" * 64, "x" * 128, "x" * 255, "é" * 32, "é" * 31,
     f"{CANARY}; DROP TABLE {CANARY}", "ID", "Id", "sqlite_master", "system.x", ".",
+    # Non-ASCII and odd names a real database holds, some at a backend's length limit
+    # (PostgreSQL 63 bytes, MySQL/MariaDB 64 characters and 50 CJK in a table name).
+    "ünïcödé 表", "名前 x", "ключ", "नमस्ते", "it's \"q\"", "order by", "é" * 31 + "x",
+    "表" * 21, "表" * 50, "ü" * 64, "x" * 62 + "ü", "a\u0301", "ß", "İ", "ǅ",
 ]  # fmt: skip
+# Printable text of every script (letters, marks, digits, punctuation, symbols, spaces).
+unicode_names = st.text(
+    alphabet=st.characters(codec="utf-8", categories=("L", "M", "N", "P", "S", "Zs")),
+    min_size=1,
+    max_size=24,
+)
 names = st.one_of(
     st.sampled_from(NAMES),
     st.text(min_size=0, max_size=12),
     st.text(alphabet="abcXYZ_0123 '\"`;.-", min_size=1, max_size=70),
+    unicode_names,
 )
+
+
+def must_hold(db: Backend, name: str, table: bool) -> bool:
+    """Whether ``name`` is a table (or column) name ``db`` can hold, so refusing it is a bug:
+    printable text of any script without surrounding spaces, within the backend's limits
+    (PostgreSQL 63 bytes; MySQL/MariaDB 64 characters of the BMP, a table's file name at
+    most 250 bytes), not reserved (SQLite's ``sqlite_``; MongoDB's ``$``, ``system.``, dots)
+    and not the same column as ``id`` under the backend's comparison."""
+    if not name or name != name.strip() or len(name.encode("utf-8", "surrogatepass")) > 63:
+        return False
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
+        return False
+    folded = "".join(
+        c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c)
+    ).casefold()
+    if db.name == "sqlite":
+        return not name.casefold().startswith("sqlite_") and (table or name.casefold() != "id")
+    if db.name == "mariadb":
+        # A table lives in a file named after it: at most 5 bytes per character that is not
+        # an ASCII letter, digit or '_', and the file name holds 250.
+        plain = sum(c.isascii() and (c.isalnum() or c == "_") for c in name)
+        if any(ord(c) > 0xFFFF for c in name) or (table and plain + 5 * (len(name) - plain) > 250):
+            return False
+        return table or folded != "id"
+    if db.name == "mongo":
+        if table:
+            return (
+                "$" not in name
+                and not name.startswith(("system.", "."))
+                and not (name.endswith("."))
+            )
+        return not name.startswith("$") and "." not in name and name != "_id"
+    return True
+
 
 scalars = st.one_of(
     st.none(),
@@ -228,6 +274,9 @@ def test_a_table_or_column_name_round_trips_or_is_refused(db: Backend, table, co
     except PinnacleError as exc:
         note(f"refused: {exc}")
         assert table not in db.store.tables(), "a refused write left a table behind"
+        assert not (must_hold(db, table, table=True) and must_hold(db, column, table=False)), (
+            f"refused names the backend holds: {exc}"
+        )
         return
     columns = list(rows[0])  # by name: MongoDB writes a dotted column as a nested field
 
