@@ -27,6 +27,9 @@ CARDS = pa.schema(
 CARD_KEY = ["name", "version"]
 # What a caller of ``register(card=...)`` may add; everything else comes from the version.
 CARD_FACTS = ("features", "label", "listen", "mode", "description")
+# Where in the run the metrics were taken, shown apart from them; loop flags, not metrics.
+_POSITION = ("step", "epoch", "round")
+_FLAGS = ("epoch_done", "improved")
 
 
 def build_card(
@@ -43,9 +46,15 @@ def build_card(
     """The card of version ``version`` of ``name`` as JSON-able data (credentials masked)."""
     facts = dict(facts or {})
     listen = facts.get("listen")
-    ordered = sorted(
-        (k for k in metrics if not str(k).startswith("timing/")), key=lambda k: (k != listen, k)
-    )
+    shown = [
+        k
+        for k in metrics
+        if not str(k).startswith("timing/")
+        and k not in _POSITION
+        and k not in _FLAGS
+        and not isinstance(metrics[k], bool)
+    ]
+    ordered = sorted(shown, key=lambda k: (k != listen, k))
     card: dict[str, Any] = {
         "name": name,
         "version": version,
@@ -56,6 +65,7 @@ def build_card(
         "listen": listen,
         "mode": facts.get("mode"),
         "metrics": [{"name": k, "value": metrics[k]} for k in ordered],
+        "at": {k: metrics[k] for k in _POSITION if metrics.get(k) is not None},
         "data": {
             role: _data(lineage.get(role))
             for role in ("train", "valid")
@@ -117,8 +127,13 @@ def card_text(card: Mapping[str, Any]) -> str:
         lines.append(f"  label     {card.get('label') or '-'}")
     metrics = card.get("metrics") or []
     if metrics:
-        lines.append("  metrics" + (f" (listened: {card['listen']}, {card.get('mode') or 'min'})"
-                                    if card.get("listen") else ""))  # fmt: skip
+        notes = (
+            [f"listened: {card['listen']}, {card.get('mode') or 'min'}"]
+            if card.get("listen")
+            else []
+        )
+        notes += [f"{k} {v}" for k, v in (card.get("at") or {}).items()]
+        lines.append("  metrics" + (f" ({'; '.join(notes)})" if notes else ""))
         width = max(len(str(m["name"])) for m in metrics)
         for m in metrics:
             lines.append(f"    {str(m['name']).ljust(width)}  {_value(m['value'])}")
