@@ -22,6 +22,8 @@ import ray
 from ray.train import RunConfig
 from ray.train.v2.api.callback import UserCallback
 
+from .._runtime import ensure_ray
+
 __all__ = ["Phase", "Report", "ReportStream"]
 
 logger = logging.getLogger("pinnacle_ray.trainers")
@@ -156,24 +158,26 @@ class ReportStream:
     def phase_callback(self) -> Callable[[str], None]:
         """A picklable ``note(phase_name)`` for a Ray task (work outside Ray Train, e.g. a
         scikit-learn fit) to announce its phases to this stream's phase subscribers."""
-        if self._mailbox is None:
-            self._mailbox = _Mailbox.remote()
-        return _Note(self._mailbox)
+        return _Note(self._open())
 
     def callback(self) -> UserCallback:
         """The callback that goes into ``RunConfig(callbacks=[...])`` of the run."""
-        if self._mailbox is None:
-            self._mailbox = _Mailbox.remote()
-        return _Forward(self._mailbox)
+        return _Forward(self._open())
 
     def attach(self, run_config: RunConfig) -> RunConfig:
         """``run_config`` with this stream's callback added to its callbacks."""
         callbacks = list(run_config.callbacks or [])
         return dataclasses.replace(run_config, callbacks=[*callbacks, self.callback()])
 
-    def __enter__(self) -> ReportStream:
+    def _open(self) -> Any:
+        """The mailbox actor, started on first use (on pinnacle_ray's Ray, started if need be)."""
         if self._mailbox is None:
-            self.callback()
+            ensure_ray()
+            self._mailbox = _Mailbox.remote()
+        return self._mailbox
+
+    def __enter__(self) -> ReportStream:
+        self._open()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="pinnacle-reports", daemon=True)
         self._thread.start()
@@ -186,6 +190,11 @@ class ReportStream:
             self._thread = None
         try:
             self._drain()
+        except Exception:
+            if exc and exc[0] is not None:  # the run's own error matters more
+                logger.debug("report stream: last drain failed", exc_info=True)
+            else:
+                logger.warning("some reports of the run did not reach the driver", exc_info=True)
         finally:
             mailbox, self._mailbox = self._mailbox, None
             if mailbox is not None:
