@@ -232,6 +232,13 @@ def test_the_registry_refuses_a_bad_name_or_handle(setup, bad):
     refused_fast(lambda: models.promote("ridge", handle=bad))
 
 
+@pytest.mark.parametrize("bad", BAD_NAMES)
+def test_the_job_catalog_refuses_a_bad_job_id_or_model_name(setup, bad):
+    jobs = setup["store"].jobs
+    assert "job id" in refused_fast(lambda: jobs.get(bad))
+    assert refused_fast(lambda: jobs.list(bad)) == _rule_message(bad)
+
+
 def _cli(*argv: str) -> tuple[int, str, str, float]:
     out, err = io.StringIO(), io.StringIO()
     started = time.perf_counter()

@@ -24,6 +24,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .._names import validate_name
 from ..datastore.url import mask
 from .handle import Job
 from .recording import current_submission_id, mark_finished, recorded
@@ -51,11 +52,15 @@ class JobCatalog:
         """The job ``submission_id`` (``JobNotFound`` naming recent ones when there is none);
         ``address`` overrides where its Ray cluster is (default: ``RAY_ADDRESS``, else the
         address recorded at submission)."""
+        # The id reaches Ray's job REST API as a path segment: the names rule, checked here.
+        validate_name(submission_id, "job id", ascii_only=True)
         self.records.get(submission_id)
         return Job(self.records, submission_id, address)
 
     def list(self, name: str | None = None) -> list[Job]:
         """The recorded jobs (of model ``name``), newest first."""
+        if name is not None:
+            validate_name(name)
         return [Job(self.records, r.submission_id) for r in self.records.list(name)]
 
     def submit(
