@@ -156,6 +156,9 @@ class HuggingFaceModel:
         self.max_length: int | None = meta.get("max_length")
         labels = meta.get("labels")
         self.classes = np.asarray(labels, dtype=object) if labels is not None else None
+        # The texts and outputs of the last forward pass: predict then predict_proba on the
+        # same rows (as pr.predict calls them) run the model once.
+        self._last: tuple[list[Any], torch.Tensor] | None = None
 
     def __repr__(self) -> str:
         classes = None if self.classes is None else list(self.classes)
@@ -241,6 +244,9 @@ class HuggingFaceModel:
 
     def _forward(self, batch: Any) -> torch.Tensor:
         texts = texts_of(batch, self.text_columns)
+        last, self._last = self._last, None
+        if last is not None and last[0] == texts:  # the same rows again: same outputs
+            return last[1]
         outputs = []
         with torch.inference_mode():
             for start in range(0, len(texts), _PREDICT_BATCH):
@@ -259,7 +265,8 @@ class HuggingFaceModel:
         if not outputs:
             width = 1 if self.task == REGRESSION or self.classes is None else len(self.classes)
             return torch.empty((0, width))
-        return torch.cat(outputs)
+        self._last = (texts, torch.cat(outputs))
+        return self._last[1]
 
 
 def first_subtokens(word_ids: Sequence[int | None]) -> list[int]:
