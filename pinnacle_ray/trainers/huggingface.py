@@ -67,6 +67,8 @@ from .huggingface_loop import (
 from .huggingface_tokens import TokenizeWords, scan_tags
 from .pretrained import resolve_pretrained, resolve_tokenizer
 from .registration import RunRecord, check_listened, json_safe
+from .run_folder import release_run_folder
+from .shuffling import check_shuffle, ordered_ingest
 from .storage import (
     RegisteredCheckpoint,
     ShippedFolder,
@@ -151,6 +153,7 @@ class HuggingFaceTrainer(Submittable):
         mode: str | None = None,
         keep_checkpoints: int = 3,
         seed: int = 0,
+        shuffle: bool = True,
         scaling_config: ScalingConfig | None = None,
         run_config: RunConfig | None = None,
         name: str | None = None,
@@ -199,6 +202,7 @@ class HuggingFaceTrainer(Submittable):
         self.mode = mode
         self.keep_checkpoints = keep_checkpoints
         self.seed = seed
+        self.shuffle = check_shuffle(shuffle)
         self.max_new_tokens = max_new_tokens
         self.scaling_config = scaling_config or ScalingConfig(num_workers=1)
         self.run_config = run_config
@@ -298,6 +302,7 @@ class HuggingFaceTrainer(Submittable):
             worker_entry(huggingface_loop),
             train_loop_config=config,
             scaling_config=plan.scaling_config,
+            dataset_config=ordered_ingest(),  # the seed's batch order, kept by Ray Data
             run_config=stream.attach(
                 with_run_storage(
                     reporting_to_tune(
@@ -336,8 +341,11 @@ class HuggingFaceTrainer(Submittable):
             history=stream.reports,
         )
         version = None
+        checkpoint = result.checkpoint
         if register and store is not None and reported:
             version = record.register(store)
+            if self.run_config is None:  # our run's folder: the registry has its checkpoints
+                checkpoint = release_run_folder(store, record.name, version.version, result)
         elif reported:
             check_listened(reported, listen)
         elif register and store is None:
@@ -346,7 +354,7 @@ class HuggingFaceTrainer(Submittable):
         return TrainResult(
             name=self.name,
             metrics=metrics,
-            checkpoint=result.checkpoint,
+            checkpoint=checkpoint,
             version=version.version if version is not None else None,
             path=getattr(result, "path", None),
             ray_result=result,
@@ -527,6 +535,7 @@ class HuggingFaceTrainer(Submittable):
             early_stopping_threshold=self.early_stopping_threshold,
             text_columns=self.text_columns,
             seed=self.seed,
+            shuffle=self.shuffle,
             use_gpu=bool(self.scaling_config.use_gpu),
             start_step=start_step,
             start_epoch=start_epoch,

@@ -9,7 +9,9 @@ among the workers: nothing competes with the workers for CPUs while they boost.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import pyarrow.fs as pafs
@@ -44,6 +46,7 @@ from .devices import xgboost_device_params
 from .features import check_feature_list, count_non_finite, non_finite_message
 from .holdout import check_fraction, split_by_key
 from .registration import RunRecord, json_safe
+from .run_folder import release_run_folder
 from .storage import RegisteredCheckpoint, decide, with_run_storage
 from .submission import Submittable, records_job
 from .tabular import (
@@ -76,6 +79,7 @@ _DEFAULT_EVAL_METRIC = {
     "reg:gamma": "gamma-nloglik",
 }
 # Metrics where larger is better (XGBoost maximizes these when early stopping, too).
+_SCRATCH_PREFIX = "pinnacle-xgb-best-"
 _MAXIMIZED = ("auc", "aucpr", "map", "ndcg", "pre")
 
 
@@ -268,15 +272,21 @@ class XGBoostTrainer(Submittable):
             history=stream.reports,
         )
         version = None
+        checkpoint = result.checkpoint
         if register and store is not None and reported:
-            version = record.register(store)
+            try:
+                version = record.register(store)
+            finally:
+                _remove_scratch(best)  # registered (copied) or failed: not needed either way
+            if self.run_config is None:  # our run's folder: the registry has its checkpoints
+                checkpoint = release_run_folder(store, record.name, version.version, result)
         elif register and store is None:
             warn_unregistered(self.name)
         tracking.link(self.name, version.version if version is not None else None)
         return TrainResult(
             name=self.name,
             metrics=dict(result.metrics or {}),
-            checkpoint=result.checkpoint,
+            checkpoint=checkpoint,
             version=version.version if version is not None else None,
             path=getattr(result, "path", None),
             ray_result=result,
@@ -383,6 +393,12 @@ def _listened(metrics: dict[str, Any]) -> str | None:
     return valid[-1] if valid else None
 
 
+def _remove_scratch(best: tuple[ray.train.Checkpoint, dict[str, Any]] | None) -> None:
+    """Remove the best-round booster's own temp folder (made when the run had no folder)."""
+    if best is not None and Path(best[0].path).name.startswith(_SCRATCH_PREFIX):
+        shutil.rmtree(best[0].path, ignore_errors=True)
+
+
 def _best_round(
     reported: list[tuple[ray.train.Checkpoint, dict[str, Any]]], listen: str | None, result: Any
 ) -> tuple[ray.train.Checkpoint, dict[str, Any]] | None:
@@ -403,11 +419,11 @@ def _best_round(
     best_metrics = {listen: float(score), "round": rounds, "step": rounds}
     filesystem, path = getattr(result, "filesystem", None), getattr(result, "path", None)
     if filesystem is None or path is None:  # no run folder: a folder of its own
-        scratch = tempfile.mkdtemp(prefix="pinnacle-xgb-best-")
+        scratch = tempfile.mkdtemp(prefix=_SCRATCH_PREFIX)  # removed once registered
         booster[:rounds].save_model(f"{scratch}/{MODEL_FILE}")
         return ray.train.Checkpoint.from_directory(scratch), best_metrics
     target = f"{path.rstrip('/')}/best_round"
-    with tempfile.TemporaryDirectory(prefix="pinnacle-xgb-best-") as scratch:
+    with tempfile.TemporaryDirectory(prefix=_SCRATCH_PREFIX) as scratch:
         booster[:rounds].save_model(f"{scratch}/{MODEL_FILE}")
         filesystem.create_dir(target)
         pafs.copy_files(scratch, target, destination_filesystem=filesystem)

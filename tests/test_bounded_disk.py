@@ -1,0 +1,170 @@
+"""Bounded disk: a registered fit leaves no Ray Train run folder behind (the registry holds
+copies of its checkpoints), with Ray's local default storage (SQLite store) and with the
+in-database run storage of a server store; XGBoost's best-round temp folder is gone too;
+``TrainResult.checkpoint`` is the registered copy of the run's latest checkpoint.
+
+Each scan is scoped to this test's own model names and temp folder: other test sessions
+write to the same storage roots at the same time.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from pathlib import Path
+
+import pyarrow.fs as pafs
+import pytest
+import torch
+from conftest import PG_URL, Tables
+from ray.train import RunConfig
+from ray.train.constants import DEFAULT_STORAGE_PATH
+from tabular_data import breast_cancer
+
+import pinnacle_ray as pr
+from pinnacle_ray.trainers.storage import RUN_STORAGE_ENV
+
+FITS = 5
+
+
+@pytest.fixture
+def scoped_tmp(tmp_path, monkeypatch) -> Path:
+    """The driver's temp folder for this test only (XGBoost's best-round scratch goes there)."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def _xgb(name: str, features: list[str], **kwargs) -> pr.XGBoostTrainer:
+    return pr.XGBoostTrainer(
+        params={"objective": "binary:logistic", "eval_metric": "logloss", "eta": 0.5},
+        features=features,
+        label="target",
+        num_boost_round=60,
+        early_stopping_rounds=3,  # stops before round 60: a best-round booster is written
+        name=name,
+        **kwargs,
+    )
+
+
+def _runs_in(fs: pafs.FileSystem, root: str, name: str) -> list[str]:
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+    except FileNotFoundError:
+        return []
+    return [i.base_name for i in infos if i.base_name.startswith(f"{name}-")]
+
+
+@pytest.mark.timeout(900)
+def test_five_xgboost_fits_leave_no_run_folder_and_no_temp_folder_in_ray_default_storage(
+    tmp_path, scoped_tmp
+):
+    store = pr.connect(tmp_path / "shop.db")
+    features = breast_cancer(store, "cancer")
+    name = f"bounded-xgb-{uuid.uuid4().hex[:6]}"
+    local = pafs.LocalFileSystem()
+    train = store.table("cancer", where={"split": "train"}, key="id")
+    valid = store.table("cancer", where={"split": "valid"}, key="id")
+    for i in range(FITS):
+        result = _xgb(name, features).fit(train=train, valid=valid)
+        assert result.version == i + 1
+        assert store.models.get(name, handle="best").step < result.metrics["round"]
+        assert _runs_in(local, DEFAULT_STORAGE_PATH, name) == []
+        assert list(scoped_tmp.glob("pinnacle-xgb-best-*")) == []
+    # The result's checkpoint is the registered latest one: it opens, with its booster.
+    with result.checkpoint.as_directory() as folder:
+        assert (Path(folder) / "model.ubj").stat().st_size > 0
+    predicted = store.models.load(name, handle="best").predict(
+        train.to_arrow().to_pandas()[features].head(3)
+    )
+    assert len(predicted) == 3
+    store.close()
+
+
+@pytest.mark.timeout(900)
+def test_a_run_config_of_your_own_keeps_its_run_folder(tmp_path, scoped_tmp):
+    store = pr.connect(tmp_path / "shop.db")
+    features = breast_cancer(store, "cancer")
+    name = f"kept-xgb-{uuid.uuid4().hex[:6]}"
+    config = RunConfig(name=f"{name}-run", storage_path=str(tmp_path / "mine"))
+    result = _xgb(name, features, run_config=config).fit(train=store.table("cancer", key="id"))
+    assert result.version == 1
+    assert (tmp_path / "mine" / f"{name}-run").is_dir()
+    assert result.checkpoint.path.startswith(str(tmp_path / "mine" / f"{name}-run"))
+    store.close()
+
+
+@pytest.mark.timeout(900)
+def test_five_torch_fits_leave_no_run_folder_in_the_databases_run_storage(monkeypatch):
+    monkeypatch.setenv(RUN_STORAGE_ENV, "shared")  # checkpoints in the database, as on a cluster
+    store = pr.connect(PG_URL)
+    names = Tables(store)
+    table = names("cancer")
+    features = breast_cancer(store, table)[:4]
+    name = f"bounded-mlp-{uuid.uuid4().hex[:6]}"
+    storage = store.models.run_storage()
+    fs, root = storage.storage_filesystem, storage.storage_path
+    try:
+        for i in range(FITS):
+            torch.manual_seed(i)
+            result = pr.TorchTrainer(
+                model=torch.nn.Sequential(torch.nn.Linear(4, 1)),
+                objective="mse",
+                features=features,
+                label="target",
+                batch_size=128,
+                epochs=2,
+                name=name,
+            ).fit(train=store.table(table, key="id"))
+            assert result.version == i + 1
+            assert _runs_in(fs, root, name) == []
+            for handle in ("latest", "epoch_0", "epoch_1"):  # registered copies, readable
+                assert store.models.get(name, version=i + 1, handle=handle).step > 0
+        with result.checkpoint.as_directory() as folder:
+            assert (Path(folder) / "model.safetensors").stat().st_size > 0
+        assert result.checkpoint.filesystem.type_name == fs.type_name
+    finally:
+        names.drop_all()
+        store.close()
+
+
+@pytest.mark.timeout(900)
+def test_hugging_face_evaluations_checkpoint_only_epoch_ends_and_improvements(tmp_path):
+    from ray.train import ScalingConfig
+    from text_data import sentiment_rows, tiny_bert
+
+    store = pr.connect(tmp_path / "text.db")
+    store.write("reviews", sentiment_rows(200), key="id")
+    name = f"bounded-hf-{uuid.uuid4().hex[:6]}"
+    result = pr.HuggingFaceTrainer(
+        model=str(tiny_bert(tmp_path / "tiny-bert")),
+        text_column="text",
+        label="label",
+        training_args={
+            "learning_rate": 5e-3,
+            "per_device_train_batch_size": 16,
+            "max_steps": 16,
+            "eval_steps": 1,  # an evaluation every step
+            "warmup_steps": 0,
+        },
+        max_length=16,
+        listen="valid/accuracy",  # moves in steps of 1/40: few strict improvements
+        scaling_config=ScalingConfig(num_workers=1),
+        name=name,
+    ).fit(
+        train=store.table("reviews", where={"split": "train"}),
+        valid=store.table("reviews", where={"split": "valid"}),
+    )
+    history = result.history
+    evaluations = history[history["valid/accuracy"].notna()]
+    assert len(evaluations) >= 16  # every evaluation's metrics are reported
+    checkpointed = [m for _, m in result.ray_result.best_checkpoints]
+    scores = list(evaluations["valid/accuracy"])
+    improvements = sum(1 for i, v in enumerate(scores) if v > max(scores[:i], default=-1.0))
+    ends = {m["step"] for m in checkpointed if m.get("epoch_done") or m["step"] == 16}
+    # A model only where a handle may point: improvements, epoch ends, the last step.
+    assert len(checkpointed) <= improvements + len(ends) < len(evaluations)
+    best = store.models.get(name, handle="best")
+    assert best.metrics["valid/accuracy"] == pytest.approx(max(scores))
+    store.close()
