@@ -48,6 +48,7 @@ NAMESPACE_EXISTS = 48
 
 def upsert(store: MongoDatastore, name: str, data: WriteData, key: str | Sequence[str]) -> int:
     """Upsert ``data`` into collection ``name`` by ``key``; returns documents written."""
+    store._check_collection_name(name)  # before a Dataset's first batch is read
     keys = _keys(key)
     ready = False
     written = 0
@@ -71,6 +72,7 @@ def upsert(store: MongoDatastore, name: str, data: WriteData, key: str | Sequenc
 
 def insert(store: MongoDatastore, name: str, data: WriteData, key: str | Sequence[str]) -> int:
     """Insert ``data`` into ``name``; ``DuplicateKey`` (nothing written) when a key exists."""
+    store._check_collection_name(name)
     keys = _keys(key)
     batches = _prepared(data, keys, insert_only=True)
     coll = _ensure_collection(store, name, keys)
