@@ -23,6 +23,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
+from ray_cluster import LocalCluster, WorkerNode, start_head, start_worker_node
 from sklearn.linear_model import Ridge
 
 import pinnacle_ray as pr
@@ -253,3 +255,139 @@ def test_artifact_store_out_of_space_is_a_clear_error_and_nothing_is_half_regist
     with pg._engine.begin() as conn:  # the rerun's version lived in the namespace's tmpfs
         for table in REGISTRY_TABLES:
             conn.execute(sa.text(f"DELETE FROM {table} WHERE name = :n"), {"n": name})
+
+
+# -- a node lost during pr.predict ---------------------------------------------------------------
+_PREDICT = textwrap.dedent(
+    """\
+    import json, os, sys
+    import ray
+    import pinnacle_ray as pr
+    from pinnacle_ray._quiet_logging import worker_env
+
+    args = json.loads(sys.argv[1])
+    ray.init(address=os.environ["PRT_GCS"], logging_level="WARNING",
+             runtime_env={"env_vars": worker_env()})
+    def labels():
+        return {n["NodeID"]: l for n in ray.nodes() for l in ("node_a", "node_b", "node_c")
+                if l in n["Resources"]}
+
+    before = labels()
+    store = pr.connect(args["url"])
+    out = pr.predict(args["name"], store.table(args["table"]), output=args["output"],
+                     batch_size=args["batch_size"])
+    from ray.util.state import list_actors
+    job = ray.get_runtime_context().get_job_id()
+    actors = [a for a in list_actors(filters=[("job_id", "=", job)], limit=1000, detail=True)
+              if "MapWorker" in a.class_name]
+    known = {**before, **labels()}
+    print("RESULT " + json.dumps({
+        "rows": out.rows, "version": out.version,
+        "ran_on": sorted({known.get(a.node_id, "?") for a in actors}),  # where they live now
+        "restarts": sum(a.num_restarts for a in actors),
+    }))
+    """
+)
+PREDICT_ROWS = 20_000
+
+
+@pytest.fixture(scope="module")
+def two_nodes() -> Iterator[tuple[LocalCluster, WorkerNode]]:
+    """A head without CPUs (it runs the driver) and a worker node with one, so the
+    prediction actor runs on the worker node; this module's own, stopped by pid."""
+    head = start_head(num_cpus=0, resources={"node_a": 1})
+    try:
+        yield head, start_worker_node(head, num_cpus=1, isolated=False, label="node_b")
+    finally:
+        head.stop()  # ends its worker nodes too
+
+
+def _predict_driver(head: LocalCluster, args: dict, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", _PREDICT, json.dumps(args)],
+        env={**head.env, "PRT_GCS": head.gcs_address},
+        cwd=log.parent,
+        stdout=subprocess.PIPE,
+        stderr=log.open("w"),
+        text=True,
+    )
+
+
+def _rows_written(store: pr.SqlDatastore, table: str) -> int:
+    with store._engine.connect() as conn:
+        if not sa.inspect(conn).has_table(table):
+            return 0
+        return conn.execute(sa.text(f'SELECT count(*) FROM "{table}"')).scalar()
+
+
+@pytest.mark.timeout(900)
+def test_a_node_lost_during_predict_leaves_one_row_per_key_after_the_rerun(pg, two_nodes, tmp_path):
+    head, worker = two_nodes
+    table, output = (f"cf{uuid.uuid4().hex[:8]}_{n}" for n in ("rows", "out"))
+    name = f"cf-{uuid.uuid4().hex[:8]}"
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=PREDICT_ROWS), rng.normal(size=PREDICT_ROWS)
+    ids = np.arange(PREDICT_ROWS)
+    pg.write(table, pa.table({"id": ids, "a": a, "b": b, "y": 2 * a - b}), key="id")
+    try:
+        assert _trainer(name).fit(train=pg.table(table)).version == 1
+        t0 = time.monotonic()
+        args = {"url": PG_URL, "name": name, "table": table, "output": output, "batch_size": 100}
+        first = _predict_driver(head, args, tmp_path / "first.err")
+        try:
+            deadline = time.monotonic() + 300
+            while _rows_written(pg, output) < PREDICT_ROWS // 10:  # well under way
+                assert first.poll() is None, (tmp_path / "first.err").read_text()[-5000:]
+                assert time.monotonic() < deadline, "predict wrote too little in 300 s"
+                time.sleep(0.2)
+            worker.kill_raylet()  # SIGKILL, by pid: the node drops off mid-run
+            at_kill, t_kill = _rows_written(pg, output), time.monotonic()
+            # A replacement node joins, as an autoscaler or a restarted machine would add
+            # it (without one no CPU is left and Ray waits for one, as it should).
+            start_worker_node(head, num_cpus=1, isolated=False, label="node_c")
+            try:
+                first_out, _ = first.communicate(timeout=300)
+            except subprocess.TimeoutExpired:
+                pytest.fail(
+                    "pr.predict did not end within 300 s after a node was lost\n"
+                    + (tmp_path / "first.err").read_text()[-5000:]
+                )
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.wait()
+            worker.stop()  # what outlived its raylet
+        t_end = time.monotonic()
+        print(
+            f"killed at {at_kill} rows after {t_kill - t0:.0f} s; first run exited "
+            f"{first.returncode} {t_end - t_kill:.0f} s later"
+        )
+        assert 0 < at_kill < PREDICT_ROWS
+        # Ray restarts the lost actor on the new node and Ray Data re-runs the block it
+        # held; the run completes, and the batches written twice were upserted by key.
+        assert first.returncode == 0, (tmp_path / "first.err").read_text()[-5000:]
+        result = json.loads(
+            [line for line in first_out.splitlines() if line.startswith("RESULT ")][-1][7:]
+        )
+        assert result["rows"] == PREDICT_ROWS and result["restarts"] >= 1, result
+        assert result["ran_on"] == ["node_c"], result
+        after_first = pg.table(output).to_arrow().column("id").to_pylist()
+        assert len(after_first) == len(set(after_first)) == PREDICT_ROWS
+        rerun = _predict_driver(head, args, tmp_path / "rerun.err")
+        out, _ = rerun.communicate(timeout=300)
+        print(f"rerun took {time.monotonic() - t_end:.0f} s")
+        lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
+        assert rerun.returncode == 0 and lines, (tmp_path / "rerun.err").read_text()[-5000:]
+        again = json.loads(lines[-1][len("RESULT ") :])
+        assert (again["rows"], again["version"], again["ran_on"]) == (PREDICT_ROWS, 1, ["node_c"])
+        written = pg.table(output).to_arrow().to_pandas()
+        assert len(written) == PREDICT_ROWS and written["id"].is_unique
+        assert set(written["id"]) == set(ids.tolist())
+        by_id = written.set_index("id").sort_index()
+        np.testing.assert_allclose(
+            by_id.filter(like="predict").iloc[:, 0].to_numpy(), 2 * a - b, atol=0.05
+        )
+    finally:
+        with pg._engine.begin() as conn:
+            for t in (table, output):
+                conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{t}"')
