@@ -23,12 +23,14 @@ from ray.train import RunConfig
 from ray.train.v2.api.callback import UserCallback
 
 from .._runtime import ensure_ray
+from .mailbox import Mailbox
 
 __all__ = ["Phase", "Report", "ReportStream"]
 
 logger = logging.getLogger("pinnacle_ray.trainers")
 
 Subscriber = Callable[["Report"], None]
+_REPORT, _PHASE = "report", "phase"  # what a mailbox item is (its first value)
 
 
 @dataclass(frozen=True)
@@ -78,21 +80,6 @@ def _whole(value: Any) -> int | None:
     return int(value)
 
 
-@ray.remote(num_cpus=0)
-class _Mailbox:
-    """Holds reports until the driver takes them."""
-
-    def __init__(self) -> None:
-        self._reports: list[Report | Phase] = []
-
-    def put(self, report: Report | Phase) -> None:
-        self._reports.append(report)
-
-    def take(self) -> list[Report | Phase]:
-        reports, self._reports = self._reports, []
-        return reports
-
-
 class _Forward(UserCallback):
     """Runs in Ray Train's controller: sends each report to the mailbox, prints nothing."""
 
@@ -104,8 +91,9 @@ class _Forward(UserCallback):
     ) -> None:
         if not metrics:
             return
-        # Fire and forget: the controller's event loop must not block on the driver.
-        self._mailbox.put.remote(Report.of(dict(metrics[0]), checkpoint is not None))
+        # Fire and forget: the controller's event loop must not block on the driver. Plain
+        # values only: the mailbox's worker never imports this module.
+        self._mailbox.put.remote((_REPORT, dict(metrics[0]), checkpoint is not None, time.time()))
 
 
 class _Note:
@@ -116,7 +104,7 @@ class _Note:
         self._mailbox = mailbox
 
     def __call__(self, phase: str) -> None:
-        self._mailbox.put.remote(Phase(phase, time.time()))
+        self._mailbox.put.remote((_PHASE, phase, time.time()))
 
 
 class ReportStream:
@@ -173,7 +161,7 @@ class ReportStream:
         """The mailbox actor, started on first use (on pinnacle_ray's Ray, started if need be)."""
         if self._mailbox is None:
             ensure_ray()
-            self._mailbox = _Mailbox.remote()
+            self._mailbox = Mailbox.remote()
         return self._mailbox
 
     def __enter__(self) -> ReportStream:
@@ -212,11 +200,13 @@ class ReportStream:
             if self._mailbox is None:
                 return
             for item in ray.get(self._mailbox.take.remote()):
-                if isinstance(item, Report):
-                    self.reports.append(item)
-                    _deliver(item, self._subscribers)
+                if item[0] == _REPORT:
+                    _, metrics, has_checkpoint, at = item
+                    report = Report.of(metrics, has_checkpoint, at)
+                    self.reports.append(report)
+                    _deliver(report, self._subscribers)
                 else:
-                    _deliver(item, self._phase_subscribers)
+                    _deliver(Phase(item[1], item[2]), self._phase_subscribers)
 
 
 def _deliver(item: Any, subscribers: list[Callable[[Any], None]]) -> None:
