@@ -7,10 +7,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+import ray.data
 import torch
 from ray.train import ScalingConfig
 
 import pinnacle_ray as pr
+from pinnacle_ray.trainers.huggingface_loop import HFSpec, epoch_batches
 
 ROWS, BATCH, EPOCHS = 1_000, 100, 3
 ONE = ScalingConfig(num_workers=1)  # one worker: one shard, every row passes through it
@@ -140,3 +142,40 @@ def test_a_label_sorted_table_is_learned_with_shuffling_and_not_in_key_order(sto
     # for every row, half of a balanced held-out set.
     assert _accuracy(store, shuffle=False) <= 0.55
     assert _accuracy(store) >= 0.8  # the default: shuffled
+
+
+# -- the Hugging Face trainer's epochs -----------------------------------------------------
+
+
+def _hf_passes(shuffle: bool = True, seed: int = 7, start_epoch: int = 0) -> list[list[int]]:
+    """The ids of three passes over a Dataset, as the HF loop's Trainer makes them."""
+    spec = HFSpec(
+        model="unused",
+        task="classification",
+        labels=[0, 1],
+        training_args={},
+        max_steps=30,
+        steps_per_epoch=10,
+        eval_steps=10,
+        has_valid=False,
+        pad_token_id=0,
+        listen=None,
+        seed=seed,
+        start_epoch=start_epoch,
+        shuffle=shuffle,
+    )
+    dataset = ray.data.range(ROWS)
+    dataset.context.execution_options.preserve_order = True  # as the trainer's DataConfig
+    batches = epoch_batches(dataset, spec, BATCH, lambda b: torch.from_numpy(b["id"]), rank=0)
+    return [[int(i) for batch in batches for i in batch] for _ in range(3)]
+
+
+@pytest.mark.timeout(300)
+def test_the_hf_trainer_passes_over_its_rows_in_a_new_seeded_order_every_epoch():
+    passes = _hf_passes()
+    for one in passes:
+        assert sorted(one) == list(range(ROWS)) and one != list(range(ROWS))
+    assert passes[0] != passes[1] != passes[2] != passes[0]
+    assert _hf_passes() == passes  # same seed, same orders
+    assert _hf_passes(start_epoch=1)[:2] == passes[1:]  # resumed at epoch 1: epoch 1's order
+    assert _hf_passes(shuffle=False) == [list(range(ROWS))] * 3

@@ -16,6 +16,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import numpy as np
 import ray.train
 import torch
 from ray.data.collate_fn import NumpyBatchCollateFn
+from ray.data.iterator import _IterableFromIterator
 from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
 from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
@@ -34,6 +36,7 @@ from ..registry.huggingface_lm import is_adapter, load_adapter
 from .checkpoint import _join_optimizer, _split_optimizer, get_checkpoint
 from .devices import all_sum
 from .hub_offline import hub_offline
+from .shuffling import shuffle_kwargs
 
 __all__ = ["HFSpec", "huggingface_loop", "restore_hf_checkpoint"]
 
@@ -79,6 +82,7 @@ class HFSpec:
     start_step: int = 0  # resumed from a registered checkpoint: its step
     start_epoch: int = 0  # and the epochs it had done (epochs count from the first run)
     peft: dict[str, Any] | None = None  # LoRA settings (LoraConfig fields), causal-lm only
+    shuffle: bool = True  # a new row order every epoch, from seed (see shuffling.py)
 
     def epoch_of(self, step: int) -> tuple[int, bool]:
         """(epoch from 0, whether ``step`` closes it); this run's epochs have
@@ -346,8 +350,12 @@ def _train(config: dict[str, Any]) -> None:
             )
         args = _training_args(spec, str(Path(work, "out")))
         collate = PadCollate(spec.pad_token_id, spec.task)
-        train = ray.train.get_dataset_shard("train").iter_torch_batches(
-            batch_size=args.per_device_train_batch_size, collate_fn=collate, prefetch_batches=2
+        train = epoch_batches(
+            ray.train.get_dataset_shard("train"),
+            spec,
+            args.per_device_train_batch_size,
+            collate,
+            ray.train.get_context().get_world_rank(),
         )
         valid = None
         if spec.has_valid:
@@ -375,6 +383,31 @@ def _train(config: dict[str, Any]) -> None:
         trainer.train(resume_from_checkpoint=resume_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def epoch_batches(
+    shard: Any, spec: HFSpec, batch_size: int, collate: Any, rank: int
+) -> Iterable[Any]:
+    """Worker ``rank``'s training batches of ``shard`` as an iterable the Trainer passes
+    over once per epoch, each pass in that epoch's shuffled order (epochs counted from the
+    first run, so a resumed run draws what a straight one would).
+
+    Ray's own iterable type, because ``prepare_trainer`` feeds only that to the Trainer
+    as it is (anything else would be batched again by a torch DataLoader)."""
+    passes = iter(range(spec.start_epoch, 2**62))
+
+    def one_pass() -> Any:
+        order = shuffle_kwargs(spec.shuffle, spec.seed, next(passes), rank)
+        return iter(
+            shard.iter_torch_batches(
+                batch_size=batch_size,
+                collate_fn=collate,
+                prefetch_batches=2,
+                **order,
+            )
+        )
+
+    return _IterableFromIterator(one_pass)
 
 
 def _quiet_transformers() -> None:
