@@ -6,13 +6,16 @@ A table ``bench`` (``id`` INTEGER PRIMARY KEY 1..N, ``f0..f15`` and ``label`` RE
 noisy linear function of the features; deterministic data) is built once per row count in
 ``benchmarks/.data/train_overhead_<N>.db`` and reused while its row count matches. The same
 MLP (16 -> 64 -> ReLU -> 1, same initial weights), Adam(lr=1e-3), MSE, batch size and
-epochs, no shuffling, is then trained:
+epochs is then trained:
 
 (a) ``pinnacle_ray``: ``pr.TorchTrainer(model=..., objective="mse", ...)``, the managed loop,
     on ``ScalingConfig(num_workers=2)`` over ``store.table("bench", key="id")``, not
-    registered. When it fails (not written yet, or broken) one line says why and (b), (c)
-    go on. Its own breakdown (``timing/*`` in ``result.metrics``, rank 0) is printed, with
-    what those timers do not cover (driver-side planning, Ray Train start-up, tear-down).
+    registered, with its defaults: each epoch shuffled (a seeded local shuffle buffer of
+    10,000 rows, batches in order). ``--methods ...,keyorder`` adds (a) with
+    ``shuffle=False`` (key order, as (b) and (c) read): the cost of shuffling. When it
+    fails (not written yet, or broken) one line says why and (b), (c) go on. Its own
+    breakdown (``timing/*`` in ``result.metrics``, rank 0) is printed, with what those
+    timers do not cover (driver-side planning, Ray Train start-up, tear-down).
 (b) ``ray.train.torch.TorchTrainer`` over ``ray.data.read_sql(sql, lambda: sqlite3.connect(p))``
     written as Ray's docs show it today: ``prepare_model``, ``get_dataset_shard``,
     ``iter_torch_batches``, one ``ray.train.report`` per epoch with a ``torch.save``
@@ -110,10 +113,17 @@ RATIO_TARGET_B = 0.7  # ours / (b), end to end
 BUSY_PCT = 30.0
 
 M_OURS = "(a) pinnacle_ray managed loop"
+M_KEY_ORDER = "(a) with shuffle=False"
 M_RAY = "(b) Ray Train + read_sql"
 M_TORCH = "(c) plain torch + cursor"
 M_FLOOR = "Ray Train, empty loop"
-METHOD_KEYS = {"ours": M_OURS, "ray": M_RAY, "torch": M_TORCH, "floor": M_FLOOR}
+METHOD_KEYS = {
+    "ours": M_OURS,
+    "keyorder": M_KEY_ORDER,
+    "ray": M_RAY,
+    "torch": M_TORCH,
+    "floor": M_FLOOR,
+}
 
 EXPECTED_COLUMNS = ["id", *FEATURES, LABEL]
 
@@ -219,7 +229,7 @@ class Outcome:
         return self.rows * self.epochs / s if s else None
 
 
-def run_ours(db: Path, epochs: int, batch_size: int) -> Run:
+def run_ours(db: Path, epochs: int, batch_size: int, shuffle: bool = True) -> Run:
     """(a) the managed loop, exactly as the public API contract writes it."""
     import pinnacle_ray as pr
 
@@ -236,6 +246,7 @@ def run_ours(db: Path, epochs: int, batch_size: int) -> Run:
         batch_size=batch_size,
         epochs=epochs,
         listen=None,  # no validation: (b) and (c) do none either
+        shuffle=shuffle,
         scaling_config=ScalingConfig(num_workers=NUM_WORKERS),
         name="bench-mlp",
     )
@@ -517,6 +528,7 @@ def ratio_lines(res: dict[str, Outcome]) -> list[tuple[str, str, str]]:
         RATIO_TARGET_B,
     )
     ratio("time (a)/(c), ours vs plain torch", ours, tor, None)
+    ratio("time (a)/(a, shuffle=False): the cost of shuffling", ours, ok(M_KEY_ORDER), None)
     ratio("time (b)/(c), Ray Train vs plain torch", ray_b, tor, None)
     desc = "steps rows/s (a)/(b) (target >= 1x)"
     if ours is None or ray_b is None or not ours.steps_rate or not ray_b.steps_rate:
@@ -607,6 +619,7 @@ def run_rows(
 
     fns: dict[str, Callable[[], Run]] = {
         M_OURS: lambda: run_ours(db, args.epochs, args.batch_size),
+        M_KEY_ORDER: lambda: run_ours(db, args.epochs, args.batch_size, shuffle=False),
         M_RAY: lambda: run_ray(db, args.epochs, args.batch_size, storage),
         M_TORCH: lambda: run_torch(db, args.epochs, args.batch_size),
         M_FLOOR: lambda: run_floor(storage),
@@ -656,7 +669,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--methods",
         default="ours,ray,torch",
         help="comma-separated subset of ours,ray,torch: (a), (b), (c) (default all three); "
-        "add floor for Ray Train's fixed cost alone (an empty loop)",
+        "add keyorder for (a) with shuffle=False, floor for Ray Train's fixed cost alone "
+        "(an empty loop)",
     )
     p.add_argument("--rebuild", action="store_true", help="rebuild the tables even if present")
     p.add_argument(
