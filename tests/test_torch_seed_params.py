@@ -330,3 +330,14 @@ def test_stored_functions_load_only_plain_functions_of_trusted_modules():
         TorchModel(module, {"postprocess": "os:system"}, trusted_modules=["os"])
     model = TorchModel(module, {"postprocess": "torch_seed_helpers:to_percent"}, TRUSTED)
     assert model.postprocess is helpers.to_percent
+
+
+def test_list_columns_pass_the_schema_check_only_for_the_torch_loop():
+    from pinnacle_ray.trainers.features import check_columns
+
+    schema = pa.schema([("emb", pa.list_(pa.float64())), ("img", pa.binary()), ("y", pa.float64())])
+    check_columns(schema, ["emb"], "y", vectors=True)  # torch: an embedding
+    with pytest.raises(pr.NonNumericFeature, match=r"'emb' has type list<item: double>"):
+        check_columns(schema, ["emb"], "y")  # scikit-learn, XGBoost: one number per column
+    with pytest.raises(pr.NonNumericFeature, match=r"'img' has type binary.*transform="):
+        check_columns(schema, ["img"], "y", vectors=True)

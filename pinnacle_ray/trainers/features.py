@@ -42,10 +42,11 @@ def check_columns(
     label: str | None,
     *,
     any_type: Collection[str] = (),
+    vectors: bool = False,
 ) -> None:
-    """Raise when a feature/label is missing or not numeric (booleans count as numbers; a
-    feature may also hold vectors of numbers, e.g. embeddings); the columns in ``any_type``
-    only have to exist (a pipeline encodes them)."""
+    """Raise when a feature/label is missing or not numeric (booleans count as numbers;
+    with ``vectors``, a feature may also hold lists of numbers, e.g. embeddings); the
+    columns in ``any_type`` only have to exist (a pipeline encodes them)."""
     check_feature_list(features)
     names = list(schema.names)
     wanted = [*features, *([label] if label is not None else [])]
@@ -58,7 +59,7 @@ def check_columns(
         if column in any_type:
             continue
         kind = schema.field(column).type
-        if _is_number(kind) or (column != label and _is_vector(kind)):
+        if _is_number(kind) or (vectors and column != label and _is_vector(kind)):
             continue
         role = "label" if column == label else "feature"
         binary = pa.types.is_binary(kind) or pa.types.is_large_binary(kind)

@@ -75,15 +75,17 @@ def check_query(
     *,
     any_type: Collection[str] = (),
     columns_made: bool = False,
+    vectors: bool = False,
 ) -> QueryFacts:
     """Check ``query``'s columns and that it has rows, without reading it (a datastore query
     plans both); a ``ray.data.Dataset`` is checked by its schema only. ``columns_made``: a
-    transform makes the columns from the query's, so only the rows are checked."""
+    transform makes the columns from the query's, so only the rows are checked;
+    ``vectors``: features may be lists of numbers (a torch model's embeddings)."""
     is_dataset = isinstance(query, ray.data.Dataset)
     schema = query.schema() if callable(getattr(query, "schema", None)) else None
     schema = getattr(schema, "base_schema", schema) if is_dataset else schema
     if schema is not None and not columns_made:
-        check_columns(schema, features, label, any_type=any_type)
+        check_columns(schema, features, label, any_type=any_type, vectors=vectors)
     rows = None
     if hasattr(query, "count") and not is_dataset:
         rows = query.count()

@@ -450,6 +450,7 @@ class TorchTrainer(Submittable):
                 # collate_fn turns any column into inputs; a transform makes the columns.
                 any_type=self.features if self.settings.collate_fn is not None else (),
                 columns_made=self.transform is not None or self.preprocess is not None,
+                vectors=True,
             )
             if facts.rows is not None:
                 sizes[role] = (
