@@ -159,18 +159,47 @@ class EpochEnds(TrainerCallback):
 class SafeReport(RayTrainReportCallback):
     """Ray's report callback, writing the checkpoint without pickles: the model and tokenizer
     as ``save_pretrained`` wrote them, the optimizer as safetensors, the scheduler and
-    trainer state as JSON. Only rank 0 uploads files; every rank reports the metrics."""
+    trainer state as JSON. Only rank 0 uploads files; every rank reports the metrics.
+
+    A checkpoint (a full model) is written only where a handle may need it: at an epoch's
+    end, at the last step, and when an evaluation improves the listened metric (``best``);
+    any other evaluation reports its metrics alone, so the run's storage does not hold a
+    model per evaluation."""
 
     def __init__(self, spec: HFSpec, collate: PadCollate) -> None:
         super().__init__()
         self.spec = spec
         self.collate = collate
+        self.best: float | None = None  # the listened metric's best checkpointed value
 
-    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if not control.should_save:
+            return control
         metrics = self.metrics(state)
+        if metrics["epoch_done"] or state.global_step >= state.max_steps or self._improves(metrics):
+            return control
+        control.should_save = False  # same decision on every rank: the metrics are gathered
+        ray.train.report(self._with_rows(metrics))
+        return control
+
+    def _improves(self, metrics: dict[str, Any]) -> bool:
+        value = metrics.get(self.spec.listen) if self.spec.listen else None
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+        if self.best is None:
+            return True
+        return value > self.best if self.spec.greater_is_better else value < self.best
+
+    def _with_rows(self, metrics: dict[str, Any]) -> dict[str, Any]:
         # On this worker's device (ray.train.torch.get_device()): NCCL refuses CPU tensors.
         rows, truncated = all_sum([self.collate.rows, self.collate.truncated])
         metrics["data/rows_read"], metrics["data/truncated"] = int(rows), int(truncated)
+        return metrics
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        metrics = self._with_rows(self.metrics(state))
+        if self._improves(metrics):
+            self.best = float(metrics[self.spec.listen])
         if ray.train.get_context().get_world_rank() != 0:
             ray.train.report(metrics)
             return
