@@ -65,7 +65,9 @@ def lm_tokenizer():
 
 def tiny_causal_lm(folder: Path, kind: str = "gpt2", *, seed: int = 0) -> Path:
     """A 2-layer GPT-2 (``kind="gpt2"``) or Llama (``"llama"``) with hidden size 32 and this
-    module's tokenizer, saved with save_pretrained into ``folder``."""
+    module's tokenizer, saved with save_pretrained into ``folder``. The Llama's weights are
+    drawn wider than transformers' default (std 0.2, not 0.02), so that its frozen
+    embeddings and head tell the words apart and a LoRA adapter alone can learn to count."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
@@ -86,7 +88,7 @@ def tiny_causal_lm(folder: Path, kind: str = "gpt2", *, seed: int = 0) -> Path:
     elif kind == "llama":
         config = LlamaConfig(
             hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-            num_key_value_heads=2, max_position_embeddings=32, **ids,
+            num_key_value_heads=2, max_position_embeddings=32, initializer_range=0.2, **ids,
         )  # fmt: skip
         model = LlamaForCausalLM(config)
     else:
