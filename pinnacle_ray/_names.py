@@ -8,8 +8,9 @@ Two rules, each with one message wherever the name is given:
   NFKC form, bounded in characters and in UTF-8 bytes: nothing that could leave a folder
   (``..``, ``/``, ``\\``, ``~``, an absolute path) or look like another name (a fullwidth ``f``).
 - :func:`validate_identifier` for table, collection and column names, which SQL quotes and
-  MongoDB takes as given: anything but empty, NUL, lone surrogates, surrounding spaces or a
-  length past the backend's limit (:data:`IDENTIFIER_LIMITS`).
+  MongoDB takes as given: anything but empty, NUL or other control characters, lone
+  surrogates, surrounding spaces or a length past the backend's limit
+  (:data:`IDENTIFIER_LIMITS`, :data:`FIELD_LIMITS`).
 
 :func:`ascii_label` turns any name into the ASCII text Ray's metrics tags need.
 """
@@ -77,7 +78,7 @@ def validate_name(
     Example::
 
         validate_name("größe-表")        # fine: letters of any script
-        validate_name("../x")            # InvalidName: ... it starts with '.'
+        validate_name("../x")            # InvalidName: ... it holds the path separator '/'
     """
     if not isinstance(value, str):
         raise InvalidName(
