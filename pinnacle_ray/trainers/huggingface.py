@@ -135,6 +135,9 @@ class HuggingFaceTrainer(Submittable):
     end reports the metrics with a checkpoint (safetensors + JSON); the run is registered
     with handles ``latest``, ``best`` (by ``listen``) and ``epoch_<n>``.
     ``early_stopping_patience`` adds transformers' ``EarlyStoppingCallback``.
+    ``tracking="mlflow"`` or ``callbacks=[pr.MLflowCallback(...)]`` log the run to MLflow
+    (params, every report at its step, the registered version as tags); see
+    docs/tracking.md.
     """
 
     def __init__(

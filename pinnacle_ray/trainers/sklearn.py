@@ -81,6 +81,9 @@ class SklearnTrainer(Submittable):
     ``valid_fraction`` of the rows chosen by hashing the query's key (``valid_fraction=None``
     scores on the training rows instead). ``incremental=True`` streams ``batch_size`` rows at a
     time into ``partial_fit`` for ``epochs`` passes.
+    ``tracking="mlflow"`` or ``callbacks=[pr.MLflowCallback(...)]`` log the run to MLflow
+    (params, every report at its step, the registered version as tags); see
+    docs/tracking.md.
     """
 
     def __init__(

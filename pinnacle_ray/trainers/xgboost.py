@@ -106,6 +106,9 @@ class XGBoostTrainer(Submittable):
     NULL/NaN features are XGBoost's missing values; text features become categories with
     ``enable_categorical=True``. ``fit(resume_from="<name>")`` adds ``num_boost_round`` rounds
     to a registered booster.
+    ``tracking="mlflow"`` or ``callbacks=[pr.MLflowCallback(...)]`` log the run to MLflow
+    (params, every report at its step, the registered version as tags); see
+    docs/tracking.md.
     """
 
     def __init__(
