@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -172,6 +173,16 @@ def test_plotting_leaves_the_users_matplotlib_state_alone(tmp_path):
     assert drawn == ["train/loss", "valid/loss"]
     assert matplotlib.get_backend() == backend and plt.get_fignums() == figures
     assert dict(matplotlib.rcParams) == params
+
+
+def test_plotting_without_matplotlib_names_the_install_command(tmp_path, monkeypatch):
+    from pinnacle_ray.cli._plots import plot_history
+
+    for name in ("matplotlib.figure", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, name, None)  # import -> ImportError
+    with pytest.raises(pr.ConfigError, match=r'pip install "pinnacle-ray\[plot\]"'):
+        plot_history(history_frame(_reports(2)), tmp_path / "c.png", "c")
+    assert not (tmp_path / "c.png").exists()
 
 
 def test_models_show_plot_refuses_with_a_reason_when_there_is_no_history(tmp_path, capsys):

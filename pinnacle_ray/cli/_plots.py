@@ -110,8 +110,14 @@ def plot_sweep(trials: Sequence[Any], path: str | os.PathLike[str], title: str) 
 
 
 def _figure(panels: int) -> tuple[Any, list[Any]]:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ConfigError(
+            "plotting needs matplotlib, which is not installed; run "
+            'pip install "pinnacle-ray[plot]"'
+        ) from None
 
     figure = Figure(figsize=(WIDTH / DPI, PANEL_HEIGHT * panels / DPI), dpi=DPI)
     FigureCanvasAgg(figure)
