@@ -176,6 +176,13 @@ def test_fit_refuses_a_name_set_after_building_or_a_bad_run_name(setup, bad):
     assert "run name" in refused_fast(lambda: run.fit(setup["query"]))
 
 
+@pytest.mark.parametrize("bad", BAD_NAMES[:8])
+def test_fit_refuses_a_bad_resume_from_name_or_handle(setup, bad):
+    trainer, q = setup["trainer"], setup["query"]
+    assert refused_fast(lambda: trainer.fit(q, resume_from=bad)) == _rule_message(bad)
+    refused_fast(lambda: trainer.fit(q, resume_from="ridge", handle=bad))
+
+
 def test_fit_refuses_a_register_that_is_neither_bool_nor_name(setup):
     refused_fast(lambda: setup["trainer"].fit(setup["query"], register=3), pr.ConfigError)
 

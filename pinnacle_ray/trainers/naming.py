@@ -14,11 +14,18 @@ from ..errors import ConfigError
 __all__ = ["checked_fit"]
 
 
-def checked_fit(trainer: Any, register: object) -> tuple[Any, bool]:
+def checked_fit(
+    trainer: Any, register: object, resume_from: object = None, handle: object = None
+) -> tuple[Any, bool]:
     """The trainer to fit and whether the run registers, for ``fit(register=...)``:
     ``True``/``False``, or a model name to register under (a copy of the trainer with that
-    ``name``, as ``trainer.submit(register=...)`` makes); ``InvalidName`` for a bad name."""
+    ``name``, as ``trainer.submit(register=...)`` makes); ``InvalidName`` for a bad name,
+    also for ``resume_from=`` (a model name) and its checkpoint ``handle=``."""
     validate_name(trainer.name, "model name")
+    if resume_from is not None:
+        validate_name(resume_from, "model name")
+        if handle is not None:
+            validate_name(handle, "checkpoint handle", 64)
     run_config = getattr(trainer, "run_config", None)
     run_name = getattr(run_config, "name", None)
     if run_name is not None:

@@ -83,7 +83,9 @@ def records_job(fit: _F) -> _F:
     @functools.wraps(fit)
     def recorded_fit(self: Any, *args: Any, **kwargs: Any) -> Any:
         # Names first: they become folders and Ray run names as soon as the run starts.
-        self, kwargs["register"] = checked_fit(self, kwargs.get("register", True))
+        self, kwargs["register"] = checked_fit(
+            self, kwargs.get("register", True), kwargs.get("resume_from"), kwargs.get("handle")
+        )
         if in_tune_trial():  # a sweep's trial: the sweep is what its driver's job runs
             return fit(self, *args, **kwargs)
         store = store_of(args[0] if args else kwargs.get("train"))
