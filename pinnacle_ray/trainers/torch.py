@@ -114,6 +114,9 @@ class TorchTrainer(Submittable):
     Before every run, resources are planned (workers plus data reads fit the cluster or the
     run is refused with the numbers); after it, the run is registered in the query's
     datastore with checkpoint handles ``latest``, ``best`` and ``epoch_<n>``.
+    The managed loop shuffles the rows every epoch, seeded by ``seed`` (``shuffle=False``:
+    key order), and takes ``precision=``, ``grad_clip_norm=``, ``accumulate_grad_batches=``
+    and ``scheduler_cls=``/``scheduler_kwargs=``; see docs/training_loop.md.
     ``tracking="mlflow"`` or ``callbacks=[pr.MLflowCallback(...)]`` log the run to MLflow
     (params, every report at its step, the registered version as tags); see
     docs/tracking.md.
