@@ -177,3 +177,20 @@ def test_step_lr_steps_once_per_epoch_and_clipping_bounds_every_step(store):
 def test_a_bad_step_option_is_refused_naming_the_parameter_and_choices(kwargs, message):
     with pytest.raises(pr.ConfigError, match=message):
         _trainer(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"precision": "bf16-mixed"},
+        {"grad_clip_norm": 1.0},
+        {"accumulate_grad_batches": 2},
+        {"scheduler_cls": "StepLR", "scheduler_kwargs": {"step_size": 1}},
+    ],
+)
+def test_a_step_option_with_a_custom_loop_is_refused_not_ignored(kwargs):
+    def loop(config):  # never runs: the trainer is refused when built
+        raise AssertionError("the loop ran")
+
+    with pytest.raises(pr.ConfigError, match=r"configure the managed loop \(model=\.\.\.\)"):
+        pr.TorchTrainer(loop, name="custom-loop", **kwargs)

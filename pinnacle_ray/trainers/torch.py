@@ -85,6 +85,15 @@ _MANAGED_ONLY = (
     "preprocess",
     "postprocess",
 )
+# The managed loop's step options: a custom loop runs its own steps.
+_STEP_OPTIONS = (
+    "precision",
+    "grad_clip_norm",
+    "accumulate_grad_batches",
+    "scheduler_cls",
+    "scheduler_kwargs",
+    "scheduler_interval",
+)
 # listen's default: "valid/loss" for the managed loop, nothing for a custom loop. None
 # turns listening (validation, early stopping, the "best" handle) off.
 _AUTO: Any = type("_Auto", (), {"__repr__": lambda self: "'auto'"})()
@@ -224,8 +233,16 @@ class TorchTrainer(Submittable):
                 "prefetch_factor": prefetch_factor,
                 "preprocess": preprocess,
                 "postprocess": postprocess,
+                "precision": precision,
+                "grad_clip_norm": grad_clip_norm,
+                "accumulate_grad_batches": None
+                if accumulate_grad_batches == 1
+                else accumulate_grad_batches,
+                "scheduler_cls": scheduler_cls,
+                "scheduler_kwargs": scheduler_kwargs,
+                "scheduler_interval": scheduler_interval,
             }
-            used = [n for n in _MANAGED_ONLY if given[n] is not None]
+            used = [n for n in (*_MANAGED_ONLY, *_STEP_OPTIONS) if given[n] is not None]
             if used:
                 raise ConfigError(
                     f"{used} configure the managed loop (model=...); a train_loop_per_worker "
