@@ -113,8 +113,35 @@ def test_the_huggingface_loop_runs_inside_hub_offline():
     from pinnacle_ray.trainers import huggingface_loop
 
     source = inspect.getsource(huggingface_loop.huggingface_loop)
-    assert "with hub_offline():" in source
+    assert "with hub_offline(), quiet_transformers():" in source
     assert "HF_HUB_OFFLINE" not in inspect.getsource(huggingface_loop)
+
+
+def test_transformers_verbosity_and_bars_are_given_back_after_the_task_and_after_an_error(
+    monkeypatch,
+):
+    from transformers.utils import logging as hf_logging
+
+    from pinnacle_ray.trainers.huggingface_loop import quiet_transformers
+
+    monkeypatch.delenv("PINNACLE_RAY_VERBOSE", raising=False)
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    try:
+        hf_logging.set_verbosity_info()
+        hf_logging.enable_progress_bar()
+        with quiet_transformers():
+            assert hf_logging.get_verbosity() == hf_logging.ERROR
+            assert not hf_logging.is_progress_bar_enabled()
+        assert hf_logging.get_verbosity() == hf_logging.INFO
+        assert hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        with pytest.raises(RuntimeError), quiet_transformers():
+            raise RuntimeError("the task failed")
+        assert hf_logging.get_verbosity() == hf_logging.INFO
+        assert not hf_logging.is_progress_bar_enabled()
+    finally:
+        hf_logging.set_verbosity(level)
+        (hf_logging.enable_progress_bar if bars else hf_logging.disable_progress_bar)()
 
 
 # -- Ray's loggers and the workers' environment -------------------------------------------

@@ -10,13 +10,14 @@ scheduler, step, early-stopping state) is in each checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -331,8 +332,9 @@ def _training_args(spec: HFSpec, output_dir: str) -> Any:
 
 def huggingface_loop(config: dict[str, Any]) -> None:
     """``train_loop_per_worker`` for :class:`pinnacle_ray.HuggingFaceTrainer`: never
-    downloads (the Hub is offline for this task only; the pooled worker gets it back)."""
-    with hub_offline():
+    downloads (the Hub is offline for this task only; the pooled worker gets it back), and
+    transformers is quiet for this task only."""
+    with hub_offline(), quiet_transformers():
         _train(config)
 
 
@@ -343,7 +345,6 @@ def _train(config: dict[str, Any]) -> None:
     if config.get(PRETRAINED_KEY) is not None:  # the driver's folder, copied here if elsewhere
         spec = replace(spec, model=config[PRETRAINED_KEY].local_path())
     tokenizer = config["tokenizer"]
-    _quiet_transformers()
     set_seed(spec.seed)
     work = tempfile.mkdtemp(prefix="pinnacle-hf-")
     try:
@@ -439,15 +440,28 @@ def epoch_batches(
     return _IterableFromIterator(one_pass)
 
 
-def _quiet_transformers() -> None:
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
     """Keep transformers' warnings, drop its per-load reports and progress bars (one set per
-    worker would interleave on the driver's console), unless PINNACLE_RAY_VERBOSE is set."""
+    worker would interleave on the driver's console), unless PINNACLE_RAY_VERBOSE is set.
+
+    Scoped to the task: Ray pools its workers, so the verbosity and progress-bar setting a
+    later task of the same worker sees are given back on exit, error or not.
+    """
     if os.environ.get("PINNACLE_RAY_VERBOSE", "") not in ("", "0"):
+        yield
         return
     from transformers.utils import logging as hf_logging
 
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def steps_for(
