@@ -164,8 +164,9 @@ def _run_in_pty(argv: list[str], timeout: float) -> tuple[int, str, str]:
 
 
 def _renderings(shown: str, label: str) -> list[str]:
-    """Every drawing of the line that starts with ``label`` (tqdm redraws it after \\r)."""
-    pieces = re.split(r"[\r\n]", shown)
+    """Every drawing of the line that starts with ``label`` (tqdm redraws it after \\r, or
+    after a cursor move when another bar or a log line shares the terminal)."""
+    pieces = re.split(r"[\r\n]|\x1b\[[0-9;]*[A-Za-z]", shown)
     return [p.strip() for p in pieces if p.strip().startswith(label)]
 
 
@@ -195,7 +196,9 @@ def test_a_fit_shows_one_live_line_that_updates_at_a_terminal(terminal_run):
 def test_a_scikit_learn_fit_names_its_phases_at_a_terminal(terminal_run):
     _, shown, _ = terminal_run
     lines = _renderings(shown, "skl:")
-    assert any(line.endswith("reading]") for line in lines), lines[:5]
+    # "in", not endswith: Ray Data's own INFO lines (a Ray the script started itself keeps
+    # its loggers) may follow a drawing on the same terminal line.
+    assert any("reading]" in line for line in lines), lines[:5]
     assert any("fitting" in line for line in lines), lines
     assert "3/3" in lines[-1] and "done" in lines[-1], lines[-1]
 

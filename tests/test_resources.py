@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 import ray
@@ -62,13 +65,28 @@ def _record(message: str) -> logging.LogRecord:
     return logging.LogRecord("ray.data.dataset", logging.WARNING, __file__, 1, message, (), None)
 
 
+def test_ray_datas_no_cpu_warning_filter_is_installed_when_pinnacle_starts_ray():
+    # In a fresh process: here Ray may already have been started by another test, and a Ray
+    # someone else started keeps its loggers as they are.
+    code = (
+        "import logging\n"
+        "from pinnacle_ray._runtime import _NoCpuFalseAlarm, ensure_ray\n"
+        "ensure_ray()\n"
+        "filters = logging.getLogger('ray.data.dataset').filters\n"
+        "print('installed', any(isinstance(f, _NoCpuFalseAlarm) for f in filters))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "installed True" in done.stdout, done.stdout[-2000:]
+
+
 def test_ray_datas_no_cpu_warning_is_dropped_when_cpus_are_free():
     from pinnacle_ray._runtime import _NoCpuFalseAlarm, ensure_ray
 
     ensure_ray()
-    assert any(
-        isinstance(f, _NoCpuFalseAlarm) for f in logging.getLogger("ray.data.dataset").filters
-    )
     assert ray.available_resources().get("CPU")
     assert _NoCpuFalseAlarm().filter(_record(NO_CPU)) is False
     assert _NoCpuFalseAlarm().filter(_record("Some other Ray Data warning")) is True

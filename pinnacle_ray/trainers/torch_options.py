@@ -116,7 +116,8 @@ def loader_settings(
         )
     size = given.get("batch_size", batch_size)
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ConfigError(f"loader_kwargs['batch_size'] must be a positive integer, got {size!r}")
+        named = "loader_kwargs['batch_size']" if "batch_size" in given else "batch_size"
+        raise ConfigError(f"{named} must be a positive integer, got {size!r}")
     drop_last = given.get("drop_last", False)
     if not isinstance(drop_last, bool):
         raise ConfigError(f"loader_kwargs['drop_last'] must be True or False, got {drop_last!r}")
