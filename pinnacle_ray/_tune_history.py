@@ -11,24 +11,28 @@ from .trainers.tracking import MLflowRun, Tracking
 
 __all__ = ["log_sweep", "trial_reports"]
 
-# Tune's bookkeeping columns in a trial's metrics_dataframe; not what the trial measured.
-_TUNE_COLUMNS = {
-    "checkpoint_dir_name",
-    "config",
-    "date",
-    "done",
-    "experiment_tag",
-    "hostname",
-    "iterations_since_restore",
-    "node_ip",
-    "pid",
-    "should_checkpoint",
-    "time_since_restore",
-    "time_this_iter_s",
-    "time_total_s",
-    "training_iteration",
-    "trial_id",
-}
+# Tune's own bookkeeping in every result (and a trial's metrics_dataframe): not what a trial
+# measured. One list for the sweep's summary (tune.py) and the trials' histories (here).
+TUNE_BOOKKEEPING = frozenset(
+    {
+        "checkpoint_dir_name",
+        "config",
+        "date",
+        "done",
+        "experiment_tag",
+        "hostname",
+        "iterations_since_restore",
+        "node_ip",
+        "pid",
+        "should_checkpoint",
+        "time_since_restore",
+        "time_this_iter_s",
+        "time_total_s",
+        "trial_id",
+    }
+)
+# A history keeps its own step and time: Tune's iteration count is not a report's metric.
+_TUNE_COLUMNS = TUNE_BOOKKEEPING | {"training_iteration"}
 
 
 def trial_reports(result: Any, record: Any, done_key: str) -> list[Any]:

@@ -44,7 +44,7 @@ from . import _tune_params as params
 from ._names import ascii_label, validate_name
 from ._tune_cleanup import ReleaseStoppedRuns
 from ._tune_data import SharedQuery, share
-from ._tune_history import log_sweep, trial_reports
+from ._tune_history import TUNE_BOOKKEEPING, log_sweep, trial_reports
 from ._tune_progress import SweepProgress
 from .errors import ColumnNotFound, ConfigError, MetricNotReported
 from .registry import SweepTrial
@@ -80,26 +80,8 @@ TRIAL_BUNDLE = {"memory": 256 * 1024 * 1024}
 DONE_KEY = "pinnacle/done"
 # How Tune says that a result lacks the metric it optimizes.
 _METRIC_MISSING = "did not include the specified metric"
-# Tune's own bookkeeping in every result; not what a trial measured.
-_TUNE_FIELDS = {
-    "checkpoint_dir_name",
-    "checkpoint_path",
-    "config",
-    "date",
-    "done",
-    "experiment_tag",
-    "hostname",
-    "iterations_since_restore",
-    "node_ip",
-    "pid",
-    "should_checkpoint",
-    "time_since_restore",
-    "time_this_iter_s",
-    "time_total_s",
-    "timestamp",
-    "trial_id",
-    DONE_KEY,
-}
+# Tune's bookkeeping and our closing flag: not what a trial measured.
+_TUNE_FIELDS = TUNE_BOOKKEEPING | {"checkpoint_path", "timestamp", DONE_KEY}
 
 
 @dataclass
