@@ -202,6 +202,14 @@ def default_run_config(name: str, checkpoint_config: CheckpointConfig | None = N
     )
 
 
+def fit_run_config(run_config: RunConfig | None, name: str) -> RunConfig:
+    """The RunConfig a fit hands Ray Train: the user's, else a fresh uniquely named one that
+    keeps every checkpoint (registration picks the handles); reporting to Tune in a trial."""
+    if run_config is None:
+        run_config = default_run_config(name, CheckpointConfig(num_to_keep=None))
+    return reporting_to_tune(run_config)
+
+
 def reporting_to_tune(run_config: RunConfig) -> RunConfig:
     """``run_config`` with Ray Tune's ``TuneReportCallback`` added when the run starts inside
     a Tune trial (``pr.sweep``, or your own Tuner): every ``ray.train.report`` of the

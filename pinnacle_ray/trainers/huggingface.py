@@ -21,7 +21,7 @@ import pyarrow as pa
 import ray.data
 import ray.train
 import ray.train.torch
-from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+from ray.train import RunConfig, ScalingConfig
 
 from .._names import default_name, validate_name
 from ..errors import (
@@ -40,13 +40,12 @@ from .base import (
     RESUME_KEY,
     TrainResult,
     datasets_for,
-    default_run_config,
     fit_reports,
+    fit_run_config,
     keeps_arguments,
     plan_for,
     raise_worker_error,
     reported_checkpoints,
-    reporting_to_tune,
     run_lineage,
     run_reported,
     store_of,
@@ -307,13 +306,7 @@ class HuggingFaceTrainer(Submittable):
             scaling_config=plan.scaling_config,
             dataset_config=ordered_ingest(),  # the seed's batch order, kept by Ray Data
             run_config=stream.attach(
-                with_run_storage(
-                    reporting_to_tune(
-                        self.run_config
-                        or default_run_config(self.name, CheckpointConfig(num_to_keep=None))
-                    ),
-                    storage,
-                )
+                with_run_storage(fit_run_config(self.run_config, self.name), storage)
             ),
             datasets=datasets,
         )

@@ -21,7 +21,7 @@ import ray.data
 import ray.train
 import ray.train.torch
 import torch
-from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+from ray.train import RunConfig, ScalingConfig
 
 from .._names import default_name, validate_name
 from ..errors import ConfigError, MetricNotReported, NonFiniteValues
@@ -32,13 +32,12 @@ from .base import (
     RESUME_KEY,
     TrainResult,
     datasets_for,
-    default_run_config,
     fit_reports,
+    fit_run_config,
     keeps_arguments,
     plan_for,
     raise_worker_error,
     reported_checkpoints,
-    reporting_to_tune,
     run_lineage,
     run_reported,
     store_of,
@@ -346,7 +345,9 @@ class TorchTrainer(Submittable):
             worker_entry(loop),
             train_loop_config=config,
             scaling_config=plan.scaling_config,
-            run_config=stream.attach(with_run_storage(self._run_config(), storage)),
+            run_config=stream.attach(
+                with_run_storage(fit_run_config(self.run_config, self.name), storage)
+            ),
             datasets=datasets,
             # The managed loop's batch order is its seed's: Ray Data keeps it.
             dataset_config=ordered_ingest() if self.managed else None,
@@ -562,11 +563,6 @@ class TorchTrainer(Submittable):
                 f"epochs={s.epochs}, max_iterations={s.max_iterations}; these count from the "
                 "start of the first run, so raise them to train further"
             )
-
-    def _run_config(self) -> RunConfig:
-        if self.run_config is not None:
-            return reporting_to_tune(self.run_config)
-        return reporting_to_tune(default_run_config(self.name, CheckpointConfig(num_to_keep=None)))
 
     def _meta(self) -> dict[str, Any]:
         objective = None

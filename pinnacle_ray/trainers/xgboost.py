@@ -19,7 +19,7 @@ import ray
 import ray.data
 import ray.train
 import xgboost as xgb
-from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+from ray.train import RunConfig, ScalingConfig
 from ray.train.xgboost import XGBoostTrainer as RayXGBoostTrainer
 
 from .._names import validate_name
@@ -28,14 +28,13 @@ from ..registry.xgboost_flavor import MODEL_FILE, is_classification, load_booste
 from .base import (
     RESUME_KEY,
     TrainResult,
-    default_run_config,
     fit_reports,
+    fit_run_config,
     keeps_arguments,
     plan_for,
     raise_worker_error,
     registered_model,
     reported_checkpoints,
-    reporting_to_tune,
     run_lineage,
     run_reported,
     store_of,
@@ -236,13 +235,7 @@ class XGBoostTrainer(Submittable):
             train_loop_config=config,
             scaling_config=plan.scaling_config,
             run_config=stream.attach(
-                with_run_storage(
-                    reporting_to_tune(
-                        self.run_config
-                        or default_run_config(self.name, CheckpointConfig(num_to_keep=None))
-                    ),
-                    storage,
-                )
+                with_run_storage(fit_run_config(self.run_config, self.name), storage)
             ),
             datasets={role: quiet(dataset) for role, dataset in read.items()},
         )
