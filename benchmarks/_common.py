@@ -22,6 +22,9 @@ import psutil
 import pyarrow as pa
 import ray.data
 
+# The --json rows for ./dev bench all, re-exported for the benchmark scripts.
+from _contract import JSON_ROW_KEYS, RATIO_KINDS, write_json_rows  # noqa: F401
+
 BENCH_DIR = Path(__file__).resolve().parent
 DATA_DIR = BENCH_DIR / ".data"
 
@@ -226,68 +229,3 @@ def linear_chunks(
         feats = rng.normal(size=(len(ids), n_features))
         label = feats @ weights + rng.normal(scale=0.1, size=len(ids))
         yield ids, feats, label
-
-
-# The row every ``benchmarks/<name>.py --json PATH`` writes; ``benchmarks/all.py`` reads them.
-JSON_ROW_KEYS: dict[str, type | tuple[type, ...]] = {
-    "benchmark": str,
-    "ours_s": (int, float),
-    "baseline": str,
-    "baseline_s": (int, float),
-    "ratio": (int, float),
-    "ratio_kind": str,
-    "target": str,
-    "met": (bool, type(None)),
-    "note": str,
-}
-RATIO_KINDS = ("time", "throughput", "speedup")
-
-
-def write_json_rows(path: str | Path, rows: list[dict[str, Any]]) -> None:
-    """Check ``rows`` against the benchmark contract and write them to ``path`` as a JSON list.
-
-    Each row has exactly the keys of ``JSON_ROW_KEYS`` (benchmark, ours_s, baseline,
-    baseline_s, ratio, ratio_kind, target, met, note); ``ratio_kind`` is one of
-    ``RATIO_KINDS`` ("time": ours/baseline, "throughput": ours_thr/baseline_thr,
-    "speedup": baseline/ours); ``met`` is None when there is no target. A bad row raises
-    ``ValueError`` naming the row and the key before anything is written, so ``./dev bench
-    all`` never reads half a file. Floats that are not finite (a failed method) are written
-    as null.
-    """
-    import json
-    import math
-
-    checked: list[dict[str, Any]] = []
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise ValueError(f"row {i} is a {type(row).__name__}, not a dict")
-        missing = sorted(set(JSON_ROW_KEYS) - set(row))
-        extra = sorted(set(row) - set(JSON_ROW_KEYS))
-        if missing or extra:
-            raise ValueError(
-                f"row {i} ({row.get('benchmark')!r}): missing keys {missing}, unknown keys "
-                f"{extra}; the contract is {list(JSON_ROW_KEYS)}"
-            )
-        out: dict[str, Any] = {}
-        for key, kind in JSON_ROW_KEYS.items():
-            value = row[key]
-            if key in ("ours_s", "baseline_s", "ratio") and value is None:
-                out[key] = None  # a method that failed: no figure
-                continue
-            if (isinstance(value, bool) and key != "met") or not isinstance(value, kind):
-                raise ValueError(
-                    f"row {i} ({row.get('benchmark')!r}): {key}={value!r} is a "
-                    f"{type(value).__name__}; expected {kind}"
-                )
-            if isinstance(value, float) and not math.isfinite(value):
-                value = None
-            elif key in ("ours_s", "baseline_s", "ratio"):
-                value = float(value)
-            out[key] = value
-        if out["ratio_kind"] not in RATIO_KINDS:
-            raise ValueError(
-                f"row {i} ({row.get('benchmark')!r}): ratio_kind={out['ratio_kind']!r}; "
-                f"use one of {RATIO_KINDS}"
-            )
-        checked.append(out)
-    Path(path).write_text(json.dumps(checked, indent=2) + "\n")
