@@ -435,7 +435,7 @@ def run_all(
         wall = "" if record["wall_s"] is None else f" in {record['wall_s']:.0f} s"
         print(f"    {record['status']}{wall}: {len(got)} row(s)", flush=True)
     header = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "quick": quick,
         "machine": machine_header(),
         "load_before": [round(x, 2) for x in load_before],
@@ -491,7 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ignore = DEFAULT_LOG_ROOT.parent / ".gitignore"
         if not ignore.exists():
             ignore.write_text("# benchmark databases; never commit\n*\n")
-        log_dir = DEFAULT_LOG_ROOT / dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+        log_dir = DEFAULT_LOG_ROOT / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     report = run_all(
         benchmarks,
         quick=args.quick,
