@@ -6,7 +6,9 @@ Each benchmark script (``BENCHMARKS`` below: name, arguments, time limit) runs a
 subprocess, one after the other, with ``--json <tmpfile>``, and writes there the rows of the
 benchmark contract (``_contract.py``: benchmark, ours_s, baseline, baseline_s, ratio,
 ratio_kind, target, met, note). Their output goes to one log file per script under
-``benchmarks/.data/bench-all/<date>/`` (``--verbose`` echoes it too). When every script has
+``benchmarks/.data/bench-all/<date>/`` (``--verbose`` echoes it too). On a machine shared
+with other people's benchmarks, ``--lock FILE`` holds an exclusive flock on FILE while each
+script runs. When every script has
 run, one Markdown table is printed: benchmark, ours, baseline, ratio, target, met/missed,
 with the date, the machine (CPUs, CPU model, RAM), the Python, Ray and torch versions and
 the load average before and after. ``--json PATH`` writes the same rows plus that header.
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import fcntl
 import importlib.metadata
 import json
 import os
@@ -37,7 +40,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -360,10 +363,11 @@ def format_runs(records: Sequence[dict[str, Any]]) -> str:
     out = ["| script | status | wall | load before -> after | log |", "|---|---|---:|---|---|"]
     for r in records:
         after = "-" if r["load_after"] is None else f"{r['load_after']:.1f}"
+        waited = r.get("lock_wait_s") or 0.0
         cells = [
             r["script"],
             r["status"],
-            _fmt_s(r["wall_s"]),
+            _fmt_s(r["wall_s"]) + (f" (+{waited:.0f} s for the lock)" if waited >= 1 else ""),
             f"{r['load_before']:.1f} -> {after}",
             r["log"] or "-",
         ]
@@ -405,6 +409,22 @@ def _row_for_json(row: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _exclusive(lock: Path | None) -> Iterator[float]:
+    """Hold an exclusive ``flock`` on ``lock`` (when given) and yield the seconds waited for
+    it: on a machine shared with other people's benchmarks, no two timed runs overlap."""
+    if lock is None:
+        yield 0.0
+        return
+    t0 = time.perf_counter()
+    with lock.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield time.perf_counter() - t0
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def run_all(
     benchmarks: Sequence[Benchmark],
     *,
@@ -413,6 +433,7 @@ def run_all(
     log_dir: Path,
     timeout_s: float | None = None,
     verbose: bool = False,
+    lock: Path | None = None,
 ) -> dict[str, Any]:
     """Run ``benchmarks`` one after the other; return ``{"header": ..., "rows": [...],
     "runs": [...]}`` (rows: the contract keys plus script and status)."""
@@ -429,7 +450,9 @@ def run_all(
             f"load {os.getloadavg()[0]:.1f})",
             flush=True,
         )
-        got, record = run_script(bench, args, limit, scripts_dir, log_dir, verbose)
+        with _exclusive(lock) as waited:
+            got, record = run_script(bench, args, limit, scripts_dir, log_dir, verbose)
+        record["lock_wait_s"] = round(waited, 1)
         rows.extend(got)
         records.append(record)
         wall = "" if record["wall_s"] is None else f" in {record['wall_s']:.0f} s"
@@ -459,6 +482,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--timeout", type=float, metavar="S", help="one time limit for every script (seconds)"
     )
     p.add_argument("--verbose", action="store_true", help="echo every script's output")
+    p.add_argument(
+        "--lock",
+        type=Path,
+        metavar="FILE",
+        help="hold an exclusive flock on FILE while each script runs (a machine shared with "
+        "other people's benchmarks: e.g. /tmp/bench.lock); the wait is not counted",
+    )
     p.add_argument(
         "--scripts-dir",
         type=Path,
@@ -499,6 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_dir=log_dir,
         timeout_s=args.timeout,
         verbose=args.verbose,
+        lock=args.lock,
     )
     print()
     print(format_report(report))
