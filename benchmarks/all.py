@@ -1,17 +1,17 @@
 """Run every benchmark at a size that finishes in about 15 minutes on 2 cores; print one table.
 
-``./dev bench all [--json PATH] [--quick] [--only NAMES] [--timeout S] [--verbose]``
+``./dev bench all [--json PATH] [--quick] [--only NAMES] [--timeout S] [--lock FILE]``
 
 Each benchmark script (``BENCHMARKS`` below: name, arguments, time limit) runs as its own
 subprocess, one after the other, with ``--json <tmpfile>``, and writes there the rows of the
 benchmark contract (``_contract.py``: benchmark, ours_s, baseline, baseline_s, ratio,
 ratio_kind, target, met, note). Their output goes to one log file per script under
-``benchmarks/.data/bench-all/<date>/`` (``--verbose`` echoes it too). On a machine shared
-with other people's benchmarks, ``--lock FILE`` holds an exclusive flock on FILE while each
-script runs. When every script has
+``benchmarks/.data/bench-all/<date>/`` (``--verbose`` echoes it too). When every script has
 run, one Markdown table is printed: benchmark, ours, baseline, ratio, target, met/missed,
 with the date, the machine (CPUs, CPU model, RAM), the Python, Ray and torch versions and
 the load average before and after. ``--json PATH`` writes the same rows plus that header.
+On a machine shared with other people's benchmarks, ``--lock FILE`` holds an exclusive
+flock on FILE while each script runs (the wait is reported, not counted).
 
 A script that is absent, exits non-zero, writes no rows or rows that break the contract,
 or runs past its time limit becomes one row saying so ("missing", "failed", "timed out")
