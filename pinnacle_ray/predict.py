@@ -59,6 +59,7 @@ READ_BLOCK_BYTES = 16 * 1024 * 1024
 READ_CPUS = 0.0  # see _plan
 # Columns every output row has besides the query's key and the predictions.
 MODEL_COLUMN, VERSION_COLUMN, CREATED_COLUMN = "model", "version", "created_at"
+CONSTANT_COLUMNS = [MODEL_COLUMN, VERSION_COLUMN, CREATED_COLUMN]  # the same in every row
 _PREDICTION = re.compile(r"prediction(_\d+)?|proba_.*")
 # Frameworks whose models predict on CPU only: refused with num_gpus > 0.
 CPU_ONLY_FRAMEWORKS = ("sklearn",)
@@ -197,7 +198,7 @@ def predict(
             keys = [key, MODEL_COLUMN, VERSION_COLUMN]
             for schema in schemas:  # the output table (with its key) and its columns
                 store.write(output, schema.empty_table(), key=keys)
-            merge_staged(store, staging, output, keys)
+            merge_staged(store, staging, output, keys, constants=_constant_row(spec))
     finally:
         if staging is not None:  # merged, or the run failed: the staged rows go
             shutil.rmtree(staging, ignore_errors=True)
@@ -319,8 +320,8 @@ class BatchWriter:
                 schema = table.schema.remove_metadata()
             else:
                 self.staged = False
-        if self.staged:
-            written = self.staged.append(table)
+        if self.staged:  # the columns every row shares are given to the rows at the merge
+            written = self.staged.append(table.drop_columns(CONSTANT_COLUMNS))
         else:
             key = [self.spec.key, MODEL_COLUMN, VERSION_COLUMN]
             written = self.spec.store.get().write(self.spec.output, table, key=key)
@@ -335,10 +336,11 @@ class BatchWriter:
             inputs = _matrix(batch, [c for c in batch.column_names if c != spec.key])
         else:
             inputs = batch.select(spec.features).to_pandas()
+        shared = _constant_row(spec)
         out: dict[str, pa.Array] = {
             spec.key: batch.column(spec.key).combine_chunks(),
-            MODEL_COLUMN: pa.repeat(pa.scalar(spec.model), n),
-            VERSION_COLUMN: pa.repeat(pa.scalar(spec.version, pa.int64()), n),
+            MODEL_COLUMN: pa.repeat(shared.column(MODEL_COLUMN)[0], n),
+            VERSION_COLUMN: pa.repeat(shared.column(VERSION_COLUMN)[0], n),
         }
         out.update(_named("prediction", _joined(np.asarray(self.model.predict(inputs)))))
         probabilities = self._probabilities(inputs)
@@ -347,7 +349,7 @@ class BatchWriter:
             if classes is None:
                 classes = range(probabilities.shape[1])
             out.update(_proba_columns(probabilities, list(classes)))
-        out[CREATED_COLUMN] = pa.repeat(pa.scalar(spec.created_at, pa.timestamp("us", "UTC")), n)
+        out[CREATED_COLUMN] = pa.repeat(shared.column(CREATED_COLUMN)[0], n)
         for column in spec.passthrough:
             if column not in out:
                 out[column] = batch.column(column).combine_chunks()
@@ -363,6 +365,18 @@ class BatchWriter:
             return None
         self.proba = True
         return values.reshape(len(values), -1)
+
+
+def _constant_row(spec: _Spec) -> pa.Table:
+    """The output columns every row of a run shares (model, version, created_at), as one
+    row: repeated into each batch's rows, or given to the staged rows by the merge."""
+    return pa.table(
+        {
+            MODEL_COLUMN: pa.array([spec.model], pa.string()),
+            VERSION_COLUMN: pa.array([spec.version], pa.int64()),
+            CREATED_COLUMN: pa.array([spec.created_at], pa.timestamp("us", "UTC")),
+        }
+    )
 
 
 def _counted(rows: int, schema: pa.Schema | None = None) -> pa.Table:

@@ -148,13 +148,24 @@ def _as_stored(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, names=table.column_names)
 
 
-def merge_staged(store: SqlDatastore, folder: str | Path, name: str, keys: list[str]) -> int:
+def merge_staged(
+    store: SqlDatastore,
+    folder: str | Path,
+    name: str,
+    keys: list[str],
+    constants: pa.Table | None = None,
+) -> int:
     """Upsert every row staged in ``folder`` into table ``name`` (which has a unique key on
-    ``keys``) by ``keys``, in one transaction; then remove the folder. Rows merged."""
+    ``keys``) by ``keys``, in one transaction; then remove the folder. Rows merged.
+
+    ``constants`` (one row) holds columns whose value is the same in every row (a model's
+    name, a run's timestamp): they are not staged but given to every merged row here, so
+    the actors write and the merge reads only the columns that vary."""
     files = sorted(Path(folder).glob("*.db"))
     if not files:
         remove_staging(folder)
         return 0
+    fixed = {} if constants is None else _as_stored(constants.slice(0, 1)).to_pylist()[0]
     table = store._reflect(name)
     quote = store._engine.dialect.identifier_preparer.quote
     raw = store._engine.raw_connection()
@@ -172,7 +183,7 @@ def merge_staged(store: SqlDatastore, folder: str | Path, name: str, keys: list[
                 dbapi.execute("BEGIN IMMEDIATE")
                 try:
                     for alias in aliases:
-                        merged += _merge_one(dbapi, table, alias, keys, quote)
+                        merged += _merge_one(dbapi, table, alias, keys, quote, fixed)
                     dbapi.execute("COMMIT")
                 except BaseException:
                     dbapi.execute("ROLLBACK")
@@ -193,22 +204,33 @@ def merge_staged(store: SqlDatastore, folder: str | Path, name: str, keys: list[
     return merged
 
 
-def _merge_one(dbapi: Any, table: sa.Table, alias: str, keys: list[str], quote: Any) -> int:
+def _merge_one(
+    dbapi: Any,
+    table: sa.Table,
+    alias: str,
+    keys: list[str],
+    quote: Any,
+    fixed: dict[str, Any],
+) -> int:
     staged = [r[1] for r in dbapi.execute(f"PRAGMA {alias}.table_info({STAGE_TABLE})")]
-    unknown = [c for c in staged if c not in table.c]
+    staged = [c for c in staged if c not in fixed]
+    unknown = [c for c in [*staged, *fixed] if c not in table.c]
     if unknown:
         raise WriteError(
             f"table {table.name!r} has no column(s) {unknown}; its columns are "
             f"{[c.name for c in table.columns]}"
         )
-    columns = ", ".join(quote(c) for c in staged)
-    updates = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in staged if c not in keys)
+    written = [*staged, *fixed]
+    columns = ", ".join(quote(c) for c in written)
+    values = ", ".join([*(quote(c) for c in staged), *("?" for _ in fixed)])
+    updates = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in written if c not in keys)
     conflict = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
     # "WHERE true" tells SQLite's parser that ON CONFLICT belongs to the INSERT.
     cursor = dbapi.execute(
         f"INSERT INTO main.{quote(table.name)} ({columns}) "
-        f"SELECT {columns} FROM {alias}.{STAGE_TABLE} WHERE true "
-        f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) {conflict}"
+        f"SELECT {values} FROM {alias}.{STAGE_TABLE} WHERE true "
+        f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) {conflict}",
+        tuple(fixed.values()),
     )
     return int(cursor.rowcount or 0)
 
