@@ -53,3 +53,57 @@ def test_other_or_changed_rows_run_the_model_again(classifier, monkeypatch):
     alone = classifier.predict_proba(["awful product"])
     assert len(calls) == 3
     np.testing.assert_allclose(changed[0], alone[0], rtol=1e-4)
+
+
+def test_pr_predict_actor_runs_the_model_once_per_batch_when_it_writes_labels_and_probabilities(
+    tmp_path, monkeypatch
+):
+    """The actor pr.predict runs (BatchWriter) asks for labels and then probabilities of
+    the same rows: one forward pass per batch, and both outputs written."""
+    import json
+
+    import pyarrow as pa
+
+    import pinnacle_ray as pr
+    from pinnacle_ray.predict import BatchWriter, _Spec, _StoreRef
+
+    folder = text_data.tiny_bert(tmp_path / "bert")
+    from transformers import AutoModelForSequenceClassification
+
+    AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2).save_pretrained(folder)
+    meta = {
+        "framework": "huggingface",
+        "task": "sequence-classification",
+        "text_columns": ["text"],
+        "labels": ["neg", "pos"],
+    }
+    (folder / "pinnacle.json").write_text(json.dumps(meta))
+    store = pr.connect(tmp_path / "shop.db")
+    try:
+        version = store.models.register("stars", "huggingface", folder).version
+        files = store.models.files("stars", version)
+        spec = _Spec(
+            store=_StoreRef(store),
+            model="stars",
+            version=version,
+            files=files,
+            allow_pickle=False,
+            trusted_modules=(),
+            features=["text"],
+            key="id",
+            passthrough=[],
+            output="preds",
+            created_at=pd.Timestamp.now(tz="UTC").to_pydatetime(),
+        )
+        writer = BatchWriter(spec)
+        calls = _counted(writer.model, monkeypatch)
+        texts = ["great product", "awful service", "fine"] * 10  # one chunk of the model's
+        for start in (0, 30):
+            batch = pa.table({"id": np.arange(start, start + 30), "text": texts})
+            assert writer(batch).column("rows").to_pylist() == [30]
+        assert len(calls) == 2  # two batches, one forward pass each
+        written = store.table("preds").to_arrow().to_pandas()
+        assert len(written) == 60 and {"prediction", "proba_neg", "proba_pos"} <= set(written)
+        np.testing.assert_allclose(written["proba_neg"] + written["proba_pos"], 1.0, rtol=1e-5)
+    finally:
+        store.close()
