@@ -38,6 +38,7 @@ from typing import Any
 import ray.data
 import ray.train
 import ray.tune
+from ray.train.constants import DEFAULT_STORAGE_PATH
 from ray.tune import PlacementGroupFactory
 
 from . import _tune_params as params
@@ -59,6 +60,7 @@ from .trainers.resources import (
     plan_trials,
     read_reserve,
 )
+from .trainers.run_folder import registered_latest, remove_folder
 from .trainers.storage import (
     StorageChoice,
     decide,
@@ -138,7 +140,9 @@ def sweep(
     The best trial is registered as a new version of ``trainer.name`` in ``train``'s
     datastore (``register=False`` to skip) with the sweep's ``name`` and its trial id;
     every trial is kept in ``store.models.sweeps(name)``, and every report of each trial
-    in ``store.models.trial_metrics(name)``.
+    in ``store.models.trial_metrics(name)``. Once the best is registered, the sweep's
+    folder (Tune's trial records and each trial's run) is removed: the returned
+    ``checkpoint`` is the registered copy; ``register=False`` keeps the folder.
 
     ``tracking="mlflow"`` or ``callbacks=[pr.MLflowCallback(...)]`` (default: the trainer's
     own) log the sweep as an MLflow run with one child run per trial (its params and every
@@ -181,9 +185,14 @@ def sweep(
     message = f"sweep {name!r}: {plan}" + (f"; {note}" if note else "")
     (logger.warning if note else logger.info)(message)
 
+    experiment = f"{ascii_label(name)}-{uuid.uuid4().hex[:6]}"  # Ray's tags are ASCII
     trainable = ray.tune.with_resources(
         ray.tune.with_parameters(
-            _run_trial, trainer=planned, train=shared_train, valid=shared_valid, storage=storage
+            _run_trial,
+            trainer=planned,
+            train=shared_train,
+            valid=shared_valid,
+            storage=_trial_storage(trainer, storage, experiment),
         ),
         _trial_resources(planned, trial_cpus),
     )
@@ -205,7 +214,7 @@ def sweep(
         # keep theirs, so the driver reads the best trial's from any node.
         run_config=with_run_storage(
             ray.tune.RunConfig(
-                name=f"{ascii_label(name)}-{uuid.uuid4().hex[:6]}",  # Ray's tags are ASCII
+                name=experiment,
                 verbose=0,
                 callbacks=[c for c in (release, watch) if c is not None],
             ),
@@ -265,6 +274,17 @@ def _sweep_storage(trainer: Any, store: Any, name: str) -> StorageChoice:
     if choice.default and run_config is not None and user_storage_path(run_config) is not None:
         return StorageChoice(str(run_config.storage_path), run_config.storage_filesystem)
     return choice
+
+
+def _trial_storage(trainer: Any, storage: StorageChoice, experiment: str) -> StorageChoice:
+    """Where each trial's own run (Ray Train's, or a scikit-learn fit's) keeps its
+    checkpoints: inside the sweep's Tune folder ``experiment``, so that one removal once
+    the best trial is registered takes every trial's, finished, stopped or failed. A
+    trainer with a ``run_config`` of its own keeps its runs where that says."""
+    if getattr(trainer, "run_config", None) is not None:
+        return storage
+    base = storage.storage_path if storage.storage_path is not None else DEFAULT_STORAGE_PATH
+    return StorageChoice(f"{str(base).rstrip('/')}/{experiment}", storage.storage_filesystem)
 
 
 def _check_columns(trainer: Any, train: Any, valid: Any) -> None:
@@ -468,6 +488,11 @@ def _finish(
         tracker.link(model_name, version.version if version is not None else None)
     trials = sorted(trials, key=lambda t: (not t.best, t.score is None, _signed(t, mode)))
     checkpoint = record.reported[-1][0] if record is not None and record.reported else None
+    if version is not None:
+        # Registered: the registry holds what the sweep's folder (Tune's trial records and
+        # every trial's own run, see _trial_storage) was kept for.
+        checkpoint = registered_latest(store, model_name, version.version)
+        remove_folder(grid.filesystem, grid.experiment_path, f"sweep {name!r} registered")
     return SweepResult(
         name=model_name,
         metrics=_trial_metrics(best),

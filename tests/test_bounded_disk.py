@@ -168,3 +168,92 @@ def test_hugging_face_evaluations_checkpoint_only_epoch_ends_and_improvements(tm
     best = store.models.get(name, handle="best")
     assert best.metrics["valid/accuracy"] == pytest.approx(max(scores))
     store.close()
+
+
+# -- keep_checkpoints bounds Ray Train's checkpoints while the run goes --------------------
+KEEP = 2
+LOSSES = [0.5, 0.2, 0.4, 0.6, 0.7, 0.8]  # 6 epochs; the best (epoch 1) is not a kept epoch
+
+
+def _counting_loop(config: dict) -> None:
+    """One checkpoint per epoch. Each report carries how many checkpoint folders the run
+    folder held once Ray Train's controller had handled every earlier report (Ray's
+    get_all_reported_checkpoints waits for that; its callbacks have run by then)."""
+    import ray.train
+    from ray.train import CheckpointConsistencyMode
+
+    storage = ray.train.get_context().get_storage()
+    fs, run = storage.storage_filesystem, storage.experiment_fs_path
+    for epoch, loss in enumerate(LOSSES):
+        ray.train.get_all_reported_checkpoints(consistency_mode=CheckpointConsistencyMode.COMMITTED)
+        folders = [
+            i
+            for i in fs.get_file_info(pafs.FileSelector(run))
+            if i.type == pafs.FileType.Directory and i.base_name.startswith("checkpoint_")
+        ]
+        with tempfile.TemporaryDirectory() as folder:
+            Path(folder, "epoch.txt").write_text(str(epoch))
+            ray.train.report(
+                {"epoch": epoch, "valid/loss": loss, "folders": len(folders)},
+                checkpoint=ray.train.Checkpoint.from_directory(folder),
+            )
+
+
+@pytest.mark.timeout(600)
+def test_keep_checkpoints_bounds_the_run_folder_while_the_run_goes(tmp_path):
+    store = pr.connect(tmp_path / "shop.db")
+    store.write("rows", {"id": list(range(8)), "x": [0.0] * 8}, key="id")
+    name = f"kept-epochs-{uuid.uuid4().hex[:6]}"
+    result = pr.TorchTrainer(
+        _counting_loop, listen="valid/loss", mode="min", keep_checkpoints=KEEP, name=name
+    ).fit(train=store.table("rows", key="id"))
+    # Before each report: the last KEEP epoch ends and the best so far, never every epoch.
+    assert [r.metrics["folders"] for r in result.reports] == [0, 1, 2, 2, 3, 3]
+    version = store.models.get(name)
+    assert version.handles == ("best", "epoch_4", "epoch_5", "latest")
+    for handle, epoch in (("best", 1), ("epoch_4", 4), ("epoch_5", 5), ("latest", 5)):
+        folder = store.models.checkpoint_dir(name, version=1, handle=handle)
+        assert Path(folder, "epoch.txt").read_text() == str(epoch)
+    assert _runs_in(pafs.LocalFileSystem(), DEFAULT_STORAGE_PATH, name) == []
+    store.close()
+
+
+# -- a sweep leaves nothing of its trials once the best is registered ----------------------
+def _one_report_loop(config: dict) -> None:
+    """One checkpointed report of ``train/loss`` = the trial's ``loss``."""
+    import ray.train
+
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, "loss.txt").write_text(str(config["loss"]))
+        ray.train.report(
+            {"epoch": 0, "train/loss": config["loss"]},
+            checkpoint=ray.train.Checkpoint.from_directory(folder),
+        )
+
+
+@pytest.mark.timeout(900)
+def test_a_registered_sweep_leaves_no_trial_folder_in_the_storage_root(tmp_path, scoped_tmp):
+    from ray import tune
+
+    store = pr.connect(tmp_path / "shop.db")
+    store.write("rows", {"id": list(range(8)), "x": [0.0] * 8}, key="id")
+    name = f"swept-{uuid.uuid4().hex[:6]}"
+    local = pafs.LocalFileSystem()
+    before = _runs_in(local, DEFAULT_STORAGE_PATH, name)
+    swept = pr.sweep(
+        pr.TorchTrainer(_one_report_loop, train_loop_config={"loss": 1.0}, name=name),
+        {"train_loop_config.loss": tune.grid_search([0.3, 0.1, 0.2])},
+        train=store.table("rows", key="id"),
+        metric="train/loss",
+        mode="min",
+        name=f"{name}-sweep",
+    )
+    assert swept.version == 1 and len(swept.trials) == 3
+    # Neither Tune's folder of the sweep nor any trial's Ray Train run is left.
+    assert _runs_in(local, DEFAULT_STORAGE_PATH, name) == before == []
+    assert not Path(swept.grid.experiment_path).exists()
+    assert list(scoped_tmp.iterdir()) == []
+    # What the registry needs it holds: the best trial's checkpoint, which the result names.
+    with swept.checkpoint.as_directory() as folder:
+        assert Path(folder, "loss.txt").read_text() == "0.1"
+    store.close()

@@ -27,6 +27,8 @@ from .cluster_shape import read_shape
 from .progress import FitProgress, progress_on
 from .report_stream import ReportStream
 from .resources import ResourcePlan, plan_resources
+from .retention import Retention
+from .run_folder import KeepHandled
 from .storage import RegisteredCheckpoint
 from .tabular import quiet, read_once
 
@@ -202,11 +204,18 @@ def default_run_config(name: str, checkpoint_config: CheckpointConfig | None = N
     )
 
 
-def fit_run_config(run_config: RunConfig | None, name: str) -> RunConfig:
-    """The RunConfig a fit hands Ray Train: the user's, else a fresh uniquely named one that
-    keeps every checkpoint (registration picks the handles); reporting to Tune in a trial."""
+def fit_run_config(
+    run_config: RunConfig | None, name: str, retention: Retention | None = None
+) -> RunConfig:
+    """The RunConfig a fit hands Ray Train: the user's (their ``checkpoint_config`` rules),
+    else a fresh uniquely named one whose checkpoints ``retention`` bounds as the run goes
+    (each deleted once no handle names it: ``KeepHandled``; all kept without one, and by
+    Ray itself, whose ``num_to_keep`` would drop ``epoch_<n>`` handles); reporting to Tune
+    in a trial."""
     if run_config is None:
         run_config = default_run_config(name, CheckpointConfig(num_to_keep=None))
+        if retention is not None:
+            run_config = dataclasses.replace(run_config, callbacks=[KeepHandled(retention)])
     return reporting_to_tune(run_config)
 
 

@@ -66,6 +66,7 @@ from .huggingface_loop import (
 from .huggingface_tokens import TokenizeWords, scan_tags
 from .pretrained import resolve_pretrained, resolve_tokenizer
 from .registration import RunRecord, check_listened, json_safe
+from .retention import Retention
 from .run_folder import release_run_folder
 from .shuffling import check_shuffle, ordered_ingest
 from .storage import (
@@ -132,7 +133,9 @@ class HuggingFaceTrainer(Submittable):
     become steps from the planned row count, because a streamed shard has no length. Each
     evaluation (every ``eval_steps``, default once per epoch) and each epoch's
     end reports the metrics with a checkpoint (safetensors + JSON); the run is registered
-    with handles ``latest``, ``best`` (by ``listen``) and ``epoch_<n>``.
+    with handles ``latest``, ``best`` (by ``listen``) and ``epoch_<n>`` (the last
+    ``keep_checkpoints`` epochs); checkpoints no handle names any more are deleted as the
+    run goes.
     ``early_stopping_patience`` adds transformers' ``EarlyStoppingCallback``.
     ``tracking="mlflow"`` or ``callbacks=[pr.MLflowCallback(...)]`` log the run to MLflow
     (params, every report at its step, the registered version as tags); see
@@ -300,13 +303,14 @@ class HuggingFaceTrainer(Submittable):
                 store, parent["name"], parent["version"], parent["handle"], start
             )
         display.expect(steps=spec.max_steps, epochs=self.training_args.get("num_train_epochs", 3.0))
+        retention = Retention(listen, mode, self.keep_checkpoints)
         trainer = ray.train.torch.TorchTrainer(
             worker_entry(huggingface_loop),
             train_loop_config=config,
             scaling_config=plan.scaling_config,
             dataset_config=ordered_ingest(),  # the seed's batch order, kept by Ray Data
             run_config=stream.attach(
-                with_run_storage(fit_run_config(self.run_config, self.name), storage)
+                with_run_storage(fit_run_config(self.run_config, self.name, retention), storage)
             ),
             datasets=datasets,
         )
@@ -323,6 +327,8 @@ class HuggingFaceTrainer(Submittable):
         metrics = dict(result.metrics or {})
         self._say_truncated(metrics)
         reported = reported_checkpoints(result)
+        if self.run_config is None:  # pruned as it went: only what the handles still named
+            reported = retention.surviving(reported)
         record = RunRecord(
             self.name,
             "huggingface",

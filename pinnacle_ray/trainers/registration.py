@@ -2,8 +2,8 @@
 
 Handles, as in hosted trainable models: ``latest`` (the last checkpoint), ``best`` (by the
 listened metric and its mode) and ``epoch_<n>`` (the end of epoch n, the last ``keep``
-epochs). The version's own artifact is the best checkpoint (else the latest) plus the
-model's meta (features, label, objective, architecture).
+epochs; chosen by :mod:`.retention`). The version's own artifact is the best checkpoint
+(else the latest) plus the model's meta (features, label, objective, architecture).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from typing import Any
 
 import ray.train
 
-from ..errors import MetricNotReported
 from ..registry import CheckpointSpec
 from ..registry.flavors import META_FILE
 from ..registry.history import history_frame, history_rows
+from .retention import check_listened, choose_handles
 
 __all__ = ["RunRecord", "check_listened", "choose_handles", "json_safe", "register_run"]
 
@@ -45,45 +45,6 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, type):
         return f"{value.__module__}.{value.__qualname__}"
     return getattr(value, "__name__", None) or repr(value)
-
-
-def choose_handles(
-    reported: list[Reported], listen: str | None, mode: str, keep_epochs: int
-) -> dict[str, Reported]:
-    """Map each handle to the reported checkpoint it names (several may share one)."""
-    if not reported:
-        return {}
-    handles: dict[str, Reported] = {"latest": reported[-1]}
-    if listen:
-        scored = check_listened(reported, listen)
-        pick = min if mode == "min" else max
-        # Ties go to the earliest checkpoint that reached the value.
-        best = pick(scored, key=lambda r: _number(r[1][listen]))
-        handles["best"] = best
-    # The managed loop flags epoch ends; a custom loop reporting {"epoch": n} reports at
-    # epoch ends by convention, and the last report of an epoch names it.
-    ends: dict[int, Reported] = {}
-    for r in reported:
-        epoch = r[1].get("epoch")
-        if isinstance(epoch, int) and r[1].get("epoch_done", True):
-            ends[epoch] = r
-    for epoch in sorted(ends)[-keep_epochs:] if keep_epochs > 0 else []:
-        handles[f"epoch_{epoch}"] = ends[epoch]
-    return handles
-
-
-def check_listened(reported: list[Reported], listen: str | None) -> list[Reported]:
-    """The reports carrying a number for ``listen``; MetricNotReported when none does."""
-    if not listen:
-        return []
-    scored = [r for r in reported if _number(r[1].get(listen)) is not None]
-    if not scored:
-        seen = sorted({k for _, m in reported for k in m})
-        raise MetricNotReported(
-            f"listen={listen!r} was never reported; the run reported {seen}. Listen to "
-            "one of those (e.g. 'valid/loss') or report it from the loop"
-        )
-    return scored
 
 
 @dataclass
@@ -262,9 +223,3 @@ def _open_checkpoint(entry: dict[str, Any], filesystem: Any) -> ray.train.Checkp
 
 def _public(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if not k.startswith("timing/")}
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None

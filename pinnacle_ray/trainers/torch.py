@@ -52,6 +52,7 @@ from .holdout import split_by_key
 from .objectives import resolve_objective
 from .registration import RunRecord, check_listened, json_safe
 from .resources import ResourcePlan
+from .retention import Retention
 from .run_folder import release_run_folder
 from .shuffling import check_shuffle, ordered_ingest
 from .storage import RegisteredCheckpoint, decide, with_run_storage
@@ -121,7 +122,9 @@ class TorchTrainer(Submittable):
 
     Before every run, resources are planned (workers plus data reads fit the cluster or the
     run is refused with the numbers); after it, the run is registered in the query's
-    datastore with checkpoint handles ``latest``, ``best`` and ``epoch_<n>``.
+    datastore with checkpoint handles ``latest``, ``best`` and ``epoch_<n>`` (the last
+    ``keep_checkpoints`` epochs); while it runs, a checkpoint no handle names any more is
+    deleted, so the run folder stays bounded (docs/safety.md, "Bounded disk").
     The managed loop shuffles the rows every epoch, seeded by ``seed`` (``shuffle=False``:
     key order), and takes ``precision=``, ``grad_clip_norm=``, ``accumulate_grad_batches=``
     and ``scheduler_cls=``/``scheduler_kwargs=``; see docs/training_loop.md.
@@ -341,12 +344,13 @@ class TorchTrainer(Submittable):
             loop = self.train_loop_per_worker
         if resume is not None:
             config[RESUME_KEY] = resume
+        retention = Retention(self.listen, self.mode, self.keep_checkpoints)
         trainer = ray.train.torch.TorchTrainer(
             worker_entry(loop),
             train_loop_config=config,
             scaling_config=plan.scaling_config,
             run_config=stream.attach(
-                with_run_storage(fit_run_config(self.run_config, self.name), storage)
+                with_run_storage(fit_run_config(self.run_config, self.name, retention), storage)
             ),
             datasets=datasets,
             # The managed loop's batch order is its seed's: Ray Data keeps it.
@@ -363,6 +367,8 @@ class TorchTrainer(Submittable):
                 raise
             raise
         reported = reported_checkpoints(result)
+        if self.run_config is None:  # pruned as it went: only what the handles still named
+            reported = retention.surviving(reported)
         record = RunRecord(
             self.name,
             "torch",
