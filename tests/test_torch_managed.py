@@ -74,6 +74,17 @@ def test_managed_loop_learns_and_registers_a_loadable_version_when_given_a_model
     assert np.abs(predicted - frame["y"].to_numpy()).max() < 0.5
 
 
+def test_the_time_of_the_first_optimizer_step_is_reported_between_loop_start_and_report(
+    trained,
+):
+    # What the training-overhead benchmark reads as time to first step (from fit's start).
+    _, result = trained
+    m = result.metrics
+    assert m["timing/loop_started_at"] < m["timing/first_step_at"] < m["timing/reported_at"]
+    first = [r.metrics["timing/first_step_at"] for r in result.reports]
+    assert len(first) == len(result.reports) and len(set(first)) == 1  # the run's first only
+
+
 def test_two_workers_split_the_data_and_step_together_when_on_two_cpus(store):
     result = _linear(epochs=1, listen="train/loss").fit(train=store.table("points"), register=False)
     # 2,000 rows, two workers with equal shards of 1,000, batches of 32: 32 steps each.

@@ -146,6 +146,8 @@ class _Clock:
     def __init__(self) -> None:
         self.first_batch = True
         self.loop_started_at = time.time()
+        # Wall clock of this worker's first optimizer step in this run (time to first step).
+        self.first_step_at: float | None = None
         self.totals: dict[str, float] = dict.fromkeys(
             ("startup", "read", "steps", "validate", "checkpoint"), 0.0
         )
@@ -155,8 +157,16 @@ class _Clock:
         self.totals[phase] += now - since
         return now
 
+    def stepped(self) -> None:
+        """Note an optimizer step (only the first one's time is kept)."""
+        if self.first_step_at is None:
+            self.first_step_at = time.time()
+
     def metrics(self) -> dict[str, float]:
-        return {f"timing/{k}_s": round(v, 4) for k, v in self.totals.items()}
+        stamps = {"timing/loop_started_at": self.loop_started_at, "timing/reported_at": time.time()}
+        if self.first_step_at is not None:
+            stamps["timing/first_step_at"] = self.first_step_at
+        return {**stamps, **{f"timing/{k}_s": round(v, 4) for k, v in self.totals.items()}}
 
 
 class _Run:
@@ -271,6 +281,7 @@ class _Run:
             tick = self.clock.add("steps", tick)
             if not stepped:
                 continue
+            self.clock.stepped()
             due = bool(s.validation_interval) and self.step % s.validation_interval == 0
             if self.done():
                 return False
@@ -325,16 +336,13 @@ class _Run:
         listened = metrics.get(self.settings.listen) if self.settings.listen else None
         improved = self.stopper.improved(listened) if listened is not None else False
         metrics.update(
-            # Wall-clock stamps let a caller split Ray Train's start-up from the loop's time.
-            **{
-                "timing/loop_started_at": self.clock.loop_started_at,
-                "timing/reported_at": time.time(),
-            },
             step=self.step,
             epoch=self.epoch,
             epoch_done=epoch_done,
             improved=improved,
             **({"train/lr": self.updates.lr()} if self.updates.scheduler is not None else {}),
+            # Wall-clock stamps (loop start, first optimizer step, this report) let a caller
+            # split Ray Train's start-up from the loop's time.
             **self.clock.metrics(),
         )
         extra = {
