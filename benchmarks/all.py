@@ -104,7 +104,9 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         ("--rows", "5000", "--trials", "2"),
         timeout_s=300,
     ),
-    Benchmark("cold_start", (), (), timeout_s=240),
+    Benchmark(
+        "cold_start", ("--repeats", "3"), ("--repeats", "1", "--no-quickstart"), timeout_s=240
+    ),
 )
 
 STATUS_OK = "ok"
