@@ -56,6 +56,7 @@ def ensure_ray() -> None:
         "logging_level": logging.INFO if verbose else logging.WARNING,
         "log_to_driver": True,
     }
+    raylet_env: dict[str, str] = {}
     if address is None:
         # The dashboard serves Ray's State API, which Ray Train's placement-group cleaner
         # polls; without it that actor logs a warning every few seconds.
@@ -64,18 +65,48 @@ def ensure_ray() -> None:
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
             logging.ERROR
         )
+        if _SOFT_LIMIT_ENV not in os.environ:
+            raylet_env[_SOFT_LIMIT_ENV] = _idle_worker_limit()
         if not verbose:
-            kwargs["runtime_env"] = {"env_vars": worker_env()}
+            raylet_env.update(_joined(worker_env()))
     logger.info("starting Ray (address=%s)", address or "local")
-    # The raylet reads the soft limit when it starts; the variable is not left behind in
-    # the user's environment.
-    added = keep_idle_workers() if address is None else False
-    try:
+    with _raylet_environment(raylet_env):
         ray.init(**kwargs)
-    finally:
-        if added:
-            os.environ.pop(_SOFT_LIMIT_ENV, None)
     wait_for_cpus()
+
+
+@contextmanager
+def _raylet_environment(values: dict[str, str]) -> Iterator[None]:
+    """Set ``values`` in this process's environment only while ``ray.init`` starts a local
+    instance: its raylet reads them (the soft limit) and hands them to every worker process
+    it starts (Ray Data's logging config, the warnings filter). Given as a job
+    ``runtime_env`` instead, each of those would make every worker start through Ray's
+    ``setup_worker.py`` (one more Python process importing Ray, per worker) and wait for
+    the runtime-env agent: measured on 2 CPUs, part of why the first read of a fresh
+    process took seconds. The user's environment is given back as it was."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _joined(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with PYTHONWARNINGS after the user's own filters (the last one given wins
+    for the messages it matches, so ours hides only Ray's own notice)."""
+    own = os.environ.get("PYTHONWARNINGS")
+    if own and env.get("PYTHONWARNINGS"):
+        return {**env, "PYTHONWARNINGS": f"{own},{env['PYTHONWARNINGS']}"}
+    return env
+
+
+def _idle_worker_limit() -> str:
+    return str(3 * (os.cpu_count() or 1))
 
 
 def keep_idle_workers() -> bool:
@@ -86,11 +117,12 @@ def keep_idle_workers() -> bool:
     machine every read and every fit started fresh processes, each importing Ray, Arrow
     and the framework again: measured on 2 CPUs, a 1M-row read 3-4 s instead of 1.0-1.4 s.
     Applies only to instances started from this process; a value you set is kept. Returns
-    whether it set the variable (``ensure_ray`` removes it again once Ray has started).
+    whether it set the variable. (``ensure_ray`` sets it by itself, only while Ray starts;
+    this is for a caller that starts Ray on its own, e.g. the tests and benchmarks.)
     """
     if _SOFT_LIMIT_ENV in os.environ:
         return False
-    os.environ[_SOFT_LIMIT_ENV] = str(3 * (os.cpu_count() or 1))
+    os.environ[_SOFT_LIMIT_ENV] = _idle_worker_limit()
     return True
 
 

@@ -22,10 +22,15 @@ import pinnacle_ray as pr
 def child_warning() -> dict[str, str]:
     code = "import warnings; warnings.warn('user-notice', DeprecationWarning)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    return {"stderr": done.stderr, "PYTHONWARNINGS": os.environ.get("PYTHONWARNINGS", "")}
+    return {
+        "stderr": done.stderr,
+        "PYTHONWARNINGS": os.environ.get("PYTHONWARNINGS", ""),
+        "RAY_DATA_LOGGING_CONFIG": os.environ.get("RAY_DATA_LOGGING_CONFIG", ""),
+    }
 
 
 def main(mode: str, db: str) -> None:
+    before = {n: os.environ.get(n) for n in ("PYTHONWARNINGS", "RAY_DATA_LOGGING_CONFIG")}
     if mode == "user-ray":
         logging.getLogger("ray.data").setLevel(logging.DEBUG)
         ray.init(num_cpus=2, include_dashboard=False)
@@ -37,6 +42,7 @@ def main(mode: str, db: str) -> None:
         "levels": {n: logging.getLogger(n).level for n in names},
         "dataset_filters": len(logging.getLogger("ray.data.dataset").filters),
         "soft_limit_left": "RAY_num_workers_soft_limit" in os.environ,
+        "worker_env_changed": [n for n, v in before.items() if os.environ.get(n) != v],
         "child": ray.get(child_warning.remote()),
     }
     print(json.dumps(out), flush=True)

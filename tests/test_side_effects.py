@@ -182,6 +182,12 @@ def test_ray_started_by_pinnacle_is_quiet_and_leaves_no_environment_behind(tmp_p
     assert out["rows"] == 50
     assert out["levels"]["ray.data"] == 30 and out["levels"]["ray.train"] == 30  # WARNING
     assert not out["soft_limit_left"]  # the raylet read it; the user's process keeps none
+    # The workers get their quiet settings from the raylet's environment (no runtime_env,
+    # which would start each worker through an extra Python process); the user's process
+    # keeps none of them.
+    assert out["worker_env_changed"] == []
+    assert out["child"]["RAY_DATA_LOGGING_CONFIG"].endswith("_ray_data_logging.yaml")
+    assert "exclude_resources" in out["child"]["PYTHONWARNINGS"]
     # Only Ray's own notice is hidden in the workers: a user's DeprecationWarning in a
     # program started from a task still shows.
     assert "ignore::DeprecationWarning" not in out["child"]["PYTHONWARNINGS"]
