@@ -506,3 +506,70 @@ def test_a_sqlite_store_is_refused_within_seconds_naming_the_fix_when_the_cluste
     assert seen["error"] == "StorageNotShared"
     assert seen["seconds"] < 20
     assert "postgresql" in seen["message"] and 'artifact_root="s3://' in seen["message"]
+
+
+# -- secrets shipped with a job are removed on every node that unpacked them --------------
+_SECRETS_PROBE = """\
+import json, os
+import ray
+from pinnacle_ray.jobs.secrets import load_job_secrets
+
+read = load_job_secrets()  # what pinnacle-ray's CLI does first in a job's driver
+ray.init()
+
+@ray.remote(num_cpus=0, resources={"node_b": 1})
+def on_the_worker_node():
+    from pinnacle_ray._secrets_hook import package_locations
+    here = package_locations()
+    return len(here), [os.path.exists(os.path.join(p, "env.json")) for p in here]
+
+print("RESULT " + json.dumps({"read": read, "worker": ray.get(on_the_worker_node.remote())}))
+"""
+
+
+def _holding(folder: Path, needle: str) -> list[str]:
+    found = []
+    for path in folder.rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink() and needle.encode() in path.read_bytes():
+                found.append(str(path))
+        except OSError:
+            continue  # sockets, files removed meanwhile
+    return found
+
+
+# Runs with the cluster's environment (its auth token): submits the probe the way
+# pinnacle-ray submit ships a spec's secret variable, waits, prints what the probe saw.
+_SUBMIT_PROBE = """\
+import json, sys
+from pinnacle_ray.jobs.submit import _with_secrets
+from pinnacle_ray.jobs.tracking import connect_client, wait_for
+
+address, work, marker = sys.argv[1:4]
+client = connect_client(address)
+with _with_secrets({"working_dir": work}, {"PRT_JOB_TOKEN": marker}) as runtime_env:
+    job = client.submit_job(entrypoint=f"{sys.executable} probe.py", runtime_env=runtime_env)
+status = wait_for(client, job, timeout_s=240)
+logs = client.get_job_logs(job)
+seen = [json.loads(x[7:]) for x in logs.splitlines() if x.startswith("RESULT ")]
+print("RESULT " + json.dumps({"status": status, "seen": seen, "logs": logs[-3000:]}))
+"""
+
+
+@pytest.mark.timeout(400)
+def test_secrets_shipped_with_a_job_are_removed_on_every_node_that_unpacked_them(cluster, tmp_path):
+    marker = f"prt-token-{uuid.uuid4().hex}"
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "probe.py").write_text(_SECRETS_PROBE)
+    proc = subprocess.run(
+        [sys.executable, "-c", _SUBMIT_PROBE, cluster.head.address, str(work), marker],
+        env=_driver_env(cluster), capture_output=True, text=True, timeout=360,
+    )  # fmt: skip
+    outcome = _result("submit the secrets probe", proc.returncode, proc.stdout, proc.stderr)
+    assert outcome["status"] == "SUCCEEDED", outcome["logs"]
+    # The driver (head) read the secret; a worker on the other node found its copy of the
+    # package with the file already gone, and neither node's disk holds the value.
+    assert outcome["seen"] == [{"read": ["PRT_JOB_TOKEN"], "worker": [1, [False]]}]
+    assert _holding(cluster.worker.temp_dir, marker) == []
+    assert _holding(cluster.head.temp_dir, marker) == []

@@ -135,6 +135,57 @@ def test_the_jobs_driver_reads_the_secrets_once_and_keeps_the_clusters_own_value
     assert load_job_secrets() == []
 
 
+HOOK_RAN: list[bool] = []
+
+
+def note_hook() -> None:
+    """A job's own worker setup hook."""
+    HOOK_RAN.append(True)
+
+
+def test_the_worker_setup_hook_removes_the_nodes_copies_then_runs_the_jobs_own_hook(
+    monkeypatch, tmp_path
+):
+    from pinnacle_ray._secrets_hook import (
+        HOOK,
+        PAYLOAD_ENV,
+        USER_HOOK_ENV,
+        remove_job_secrets_file,
+    )
+    from pinnacle_ray.jobs.secrets import (
+        SECRETS_ENV,
+        package_name,
+        secrets_package,
+        with_removal_hook,
+    )
+
+    # What a job's runtime env says: our hook first, the job's own after it.
+    shipped = with_removal_hook(
+        {"worker_process_setup_hook": f"{__name__}.note_hook", "env_vars": {"A": "1"}},
+        **{PAYLOAD_ENV: "pinnacle_fit.pkl"},
+    )
+    assert shipped["worker_process_setup_hook"] == HOOK
+    assert shipped["env_vars"] == {
+        "A": "1",
+        PAYLOAD_ENV: "pinnacle_fit.pkl",
+        USER_HOOK_ENV: f"{__name__}.note_hook",
+    }
+    with pytest.raises(pr.ConfigError, match="must be an import path"):
+        with_removal_hook({"worker_process_setup_hook": print})
+    # In a worker process on a node that unpacked the package and the working dir.
+    monkeypatch.chdir(tmp_path)
+    Path("pinnacle_fit.pkl").write_bytes(MARKER.encode())
+    HOOK_RAN.clear()
+    with secrets_package({"PINNACLE_STORE": URL}) as folder:
+        monkeypatch.syspath_prepend(str(Path(folder).parent))
+        for name, value in {**shipped["env_vars"], SECRETS_ENV: package_name(folder)}.items():
+            monkeypatch.setenv(name, value)
+        remove_job_secrets_file()
+        assert not Path(folder, "env.json").exists()
+    assert not Path("pinnacle_fit.pkl").exists()
+    assert HOOK_RAN == [True]  # the job's own hook, after ours
+
+
 def test_pinnacle_ray_submit_keeps_the_store_password_out_of_rays_job_view(cluster, store, work):
     env = {**cluster.env, "PINNACLE_STORE": URL}
     proc = subprocess.run(

@@ -17,8 +17,9 @@ file when the cluster runs on other machines.
 
 Secrets: the store's password is only inside the uploaded pickle (Ray stores it with the
 job's package and never shows it), and the job's driver deletes the pickle once it has read
-it; the entrypoint, the job's metadata, its ``runtime_env`` (all shown by Ray's dashboard)
-and the job record never hold it.
+it; on other nodes that unpack the working dir, the job's worker setup hook deletes their
+copy (``pinnacle_ray._secrets_hook``). The entrypoint, the job's metadata, its
+``runtime_env`` (all shown by Ray's dashboard) and the job record never hold it.
 """
 
 from __future__ import annotations
@@ -37,12 +38,14 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .._names import ascii_label, validate_name
+from .._secrets_hook import PAYLOAD_ENV
 from ..datastore.url import mask
 from ..errors import ConfigError, DuplicateJob, JobError, NotShippable
 from .build import is_installed
 from .handle import Job
 from .recording import current_submission_id, mark_finished, recorded
 from .records import JobRecord, JobRecords
+from .secrets import with_removal_hook
 from .tracking import _first_line, connect_client
 
 __all__ = ["PAYLOAD", "main", "run_payload", "submit_fit"]
@@ -109,7 +112,12 @@ def submit_fit(
             client.submit_job(
                 entrypoint=ENTRYPOINT,
                 submission_id=submission_id,
-                runtime_env={**env, "working_dir": folder},
+                # Nodes that start the job's workers unpack the working dir too: the hook
+                # removes the pickle there.
+                runtime_env={
+                    **with_removal_hook(env, **{PAYLOAD_ENV: PAYLOAD}),
+                    "working_dir": folder,
+                },
                 metadata={"pinnacle_name": name, "pinnacle_kind": "fit"},
             )
     except Exception as exc:

@@ -8,7 +8,9 @@ PASSWORD, SECRET, TOKEN, KEY..., or its value is a URL with a password such as
 package of its own shipped with the job (``py_modules``, uploaded like the working dir and
 shown only as a ``gcs://`` URI). Only that package's name is in ``env_vars``. The job's driver
 (``pinnacle-ray train|sweep|predict``) reads the file into its environment before the spec
-is loaded and deletes it at once: :func:`load_job_secrets`.
+is loaded and deletes it at once: :func:`load_job_secrets`. Ray unpacks the package on
+every node that starts a worker for the job too; there a worker setup hook deletes it as
+the first worker starts (:func:`with_removal_hook`, ``pinnacle_ray._secrets_hook``).
 
 On a cluster whose pods already hold the variable in their environment (KubeRay's
 ``secretKeyRef``), the cluster's value is used and the shipped one is only deleted.
@@ -16,7 +18,6 @@ On a cluster whose pods already hold the variable in their environment (KubeRay'
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -26,21 +27,31 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from .._secrets_hook import (
+    HOOK,
+    PACKAGE_PREFIX,
+    SECRETS_ENV,
+    SECRETS_FILE,
+    USER_HOOK_ENV,
+    package_locations,
+)
 from ..datastore.url import mask
+from ..errors import ConfigError
 
 __all__ = [
     "SECRETS_ENV",
     "is_secret",
     "load_job_secrets",
     "secrets_package",
+    "with_removal_hook",
 ]
 
 logger = logging.getLogger("pinnacle_ray.jobs")
 
-SECRETS_ENV = "PINNACLE_RAY_JOB_SECRETS"
-_FILE = "env.json"
-_PREFIX = "_pinnacle_job_secrets_"
+_FILE = SECRETS_FILE
+_PREFIX = PACKAGE_PREFIX
 _SECRET_NAME = re.compile(
     r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY", re.I
 )
@@ -80,9 +91,7 @@ def load_job_secrets() -> list[str]:
     name = os.environ.get(SECRETS_ENV, "")
     if not name.startswith(_PREFIX) or not name.isidentifier():
         return []
-    spec = importlib.util.find_spec(name)
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    for location in locations:
+    for location in package_locations(name):
         path = Path(location) / _FILE
         try:
             values = json.loads(path.read_text())
@@ -102,3 +111,23 @@ def load_job_secrets() -> list[str]:
         name,
     )
     return []
+
+
+def with_removal_hook(runtime_env: dict[str, Any], **env_vars: str) -> dict[str, Any]:
+    """``runtime_env`` (plus ``env_vars``) whose worker processes, on whatever node they
+    start, delete that node's copy of the job's secret files (``pinnacle_ray._secrets_hook``);
+    a ``worker_process_setup_hook`` of the job's own runs after it."""
+    shipped = dict(runtime_env)
+    variables = {**(runtime_env.get("env_vars") or {}), **env_vars}
+    own = runtime_env.get("worker_process_setup_hook")
+    if own is not None and own != HOOK:
+        if not isinstance(own, str) or "." not in own:
+            raise ConfigError(
+                "runtime_env['worker_process_setup_hook'] of a submitted job must be an import "
+                f"path such as 'mypkg.setup.configure' (Ray's job API takes no function), got "
+                f"{own!r}"
+            )
+        variables[USER_HOOK_ENV] = own
+    shipped["worker_process_setup_hook"] = HOOK
+    shipped["env_vars"] = variables
+    return shipped

@@ -33,7 +33,13 @@ from .._names import ascii_label
 from ..errors import ConfigError, DuplicateJob, JobError, SpecError
 from .build import connect_store
 from .records import JobRecord, JobRecords
-from .secrets import SECRETS_ENV, is_secret, package_name, secrets_package
+from .secrets import (
+    SECRETS_ENV,
+    is_secret,
+    package_name,
+    secrets_package,
+    with_removal_hook,
+)
 from .spec import LoadedSpec
 from .tracking import _first_line, connect_client, reconcile
 
@@ -202,9 +208,10 @@ def _with_secrets(runtime_env: dict[str, Any], secrets: dict[str, str]) -> Itera
         yield runtime_env
         return
     with secrets_package(secrets) as folder:
-        shipped = dict(runtime_env)
+        # Every node that starts a worker for the job unpacks the package: the hook removes
+        # the file there (the driver's node: once the driver has read it).
+        shipped = with_removal_hook(runtime_env, **{SECRETS_ENV: package_name(folder)})
         shipped["py_modules"] = [*runtime_env.get("py_modules", []), folder]
-        shipped["env_vars"] = {**runtime_env.get("env_vars", {}), SECRETS_ENV: package_name(folder)}
         yield shipped
 
 
