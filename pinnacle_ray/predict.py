@@ -101,9 +101,10 @@ def predict(
 
     Which model: ``version`` and/or ``handle`` as in ``store.models.load``; with neither,
     the version ``production`` points at when promoted, else the latest. ``concurrency``
-    actors (default: one per cluster CPU) each load the model once and take
-    ``batch_size`` rows per call; the reads feeding them hold no CPU, so runs side by side
-    never wait on each other forever.
+    actors (default: one per cluster CPU, and no more than the query has batches of
+    ``batch_size`` rows) each load the model once and take ``batch_size`` rows per call;
+    the reads feeding them hold no CPU, so runs side by side never wait on each other
+    forever.
     ``allow_pickle=True`` lets them load models stored in formats that can run code
     (pickle, joblib, ``torch.save``), as in ``store.models.load``. ``trusted_modules``
     (module names, classes or modules; also ``PINNACLE_RAY_TRUSTED_MODULES``) are those a
@@ -159,18 +160,10 @@ def predict(
         check_architecture(_meta(store, files).get("architecture"), trusted)
     exists = _check_output(store, output, key, passthrough)
 
+    sized = concurrency is None  # the pool is fitted to the query's rows (see _pool_size)
     if num_gpus and concurrency is None:
         concurrency = max(1, int(cluster_gpus() // num_gpus))  # one actor per GPU share
     actors, actor_cpus = _plan(concurrency)
-    logger.info(
-        "predicting with %s version %d into %r: %d actor(s) x %g CPU, reads %g CPU each",
-        files.name,
-        files.version,
-        output,
-        actors,
-        actor_cpus,
-        READ_CPUS,
-    )
     staging = _staging_folder(store, output, key, exists)
     try:
         spec = _Spec(
@@ -191,7 +184,7 @@ def predict(
             raw_rows=bool(_meta(store, files).get("preprocess")),
         )
         with _progress(shown, files, query) as bar:
-            written, counts, schemas = _run(query, spec, actors, actor_cpus, bar)
+            written, counts, schemas = _run(query, spec, actors, actor_cpus, bar, sized)
         if staging is not None:
             from .datastore.sqlite_staging import merge_staged
 
@@ -222,14 +215,31 @@ def _progress(shown: bool, files: ModelFiles, query: Any) -> LiveBar:
 
 
 def _run(
-    query: Any, spec: _Spec, actors: int, actor_cpus: float, bar: LiveBar | None = None
+    query: Any,
+    spec: _Spec,
+    actors: int,
+    actor_cpus: float,
+    bar: LiveBar | None = None,
+    sized: bool = False,
 ) -> tuple[int, ray.data.Dataset, list[pa.Schema]]:
     """Run the actors over the query: the rows they wrote (or staged), the dataset, and
-    the distinct schemas of the rows they staged; ``bar`` shows the rows written so far."""
+    the distinct schemas of the rows they staged; ``bar`` shows the rows written so far.
+    ``sized``: no more ``actors`` than the query's planned rows give batches to."""
     # No select_columns here: Ray Data runs a projection as a separate 1-CPU task that
     # cannot fit beside the actors on a small cluster (measured: a silent hang on 2 CPUs);
     # each actor picks its columns from the batch instead.
     rows = query.to_dataset(num_cpus=READ_CPUS)
+    if sized:
+        actors = _pool_size(actors, query.lineage().get("rows"), spec.batch_size)
+    logger.info(
+        "predicting with %s version %d into %r: %d actor(s) x %g CPU, reads %g CPU each",
+        spec.model,
+        spec.version,
+        spec.output,
+        actors,
+        actor_cpus,
+        READ_CPUS,
+    )
     # Read tasks hand on blocks of a few batches, not a whole shard each: the actors start
     # on the first rows while the rest are read.
     rows.context.target_max_block_size = READ_BLOCK_BYTES
@@ -268,6 +278,15 @@ def _run(
         gc.collect()
         raise failure
     return written, counts, list(schemas.values())
+
+
+def _pool_size(actors: int, rows: Any, batch_size: int) -> int:
+    """How many of ``actors`` to start for ``rows`` planned rows (None: unknown): at most
+    one per batch. An actor that would never get a batch pays its start-up (a process,
+    the framework's import, the model load) on CPUs the busy ones and the reads need."""
+    if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+        return actors
+    return max(1, min(actors, -(-rows // batch_size)))
 
 
 @dataclass(frozen=True)

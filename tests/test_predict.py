@@ -147,6 +147,15 @@ def test_each_actor_loads_the_model_once_when_it_predicts_many_batches(local, tm
     assert 1 <= len(log.read_text().splitlines()) - before <= 2  # an actor per block, at most 2
 
 
+def test_predict_starts_one_actor_when_the_query_holds_one_batch(local, tmp_path):
+    log = tmp_path / "built.log"
+    _register_torch(local, tmp_path, log=str(log))
+    before = len(log.read_text().splitlines())
+    result = pr.predict("lin", local.table("pts"), output="preds", batch_size=5000)
+    assert result.rows == 2000
+    assert len(log.read_text().splitlines()) - before == 1  # no actor started for nothing
+
+
 def test_predict_uses_the_production_version_when_neither_version_nor_handle_is_given(
     local, tmp_path
 ):
