@@ -148,17 +148,37 @@ def _last_error_line(log_text: str) -> str:
     return lines[-1][:240] if lines else "no output"
 
 
+def _session_members(sid: int) -> list[int]:
+    """Processes of session ``sid`` (Linux ``/proc``; elsewhere none are found)."""
+    pids = []
+    for entry in Path("/proc").iterdir() if Path("/proc/self/stat").exists() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # Fields after the parenthesised command: state, ppid, pgrp, session, ...
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == sid:
+            pids.append(int(entry.name))
+    return pids
+
+
 def _stop_group(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
-    """Stop the script and everything it started (its own process group: the local Ray's
-    GCS, raylet and workers share it): SIGTERM, then SIGKILL to the group after ``grace_s``."""
+    """Stop the script and everything it started. It leads its own session: its process
+    group (the local Ray's GCS and raylet share it) gets SIGTERM, then after ``grace_s``
+    SIGKILL, and so does every process left in the session (Ray's workers move to process
+    groups of their own, but not to another session)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=grace_s)
-    # Whatever of the group is still there (the script, or Ray processes it left) goes now.
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    for pid in _session_members(proc.pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _pump(src: Any, log: TextIO, echo: bool) -> None:

@@ -97,7 +97,11 @@ print("a table, but no --json")
 """
 HANGS = """
 import os, subprocess, sys, threading
-child = subprocess.Popen([sys.executable, "-c", "import threading; threading.Event().wait()"])
+# Its own process group, as Ray's workers take: only the session still holds it.
+child = subprocess.Popen(
+    [sys.executable, "-c", "import threading; threading.Event().wait()"],
+    preexec_fn=os.setpgrp,
+)
 open(os.environ["FAKE_BENCH_PID_FILE"], "w").write(f"{child.pid}")
 print("started a child, now waiting forever", flush=True)
 threading.Event().wait()
@@ -173,7 +177,7 @@ def test_bench_all_gives_rows_and_one_status_row_per_broken_script(tmp_path: Pat
     ingest_log = (tmp_path / "logs" / "ingest.log").read_text()
     assert "got ['--rows', '1000000'" in ingest_log and "'--json'" in ingest_log
 
-    # The hanging script's child (as a local Ray's raylet would be) was stopped with it.
+    # The hanging script's child (as a local Ray's worker would be) was stopped with it.
     assert _ends_within(int(pid_file.read_text()), 10.0)
 
     # One table with every row; a pipe inside a note does not split its cell.
