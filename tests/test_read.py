@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import re
 
 import numpy as np
@@ -296,3 +297,20 @@ def test_a_table_read_without_its_primary_key_column_still_counts_and_reads(stor
     assert q.key is None
     assert q.count() == 50
     assert q.to_dataset().count() == 50
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_plan_counts_the_cores_a_local_postgresql_server_shares_with_the_readers(
+    store, tables, backend
+):
+    from pinnacle_ray._runtime import cluster_cpus
+    from pinnacle_ray.datastore.shards import default_shard_count
+
+    name = tables("cores")
+    _make(store, name, 60_000)  # three shards' worth of rows (25k rows per shard at least)
+    plan = store.table(name).plan()
+    # The test servers are on 127.0.0.1: PostgreSQL keeps a core per shard for its backend.
+    server = os.cpu_count() if backend == "postgresql" else None
+    assert store._server_cpus() == server
+    assert len(plan) == default_shard_count(60_000, cluster_cpus(), server)
+    assert sorted(_ids(store.table(name).to_dataset())) == list(range(60_000))

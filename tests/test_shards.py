@@ -13,6 +13,7 @@ from pinnacle_ray.datastore.shards import (
     KeyRange,
     KeyStats,
     default_shard_count,
+    is_local_host,
     plan_ranges,
     quantile_ranks,
 )
@@ -129,3 +130,49 @@ def test_quantile_ranks_split_count_evenly():
 )
 def test_default_shard_count_follows_cpus_and_rows(rows, cpus, expected):
     assert default_shard_count(rows, cpus) == expected
+
+
+@pytest.mark.parametrize(
+    ("rows", "cpus", "server_cpus", "expected"),
+    [
+        (1_000_000, 2, 2, 1),  # 2 cores shared with the server: one shard, two processes
+        (1_000_000, 2, 3, 1),
+        (1_000_000, 4, 4, 2),
+        (1_000_000, 16, 8, 4),  # a bigger cluster cannot make the local server faster
+        (1_000_000, 2, 16, 2),  # a big server machine never raises the cluster's count
+        (1_000_000, 2, 1, 1),
+        (10_000, 8, 8, 1),  # small results stay one shard
+        (100_000_000, 2, 2, 100),  # the row bound still splits what one shard cannot hold
+    ],
+)
+def test_default_shard_count_halves_the_cores_when_the_server_shares_them(
+    rows, cpus, server_cpus, expected
+):
+    assert default_shard_count(rows, cpus, server_cpus) == expected
+
+
+def test_default_shard_count_without_a_local_server_is_the_cluster_rule():
+    for rows, cpus in [(1_000_000, 2), (1_000_000, 64), (7, 2)]:
+        assert default_shard_count(rows, cpus, None) == default_shard_count(rows, cpus)
+
+
+@pytest.mark.parametrize(
+    ("host", "local"),
+    [
+        (None, True),  # libpq's default: a Unix socket
+        ("", True),
+        ("/var/run/postgresql", True),
+        ("localhost", True),
+        ("LOCALHOST", True),
+        ("127.0.0.1", True),
+        ("127.0.1.1", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("this-box", True),  # the machine's own name
+        ("db.example.com", False),
+        ("10.0.0.5", False),
+        ("localhost.evil.example", False),
+    ],
+)
+def test_is_local_host_knows_sockets_loopback_and_own_names(host, local):
+    assert is_local_host(host, frozenset({"this-box"})) is local

@@ -6,6 +6,7 @@ import functools
 import importlib.util
 import logging
 import os
+import socket
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,7 @@ from . import sqlite_connectorx
 from .artifact_root import legacy_artifact_root, resolve_artifact_root
 from .base import JobCatalog, ModelCatalog, make_jobs, make_models
 from .identifiers import validate_identifier
+from .shards import is_local_host
 from .sql_blobs import SqlBlobStore
 from .sql_errors import translate
 from .sql_query import SqlQuery, _CtidPages
@@ -237,6 +239,20 @@ class SqlDatastore:
         if self.backend == "postgresql" and _installed("adbc_driver_postgresql"):
             return "adbc-postgresql"
         return "dbapi"
+
+    def _server_cpus(self) -> int | None:
+        """This machine's cores when the database server shares them with the readers,
+        else None: the shard planner then runs fewer shards than the cluster has CPUs.
+
+        Only for PostgreSQL read by ADBC, where the server's backend spends about as much
+        CPU encoding a shard as the read task decoding it. A DBAPI reader's Python row
+        loop costs many times the server's work, and SQLite has no server process.
+        """
+        if self._fast_reader() != "adbc-postgresql":
+            return None
+        if not is_local_host(self._url.host, frozenset({socket.gethostname().lower()})):
+            return None
+        return os.cpu_count() or 1
 
     def _literal(self, stmt: Any, schema: pa.Schema) -> str | None:
         """``stmt`` for connectorx (SQLite file reads of plain types and int values), or None."""

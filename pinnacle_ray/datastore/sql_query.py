@@ -146,7 +146,7 @@ class SqlQuery:
         strategy, column = split
         stats = self._key_stats(column)
         total = stats.count + stats.nulls
-        n = shards or default_shard_count(total, cluster_cpus())
+        n = shards or default_shard_count(total, cluster_cpus(), self.store._server_cpus())
         points = None
         if n > 1 and stats.count > 1 and not is_dense_integer(stats):
             points = self._quantiles(column, stats.count, n)
