@@ -82,7 +82,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     ),
     Benchmark(
         "hf_finetune",
-        ("--rows", "4000", "--steps", "60"),
+        ("--rows", "4000", "--steps", "60", "--repeats", "1"),
         ("--rows", "400", "--steps", "5"),
         timeout_s=360,
     ),
