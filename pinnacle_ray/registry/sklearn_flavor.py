@@ -28,7 +28,7 @@ from ..errors import ColumnNotFound, ConfigError, IncompatibleCheckpoint, Unsafe
 from .flavors import META_FILE
 from .safety import HOW, pickle_files, refuse_pickle, unsafe_skops_types
 
-__all__ = ["MODEL_FILE", "SklearnModel", "load_model", "save_model", "to_frame"]
+__all__ = ["MODEL_FILE", "SklearnModel", "load_model", "save_model", "serialize", "to_frame"]
 
 MODEL_FILE = "model.skops"
 
@@ -106,16 +106,32 @@ def to_frame(batch: Any, features: list[str]) -> pd.DataFrame:
     return pd.DataFrame({f: np.asarray(batch[f]) for f in features})
 
 
-def save_model(directory: str | Path, estimator: Any, meta: dict[str, Any]) -> dict[str, Any]:
-    """Write ``estimator`` (skops) and ``meta`` plus the types loading needs into
-    ``directory``; the meta as written."""
+def serialize(estimator: Any) -> tuple[bytes, list[str]]:
+    """``estimator`` as skops bytes, and the types loading them needs.
+
+    Importing ``skops.io`` costs seconds in a process that has imported much (it scans
+    every loaded module for scikit-learn's types), so a fit serializes in its task, whose
+    pooled worker pays that once, and not in each sweep trial's fresh process."""
     import skops.io as sio
 
+    data = sio.dumps(estimator)
+    return data, sio.get_untrusted_types(data=data)
+
+
+def save_model(
+    directory: str | Path,
+    estimator: Any,
+    meta: dict[str, Any],
+    serialized: tuple[bytes, list[str]] | None = None,
+) -> dict[str, Any]:
+    """Write ``estimator`` (skops) and ``meta`` plus the types loading needs into
+    ``directory``; the meta as written. ``serialized``: what :func:`serialize` gave for
+    this estimator already (the folder then gets exactly those bytes)."""
+    data, types = serialized if serialized is not None else serialize(estimator)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / MODEL_FILE
-    sio.dump(estimator, path)
-    meta = {**meta, "framework": "sklearn", "trusted_types": sio.get_untrusted_types(file=path)}
+    (directory / MODEL_FILE).write_bytes(data)
+    meta = {**meta, "framework": "sklearn", "trusted_types": types}
     (directory / META_FILE).write_text(json.dumps(meta, indent=2))
     return meta
 

@@ -44,7 +44,7 @@ from .holdout import check_fraction
 from .progress import TaskPhases
 from .registration import RunRecord, json_safe
 from .report_stream import Report
-from .sklearn_fit import FitSpec, fit_in_memory, fit_incremental
+from .sklearn_fit import FitSpec, fit_and_serialize, fit_in_memory, fit_incremental
 from .sklearn_metrics import estimator_kind
 from .storage import decide, with_run_storage
 from .submission import Submittable, records_job
@@ -235,12 +235,12 @@ class SklearnTrainer(Submittable):
                 for role, ds in query_datasets(train, valid, 1.0).items()
             }
             task = fit_in_memory
-        remote = ray.remote(task).options(num_cpus=num_cpus, max_retries=0)
+        remote = ray.remote(fit_and_serialize).options(num_cpus=num_cpus, max_retries=0)
         phases.phase("fitting")
         with tracking.fit(self.name, self._config_record(num_cpus)):
             try:
-                estimator, metrics = ray.get(
-                    remote.remote(estimator, datasets["train"], datasets.get("valid"), spec)
+                estimator, metrics, serialized = ray.get(
+                    remote.remote(task, estimator, datasets["train"], datasets.get("valid"), spec)
                 )
             except ray.exceptions.RayTaskError as exc:
                 cause = exc.cause if isinstance(exc.cause, BaseException) else exc
@@ -253,7 +253,7 @@ class SklearnTrainer(Submittable):
             tracking.log(reports)
         run_config = with_run_storage(self.run_config or default_run_config(self.name), storage)
         run_dir, checkpoint, meta = _save_checkpoint(
-            run_config, run_config.name or self.name, estimator, self._meta(estimator)
+            run_config, run_config.name or self.name, estimator, self._meta(estimator), serialized
         )
         record = RunRecord(
             self.name,
@@ -440,7 +440,11 @@ def _params(estimator: Any) -> dict[str, Any]:
 
 
 def _save_checkpoint(
-    run_config: RunConfig, run_name: str, estimator: Any, meta: dict[str, Any]
+    run_config: RunConfig,
+    run_name: str,
+    estimator: Any,
+    meta: dict[str, Any],
+    serialized: tuple[bytes, list[str]] | None = None,
 ) -> tuple[str, ray.train.Checkpoint, dict[str, Any]]:
     """Save the fitted estimator as the run's checkpoint in the run's storage (a local
     folder, or the shared storage every node reaches, e.g. for a sweep whose trials run on
@@ -457,10 +461,10 @@ def _save_checkpoint(
     run_dir = f"{path.rstrip('/')}/{run_name}"
     target = f"{run_dir}/checkpoint_000000"
     if isinstance(filesystem, pafs.LocalFileSystem):
-        meta = save_model(Path(target), estimator, meta)
+        meta = save_model(Path(target), estimator, meta, serialized)
         return run_dir, ray.train.Checkpoint.from_directory(target), meta
     with tempfile.TemporaryDirectory(prefix="pinnacle-sklearn-") as scratch:
-        meta = save_model(Path(scratch), estimator, meta)
+        meta = save_model(Path(scratch), estimator, meta, serialized)
         filesystem.create_dir(target)
         pafs.copy_files(scratch, target, destination_filesystem=filesystem)
     return run_dir, ray.train.Checkpoint(target, filesystem=filesystem), meta

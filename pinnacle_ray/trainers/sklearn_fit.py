@@ -20,7 +20,7 @@ import ray.data
 from joblib import parallel_config
 
 from ..errors import EmptyResult, NonFiniteValues, NonNumericFeature
-from ..registry.sklearn_flavor import to_frame
+from ..registry.sklearn_flavor import serialize, to_frame
 from .features import non_finite_message
 from .holdout import holdout_mask
 from .sklearn_metrics import Evaluation
@@ -54,6 +54,19 @@ class FitSpec:
     @property
     def holdout(self) -> bool:
         return self.valid_fraction is not None and self.key is not None
+
+
+def fit_and_serialize(
+    task: Callable[..., tuple[Any, dict[str, float]]], *args: Any
+) -> tuple[Any, dict[str, float], tuple[bytes, list[str]]]:
+    """Run the fit ``task`` (:func:`fit_in_memory` or :func:`fit_incremental`) and hand
+    back its fitted estimator serialized as well (skops bytes and the types they need):
+    serializing here keeps skops' costly import in the pooled fit worker (see
+    :func:`pinnacle_ray.registry.sklearn_flavor.serialize`)."""
+    estimator, metrics = task(*args)
+    started = time.perf_counter()
+    serialized = serialize(estimator)
+    return estimator, {**metrics, "timing/serialize_s": time.perf_counter() - started}, serialized
 
 
 def fit_in_memory(
