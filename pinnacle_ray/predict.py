@@ -10,7 +10,8 @@ a rerun, or a retry after a failure halfway, leaves exactly one row per key.
 SQLite takes one writer at a time, so there each actor stages its rows in a file of its
 own and the driver merges them all into the output in one transaction at the end
 (``datastore.sqlite_staging``): the actors never queue for the lock, and a run that fails
-writes nothing.
+writes nothing. Only the columns that vary are staged (key, predictions, copied columns);
+the merge gives every row the run's model, version and created_at.
 
 Everything that can be checked before reading is checked first (model, version, handle,
 features, key, output table), so a bad request writes nothing.

@@ -242,3 +242,34 @@ def test_sqlite_staged_rows_merge_as_a_direct_upsert_writes_them(tmp_path):
     assert merge_staged(store, folder, "merged", keys) == 6
     assert not folder.exists()
     assert store.table("merged").to_arrow().sort_by("id") == store.table("direct").to_arrow()
+
+
+def test_sqlite_merge_gives_every_row_the_constant_columns_when_they_are_not_staged(tmp_path):
+    # pr.predict stages only the columns that vary; the model, version and run time are
+    # given to each row by the merge. What lands must equal a direct upsert of full rows.
+    from pinnacle_ray.datastore.sqlite_staging import StagingFile, merge_staged, staging_folder
+
+    store = pr.connect(tmp_path / "stage.db")
+    ts = dt.datetime(2024, 3, 1, 12, 30, 45, 123456, tzinfo=UTC)
+    shared = pa.table(
+        {
+            "model": pa.array(["größe-m"]),
+            "version": pa.array([3], pa.int64()),
+            "ts": pa.array([ts], pa.timestamp("us", "UTC")),
+        }
+    )
+    varying = pa.table({"id": pa.array(range(5), pa.int64()), "f": [0.5, None, 1.0, 2.0, 3.0]})
+    full = varying.append_column("model", pa.array(["größe-m"] * 5))
+    full = full.append_column("version", pa.array([3] * 5, pa.int64()))
+    full = full.append_column("ts", pa.array([ts] * 5, pa.timestamp("us", "UTC")))
+    keys = ["id", "model", "version"]
+    store.write("direct", full, key=keys)
+    store.write("merged", full.slice(0, 0), key=keys)
+    store.write("merged", full.slice(0, 2).set_column(1, "f", pa.array([9.0, 9.0])), key=keys)
+    folder = staging_folder(store)
+    for part in (varying.slice(0, 2), varying.slice(2)):
+        staged = StagingFile(folder)
+        staged.append(part)
+        staged.close()
+    assert merge_staged(store, folder, "merged", keys, constants=shared) == 5
+    assert store.table("merged").to_arrow().sort_by("id") == store.table("direct").to_arrow()

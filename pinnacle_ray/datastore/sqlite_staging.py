@@ -121,10 +121,15 @@ class StagingFile:
         if self._conn is None:
             import adbc_driver_sqlite.dbapi as adbc_sqlite
 
-            self._conn = adbc_sqlite.connect(str(self.path))
+            # A staging file needs no durability (a run that fails or dies removes it), so
+            # no journal and no fsync: each batch is one ingest statement, written once.
+            self._conn = adbc_sqlite.connect(str(self.path), autocommit=True)
+            with self._conn.cursor() as cur:
+                for pragma in ("journal_mode=OFF", "synchronous=OFF"):
+                    cur.execute(f"PRAGMA {pragma}")
+                    cur.fetchall()
         with self._conn.cursor() as cur:
             cur.adbc_ingest(STAGE_TABLE, _as_stored(table), mode="create_append")
-        self._conn.commit()
         return table.num_rows
 
     def close(self) -> None:
