@@ -148,3 +148,34 @@ def test_bad_inputs_are_refused_before_training_starts(sqlite):
         pr.XGBoostTrainer(label="gap", early_stopping_rounds=2, **base).fit(
             train=sqlite.table("rows", where={"id": 1})
         )
+
+
+def test_workers_agree_to_report_when_only_one_worker_clock_says_a_report_is_due():
+    # A Ray Train report waits for every worker and an XGBoost round waits for every
+    # worker: one worker reporting while the other boosts deadlocks (seen on a loaded
+    # machine, 1M rows). The clock-based "once a second" decision must be the same on all.
+    import multiprocessing
+    import threading
+
+    from xgboost.tracker import RabitTracker
+    from xgboost_collective import report_decision
+
+    tracker = RabitTracker(n_workers=2, host_ip="127.0.0.1", sortby="task")
+    tracker.start()
+    threading.Thread(target=tracker.wait_for, daemon=True).start()
+    args = {"n_workers": 2, **tracker.worker_args()}
+    spawn = multiprocessing.get_context("spawn")
+    out = spawn.Queue()
+    workers = [
+        spawn.Process(target=report_decision, args=(rank, args, rank == 0, out)) for rank in (0, 1)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        decisions = dict(out.get(timeout=120) for _ in workers)
+    finally:
+        for worker in workers:
+            worker.join(timeout=30)
+            if worker.is_alive():
+                worker.kill()
+    assert decisions == {0: True, 1: True}

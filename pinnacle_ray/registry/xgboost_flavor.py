@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import ConfigError, IncompatibleCheckpoint
 from .flavors import META_FILE
@@ -39,6 +41,13 @@ def is_classification(objective: str | None) -> bool:
 def feature_frame(batch: Any, features: list[str], categories: dict[str, list[Any]]) -> Any:
     """The features of ``batch`` as XGBoost takes them: float32 numbers, and categorical
     columns coded with the categories seen in training (unseen values become missing)."""
+    if not categories and _numeric_arrow(batch, features):
+        # Column by column into one float32 matrix: no pandas frame in between (NULL: NaN).
+        matrix = np.empty((batch.num_rows, len(features)), np.float32)
+        for i, name in enumerate(features):
+            column = pc.cast(batch.column(name), pa.float32(), safe=False)
+            matrix[:, i] = column.to_numpy(zero_copy_only=False)
+        return matrix
     frame = to_frame(batch, features)
     if not categories:
         return np.ascontiguousarray(frame.to_numpy(dtype=np.float32, na_value=np.nan))
@@ -50,6 +59,24 @@ def feature_frame(batch: Any, features: list[str], categories: dict[str, list[An
         else:
             out[name] = pd.to_numeric(frame[name], errors="raise").astype(np.float32)
     return pd.DataFrame(out)
+
+
+def _numeric_arrow(batch: Any, features: list[str]) -> bool:
+    """Whether ``batch`` is Arrow and every feature in it is a number (or all NULL)."""
+    if not isinstance(batch, (pa.Table, pa.RecordBatch)):
+        return False
+    schema = batch.schema
+    return all(
+        name in schema.names
+        and (
+            pa.types.is_integer(kind := schema.field(name).type)
+            or pa.types.is_floating(kind)
+            or pa.types.is_boolean(kind)
+            or pa.types.is_decimal(kind)
+            or pa.types.is_null(kind)
+        )
+        for name in features
+    )
 
 
 class XGBoostModel:

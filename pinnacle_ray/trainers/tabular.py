@@ -13,13 +13,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 import ray.data
+from ray.data.dataset import MaterializedDataset
 
 from .._runtime import planned_execution
 from ..errors import ColumnNotFound, EmptyResult, NonFiniteValues, SingleClass
 from .features import check_columns
 
 __all__ = [
+    "Blocks",
     "QueryFacts",
+    "block_refs",
     "check_query",
     "concat_table",
     "distinct_values",
@@ -29,9 +32,13 @@ __all__ = [
     "quiet",
     "read_once",
     "require_classes",
+    "rows_of_worker",
 ]
 
 MAX_DISTINCT = 10_000
+
+# A materialized dataset's blocks in order, each with its row count.
+Blocks = list[tuple[ray.ObjectRef, int]]
 
 
 class QueryFacts:
@@ -102,6 +109,59 @@ def read_once(dataset: ray.data.Dataset) -> ray.data.MaterializedDataset:
     """Read ``dataset`` into Ray's object store, shards in parallel, with progress shown."""
     with planned_execution():
         return dataset.materialize()
+
+
+def block_refs(dataset: ray.data.Dataset) -> Blocks:
+    """The blocks of ``dataset`` in Ray's object store with their row counts (the dataset is
+    read first unless it is already materialized): what a framework that holds its whole
+    training set in memory hands its workers, each taking its rows with
+    :func:`rows_of_worker`, without a streaming split (and its coordinator actors) over
+    data that is already in the object store."""
+    if not isinstance(dataset, MaterializedDataset):
+        dataset = read_once(dataset)
+    blocks = [
+        (ref, meta.num_rows)
+        for bundle in dataset.iter_internal_ref_bundles()
+        for ref, meta in zip(bundle.block_refs, bundle.metadata, strict=True)
+    ]
+    # A materialized block knows its rows; should one not, count it (zero-copy on its node).
+    return [(ref, rows if rows is not None else _block_rows(ref)) for ref, rows in blocks]
+
+
+def _block_rows(ref: ray.ObjectRef) -> int:
+    block = ray.get(ref)
+    return int(block.num_rows if isinstance(block, pa.Table) else len(block))
+
+
+def rows_of_worker(blocks: Blocks, rank: int, world: int, columns: Sequence[str]) -> pa.Table:
+    """Worker ``rank`` of ``world``'s equal, contiguous share of the rows in ``blocks``
+    (``columns`` only): zero-copy slices of the blocks it overlaps, fetched in one call (from
+    the local object store on one node). Rows differ by at most one between workers."""
+    total = sum(rows for _, rows in blocks)
+    start, stop = total * rank // world, total * (rank + 1) // world
+    wanted, offset = [], 0
+    for ref, rows in blocks:
+        low, high = max(start, offset) - offset, min(stop, offset + rows) - offset
+        if low < high:
+            wanted.append((ref, low, high))
+        offset += rows
+    tables = []
+    for (_, low, high), block in zip(wanted, ray.get([w[0] for w in wanted]), strict=True):
+        table = (
+            block
+            if isinstance(block, pa.Table)
+            else pa.Table.from_pandas(block, preserve_index=False)
+        )
+        tables.append(table.slice(low, high - low).select(list(columns)))
+    if not tables:  # no rows for this worker: the schema of the first block, empty
+        first = ray.get(blocks[0][0]) if blocks else pa.table({c: pa.array([]) for c in columns})
+        first = (
+            first
+            if isinstance(first, pa.Table)
+            else pa.Table.from_pandas(first, preserve_index=False)
+        )
+        return first.select(list(columns)).slice(0, 0)
+    return pa.concat_tables(tables, promote_options="permissive")
 
 
 def concat_table(
