@@ -19,12 +19,42 @@ once in ``benchmarks/.data``. The model is then trained for ``--steps`` optimize
 
 samples/s = steps x global batch / wall seconds from constructing the trainer to its result
 (so Ray Train's start-up counts for (a) and (b)). Ray is started and one untimed run of (b)
-warms the worker processes first. Target: (a) >= 0.95 x (b).
+warms the worker processes first. Target: (a) >= 1.0 x (b) samples/s. ``--repeats N`` runs
+(a) and (b) N times, alternating, and compares their best (and median) runs.
+``--json PATH`` writes the comparisons as rows of the benchmark contract (``_contract.py``).
+
+Where (a)'s extra seconds went (trace of 2026-12-05, 4,000 rows, 60 steps x 2 x 32)
+---------------------------------------------------------------------------------
+Timestamps from the driver and, through a Ray ``worker_process_setup_hook``, from every
+worker process (``Trainer.train``, ``training_step``, ``on_save``...), on the shared 2-core
+machine under a load average of 31 (others' test suites), so read the shares, not the
+seconds; (b) is the timed run after its warm-up:
+
+    phase                                          (a) s    (b) s
+    driver checks (schema, COUNT, shard plan)        0.1       -
+    label classes: a Ray Data pass over the query   13.0       -
+    Ray Train start -> training function runs      109.7     70.4
+    model load + TrainingArguments + shard          10.3      8.1
+    Trainer.train -> first step (first batch)       20.7     18.3
+    60 steps                                        48.5     25.7
+    checkpoint at the last step (save + report)      0.03      -
+    run end -> result on the driver                  0.5      0.5
+    total                                          203.8    123.1
+
+Two costs were (a)'s alone and are gone: the label pass is a driver read of the query for
+a small query (``huggingface._classes``: 0.25 s against 73 s for the Ray Data pass in a
+fresh Ray at load ~50), and every Ray Data process that tokenized imported torch, Ray
+Train and transformers' Trainer (5.6 CPU s) because the map lived in the trainer's module;
+it now lives in ``huggingface_rows`` (numpy + pyarrow; 0.8 CPU s with the tokenizer). The
+start-up and step differences were within the noise of that load: the checkpoint, the
+report stream and the per-batch collate/shuffle cost milliseconds (125 batches of (a)'s
+iterator: 0.05 s).
 
 How to run (from the repository root)
 -------------------------------------
     ./dev bench hf_finetune
     .venv/bin/python benchmarks/hf_finetune.py --rows 4000 --steps 60 --batch-size 32
+    .venv/bin/python benchmarks/hf_finetune.py --repeats 3 --json /tmp/hf.json
 """
 
 from __future__ import annotations
@@ -34,6 +64,7 @@ import logging
 import os
 import random
 import sqlite3
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -45,7 +76,7 @@ import ray.data
 import ray.train
 import ray.train.torch
 import torch
-from _common import ensure_data_dir
+from _common import ensure_data_dir, write_json_rows
 from ray.train import RunConfig, ScalingConfig
 
 GOOD = ["great", "lovely", "excellent", "superb", "happy", "wonderful", "fine", "perfect"]
@@ -224,6 +255,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=4000)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=1, help="runs of (a) and (b), alternating")
+    parser.add_argument("--json", default=None, help="write the contract's rows here")
     opts = parser.parse_args()
     from transformers.utils import logging as hf_logging
 
@@ -232,24 +265,64 @@ def main() -> None:
     db, model = build(opts.rows)
     storage = ensure_data_dir() / "ray_results"
     ray.init(num_cpus=os.cpu_count(), logging_level=logging.WARNING, include_dashboard=True)
+    load_start = os.getloadavg()[0]
     print(
         f"{opts.rows} rows, {opts.steps} steps x 2 workers x {opts.batch_size} rows; load "
-        f"average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        f"average {load_start:.1f} on {os.cpu_count()} CPUs"
     )
     run_ray(db, model, 2, opts.batch_size, storage)  # warm-up, untimed
     samples = opts.steps * 2 * opts.batch_size
-    seconds = {
-        "(a) pinnacle_ray HuggingFaceTrainer": run_pinnacle(db, model, opts.steps, opts.batch_size),
-        "(b) Ray Train + prepare_trainer script": run_ray(
-            db, model, opts.steps, opts.batch_size, storage
-        ),
-        "(c) transformers.Trainer, one process": run_single(db, model, opts.steps, opts.batch_size),
-    }
-    for name, s in seconds.items():
-        print(f"{name:42s} {s:7.1f} s  {samples / s:8.1f} samples/s")
-    a, b, c = seconds.values()
-    print(f"(a) vs (b): {b / a:.2f}x the samples/s (target >= 0.95); (a) vs (c): {c / a:.2f}x")
-    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    names = (
+        "(a) pinnacle_ray HuggingFaceTrainer",
+        "(b) Ray Train + prepare_trainer script",
+        "(c) transformers.Trainer, one process",
+    )
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for _ in range(max(1, opts.repeats)):
+        times[names[0]].append(run_pinnacle(db, model, opts.steps, opts.batch_size))
+        times[names[1]].append(run_ray(db, model, opts.steps, opts.batch_size, storage))
+    times[names[2]].append(run_single(db, model, opts.steps, opts.batch_size))
+    for name, runs in times.items():
+        best, median = min(runs), statistics.median(runs)
+        print(
+            f"{name:42s} {best:7.1f} s  {samples / best:8.1f} samples/s"
+            + (f"  (median {median:.1f} s of {len(runs)})" if len(runs) > 1 else "")
+        )
+    a, b, c = (min(times[n]) for n in names)
+    load_end = os.getloadavg()[0]
+    print(f"(a) vs (b): {b / a:.2f}x the samples/s (target >= 1.0); (a) vs (c): {c / a:.2f}x")
+    print(f"load average at the end: {load_end:.1f}")
+    if opts.json:
+        size = f"{opts.rows} rows, {opts.steps} steps x 2 x {opts.batch_size}"
+        load = f"load {load_start:.1f} -> {load_end:.1f} on {os.cpu_count()} CPUs"
+        runs = f"best of {len(times[names[0]])}"
+        write_json_rows(
+            opts.json,
+            [
+                {
+                    "benchmark": f"HF fine-tune tiny BERT, {size}",
+                    "ours_s": a,
+                    "baseline": "hand-written Ray Train + prepare_trainer",
+                    "baseline_s": b,
+                    "ratio": b / a,
+                    "ratio_kind": "throughput",
+                    "target": ">= 1.0x",
+                    "met": b / a >= 1.0,
+                    "note": f"samples/s {samples / a:.1f} vs {samples / b:.1f}; {runs}; {load}",
+                },
+                {
+                    "benchmark": f"HF fine-tune tiny BERT vs one process, {size}",
+                    "ours_s": a,
+                    "baseline": "transformers.Trainer, one process",
+                    "baseline_s": c,
+                    "ratio": c / a,
+                    "ratio_kind": "throughput",
+                    "target": "",
+                    "met": None,
+                    "note": f"samples/s {samples / a:.1f} vs {samples / c:.1f}; {load}",
+                },
+            ],
+        )
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import ray.data
 import ray.train
 import ray.train.torch
@@ -52,17 +52,17 @@ from .base import (
     warn_unregistered,
     worker_entry,
 )
+from .caching import estimated_bytes
 from .devices import check_hf_precision
 from .huggingface_causal import TokenizeCausal, lora_settings
 from .huggingface_loop import (
-    EMPTY_COLUMN,
     PRETRAINED_KEY,
     TRAINER_STATE,
-    TRUNCATED_COLUMN,
     HFSpec,
     huggingface_loop,
     steps_for,
 )
+from .huggingface_rows import Tokenize
 from .huggingface_tokens import TokenizeWords, scan_tags
 from .pretrained import resolve_pretrained, resolve_tokenizer
 from .registration import RunRecord, check_listened, json_safe
@@ -77,7 +77,7 @@ from .storage import (
     with_run_storage,
 )
 from .submission import Submittable, records_job
-from .tabular import check_query, distinct_values, is_numeric, require_classes
+from .tabular import MAX_DISTINCT, check_query, distinct_values, is_numeric, require_classes
 from .tracking import Tracking
 
 __all__ = ["HuggingFaceTrainer"]
@@ -95,6 +95,10 @@ _MANAGED = {
 }
 _RENAMED = {"evaluation_strategy": "eval_strategy", "tokenizer": "processing_class"}
 _TOKENIZE_BATCH = 256
+# Label scans of queries at most this large read in the driver (all their columns, texts
+# too: a few MB at most); see _classes.
+_DRIVER_SCAN_ROWS = 20_000
+_DRIVER_SCAN_BYTES = 8_000_000
 
 
 @keeps_arguments
@@ -263,7 +267,7 @@ class HuggingFaceTrainer(Submittable):
         storage = decide(store, self.run_config, what=f"fit of {self.name!r}")
         start, parent, resumed, position = self._resume(store, resume_from, version, handle)
         datasets = datasets_for({"train": train, "valid": valid}, plan)
-        labels = self._labels(task, datasets, resumed, facts.key)
+        labels = self._labels(task, datasets, resumed, facts.key, {"train": train, "valid": valid})
         rows = facts.rows if facts.rows is not None else datasets["train"].count()
         # Elastic num_workers=(min, max): every worker that may start needs rows; the steps
         # are counted for the minimum, so a fuller run goes over its shards again rather
@@ -449,9 +453,11 @@ class HuggingFaceTrainer(Submittable):
         datasets: dict[str, ray.data.Dataset],
         resumed: list[Any] | None,
         key: str | None = None,
+        queries: dict[str, Any] | None = None,
     ) -> list[Any] | None:
         """The label values in id order (classification): the training rows' classes (or
-        tags), or the resumed model's; validation labels must be among them."""
+        tags), or the resumed model's; validation labels must be among them. A small query
+        (``queries``) is scanned here (see :func:`_classes`)."""
         if task in (REGRESSION, CAUSAL_LM):
             return None
         if task == TOKEN:
@@ -461,7 +467,12 @@ class HuggingFaceTrainer(Submittable):
             }
         else:
             values = {}
-        classes = values["train"] if values else distinct_values(datasets["train"], self.label)
+        queries = queries or {}
+
+        def classes_of(role: str) -> list[Any]:
+            return _classes(queries.get(role), datasets[role], self.label)
+
+        classes = values["train"] if values else classes_of("train")
         require_classes(classes, self.label, "the training query")
         known = list(resumed) if resumed is not None else classes
         if resumed is not None and set(classes) - set(known):
@@ -471,7 +482,7 @@ class HuggingFaceTrainer(Submittable):
                 "model, or filter those rows out"
             )
         if "valid" in datasets:
-            found = values["valid"] if values else distinct_values(datasets["valid"], self.label)
+            found = values["valid"] if values else classes_of("valid")
             unseen = sorted(set(found) - set(known))
             if unseen:
                 raise LabelMismatch(
@@ -665,56 +676,24 @@ class HuggingFaceTrainer(Submittable):
         return json_safe(record)
 
 
-class Tokenize:
-    """Ray Data ``map_batches`` function: text rows -> token ids, label ids and check flags.
-
-    Runs in Ray Data's tasks, so tokenizing is spread over the cluster next to the reads.
+def _classes(query: Any, dataset: ray.data.Dataset, label: str) -> list[Any]:
+    """The sorted distinct non-NULL values of ``label``, as :func:`distinct_values` finds
+    them. A datastore query of at most ``_DRIVER_SCAN_ROWS`` rows (and an estimated
+    ``_DRIVER_SCAN_BYTES``) is read here in one round trip, by its ``to_arrow()`` (the
+    planned schema every shard has, so the values are those the tokenizing map sees): a
+    pass of Ray Data costs seconds of tasks and worker processes before Ray Train starts,
+    where reading a few thousand rows takes milliseconds.
     """
-
-    def __init__(
-        self,
-        tokenizer: Any,
-        text_columns: list[str],
-        label: str,
-        labels: list[Any] | None,
-        max_length: int,
-    ) -> None:
-        self.tokenizer = tokenizer
-        self.text_columns = text_columns
-        self.label = label
-        self.label2id = {v: i for i, v in enumerate(labels)} if labels is not None else None
-        self.max_length = max_length
-
-    def __call__(self, table: pa.Table) -> pa.Table:
-        columns = [table.column(c).to_pylist() for c in self.text_columns]
-        empty = [
-            any(t is None or not str(t).strip() for t in row) for row in zip(*columns, strict=False)
-        ]
-        texts = [["" if t is None else str(t) for t in c] for c in columns]
-        encoded = self.tokenizer(
-            texts[0],
-            texts[1] if len(texts) > 1 else None,
-            truncation=True,
-            max_length=self.max_length,
-        )
-        encodings = getattr(encoded, "encodings", None)
-        if encodings:
-            truncated = [bool(e.overflowing) for e in encodings]
-        else:  # a slow tokenizer keeps no encodings: a full-length row was (probably) cut
-            truncated = [len(ids) >= self.max_length for ids in encoded["input_ids"]]
-        out: dict[str, Any] = {}
-        for name in ("input_ids", "attention_mask", "token_type_ids"):
-            if name in encoded:
-                out[name] = pa.array(encoded[name], type=pa.list_(pa.int32()))
-        values = table.column(self.label).to_pylist()
-        if self.label2id is None:
-            labels = [np.nan if v is None else float(v) for v in values]
-        else:
-            labels = [float(self.label2id[v]) if v in self.label2id else np.nan for v in values]
-        out["labels"] = pa.array(labels, type=pa.float64())
-        out[EMPTY_COLUMN] = pa.array(empty, type=pa.bool_())
-        out[TRUNCATED_COLUMN] = pa.array(truncated, type=pa.bool_())
-        return pa.table(out)
+    schema = getattr(query, "schema", None)
+    if query is None or isinstance(query, ray.data.Dataset) or not callable(schema):
+        return distinct_values(dataset, label)
+    if not hasattr(query, "to_arrow") or not hasattr(query, "count"):
+        return distinct_values(dataset, label)
+    rows = query.count()
+    if rows > _DRIVER_SCAN_ROWS or estimated_bytes(schema(), rows) > _DRIVER_SCAN_BYTES:
+        return distinct_values(dataset, label)
+    values = pc.unique(query.to_arrow().column(label).drop_null()).to_pylist()
+    return sorted(v for v in values if v == v)[:MAX_DISTINCT]  # v == v drops NaN
 
 
 def _valid_metrics(task: str) -> list[str]:

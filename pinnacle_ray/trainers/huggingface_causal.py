@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..errors import ConfigError
-from .huggingface_loop import EMPTY_COLUMN, TRUNCATED_COLUMN
+from .huggingface_rows import EMPTY_COLUMN, TRUNCATED_COLUMN
 
 __all__ = ["TokenizeCausal", "lora_settings", "with_lora"]
 

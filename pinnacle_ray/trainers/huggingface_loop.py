@@ -37,6 +37,7 @@ from ..registry.huggingface_lm import is_adapter, load_adapter
 from .checkpoint import _join_optimizer, _split_optimizer, get_checkpoint
 from .devices import all_sum
 from .hub_offline import hub_offline
+from .huggingface_rows import EMPTY_COLUMN, IGNORED_LABEL, TRUNCATED_COLUMN
 from .shuffling import shuffle_kwargs
 
 __all__ = ["HFSpec", "huggingface_loop", "restore_hf_checkpoint"]
@@ -49,10 +50,6 @@ RESUME_STATE = "resume_state.json"
 TRAINER_STATE = "trainer_state.json"
 # Files HF writes with torch.save (pickle); we store their content safely instead.
 _PICKLED_GLOBS = ("*.pt", "*.pth", "*.bin")
-# Columns the tokenizing map adds for checks; not model inputs.
-EMPTY_COLUMN = "_pinnacle_empty"
-IGNORED_LABEL = -100  # token classification: tokens no tag goes to (the loss skips them)
-TRUNCATED_COLUMN = "_pinnacle_truncated"
 
 
 # train_loop_config key: the pretrained model folder shipped to workers on other nodes

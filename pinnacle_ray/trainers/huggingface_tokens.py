@@ -18,7 +18,7 @@ import ray.data
 from .._runtime import planned_execution
 from ..errors import DataError, EmptyText, NonFiniteValues
 from ..registry.huggingface_flavor import first_subtokens, words_of
-from .huggingface_loop import EMPTY_COLUMN, IGNORED_LABEL, TRUNCATED_COLUMN
+from .huggingface_rows import EMPTY_COLUMN, IGNORED_LABEL, TRUNCATED_COLUMN
 from .tabular import MAX_DISTINCT
 
 __all__ = ["TokenizeWords", "scan_tags"]
