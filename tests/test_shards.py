@@ -176,3 +176,21 @@ def test_default_shard_count_without_a_local_server_is_the_cluster_rule():
 )
 def test_is_local_host_knows_sockets_loopback_and_own_names(host, local):
     assert is_local_host(host, frozenset({"this-box"})) is local
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("postgresql+psycopg://u@127.0.0.1:5432/db", "127.0.0.1"),
+        ("postgresql+psycopg://u@/db", None),
+        ("postgresql+psycopg://u@/db?host=/var/run/postgresql", "/var/run/postgresql"),
+        ("postgresql+psycopg://u@/db?host=db.example.com", "db.example.com"),
+        ("postgresql+psycopg://u@/db?host=localhost&host=db.example.com", "several hosts"),
+    ],
+)
+def test_the_server_host_comes_from_the_url_or_its_host_parameter(url, host):
+    import sqlalchemy as sa
+
+    from pinnacle_ray.datastore.sql import _server_host
+
+    assert _server_host(sa.engine.make_url(url)) == host

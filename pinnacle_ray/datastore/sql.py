@@ -250,7 +250,8 @@ class SqlDatastore:
         """
         if self._fast_reader() != "adbc-postgresql":
             return None
-        if not is_local_host(self._url.host, frozenset({socket.gethostname().lower()})):
+        host = _server_host(self._url)
+        if not is_local_host(host, frozenset({socket.gethostname().lower()})):
             return None
         return os.cpu_count() or 1
 
@@ -332,6 +333,16 @@ class SqlDatastore:
             "CAST(current_setting('block_size') AS integer) AS bigint)"
         ).bindparams(t=qualified)
         return int(self._scalar(stmt, f"sizing table {table.name!r}") or 0)
+
+
+def _server_host(url: URL) -> str | None:
+    """The host a libpq URL connects to: its host, else the query string's ``host=`` (a
+    socket folder or a name); None means libpq's default Unix socket. Several hosts (a
+    failover list) are named as such, never taken for a local one."""
+    host = url.host or url.query.get("host")
+    if isinstance(host, tuple):
+        return host[0] if len(host) == 1 else "several hosts"
+    return host
 
 
 def _engine_options(url: URL) -> dict[str, Any]:
