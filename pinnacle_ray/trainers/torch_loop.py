@@ -25,6 +25,7 @@ from .checkpoint import get_checkpoint, load_state, report
 from .devices import all_sum
 from .early_stopping import EarlyStopping
 from .features import non_finite_message
+from .first_batch import EarlyFirst
 from .objectives import Objective, resolve_objective
 from .shuffling import shuffle_kwargs
 from .torch_metrics import compute_metric_values, gather_arrays
@@ -180,6 +181,13 @@ class _Run:
         # Batches, the model and every collective's tensor live here (cuda:<local rank> on a
         # GPU worker: NCCL reduces only CUDA tensors); checkpoints are written from CPU copies.
         self.device = ray.train.torch.get_device()
+        self.step, self.epoch = 0, 0
+        self.train_shard = ray.train.get_dataset_shard("train")
+        # A fresh run (nothing to restore: epoch 0) asks for its first batch now, so Ray Data
+        # starts the epoch while DDP and the optimizer are set up (see first_batch.py).
+        self.early: Iterator[tuple[Any, torch.Tensor]] | None = None
+        if get_checkpoint() is None:
+            self.early = EarlyFirst(self.batches(self.train_shard, training=True))
         self.model = ray.train.torch.prepare_model(config["model"])
         cls = optimizer_class(self.settings.optimizer_cls)
         self.optimizer = cls(self.model.parameters(), **self.settings.optimizer_kwargs)
@@ -196,7 +204,6 @@ class _Run:
             scheduler_interval=s.scheduler_interval,
         )
         self.stopper = EarlyStopping(self.settings.mode, self.settings.no_improve_then_stop)
-        self.step, self.epoch = 0, 0
         self.loss_sum, self.loss_rows = 0.0, 0
         self.epoch_rows = 0  # rows trained on in this epoch, reported as train/rows
         self.last_reported_step = -1
@@ -218,6 +225,8 @@ class _Run:
             self.stopper.best, self.stopper.bad = state.get("best"), int(state.get("bad", 0))
 
     def batches(self, shard: Any, *, training: bool = False) -> Iterator[tuple[Any, torch.Tensor]]:
+        """This epoch's batches of ``shard`` as (inputs, label) on the worker's device; its
+        options (the epoch's shuffle seed among them) are fixed when this is called."""
         s = self.settings
         collate = _Collate(s, self.objective.label_dtype)
         # drop_last and the local shuffle buffer are for training; validation sees every row.
@@ -227,15 +236,16 @@ class _Run:
             rank = ray.train.get_context().get_world_rank()
             buffer = s.local_shuffle_buffer_size
             extra.update(shuffle_kwargs(s.shuffle, s.seed, self.epoch, rank, buffer))
-        # The collated pair is nested (several inputs), which Ray does not move to a device.
-        for x, y in shard.iter_torch_batches(
+        pairs = shard.iter_torch_batches(
             batch_size=s.batch_size,
             collate_fn=collate,
             prefetch_batches=s.prefetch_batches,
             device=self.device,
             **extra,
-        ):
-            yield _tensors(x, self.device), y.to(self.device, non_blocking=True)
+        )
+        # The collated pair is nested (several inputs), which Ray does not move to a device.
+        device = self.device
+        return ((_tensors(x, device), y.to(device, non_blocking=True)) for x, y in pairs)
 
     def forward(self, inputs: Any) -> torch.Tensor:
         """The model's output for ``inputs``, called as the settings' signature says."""
@@ -254,13 +264,16 @@ class _Run:
             or self.stopper.should_stop
         )
 
-    def train_epoch(self, shard: Any, valid: Any) -> bool:
-        """One pass over the shard; True when it ran to the end of the epoch."""
+    def train_epoch(self, valid: Any) -> bool:
+        """One pass over the training shard; True when it ran to the end of the epoch."""
         s = self.settings
         tick = time.perf_counter()
         self.model.train()
         due = False
-        for x, y in self.batches(shard, training=True):
+        batches, self.early = self.early, None  # the first epoch's, started early
+        if batches is None:
+            batches = self.batches(self.train_shard, training=True)
+        for x, y in batches:
             # The first batch's wait includes starting the shard's read pipeline.
             tick = self.clock.add("startup" if self.clock.first_batch else "read", tick)
             self.clock.first_batch = False
@@ -366,11 +379,10 @@ def _squeezed(output: np.ndarray) -> np.ndarray:
 def managed_loop(config: dict[str, Any]) -> None:
     """``train_loop_per_worker`` of the managed mode; ``config`` holds settings and model."""
     run = _Run(config)
-    train = ray.train.get_dataset_shard("train")
     valid = ray.train.get_dataset_shard("valid") if run.settings.has_valid else None
     while not run.done():
         steps_before = run.step
-        finished = run.train_epoch(train, valid)
+        finished = run.train_epoch(valid)
         if finished and run.step == steps_before and run.settings.epochs is None:
             # An empty shard would loop forever when only max_iterations bounds the run.
             run.checkpoint(valid, epoch_done=True)
