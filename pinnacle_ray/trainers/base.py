@@ -22,13 +22,13 @@ from ray.train import CheckpointConfig, LoggingConfig, RunConfig, ScalingConfig
 
 from .._names import ascii_label
 from ..errors import ConfigError, TrainingFailed
-from .checkpoint import set_registered_start
 from .cluster_shape import read_shape
 from .progress import FitProgress, progress_on
 from .report_stream import ReportStream
 from .resources import ResourcePlan, plan_resources
 from .retention import Retention
 from .run_folder import KeepHandled
+from .start_checkpoint import set_registered_start
 from .storage import RegisteredCheckpoint
 from .tabular import quiet, read_once
 

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 __all__ = ["get_checkpoint", "load_state", "report", "save_state", "set_registered_start"]
 
 from ..registry.torch_flavor import MODEL_FILE, OPTIMIZER_TENSORS, STATE_FILE
+from .start_checkpoint import get_checkpoint, set_registered_start
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -74,24 +75,6 @@ def report(
     with tempfile.TemporaryDirectory() as tmp:
         save_state(tmp, model, optimizer, {**(extra or {}), "metrics": metrics})
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-
-
-# Set in each worker by the trainer's loop wrapper when fit(resume_from=...) is used.
-_registered_start: ray.train.Checkpoint | None = None
-
-
-def get_checkpoint() -> ray.train.Checkpoint | None:
-    """The checkpoint to start from inside a loop: this run's latest after a worker restart
-    (``ray.train.get_checkpoint()``), else the registered one ``fit(resume_from=...)`` named,
-    else None.
-    """
-    return ray.train.get_checkpoint() or _registered_start
-
-
-def set_registered_start(checkpoint: ray.train.Checkpoint | None) -> None:
-    """Record the registered checkpoint this worker's run continues from (trainer use)."""
-    global _registered_start
-    _registered_start = checkpoint
 
 
 def _split_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

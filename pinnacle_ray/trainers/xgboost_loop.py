@@ -26,7 +26,7 @@ from ray.train.xgboost import RayTrainReportCallback
 from xgboost import collective
 
 from ..registry.xgboost_flavor import MODEL_FILE, feature_frame, load_booster
-from .checkpoint import get_checkpoint
+from .start_checkpoint import get_checkpoint
 from .tabular import Blocks, label_array, rows_of_worker
 
 __all__ = ["XGBoostSpec", "xgboost_loop"]
