@@ -37,7 +37,6 @@ import platform
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -113,6 +112,7 @@ STATUS_OK = "ok"
 STATUS_MISSING = "missing"
 STATUS_FAILED = "failed"
 STATUS_TIMED_OUT = "timed out"
+STATUS_INTERRUPTED = "interrupted"
 
 
 # ---------------------------------------------------------------------------------------
@@ -225,55 +225,59 @@ def run_script(
 
     log_path = log_dir / f"{bench.name}.log"
     record["log"] = str(log_path)
-    with tempfile.TemporaryDirectory(prefix=f"bench-{bench.name}-") as tmp:
-        json_path = Path(tmp) / "rows.json"
-        cmd = [sys.executable, str(script), *args, "--json", str(json_path)]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        started = time.perf_counter()
-        with log_path.open("w") as log:
-            log.write(f"$ {' '.join(cmd)}\n")
-            log.flush()
-            proc = subprocess.Popen(
-                cmd,
-                cwd=BENCH_DIR.parent,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, so a hang can be stopped whole
-            )
-            pump = threading.Thread(target=_pump, args=(proc.stdout, log, verbose), daemon=True)
-            pump.start()
-            timed_out = False
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                _stop_group(proc)
-            pump.join(timeout=10)
-        record["wall_s"] = round(time.perf_counter() - started, 1)
-        record["returncode"] = proc.returncode
-        record["load_after"] = round(os.getloadavg()[0], 2)
-        log_text = log_path.read_text(errors="replace")
-
-        if timed_out:
-            record["status"] = STATUS_TIMED_OUT
-            last = _last_error_line(log_text)
-            note = f"stopped at its {timeout_s:.0f} s limit; last line: {last}"
-            return [status_row(bench.name, STATUS_TIMED_OUT, note)], record
-        if proc.returncode != 0:
-            record["status"] = STATUS_FAILED
-            note = f"exit {proc.returncode}: {_last_error_line(log_text)}"
-            return [status_row(bench.name, STATUS_FAILED, note)], record
-        if not json_path.is_file():
-            record["status"] = STATUS_FAILED
-            note = "exited 0 but wrote no --json rows (does the script take --json PATH?)"
-            return [status_row(bench.name, STATUS_FAILED, note)], record
+    # Kept beside the log, so the rows of the scripts that finished survive an interrupted run.
+    json_path = log_dir / f"{bench.name}.json"
+    json_path.unlink(missing_ok=True)
+    cmd = [sys.executable, str(script), *args, "--json", str(json_path)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    started = time.perf_counter()
+    with log_path.open("w") as log:
+        log.write(f"$ {' '.join(cmd)}\n")
+        log.flush()
+        proc = subprocess.Popen(
+            cmd,
+            cwd=BENCH_DIR.parent,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so a hang can be stopped whole
+        )
+        pump = threading.Thread(target=_pump, args=(proc.stdout, log, verbose), daemon=True)
+        pump.start()
+        timed_out = False
         try:
-            rows = read_json_rows(json_path)
-        except ValueError as e:
-            record["status"] = STATUS_FAILED
-            return [status_row(bench.name, STATUS_FAILED, f"bad --json rows: {e}")], record
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _stop_group(proc)
+        except BaseException:  # Ctrl-C or SIGTERM: nothing of it may outlive the run
+            _stop_group(proc, grace_s=5.0)
+            raise
+        pump.join(timeout=10)
+    record["wall_s"] = round(time.perf_counter() - started, 1)
+    record["returncode"] = proc.returncode
+    record["load_after"] = round(os.getloadavg()[0], 2)
+    log_text = log_path.read_text(errors="replace")
+
+    if timed_out:
+        record["status"] = STATUS_TIMED_OUT
+        last = _last_error_line(log_text)
+        note = f"stopped at its {timeout_s:.0f} s limit; last line: {last}"
+        return [status_row(bench.name, STATUS_TIMED_OUT, note)], record
+    if proc.returncode != 0:
+        record["status"] = STATUS_FAILED
+        note = f"exit {proc.returncode}: {_last_error_line(log_text)}"
+        return [status_row(bench.name, STATUS_FAILED, note)], record
+    if not json_path.is_file():
+        record["status"] = STATUS_FAILED
+        note = "exited 0 but wrote no --json rows (does the script take --json PATH?)"
+        return [status_row(bench.name, STATUS_FAILED, note)], record
+    try:
+        rows = read_json_rows(json_path)
+    except ValueError as e:
+        record["status"] = STATUS_FAILED
+        return [status_row(bench.name, STATUS_FAILED, f"bad --json rows: {e}")], record
     if not rows:
         record["status"] = STATUS_FAILED
         return [status_row(bench.name, STATUS_FAILED, "wrote an empty list of rows")], record
@@ -464,7 +468,7 @@ def run_all(
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     records: list[dict[str, Any]] = []
-    for bench in benchmarks:
+    for i, bench in enumerate(benchmarks):
         args = bench.quick_args if quick else bench.args
         limit = timeout_s or (bench.quick_timeout_s if quick else bench.timeout_s)
         print(
@@ -472,8 +476,31 @@ def run_all(
             f"load {os.getloadavg()[0]:.1f})",
             flush=True,
         )
-        with _exclusive(lock) as waited:
-            got, record = run_script(bench, args, limit, scripts_dir, log_dir, verbose)
+        try:
+            with _exclusive(lock) as waited:
+                got, record = run_script(bench, args, limit, scripts_dir, log_dir, verbose)
+        except KeyboardInterrupt:
+            # Stopped by the user: the table still shows what finished.
+            rest = [b.name for b in benchmarks[i + 1 :]]
+            note = "stopped by Ctrl-C or SIGTERM" + (
+                f"; not run: {', '.join(rest)}" if rest else ""
+            )
+            rows.append(status_row(bench.name, STATUS_INTERRUPTED, note))
+            records.append(
+                {
+                    "script": bench.name,
+                    "args": list(args),
+                    "timeout_s": limit,
+                    "wall_s": None,
+                    "returncode": None,
+                    "load_before": round(os.getloadavg()[0], 2),
+                    "load_after": None,
+                    "log": str(log_dir / f"{bench.name}.log"),
+                    "status": STATUS_INTERRUPTED,
+                }
+            )
+            print(f"    {STATUS_INTERRUPTED}", flush=True)
+            break
         record["lock_wait_s"] = round(waited, 1)
         rows.extend(got)
         records.append(record)
@@ -544,15 +571,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not ignore.exists():
             ignore.write_text("# benchmark databases; never commit\n*\n")
         log_dir = DEFAULT_LOG_ROOT / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    report = run_all(
-        benchmarks,
-        quick=args.quick,
-        scripts_dir=args.scripts_dir.resolve(),
-        log_dir=log_dir,
-        timeout_s=args.timeout,
-        verbose=args.verbose,
-        lock=args.lock,
-    )
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupted)  # a stop prints what finished
+    try:
+        report = run_all(
+            benchmarks,
+            quick=args.quick,
+            scripts_dir=args.scripts_dir.resolve(),
+            log_dir=log_dir,
+            timeout_s=args.timeout,
+            verbose=args.verbose,
+            lock=args.lock,
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print()
     print(format_report(report))
     if args.json:

@@ -248,3 +248,50 @@ def test_write_json_rows_writes_unmeasured_figures_as_null(
     contract.write_json_rows(path, [_row(baseline_s=math.nan, ratio=None, ours_s=1)])
     (row,) = json.loads(path.read_text())
     assert row["baseline_s"] is None and row["ratio"] is None and row["ours_s"] == 1.0
+
+
+def test_bench_all_prints_what_finished_when_stopped_by_sigterm(tmp_path: Path) -> None:
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "ingest.py").write_text(textwrap.dedent(GOOD))
+    (scripts / "sweep.py").write_text(textwrap.dedent(HANGS))
+    pid_file = tmp_path / "child.pid"
+    out = tmp_path / "all.json"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ALL_PY),
+            "--scripts-dir",
+            str(scripts),
+            "--log-dir",
+            str(tmp_path / "logs"),
+            "--only",
+            "ingest,sweep,cold_start",
+            "--json",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "FAKE_BENCH_PID_FILE": str(pid_file)},
+    )
+    try:
+        # The hanging script is running once its child's pid is written.
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.1)
+        proc.terminate()
+        stdout, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, stdout
+    report = json.loads(out.read_text())
+    assert [(r["script"], r["status"]) for r in report["rows"]] == [
+        ("ingest", "ok"),
+        ("ingest", "ok"),
+        ("sweep", "interrupted"),
+    ]
+    assert report["rows"][2]["note"] == "stopped by Ctrl-C or SIGTERM; not run: cold_start"
+    assert "| sweep | - | - | - | - | **interrupted** |" in stdout
+    assert _ends_within(int(pid_file.read_text()), 10.0)
