@@ -13,23 +13,25 @@ import text_data
 
 from pinnacle_ray.trainers.huggingface_causal import TokenizeCausal
 from pinnacle_ray.trainers.huggingface_rows import EMPTY_COLUMN, TRUNCATED_COLUMN, Tokenize
+from pinnacle_ray.trainers.huggingface_tokens import TokenizeWords
 
 _CHILD = textwrap.dedent(
     """
     import pickle, sys
     import pyarrow as pa
-    tokenize = pickle.loads(sys.stdin.buffer.read())
-    out = tokenize(pa.table({"text": ["great product", ""], "label": ["pos", "neg"]}))
+    tokenize, table = pickle.loads(sys.stdin.buffer.read())
+    out = tokenize(table)
     heavy = sorted(m for m in ("torch", "ray.train", "transformers.trainer") if m in sys.modules)
     print(out.num_rows, heavy)
     """
 )
 
 
-def _run_in_a_fresh_process(tokenize: object) -> str:
+def _run_in_a_fresh_process(tokenize: object, label: str = "label") -> str:
+    table = pa.table({"text": ["great product", ""], label: ["pos", "neg"]})
     done = subprocess.run(
         [sys.executable, "-c", _CHILD],
-        input=pickle.dumps(tokenize),
+        input=pickle.dumps((tokenize, table)),
         capture_output=True,
         timeout=120,
         check=True,
@@ -45,6 +47,11 @@ def test_the_tokenizing_map_runs_in_a_fresh_process_without_importing_torch_or_r
 def test_the_causal_lm_tokenizing_map_runs_without_importing_torch_or_ray_train():
     tokenize = TokenizeCausal(text_data.word_tokenizer(), "text", 16)
     assert _run_in_a_fresh_process(tokenize) == "2 []"
+
+
+def test_the_token_classification_map_runs_without_importing_torch_or_ray_train():
+    tokenize = TokenizeWords(text_data.word_tokenizer(), "text", "tags", ["pos", "neg"], 16)
+    assert _run_in_a_fresh_process(tokenize, label="tags") == "2 []"
 
 
 def test_the_tokenizing_map_gives_label_ids_and_flags_empty_and_truncated_rows():

@@ -32,6 +32,7 @@ import torch
 
 from ..errors import ColumnNotFound, ConfigError, IncompatibleCheckpoint
 from .huggingface_lm import CausalLMModel, find_base, is_adapter, load_adapter
+from .huggingface_words import first_subtokens, words_of
 from .safety import pickle_files, refuse_pickle
 from .torch_flavor import read_meta
 
@@ -84,22 +85,6 @@ def load_pretrained(
         use_safetensors=None if allow_pickle else True,
         trust_remote_code=False,
         **kwargs,
-    )
-
-
-def words_of(value: Any) -> list[str]:
-    """The words of one row of a token-classification text or tag column: a string split on
-    whitespace, or a list (or array) of strings as a list column holds them; NULL is no words."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return value.split()
-    if isinstance(value, (list, tuple, np.ndarray, pa.ListScalar)):
-        items = value.as_py() if isinstance(value, pa.ListScalar) else list(value)
-        return [str(w) for w in items if w is not None]
-    raise ConfigError(
-        f"a token-classification row must be whitespace-separated text or a list of words, got "
-        f"a {type(value).__name__}: {value!r}"[:300]
     )
 
 
@@ -267,17 +252,6 @@ class HuggingFaceModel:
             return torch.empty((0, width))
         self._last = (texts, torch.cat(outputs))
         return self._last[1]
-
-
-def first_subtokens(word_ids: Sequence[int | None]) -> list[int]:
-    """The position of each word's first sub-token, in word order (the positions a
-    token-classification model is trained and read at)."""
-    positions, previous = [], None
-    for position, word in enumerate(word_ids):
-        if word is not None and word != previous:
-            positions.append(position)
-        previous = word
-    return positions
 
 
 def _objects(values: list[Any]) -> np.ndarray:

@@ -17,7 +17,7 @@ import ray.data
 
 from .._runtime import planned_execution
 from ..errors import DataError, EmptyText, NonFiniteValues
-from ..registry.huggingface_flavor import first_subtokens, words_of
+from ..registry.huggingface_words import first_subtokens, words_of
 from .huggingface_rows import EMPTY_COLUMN, IGNORED_LABEL, TRUNCATED_COLUMN
 from .tabular import MAX_DISTINCT
 
