@@ -121,7 +121,8 @@ STATUS_INTERRUPTED = "interrupted"
 
 
 def status_row(script: str, status: str, note: str) -> dict[str, Any]:
-    """The single row standing for a script that gave no figures (missing/failed/timed out)."""
+    """The single row standing for a script that gave no figures (missing, failed, timed out
+    or interrupted): no figures, ``note`` says why."""
     return {
         "benchmark": script,
         "ours_s": None,
@@ -203,9 +204,10 @@ def run_script(
     log_dir: Path,
     verbose: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Run ``scripts_dir/<name>.py args --json <tmp>`` and return its rows and a run record
-    (status, wall seconds, load before/after, exit code, log path). Never raises for what
-    the script does: a problem becomes one status row."""
+    """Run ``scripts_dir/<name>.py args --json log_dir/<name>.json`` and return its rows and a
+    run record (status, wall seconds, load before/after, exit code, log path). Never raises
+    for what the script does: a problem becomes one status row. Ctrl-C/SIGTERM stops the
+    script's whole session and propagates."""
     script = scripts_dir / f"{bench.name}.py"
     record: dict[str, Any] = {
         "script": bench.name,
@@ -241,7 +243,7 @@ def run_script(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so a hang can be stopped whole
+            start_new_session=True,  # its own session, so a hang can be stopped whole
         )
         pump = threading.Thread(target=_pump, args=(proc.stdout, log, verbose), daemon=True)
         pump.start()
