@@ -105,8 +105,14 @@ def check_query(
     return QueryFacts(schema, rows, key)
 
 
-def read_once(dataset: ray.data.Dataset) -> ray.data.MaterializedDataset:
-    """Read ``dataset`` into Ray's object store, shards in parallel, with progress shown."""
+def read_once(dataset: ray.data.Dataset) -> MaterializedDataset:
+    """Read ``dataset`` into Ray's object store, shards in parallel, with progress shown.
+
+    A dataset read already (e.g. a sweep's query, read once for every trial) is returned
+    as it is: there is nothing to execute, and waiting for a free CPU first would stall a
+    trial whose sweep fills the cluster (up to ``wait_for_cpus``' 10 s per trial)."""
+    if isinstance(dataset, MaterializedDataset):
+        return dataset
     with planned_execution():
         return dataset.materialize()
 
