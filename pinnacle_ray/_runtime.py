@@ -18,6 +18,7 @@ __all__ = [
     "ensure_ray",
     "keep_idle_workers",
     "planned_execution",
+    "quiet_execution",
     "wait_for_cpus",
 ]
 
@@ -174,6 +175,15 @@ def planned_execution() -> Iterator[None]:
     "no available CPUs, the job will hang" heuristic: it checks the instant the execution
     starts, when the CPUs of tasks that just finished are not yet given back."""
     wait_for_cpus()
+    with quiet_execution():
+        yield
+
+
+@contextmanager
+def quiet_execution() -> Iterator[None]:
+    """Without Ray Data's "no available CPUs, the job will hang" warning, and without
+    waiting for a CPU: for handing on a dataset read already (its blocks are in the object
+    store; a sweep's trials fill every CPU while they do it)."""
     log = logging.getLogger("ray.data.dataset")
     level = log.level
     log.setLevel(logging.ERROR)

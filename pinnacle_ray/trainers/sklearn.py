@@ -25,7 +25,7 @@ from ray.train import RunConfig
 from sklearn.base import clone
 
 from .._names import default_name, validate_name
-from .._runtime import cluster_cpus, ensure_ray
+from .._runtime import cluster_cpus, ensure_ray, quiet_execution
 from ..errors import ConfigError, DataTooLarge, NonNumericFeature, ResourceError
 from ..registry.sklearn_flavor import save_model
 from .base import (
@@ -230,10 +230,11 @@ class SklearnTrainer(Submittable):
             datasets = query_datasets(train, valid, min(1.0, left / 2), silent=True)
             task = fit_incremental
         else:
-            datasets = {
-                role: read_once(ds).to_arrow_refs()
-                for role, ds in query_datasets(train, valid, 1.0).items()
-            }
+            with quiet_execution():  # a sweep's trial hands on what the sweep read
+                datasets = {
+                    role: read_once(ds).to_arrow_refs()
+                    for role, ds in query_datasets(train, valid, 1.0).items()
+                }
             task = fit_in_memory
         remote = ray.remote(fit_and_serialize).options(num_cpus=num_cpus, max_retries=0)
         phases.phase("fitting")
