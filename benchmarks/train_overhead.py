@@ -651,7 +651,11 @@ def json_rows(rows: int, repeats: int, res: dict[str, Outcome]) -> list[dict[str
         o = res.get(m)
         return o if o is not None and o.ok else None
 
-    size = f"{rows // 1000}k" if rows % 1000 == 0 else f"{rows:,}"
+    size = (
+        f"{rows // 1_000_000}M"
+        if rows % 1_000_000 == 0
+        else (f"{rows // 1000}k" if rows % 1000 == 0 else f"{rows:,}")
+    )
     when = f"{size} rows, min of {repeats}"
     ours, ray_b, out = ok(M_OURS), ok(M_RAY), []
 
