@@ -248,7 +248,7 @@ def db(
 
 @pytest.fixture(scope="module", autouse=True)
 def inputs_tried(request: pytest.FixtureRequest) -> Iterator[Counter[str]]:
-    """Print how many inputs the sweeps tried (for the README's table)."""
+    """Print how many inputs the sweeps tried (for docs/testing.md's table)."""
     yield TRIED
     total = sum(TRIED.values())
     parts = ", ".join(f"{what}: {n}" for what, n in sorted(TRIED.items()))

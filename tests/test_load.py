@@ -1,7 +1,7 @@
 """Load held: the registry, prediction write-back and training under concurrent or
 oversized work, on real databases and a real local Ray.
 
-Each test prints its figures (``-s`` shows them); README's "What we test" table quotes them.
+Each test prints its figures (``-s`` shows them); docs/testing.md's "What we test" quotes them.
 """
 
 from __future__ import annotations
