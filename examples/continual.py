@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 import pinnacle_ray as pr
+from pinnacle_ray.datastore import SqlDatastore
 
 FEATURES = ["price", "promo", "temperature"]
 
@@ -42,7 +43,7 @@ def new_rows(start: int, count: int, drift: float = 0.0) -> pd.DataFrame:
     )
 
 
-def describe(store: pr.SqlDatastore, name: str, version: int) -> str:
+def describe(store: SqlDatastore, name: str, version: int) -> str:
     v = store.models.get(name, version=version)
     train = v.lineage["train"]
     parent = f", parent v{v.parent_version}" if v.parent_version else ""

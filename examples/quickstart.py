@@ -17,11 +17,12 @@ from ray.train import ScalingConfig
 from sklearn.datasets import load_diabetes
 
 import pinnacle_ray as pr
+from pinnacle_ray.datastore import SqlDatastore
 
 FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
 
 
-def build_table(store: pr.SqlDatastore) -> int:
+def build_table(store: SqlDatastore) -> int:
     """Write the diabetes data set into table ``patients``, with an ``id`` and a split."""
     frame = load_diabetes(as_frame=True).frame.rename(columns={"target": "progression"})
     frame.insert(0, "id", np.arange(len(frame), dtype=np.int64))

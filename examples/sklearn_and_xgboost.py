@@ -20,9 +20,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import pinnacle_ray as pr
+from pinnacle_ray.datastore import SqlDatastore
 
 
-def build_table(store: pr.SqlDatastore) -> list[str]:
+def build_table(store: SqlDatastore) -> list[str]:
     """Write the data set into table ``tumours`` (id, 30 features, diagnosis, split)."""
     frame = load_breast_cancer(as_frame=True).frame
     frame.columns = [c.replace(" ", "_") for c in frame.columns]

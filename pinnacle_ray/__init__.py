@@ -7,6 +7,12 @@ Example::
     store = pr.connect("sqlite:///shop.db")
     q = store.table("houses", columns=["id", "rooms", "area", "price"], key="id")
     ds = q.to_dataset()          # a ray.data.Dataset, its shards read in parallel
+
+The facade (``__all__``) is what a user calls or constructs: ``connect``, the four trainers
+and their ``TrainResult``, ``predict``, ``sweep``, the checkpoint helpers of a custom train
+loop, ``MLflowCallback``, and ``PinnacleError`` with its category bases. Leaf errors live in
+:mod:`pinnacle_ray.errors`; record and backend types in their modules
+(:mod:`pinnacle_ray.datastore`, :mod:`pinnacle_ray.registry`, ...).
 """
 
 from __future__ import annotations
@@ -16,63 +22,19 @@ from typing import TYPE_CHECKING
 from . import errors
 from ._lazy import lazy_attributes
 from .errors import (
-    ChecksumMismatch,
-    ClusterUnreachable,
-    ColumnNotFound,
     ConfigError,
     DataError,
-    DatastoreAuthenticationError,
-    DatastoreConnectionError,
     DatastoreError,
-    DataTooLarge,
-    DuplicateJob,
-    DuplicateKey,
-    EmptyResult,
-    EmptyText,
-    IncompatibleCheckpoint,
-    InvalidIdentifier,
-    InvalidKey,
-    InvalidName,
-    InvalidURL,
     JobError,
-    JobFailed,
-    JobNotFound,
-    LabelMismatch,
-    MetricNotReported,
-    MixedTypes,
-    ModelNotFound,
-    NonFiniteValues,
-    NonNumericFeature,
-    NotShippable,
     PinnacleError,
-    PretrainedNotFound,
-    QueryError,
     RegistryError,
     ResourceError,
-    SingleClass,
-    SpecError,
-    TableNotFound,
-    TooFewRows,
     TrainingFailed,
-    UnsafeArtifact,
-    WriteError,
 )
 
 if TYPE_CHECKING:
-    from .datastore import ShardPlan, SqlDatastore, SqlQuery, connect
-    from .datastore.mongo import MongoDatastore
-    from .datastore.mongo_query import MongoQuery
-    from .jobs import Job
-    from .predict import PredictResult, predict
-    from .registry import (
-        CheckpointRecord,
-        CheckpointSpec,
-        CleanupReport,
-        HandleMove,
-        ModelRegistry,
-        ModelVersion,
-        SweepTrial,
-    )
+    from .batch_predict import predict
+    from .datastore import connect
     from .trainers import (
         HuggingFaceTrainer,
         SklearnTrainer,
@@ -85,29 +47,15 @@ if TYPE_CHECKING:
         save_state,
     )
     from .trainers.tracking import MLflowCallback
-    from .tune import SweepResult, sweep
+    from .tune import sweep
 
 # The trainers import torch, Ray Train, scikit-learn and XGBoost (seconds), predict imports
-# Ray Train's config for its resource plan, the Mongo classes pymongo, the datastore and
-# registry SQLAlchemy and pandas; the package is also imported by every Ray Data read task
-# and every Ray Train worker, which need only some of them. They load on first use
-# instead: ``pr.connect`` and ``pr.TorchTrainer`` work as before.
+# Ray Train's config for its resource plan, the datastore and registry SQLAlchemy and
+# pandas; the package is also imported by every Ray Data read task and every Ray Train
+# worker, which need only some of them. They load on first use instead: ``pr.connect`` and
+# ``pr.TorchTrainer`` work as before.
 _LAZY = {
-    "ShardPlan": "datastore",
-    "SqlDatastore": "datastore",
-    "SqlQuery": "datastore",
     "connect": "datastore",
-    "CheckpointRecord": "registry",
-    "CheckpointSpec": "registry",
-    "CleanupReport": "registry",
-    "HandleMove": "registry",
-    "ModelRegistry": "registry",
-    "ModelVersion": "registry",
-    "SweepTrial": "registry",
-    "MongoDatastore": "datastore.mongo",
-    "MongoQuery": "datastore.mongo_query",
-    "PredictResult": "predict",
-    "predict": "predict",
     "HuggingFaceTrainer": "trainers",
     "SklearnTrainer": "trainers",
     "TorchTrainer": "trainers",
@@ -118,82 +66,62 @@ _LAZY = {
     "report": "trainers",
     "save_state": "trainers",
     "MLflowCallback": "trainers.tracking",
-    "SweepResult": "tune",
+    # batch_predict, not predict: a submodule named ``predict`` would replace this function
+    # as the package attribute once imported (``import pinnacle_ray.predict``).
+    "predict": "batch_predict",
     "sweep": "tune",
+}
+
+# Names the facade listed before it was cut to what a user calls or constructs: they still
+# resolve (``pr.ModelNotFound``, ``pr.SqlDatastore``), so code written against them keeps
+# working, but ``__all__`` and ``dir()`` do not show them. Import them from their modules.
+_COMPAT = {
+    **{name: "errors" for name in errors.__all__},  # every leaf error, new ones included
+    "ShardPlan": "datastore",
+    "SqlDatastore": "datastore",
+    "SqlQuery": "datastore",
+    "MongoDatastore": "datastore.mongo",
+    "MongoQuery": "datastore.mongo_query",
+    "CheckpointRecord": "registry",
+    "CheckpointSpec": "registry",
+    "CleanupReport": "registry",
+    "HandleMove": "registry",
+    "ModelRegistry": "registry",
+    "ModelVersion": "registry",
+    "SweepTrial": "registry",
+    "PredictResult": "batch_predict",
+    "SweepResult": "tune",
     "Job": "jobs",
 }
 
+__getattr__, _ = lazy_attributes(globals(), {**_COMPAT, **_LAZY})
 
-__getattr__, __dir__ = lazy_attributes(globals(), _LAZY)
+
+def __dir__() -> list[str]:
+    """The facade and the module's own attributes (``errors``, ``__version__``, dunders):
+    the compatibility names resolve but are not advertised."""
+    dunders = {name for name in globals() if name.startswith("__") and name.endswith("__")}
+    return sorted({*__all__, "errors", *dunders})
 
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CheckpointRecord",
-    "CheckpointSpec",
-    "ChecksumMismatch",
-    "CleanupReport",
-    "ClusterUnreachable",
-    "ColumnNotFound",
     "ConfigError",
     "DataError",
-    "DataTooLarge",
-    "DatastoreAuthenticationError",
-    "DatastoreConnectionError",
     "DatastoreError",
-    "DuplicateJob",
-    "DuplicateKey",
-    "EmptyResult",
-    "EmptyText",
-    "HandleMove",
     "HuggingFaceTrainer",
-    "IncompatibleCheckpoint",
-    "InvalidIdentifier",
-    "InvalidKey",
-    "InvalidName",
-    "InvalidURL",
-    "Job",
     "JobError",
-    "JobFailed",
-    "JobNotFound",
-    "LabelMismatch",
     "MLflowCallback",
-    "MetricNotReported",
-    "MixedTypes",
-    "ModelNotFound",
-    "ModelRegistry",
-    "ModelVersion",
-    "MongoDatastore",
-    "MongoQuery",
-    "NonFiniteValues",
-    "NonNumericFeature",
-    "NotShippable",
     "PinnacleError",
-    "PredictResult",
-    "PretrainedNotFound",
-    "QueryError",
     "RegistryError",
     "ResourceError",
-    "ShardPlan",
-    "SingleClass",
     "SklearnTrainer",
-    "SpecError",
-    "SqlDatastore",
-    "SqlQuery",
-    "SweepResult",
-    "SweepTrial",
-    "TableNotFound",
-    "TooFewRows",
     "TorchTrainer",
     "TrainResult",
     "TrainingFailed",
-    "UnsafeArtifact",
-    "WriteError",
     "XGBoostTrainer",
-    "__version__",
     "connect",
-    "errors",
     "get_checkpoint",
     "load_state",
     "predict",

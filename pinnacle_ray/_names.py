@@ -25,6 +25,7 @@ from .errors import InvalidIdentifier, InvalidName
 __all__ = [
     "FIELD_LIMITS",
     "IDENTIFIER_LIMITS",
+    "MAX_HANDLE_CHARS",
     "MAX_IDENTIFIER_BYTES",
     "MAX_NAME_BYTES",
     "MAX_NAME_CHARS",
@@ -35,6 +36,8 @@ __all__ = [
 ]
 
 MAX_NAME_CHARS = 128
+# A checkpoint handle ("latest", "best", "epoch_3") names a row and a folder under its version.
+MAX_HANDLE_CHARS = 64
 # A Ray Train run folder is "<name>-<YYYYmmdd-HHMMSS>-<6 hex>" and a file name holds 255
 # bytes on Linux and macOS file systems: 128 CJK characters (384 bytes) would not fit.
 MAX_NAME_BYTES = 200

@@ -28,12 +28,8 @@ from sklearn.linear_model import LinearRegression
 from text_data import sentiment_rows, tiny_bert
 
 import pinnacle_ray as pr
-
-# pr.predict resolved to the function before the submodule import below: importing
-# pinnacle_ray.predict first would leave pr.predict naming the module (a facade quirk).
-from pinnacle_ray import predict as _resolved  # noqa: F401
+from pinnacle_ray.batch_predict import _num_gpus, actor_resources, check_gpus
 from pinnacle_ray.cli import main
-from pinnacle_ray.predict import _num_gpus, actor_resources, check_gpus
 from pinnacle_ray.registry import sklearn_flavor
 from pinnacle_ray.registry.torch_flavor import save_model
 from pinnacle_ray.trainers.cluster_shape import ClusterShape, NodeType, read_shape

@@ -65,7 +65,7 @@ def test_pr_predict_actor_runs_the_model_once_per_batch_when_it_writes_labels_an
     import pyarrow as pa
 
     import pinnacle_ray as pr
-    from pinnacle_ray.predict import BatchWriter, _Spec, _StoreRef
+    from pinnacle_ray.batch_predict import BatchWriter, _Spec, _StoreRef
 
     folder = text_data.tiny_bert(tmp_path / "bert")
     from transformers import AutoModelForSequenceClassification

@@ -31,7 +31,7 @@ from .tracking import (
 )
 
 if TYPE_CHECKING:
-    from ..trainers.base import TrainResult
+    from ..trainers import TrainResult
 
 __all__ = ["Job"]
 
@@ -117,7 +117,7 @@ class Job:
         return self._client
 
     def _result(self, record: JobRecord) -> TrainResult:
-        from ..trainers.base import TrainResult
+        from ..trainers import TrainResult
 
         name = record.model_name or record.name
         checkpoint = None

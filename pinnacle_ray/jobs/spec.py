@@ -24,9 +24,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from .._names import validate_name
 from ..errors import SpecError
 from ..registry.lineage import mask_secrets
-from ..registry.records import validate_name
 from .spec_schema import TRAINER_KINDS, TRAINER_SECTIONS, RunSpec
 
 __all__ = ["LoadedSpec", "interpolate", "load_spec", "parse_spec"]
@@ -111,7 +111,7 @@ def _parse(text: str, source: str, env: dict[str, str]) -> LoadedSpec:
             f"{source} is not a valid run spec: " + "; ".join(dict.fromkeys(problems))
         ) from None
     try:
-        validate_name(run.name)
+        validate_name(run.name, "model name")
     except Exception as exc:
         raise SpecError(f"{source}{lines.at(('name',))}, name: {exc}") from None
     canonical = json.dumps(raw, sort_keys=True, default=str)

@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 MAX_NAME_CHARS = _names.MAX_NAME_CHARS
-MAX_HANDLE_CHARS = 64
+MAX_HANDLE_CHARS = _names.MAX_HANDLE_CHARS
 _FRAMEWORK = re.compile(r"[a-z][a-z0-9_.-]*")
 
 

@@ -1,5 +1,9 @@
 """Batch prediction with write-back: a registered model over a query, rows upserted by key.
 
+The module is ``batch_predict``, not ``predict``: a submodule named like the facade's
+``pr.predict`` function would replace it as the package attribute when imported (Python binds
+every imported submodule on its package), and ``pr.predict(...)`` would then call a module.
+
 ``pr.predict`` reads the query's shards through Ray Data and runs ``map_batches`` on a pool
 of actors. Each actor loads the model once (checksums verified, by its flavor), predicts a
 batch and upserts it into the output table itself, so predictions never travel back to the
@@ -37,12 +41,11 @@ import pyarrow as pa
 import ray
 import ray.data
 
-from ._names import validate_name
+from ._names import MAX_HANDLE_CHARS, validate_name
 from ._runtime import cluster_cpus, cluster_gpus, planned_execution
 from .datastore.identifiers import validate_identifier
 from .errors import ColumnNotFound, ConfigError, InvalidKey, PinnacleError, ResourceError
 from .registry.flavors import META_FILE
-from .registry.records import MAX_HANDLE_CHARS
 from .registry.storage import ModelFiles
 from .registry.trust import check_architecture, trusted_module_names
 from .trainers.progress import LiveBar, progress_on
@@ -53,6 +56,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_BATCH_SIZE", "PredictResult", "predict"]
 
+# Named after the room (prediction), as before the module was renamed: log settings keep working.
 logger = logging.getLogger("pinnacle_ray.predict")
 
 DEFAULT_BATCH_SIZE = 10_000
