@@ -31,6 +31,7 @@ __all__ = [
     "JobNotFound",
     "LabelMismatch",
     "MetricNotReported",
+    "MissingExtra",
     "MixedTypes",
     "ModelNotFound",
     "NonFiniteValues",
@@ -63,6 +64,20 @@ class ConfigError(PinnacleError, ValueError):
 class InvalidName(ConfigError):
     """A model, checkpoint handle, sweep, job or run name cannot be used: it would become a
     folder or a Ray run name, so it may hold only letters, digits and ``-_.``."""
+
+
+class MissingExtra(PinnacleError, ImportError):
+    """An optional package is not installed: a trainer, backend, model flavor or feature
+    needs one of the package's extras. The message names the command that installs it,
+    e.g. ``pip install "pinnacle-ray[xgboost]"``; ``extra`` holds the extra's name and
+    ``name`` (as on any ``ImportError``) the module that is missing."""
+
+    def __init__(self, message: str, extra: str | None = None, module: str | None = None) -> None:
+        super().__init__(message, name=module)
+        self.extra = extra
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (str(self), self.extra, self.name))
 
 
 class ResourceError(PinnacleError):

@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from .._extras import needs_extra
 from ..errors import ConfigError
 
 __all__ = ["DPI", "PANEL_HEIGHT", "WIDTH", "curve_groups", "plot_history", "plot_sweep"]
@@ -110,14 +111,9 @@ def plot_sweep(trials: Sequence[Any], path: str | os.PathLike[str], title: str) 
 
 
 def _figure(panels: int) -> tuple[Any, list[Any]]:
-    try:
+    with needs_extra("plot", "plotting"):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
-    except ImportError:
-        raise ConfigError(
-            "plotting needs matplotlib, which is not installed; run "
-            'pip install "pinnacle-ray[plot]"'
-        ) from None
 
     figure = Figure(figsize=(WIDTH / DPI, PANEL_HEIGHT * panels / DPI), dpi=DPI)
     FigureCanvasAgg(figure)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from .._extras import needs_extra
 from .._lazy import lazy_attributes
 from ..errors import ConfigError
 from .base import Datastore, ModelCatalog
@@ -65,7 +66,8 @@ def connect(
     text = os.fspath(url) if not isinstance(url, str) else url
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     if scheme in ("mongodb", "mongodb+srv"):
-        from .mongo import MongoDatastore  # pymongo loads only for Mongo URLs
+        with needs_extra("mongo", "a mongodb:// datastore"):
+            from .mongo import MongoDatastore  # pymongo loads only for Mongo URLs
 
         if sqlite_wal is not None:
             raise ConfigError(
@@ -79,4 +81,6 @@ def connect(
     return SqlDatastore(parse_sql_url(text), artifact_root, sqlite_wal=sqlite_wal)
 
 
-__getattr__, __dir__ = lazy_attributes(globals(), _LAZY)
+__getattr__, __dir__ = lazy_attributes(
+    globals(), _LAZY, {"MongoDatastore": "mongo", "MongoQuery": "mongo"}
+)

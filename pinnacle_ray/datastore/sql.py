@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 import logging
 import os
 import socket
@@ -17,7 +16,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL
 
-from ..errors import ConfigError, DatastoreConnectionError, InvalidURL, TableNotFound
+from .._extras import installed, needs_extra
+from ..errors import (
+    ConfigError,
+    DatastoreConnectionError,
+    InvalidURL,
+    MissingExtra,
+    TableNotFound,
+)
 from . import sqlite_connectorx
 from .artifact_root import legacy_artifact_root, resolve_artifact_root
 from .base import JobCatalog, ModelCatalog, make_jobs, make_models
@@ -76,7 +82,10 @@ class SqlDatastore:
         self.is_memory = self.backend == "sqlite" and url.database in (None, "", ":memory:")
         self._secrets = (url.password,) if url.password else ()
         try:
-            self._engine = sa.create_engine(url, **_engine_options(url))
+            with needs_extra(purpose=f"a {url.drivername} datastore"):
+                self._engine = sa.create_engine(url, **_engine_options(url))
+        except MissingExtra:
+            raise
         except (ImportError, sa.exc.NoSuchModuleError, sa.exc.ArgumentError) as exc:
             raise InvalidURL(
                 f"cannot use datastore URL {mask(url)!r}: {exc}. Install the driver or use "
@@ -234,9 +243,9 @@ class SqlDatastore:
     def _fast_reader(self) -> str:
         if os.environ.get(_READER_ENV, "") == "dbapi":
             return "dbapi"
-        if self.backend == "sqlite" and not self.is_memory and _installed("adbc_driver_sqlite"):
+        if self.backend == "sqlite" and not self.is_memory and installed("adbc_driver_sqlite"):
             return "adbc-sqlite"
-        if self.backend == "postgresql" and _installed("adbc_driver_postgresql"):
+        if self.backend == "postgresql" and installed("adbc_driver_postgresql"):
             return "adbc-postgresql"
         return "dbapi"
 
@@ -370,10 +379,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any, *, wal: bool) -> None:
             cur.execute("PRAGMA synchronous=NORMAL")
     finally:
         cur.close()
-
-
-def _installed(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
 
 
 def open_sql(url: URL, artifact_root: str | os.PathLike[str] | None = None) -> SqlDatastore:

@@ -11,12 +11,13 @@ connectorx parses its own way) is read by ADBC as before.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
+
+from .._extras import installed
 
 __all__ = ["available", "batches", "literal_sql", "plain_schema"]
 
@@ -27,8 +28,9 @@ STREAM_ROWS = 100_000
 
 
 def available() -> bool:
-    """connectorx is installed (it is a dependency; a trimmed install still reads via ADBC)."""
-    return importlib.util.find_spec("connectorx") is not None
+    """connectorx is installed (the ``fast-sqlite`` extra; without it SQLite reads go
+    through ADBC, or the plain SQLAlchemy reader when that is missing too)."""
+    return installed("connectorx")
 
 
 def plain_schema(schema: pa.Schema) -> bool:

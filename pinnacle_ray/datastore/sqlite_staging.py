@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .._extras import installed
 from ..errors import WriteError
 from .sqlite_text import naive_utc, sqlite_text
 
@@ -51,6 +52,8 @@ def staging_folder(store: SqlDatastore) -> Path | None:
     """A new folder for one run's staging files, beside the SQLite file (None when the
     store is not a SQLite file). Folders that killed runs left there go first."""
     if store.backend != "sqlite" or store.is_memory or not store._url.database:
+        return None
+    if not installed("adbc_driver_sqlite"):  # the fast-sqlite extra: rows upsert batch by batch
         return None
     database = Path(store._url.database).expanduser().resolve()
     _remove_orphans(database)

@@ -53,9 +53,15 @@ def write_quickstart(folder: Path, epochs: int = 30) -> tuple[Path, int]:
     """Write table ``patients`` into ``folder/quickstart.db`` and ``folder/quickstart.yaml``;
     the spec's path and the rows written."""
     import numpy as np
-    from sklearn.datasets import load_diabetes
 
     import pinnacle_ray as pr
+
+    from .._extras import needs_extra
+
+    # The demo trains a torch model on scikit-learn's bundled data: both extras, named at once.
+    with needs_extra("torch,sklearn", "pinnacle-ray quickstart"):
+        import torch  # noqa: F401
+        from sklearn.datasets import load_diabetes
 
     folder.mkdir(parents=True, exist_ok=True)
     db = (folder / "quickstart.db").resolve()

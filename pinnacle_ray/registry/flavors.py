@@ -11,7 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import Any, Protocol, cast
 
-from ..errors import RegistryError
+from .._extras import needs_extra
+from ..errors import MissingExtra, RegistryError
 
 __all__ = ["FLAVORS", "META_FILE", "Flavor", "Predictor", "get_flavor", "register_flavor"]
 
@@ -26,6 +27,9 @@ FLAVORS: dict[str, str] = {
     "xgboost": "pinnacle_ray.registry.xgboost_flavor",
     "huggingface": "pinnacle_ray.registry.huggingface_flavor",
 }
+
+# The package's extra that installs each built-in flavor's framework.
+_EXTRAS = {"torch": "torch", "sklearn": "sklearn", "xgboost": "xgboost", "huggingface": "hf"}
 
 
 class Predictor(Protocol):
@@ -59,7 +63,10 @@ def get_flavor(framework: str) -> Flavor:
             "Register one with pinnacle_ray.registry.register_flavor(framework, module)"
         )
     try:
-        module = importlib.import_module(path)
+        with needs_extra(_EXTRAS.get(framework), f"loading a {framework!r} model"):
+            module = importlib.import_module(path)
+    except MissingExtra:
+        raise
     except ImportError as exc:
         raise RegistryError(
             f"the {framework!r} flavor ({path}) cannot be imported: {exc}. Install the "

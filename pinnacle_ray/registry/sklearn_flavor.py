@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from .._extras import needs_extra
 from ..errors import ColumnNotFound, ConfigError, IncompatibleCheckpoint, UnsafeArtifact
 from .flavors import META_FILE
 from .safety import HOW, pickle_files, refuse_pickle, unsafe_skops_types
@@ -112,7 +113,8 @@ def serialize(estimator: Any) -> tuple[bytes, list[str]]:
     Importing ``skops.io`` costs seconds in a process that has imported much (it scans
     every loaded module for scikit-learn's types), so a fit serializes in its task, whose
     pooled worker pays that once, and not in each sweep trial's fresh process."""
-    import skops.io as sio
+    with needs_extra("sklearn", "a scikit-learn model"):
+        import skops.io as sio
 
     data = sio.dumps(estimator)
     return data, sio.get_untrusted_types(data=data)
@@ -144,7 +146,8 @@ def load_model(
     ``model.skops`` loads when every type it needs was recorded at registration and is a
     scikit-learn/numpy/scipy class or a numeric function; other types, or a ``model.pkl`` /
     ``model.joblib`` instead, need ``allow_pickle=True`` (``UnsafeArtifact`` otherwise)."""
-    import skops.io as sio
+    with needs_extra("sklearn", "a scikit-learn model"):
+        import skops.io as sio
 
     meta = _read_meta(Path(model_dir))
     folder = Path(weights_dir or model_dir)
@@ -180,7 +183,8 @@ def _load_pickled(folder: Path, allow_pickle: bool) -> Any:
     path = folder / ("model.joblib" if "model.joblib" in found else found[0])
     if not allow_pickle:
         raise refuse_pickle(path, "a pickled (joblib) estimator")
-    import joblib
+    with needs_extra("sklearn", "a pickled scikit-learn model"):
+        import joblib
 
     return joblib.load(path)
 

@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .._extras import needs_extra
 from ..errors import ConfigError, IncompatibleCheckpoint
 from .flavors import META_FILE
 from .safety import pickle_files, refuse_pickle
@@ -121,7 +122,8 @@ class XGBoostModel:
         )
 
     def _raw(self, batch: Any) -> np.ndarray:
-        import xgboost as xgb
+        with needs_extra("xgboost", "an XGBoost model"):
+            import xgboost as xgb
 
         if isinstance(batch, np.ndarray):
             data = xgb.DMatrix(np.atleast_2d(batch).astype(np.float32), missing=np.nan)
@@ -139,7 +141,8 @@ class XGBoostModel:
 def load_booster(directory: str | Path, *, allow_pickle: bool = False) -> Any:
     """The booster saved in ``directory``: ``model.ubj`` (or ``model.json``); a pickled
     booster (``.pkl``/``.joblib``) only with ``allow_pickle=True``."""
-    import xgboost as xgb
+    with needs_extra("xgboost", "an XGBoost model"):
+        import xgboost as xgb
 
     folder = Path(directory)
     path = next((folder / n for n in (MODEL_FILE, JSON_FILE) if (folder / n).is_file()), None)
@@ -151,7 +154,8 @@ def load_booster(directory: str | Path, *, allow_pickle: bool = False) -> Any:
             )
         if not allow_pickle:
             raise refuse_pickle(folder / pickled[0], "a pickled XGBoost model")
-        import joblib
+        with needs_extra("xgboost", "a pickled XGBoost model"):
+            import joblib
 
         loaded = joblib.load(folder / pickled[0])
         return loaded.get_booster() if hasattr(loaded, "get_booster") else loaded

@@ -49,4 +49,18 @@ __all__ = [
 ]
 
 
-__getattr__, __dir__ = lazy_attributes(globals(), _WHERE)
+# The extra each name needs beyond the core install (its module imports that framework);
+# without it, using the name raises MissingExtra naming ``pip install "pinnacle-ray[...]"``.
+_EXTRAS = {
+    "get_checkpoint": "torch",
+    "load_state": "torch",
+    "report": "torch",
+    "save_state": "torch",
+    "HuggingFaceTrainer": "hf",
+    "SklearnTrainer": "sklearn",
+    "TorchTrainer": "torch",
+    "XGBoostTrainer": "xgboost",
+}
+
+
+__getattr__, __dir__ = lazy_attributes(globals(), _WHERE, _EXTRAS)

@@ -18,6 +18,7 @@ import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from .._extras import require
 from ..datastore.url import mask
 from ..errors import ConfigError
 
@@ -32,14 +33,7 @@ _BATCH_METRICS, _BATCH_PARAMS, _PARAM_CHARS = 1000, 100, 6000
 
 
 def _mlflow() -> Any:
-    try:
-        import mlflow
-    except ImportError:
-        raise ConfigError(
-            f"tracking to MLflow needs the mlflow package, which is not installed; run "
-            f"{INSTALL_HINT} (or pip install mlflow)"
-        ) from None
-    return mlflow
+    return require("mlflow", purpose="tracking to MLflow")
 
 
 class MLflowCallback:
