@@ -24,7 +24,7 @@ from ray_cluster import LocalCluster, start_head
 
 import pinnacle_ray as pr
 from pinnacle_ray._quiet_logging import worker_env
-from pinnacle_ray._runtime import keep_idle_workers
+from pinnacle_ray._runtime import _joined, _raylet_environment, keep_idle_workers
 
 PG_URL = os.environ.get("PINNACLE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("PINNACLE_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
@@ -34,24 +34,162 @@ SQL_BACKENDS = ["sqlite", "postgresql", "mariadb"]
 _unreachable: dict[str, str] = {}
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
-    """One local Ray instance for the whole session, sized like the target machine."""
+    """One local Ray instance for the whole session, sized like the target machine; started
+    by the first test outside the ``unit`` tier (``_tier_guard``), so a unit-only run never
+    starts Ray.
+
+    The workers' settings (this folder on PYTHONPATH, so train loops defined in test modules
+    import in Ray's workers; the quiet logging of ``worker_env``) go through the raylet's
+    environment while ``ray.init`` runs, as ``ensure_ray`` does, not through a job
+    ``runtime_env``: with one, every worker process started through Ray's ``setup_worker.py``
+    (one more Python process importing Ray) after a runtime-env agent round trip."""
     if not ray.is_initialized():
         keep_idle_workers()
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
             logging.ERROR
         )
-        ray.init(
-            num_cpus=2,
-            include_dashboard=True,  # Ray Train polls the State API it serves
-            logging_level=logging.WARNING,
-            object_store_memory=1_000_000_000,
-            # Train loops defined in test modules must import in Ray's worker processes.
-            runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).parent), **worker_env()}},
-        )
+        paths = [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]
+        workers = {"PYTHONPATH": os.pathsep.join(p for p in paths if p), **_joined(worker_env())}
+        with _raylet_environment(workers):
+            ray.init(
+                num_cpus=2,
+                include_dashboard=True,  # Ray Train polls the State API it serves
+                logging_level=logging.WARNING,
+                object_store_memory=1_000_000_000,
+            )
     yield
     ray.shutdown()
+
+
+# Test tiers (docs/testing.md; markers registered in pyproject.toml): every test belongs to
+# exactly one. ``unit``: no Ray, no
+# database server (pure functions, specs, errors; SQLite files allowed); ``data``: reads,
+# writes, the registry and predictions on real backends; ``train``: fits and sweeps;
+# ``cluster``: a Ray cluster of its own, jobs, faults, the CLI on a cluster. A module's tier
+# is set here or by its ``pytestmark``; a test marked with another tier keeps its own (the
+# closest marker wins). A ``unit`` test parametrized on a server backend counts as ``data``.
+TIERS = ("unit", "data", "train", "cluster")
+MODULE_TIER = {
+    "test_autoscaling": "cluster",
+    "test_bad_input": "data",
+    "test_bench_all": "unit",
+    "test_blob_artifacts": "data",
+    "test_bounded_disk": "train",
+    "test_bulk_write": "data",
+    "test_checkpoint_state": "unit",
+    "test_cli": "train",
+    "test_cli_runs": "train",
+    "test_cluster_configs": "unit",
+    "test_cluster_faults": "cluster",
+    "test_continual": "train",
+    "test_elastic": "train",
+    "test_errors": "unit",
+    "test_faults": "cluster",
+    "test_first_batch": "unit",
+    "test_gpu_correctness": "train",
+    "test_hf_causal_lm": "train",
+    "test_hf_models_by_name": "train",
+    "test_hf_predict_once": "data",
+    "test_hf_spec": "train",
+    "test_hf_token_classification": "train",
+    "test_hf_tokenize_map": "unit",
+    "test_history": "train",
+    "test_huggingface_trainer": "train",
+    "test_job_records": "unit",
+    "test_job_stop": "cluster",
+    "test_jobs_cluster": "cluster",
+    "test_load": "data",
+    "test_mlflow": "train",
+    "test_model_card": "train",
+    "test_mongo": "data",
+    "test_mongo_schema": "data",
+    "test_multinode": "cluster",
+    "test_name_validation": "train",
+    "test_predict": "data",
+    "test_progress": "train",
+    "test_promote": "unit",
+    "test_quickstart": "train",
+    "test_ray_job_submit": "cluster",
+    "test_read": "data",
+    "test_registration_handles": "unit",
+    "test_registry": "data",
+    "test_resources": "unit",
+    "test_run_cleanup": "data",
+    "test_run_storage": "train",
+    "test_secrets_jobs": "cluster",
+    "test_security": "train",
+    "test_shards": "unit",
+    "test_shuffle": "train",
+    "test_side_effects": "data",
+    "test_sklearn_trainer": "train",
+    "test_specs": "unit",
+    "test_sqlite_connectorx": "data",
+    "test_submit": "cluster",
+    "test_sweep": "train",
+    "test_sweep_params": "unit",
+    "test_tiers": "unit",
+    "test_torch_loop_features": "train",
+    "test_torch_managed": "train",
+    "test_torch_seed_params": "train",
+    "test_torch_trainer": "train",
+    "test_trusted_modules": "data",
+    "test_unicode_identifiers": "train",
+    "test_write": "data",
+    "test_xgboost_trainer": "train",
+}
+
+
+def _tier_of(item: pytest.Item) -> str:
+    # The closest marker (the test's, then its class's and module's), else the module's entry;
+    # unlisted and unmarked, the tier that refuses nothing (test_tiers names such a module).
+    own = [m.name for m in item.iter_markers() if m.name in TIERS]
+    module = item.module.__name__ if item.module else ""
+    tier = own[0] if own else MODULE_TIER.get(module, "train")
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if tier == "unit" and params.get("backend", params.get("db")) in (*SERVERS, "mongo"):
+        tier = "data"
+    return tier
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give every test its tier marker before ``-m`` selects, then drop the cases that mean
+    nothing on a backend (below)."""
+    for item in items:
+        tier = _tier_of(item)
+        item.own_markers[:] = [m for m in item.own_markers if m.name not in TIERS]
+        item.add_marker(tier)
+        item.stash[_TIER] = tier
+    _drop_meaningless(config, items)
+
+
+_TIER = pytest.StashKey[str]()
+
+
+class RayInUnitTest(RuntimeError):
+    """A test of the ``unit`` tier reached Ray."""
+
+
+@pytest.fixture(autouse=True)
+def _tier_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start the session's Ray for every test outside the ``unit`` tier; in a ``unit`` test,
+    make any start of (or call into) Ray fail, so a test that needs Ray cannot stay there."""
+    if request.node.stash.get(_TIER, "unit") != "unit":
+        request.getfixturevalue("ray_session")
+        return
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RayInUnitTest(
+            f"{request.node.nodeid} is in the unit tier but started Ray: mark it data, train "
+            "or cluster (MODULE_TIER in tests/conftest.py, or a marker on the test)"
+        )
+
+    monkeypatch.setattr(ray, "init", refuse)
+    # Ray's own calls (ray.get, remote functions, Ray Data) start Ray when it is not running;
+    # seen as not running, they reach the refusal above even after another tier started it.
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
 
 
 def _server_store(backend: str) -> pr.SqlDatastore:
@@ -82,7 +220,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("backend", SQL_BACKENDS + (["mongo"] if mongo else []), indirect=True)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def _drop_meaningless(config: pytest.Config, items: list[pytest.Item]) -> None:
     # The SQL reader choice means nothing on MongoDB: run its Mongo case once; "adbc" differs
     # from "fast" only on SQLite. A test marked sql_only (a module fixture's backends include
     # MongoDB) has no Mongo case at all.

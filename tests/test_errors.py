@@ -29,6 +29,7 @@ def test_unknown_driver_is_refused_with_the_supported_ones():
         pr.connect("postgresql+nosuchdriver://u@localhost/db")
 
 
+@pytest.mark.data
 def test_closed_port_fails_fast_with_a_connection_error():
     started = time.monotonic()
     with pytest.raises(pr.DatastoreConnectionError) as info:
@@ -37,6 +38,7 @@ def test_closed_port_fails_fast_with_a_connection_error():
     assert SECRET not in str(info.value) and "127.0.0.1" in str(info.value)
 
 
+@pytest.mark.data
 def test_unroutable_server_times_out_within_seconds():
     started = time.monotonic()
     with pytest.raises(pr.DatastoreConnectionError, match=r"10\.255\.255\.1"):
@@ -57,6 +59,7 @@ def test_wrong_credentials_are_an_authentication_error(backend):
     assert SECRET not in str(info.value)
 
 
+@pytest.mark.data
 def test_missing_database_is_a_connection_error():
     try:
         pr.connect(PG_URL)
@@ -67,6 +70,7 @@ def test_missing_database_is_a_connection_error():
         pr.connect(url.render_as_string(hide_password=False))
 
 
+@pytest.mark.data
 def test_repr_and_url_mask_the_password():
     try:
         store = pr.connect(_with_password(PG_URL))  # trust auth accepts any password
@@ -166,6 +170,7 @@ def test_in_memory_sqlite_cannot_be_read_by_workers():
         store.table("t").to_dataset()
 
 
+@pytest.mark.data
 def test_an_error_inside_a_read_task_reaches_the_user_as_its_own_type(store, tables):
     name = tables("vanish")
     store.write(name, [{"id": i} for i in range(10)], key="id")
@@ -176,6 +181,7 @@ def test_an_error_inside_a_read_task_reaches_the_user_as_its_own_type(store, tab
         ds.materialize()
 
 
+@pytest.mark.data
 def test_no_password_in_logs_while_reading(tmp_path, caplog):
     try:
         store = pr.connect(_with_password(PG_URL))

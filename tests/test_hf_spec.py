@@ -51,6 +51,7 @@ def test_the_huggingface_spec_fine_tunes_a_local_model_folder_through_the_cli(
     store.close()
 
 
+@pytest.mark.unit
 def test_the_huggingface_spec_names_the_model_variable_when_it_is_unset(monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
     monkeypatch.delenv("HF_MODEL", raising=False)

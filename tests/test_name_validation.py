@@ -120,6 +120,7 @@ def _rule_message(bad: str, what: str = "model name") -> str:
 
 
 # -- the rule itself ---------------------------------------------------------------------------
+@pytest.mark.unit
 @pytest.mark.parametrize("bad", BAD_NAMES)
 def test_the_rule_refuses_a_name_that_could_leave_a_folder_or_look_like_another(bad):
     message = _rule_message(bad)
@@ -127,6 +128,7 @@ def test_the_rule_refuses_a_name_that_could_leave_a_folder_or_look_like_another(
     assert isinstance(pr.InvalidName("x"), pr.ConfigError)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("good", GOOD_NAMES)
 def test_the_rule_accepts_letters_of_any_script_digits_and_dashes(good):
     assert validate_name(good) == good
@@ -134,6 +136,7 @@ def test_the_rule_accepts_letters_of_any_script_digits_and_dashes(good):
     assert trainer.name == good
 
 
+@pytest.mark.unit
 def test_a_run_name_for_ray_is_ascii_and_keeps_names_apart():
     assert ascii_label("house-price") == "house-price"
     label = ascii_label("größe-表")
@@ -143,6 +146,7 @@ def test_a_run_name_for_ray_is_ascii_and_keeps_names_apart():
         validate_name("表", "run name", ascii_only=True)
 
 
+@pytest.mark.unit
 def test_a_default_name_from_a_function_or_folder_is_made_safe():
     trainer = pr.TorchTrainer(lambda: None, name=None)
     assert validate_name(trainer.name) == "lambda"

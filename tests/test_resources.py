@@ -65,6 +65,7 @@ def _record(message: str) -> logging.LogRecord:
     return logging.LogRecord("ray.data.dataset", logging.WARNING, __file__, 1, message, (), None)
 
 
+@pytest.mark.data
 def test_ray_datas_no_cpu_warning_filter_is_installed_when_pinnacle_starts_ray():
     # In a fresh process: here Ray may already have been started by another test, and a Ray
     # someone else started keeps its loggers as they are.
@@ -83,6 +84,7 @@ def test_ray_datas_no_cpu_warning_filter_is_installed_when_pinnacle_starts_ray()
     assert "installed True" in done.stdout, done.stdout[-2000:]
 
 
+@pytest.mark.data
 def test_ray_datas_no_cpu_warning_is_dropped_when_cpus_are_free():
     from pinnacle_ray._runtime import _NoCpuFalseAlarm, ensure_ray
 
