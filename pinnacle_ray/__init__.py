@@ -11,8 +11,8 @@ Example::
 The facade (``__all__``) is what a user calls or constructs: ``connect``, the four trainers
 and their ``TrainResult``, ``predict``, ``sweep``, the checkpoint helpers of a custom train
 loop, ``MLflowCallback``, and ``PinnacleError`` with its category bases. Leaf errors live in
-:mod:`pinnacle_ray.errors`; record and backend types in their modules
-(:mod:`pinnacle_ray.datastore`, :mod:`pinnacle_ray.registry`, ...).
+``pinnacle_ray.errors``; record and backend types in their modules (``pinnacle_ray.datastore``,
+``pinnacle_ray.registry``, ...). Names listed here before still resolve, unlisted.
 """
 
 from __future__ import annotations
