@@ -56,7 +56,7 @@ EXTRA_OF: dict[str, str] = {
 }
 
 # Extras that install other extras too (pyproject: hf = pinnacle-ray[torch] + ...).
-INCLUDES: dict[str, tuple[str, ...]] = {"hf": ("torch",)}
+INCLUDES: dict[str, tuple[str, ...]] = {"hf": ("torch",), "testing": ("mongo",)}
 
 
 def install_command(extra: str) -> str:

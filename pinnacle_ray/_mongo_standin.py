@@ -10,7 +10,8 @@ worker, so the datastore's own code path runs end to end.
 It implements the commands pinnacle_ray and pymongo send (hello, ping, find/getMore,
 aggregate, count, insert/update/delete, indexes, collections) — not sessions,
 transactions, authentication (any credentials are refused, as a server refuses wrong
-ones), replication or compression. Needs ``mongomock`` (in the ``dev`` extra).
+ones), replication or compression. Needs ``mongomock`` and ``pymongo``: the ``testing``
+extra (``pip install "pinnacle-ray[testing]"``).
 
 Example::
 
@@ -33,8 +34,11 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import bson
-from bson.codec_options import CodecOptions
+from ._extras import needs_extra
+
+with needs_extra("testing", "the MongoDB stand-in"):
+    import bson
+    from bson.codec_options import CodecOptions
 
 __all__ = ["MongoStandIn"]
 
@@ -50,7 +54,8 @@ class MongoStandIn:
     """A MongoDB stand-in on ``127.0.0.1:<free port>`` served from a background thread."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        import mongomock  # a test dependency: imported only when a stand-in is started
+        with needs_extra("testing", "the MongoDB stand-in"):
+            import mongomock  # imported only when a stand-in is started
 
         self._engine = _Engine(mongomock.MongoClient(tz_aware=False))
         self._server = _Server((host, port), _Handler)

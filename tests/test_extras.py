@@ -181,3 +181,11 @@ def test_a_sqlite_file_without_the_fast_sqlite_extra_reads_and_stages_the_plain_
     assert staging_folder(store) is None
     store.write("t", [{"id": i, "x": float(i)} for i in range(5)], key="id")
     assert store.table("t").count() == 5
+
+
+def test_the_mongo_stand_in_without_mongomock_names_the_testing_extra(monkeypatch):
+    from pinnacle_ray._mongo_standin import MongoStandIn
+
+    _uninstall(monkeypatch, "mongomock")
+    with pytest.raises(MissingExtra, match=r'pip install "pinnacle-ray\[testing\]"'):
+        MongoStandIn()
