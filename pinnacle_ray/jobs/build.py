@@ -122,7 +122,7 @@ def build_run_config(run: RunSpec, callbacks: list[Any] | None = None) -> Any:
         return None
     from ray.train import CheckpointConfig, FailureConfig
 
-    from ..trainers.base import default_run_config
+    from ..trainers import default_run_config
 
     checkpoint = (
         CheckpointConfig(**run.checkpoint.model_dump())

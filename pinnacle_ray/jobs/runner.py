@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
-from ..trainers.progress import progress_on
+from ..trainers import progress_on
 from .build import build_query, build_trainer, connect_store, search_space
 from .recording import (
     STOPPED_TEXT,
@@ -181,7 +181,7 @@ def _check_storage(spec: LoadedSpec, store: Any, *, with_run: bool = True) -> No
     """``StorageNotShared`` before the job record is written when the run's checkpoints or
     model files would stay on this node's disk while the cluster has others (a SQLite store,
     a local-folder artifact root or ``storage_path``): the job would fail later on them."""
-    from ..trainers.storage import check_reachable
+    from ..trainers import check_reachable
 
     path = getattr(spec.run, "storage_path", None) if with_run else None
     check_reachable(store, what=f"job {spec.run.name!r} ({spec.source})", storage_path=path)

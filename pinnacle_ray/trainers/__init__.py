@@ -1,6 +1,12 @@
 """Trainers: each receives Ray Datasets (from queries) and hands back a ``TrainResult``.
 
 Each framework's trainer loads on first use, so using one does not import the others.
+
+What a room above needs besides the trainers is named here too, not imported from the
+modules inside (``jobs`` does so): ``default_run_config`` (the quiet, uniquely named
+``RunConfig`` a fit starts from), ``progress_on`` (whether a progress bar shows) and
+``check_reachable`` (a store's model files and checkpoints reach every node). They are not
+in ``__all__``: users do not call them.
 """
 
 from __future__ import annotations
@@ -11,10 +17,13 @@ from .._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from .base import TrainResult
+    from .base import default_run_config as default_run_config
     from .checkpoint import get_checkpoint, load_state, report, save_state
     from .huggingface import HuggingFaceTrainer
+    from .progress import progress_on as progress_on
     from .resources import ClusterResources, ResourcePlan, plan_resources
     from .sklearn import SklearnTrainer
+    from .storage import check_reachable as check_reachable
     from .torch import TorchTrainer
     from .xgboost import XGBoostTrainer
 
@@ -31,6 +40,10 @@ _WHERE = {
     "SklearnTrainer": "sklearn",
     "TorchTrainer": "torch",
     "XGBoostTrainer": "xgboost",
+    # for the rooms above (see the module docstring)
+    "default_run_config": "base",
+    "progress_on": "progress",
+    "check_reachable": "storage",
 }
 
 __all__ = [
