@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ..errors import ConfigError, PinnacleError
-from ..registry.cards import card_text
+from ..registry import card_text
 from ._output import EXIT_OK, connect, emit_json, metrics_text, table, when
 
 __all__ = [

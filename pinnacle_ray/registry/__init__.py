@@ -16,6 +16,7 @@ from .records import CheckpointRecord, CheckpointSpec, ModelVersion
 
 if TYPE_CHECKING:
     from .aliases import HandleMove
+    from .cards import card_text
     from .cleanup import CleanupReport
     from .registry import ModelRegistry
     from .storage import ModelFiles, RunStorage
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 # Train worker that only imports a flavor to save its checkpoints does not load it.
 _LAZY = {
     "CleanupReport": "cleanup",
+    "card_text": "cards",
     "HandleMove": "aliases",
     "ModelFiles": "storage",
     "ModelRegistry": "registry",
@@ -52,6 +54,7 @@ __all__ = [
     "ModelVersion",
     "RunStorage",
     "SweepTrial",
+    "card_text",
     "get_flavor",
     "register_flavor",
 ]
