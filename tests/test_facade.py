@@ -168,7 +168,13 @@ def test_an_unknown_name_is_an_attribute_error_naming_it():
 
 @pytest.mark.parametrize(
     "package",
-    ["pinnacle_ray", "pinnacle_ray.datastore", "pinnacle_ray.registry", "pinnacle_ray.trainers"],
+    [
+        "pinnacle_ray",
+        "pinnacle_ray.datastore",
+        "pinnacle_ray.jobs",
+        "pinnacle_ray.registry",
+        "pinnacle_ray.trainers",
+    ],
 )
 def test_no_submodule_is_named_like_a_name_its_package_exports(package):
     """``import pinnacle_ray.predict`` used to turn ``pr.predict`` into a module: Python binds
