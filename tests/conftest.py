@@ -34,33 +34,40 @@ SQL_BACKENDS = ["sqlite", "postgresql", "mariadb"]
 _unreachable: dict[str, str] = {}
 
 
-@pytest.fixture(scope="session")
-def ray_session() -> Iterator[None]:
+_SESSION_RAY: list[bool] = []  # [True] once this session started its Ray
+
+
+def start_session_ray() -> None:
     """One local Ray instance for the whole session, sized like the target machine; started
-    by the first test outside the ``unit`` tier (``_tier_guard``), so a unit-only run never
-    starts Ray.
+    before the first test outside the ``unit`` tier sets up any fixture (module fixtures that
+    fit included), so a unit-only run never starts Ray; shut down when the session ends.
 
     The workers' settings (this folder on PYTHONPATH, so train loops defined in test modules
     import in Ray's workers; the quiet logging of ``worker_env``) go through the raylet's
     environment while ``ray.init`` runs, as ``ensure_ray`` does, not through a job
     ``runtime_env``: with one, every worker process started through Ray's ``setup_worker.py``
     (one more Python process importing Ray) after a runtime-env agent round trip."""
-    if not ray.is_initialized():
-        keep_idle_workers()
-        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
-            logging.ERROR
+    if ray.is_initialized():
+        return
+    keep_idle_workers()
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+        logging.ERROR
+    )
+    paths = [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]
+    workers = {"PYTHONPATH": os.pathsep.join(p for p in paths if p), **_joined(worker_env())}
+    with _raylet_environment(workers):
+        ray.init(
+            num_cpus=2,
+            include_dashboard=True,  # Ray Train polls the State API it serves
+            logging_level=logging.WARNING,
+            object_store_memory=1_000_000_000,
         )
-        paths = [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]
-        workers = {"PYTHONPATH": os.pathsep.join(p for p in paths if p), **_joined(worker_env())}
-        with _raylet_environment(workers):
-            ray.init(
-                num_cpus=2,
-                include_dashboard=True,  # Ray Train polls the State API it serves
-                logging_level=logging.WARNING,
-                object_store_memory=1_000_000_000,
-            )
-    yield
-    ray.shutdown()
+    _SESSION_RAY.append(True)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _SESSION_RAY:
+        ray.shutdown()
 
 
 # Test tiers (docs/testing.md; markers registered in pyproject.toml): every test belongs to
@@ -172,24 +179,38 @@ class RayInUnitTest(RuntimeError):
     """A test of the ``unit`` tier reached Ray."""
 
 
-@pytest.fixture(autouse=True)
-def _tier_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Start the session's Ray for every test outside the ``unit`` tier; in a ``unit`` test,
-    make any start of (or call into) Ray fail, so a test that needs Ray cannot stay there."""
-    if request.node.stash.get(_TIER, "unit") != "unit":
-        request.getfixturevalue("ray_session")
+_GUARD = pytest.StashKey[pytest.MonkeyPatch]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before any fixture of the test (a module fixture that fits too): start the session's
+    Ray for a test outside the ``unit`` tier; in a ``unit`` test, make any start of (or call
+    into) Ray fail until its fixtures are torn down, so a test that needs Ray cannot stay
+    there."""
+    if item.stash.get(_TIER, "train") != "unit":
+        start_session_ray()
         return
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise RayInUnitTest(
-            f"{request.node.nodeid} is in the unit tier but started Ray: mark it data, train "
-            "or cluster (MODULE_TIER in tests/conftest.py, or a marker on the test)"
+            f"{item.nodeid} is in the unit tier but started Ray: mark it data, train or "
+            "cluster (MODULE_TIER in tests/conftest.py, or a marker on the test)"
         )
 
-    monkeypatch.setattr(ray, "init", refuse)
+    guard = item.stash[_GUARD] = pytest.MonkeyPatch()
+    guard.setattr(ray, "init", refuse)
     # Ray's own calls (ray.get, remote functions, Ray Data) start Ray when it is not running;
     # seen as not running, they reach the refusal above even after another tier started it.
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    guard.setattr(ray, "is_initialized", lambda: False)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """After the test's fixtures are torn down: a unit test's guard is lifted."""
+    guard = item.stash.get(_GUARD, None)
+    if guard is not None:
+        guard.undo()
 
 
 def _server_store(backend: str) -> pr.SqlDatastore:
