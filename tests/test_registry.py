@@ -295,6 +295,7 @@ def test_lineage_and_config_are_stored_without_passwords_when_they_carry_urls(re
     assert got.config == {"hf_token": "***", "tokenizer": "bert-base"}
 
 
+@pytest.mark.data
 @pytest.mark.with_mongo
 def test_versions_are_unique_and_gapless_when_processes_register_concurrently(
     store, backend, tables, tmp_path, spawn_pool
@@ -584,6 +585,7 @@ def _load_and_predict(files: pr.registry.ModelFiles, frame: pd.DataFrame) -> np.
     return np.asarray(files.load().predict(frame))
 
 
+@pytest.mark.data
 def test_model_files_load_the_same_model_in_a_ray_task_with_the_registry_gone(tmp_path):
     import ray
 
