@@ -66,14 +66,16 @@ class InvalidName(ConfigError):
     folder or a Ray run name, so it may hold only letters, digits and ``-_.``."""
 
 
-class MissingExtra(PinnacleError, ImportError):
+class MissingExtra(ConfigError, ImportError):
     """An optional package is not installed: a trainer, backend, model flavor or feature
     needs one of the package's extras. The message names the command that installs it,
     e.g. ``pip install "pinnacle-ray[xgboost]"``; ``extra`` holds the extra's name and
-    ``name`` (as on any ``ImportError``) the module that is missing."""
+    ``name`` (as on any ``ImportError``) the module that is missing. A ``ConfigError`` too,
+    as the missing MLflow and plotting packages were reported before extras existed."""
 
     def __init__(self, message: str, extra: str | None = None, module: str | None = None) -> None:
-        super().__init__(message, name=module)
+        # ImportError's own __init__ (the first in the MRO, BaseException's, takes no name=).
+        ImportError.__init__(self, message, name=module)
         self.extra = extra
 
     def __reduce__(self) -> tuple:

@@ -144,8 +144,7 @@ def test_every_other_error_belongs_to_a_category_the_facade_lists():
         getattr(pr, n) for n in FACADE if n.endswith(("Error", "Failed")) and n != "PinnacleError"
     )
     assert all(errors.PinnacleError in c.__bases__ for c in categories)
-    # MissingExtra: an ImportError that a user fixes by installing the extra it names.
-    leaves = [n for n in errors.__all__ if n not in FACADE and n != "MissingExtra"]
+    leaves = [n for n in errors.__all__ if n not in FACADE]
     assert [n for n in leaves if not issubclass(getattr(errors, n), categories)] == []
 
 

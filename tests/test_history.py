@@ -178,7 +178,7 @@ def test_plotting_leaves_the_users_matplotlib_state_alone(tmp_path):
 def test_plotting_without_matplotlib_names_the_install_command(tmp_path, monkeypatch):
     from pinnacle_ray.cli._plots import plot_history
 
-    for name in ("matplotlib.figure", "matplotlib.backends.backend_agg"):
+    for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
         monkeypatch.setitem(sys.modules, name, None)  # import -> ImportError
     with pytest.raises(pr.ConfigError, match=r'pip install "pinnacle-ray\[plot\]"'):
         plot_history(history_frame(_reports(2)), tmp_path / "c.png", "c")
