@@ -320,11 +320,13 @@ def sweep(args: dict[str, Any]) -> dict[str, Any]:
 
 @scenario
 def predict(args: dict[str, Any]) -> dict[str, Any]:
-    """pr.predict of a registered model over a table, default concurrency (one actor per CPU)."""
+    """pr.predict of a registered model over a table, default concurrency (one actor per CPU).
+    Batches of 64 rows: the pool is capped at one actor per batch, so a small table in one
+    default batch would start a single actor and never reach the second node."""
     import pinnacle_ray as pr
 
     store = _store(args)
-    out = pr.predict(args["name"], store.table(args["train"]), output=args["output"])
+    out = pr.predict(args["name"], store.table(args["train"]), output=args["output"], batch_size=64)
     return {"rows": out.rows, "version": out.version, "actors": actor_labels(args["labels"])}
 
 

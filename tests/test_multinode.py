@@ -342,6 +342,7 @@ def test_predict_with_actors_on_both_nodes_writes_every_row_once_when_run_twice(
 ):
     store = pr.connect(pg.url)
     output = pg.table("predictions")
+    placed = []
     for _ in range(2):
         seen = drive(
             cluster,
@@ -354,8 +355,12 @@ def test_predict_with_actors_on_both_nodes_writes_every_row_once_when_run_twice(
             labels=LABELS,
         )
         assert (seen["rows"], seen["version"]) == (442, 1)
-    actors = {k: v for k, v in seen["actors"].items() if k.startswith("MapWorker")}
-    assert sorted({label for labels in actors.values() for label in labels}) == LABELS, actors
+        actors = {k: v for k, v in seen["actors"].items() if k.startswith("MapWorker")}
+        placed.append(sorted({label for labels in actors.values() for label in labels}))
+    # An actor still starting when the last batch was written has no node yet ("?"): with
+    # 7 batches of 64 rows one actor can finish a run alone, so placement is checked over
+    # both runs (checked on the second run alone, 1 of 2 runs saw one actor still unplaced).
+    assert sorted({label for run in placed for label in run if label != "?"}) == LABELS, placed
     out = store.table(output).to_arrow().to_pandas()
     assert len(out) == 442 and out["id"].is_unique
     assert set(out["id"]) == set(range(442))
