@@ -104,9 +104,11 @@ def test_every_report_reaches_the_driver_in_order_when_a_run_reports(streamed):
     assert all(r.has_checkpoint and r.epoch is None for r in reports)
     times = [r.time for r in reports]
     assert times == sorted(times) and abs(times[-1] - time.time()) < 600
-    # The same reports Ray Train kept with the run's checkpoints.
+    # Ray Train's record keeps the checkpoints a handle still names (keep_checkpoints bounds
+    # the rest during the run): those reports, in order, the best one (min) among them.
     kept = [m["valid/zz_score"] for _, m in streamed.record.reported]
-    assert [r.metrics["valid/zz_score"] for r in reports] == kept
+    values = [r.metrics["valid/zz_score"] for r in reports]
+    assert kept == [v for v in values if v in kept] and min(values) in kept, (kept, values)
 
 
 def test_nothing_is_shown_when_stderr_is_not_a_terminal(fitted):
