@@ -279,8 +279,12 @@ def test_sweep_registers_its_best_trial_through_the_shared_storage(forced_shared
         storage = store.models.run_storage()
         assert result.params == {"estimator__alpha": 0.01}
         assert result.checkpoint.filesystem.type_name == storage.storage_filesystem.type_name
-        assert result.checkpoint.path.startswith(storage.storage_path.rstrip("/") + "/")
-        assert result.version == store.models.get(name).version
+        # The trials' run folders are gone once the best is registered: the checkpoint the
+        # sweep hands back is the registered copy, on the same (database) filesystem.
+        version = store.models.get(name)
+        assert result.version == version.version
+        assert name in result.checkpoint.path and name in version.artifact_uri
+        assert not result.checkpoint.path.startswith(storage.storage_path.rstrip("/") + "/")
         frame = pd.DataFrame(_points(20, seed=5))
         predicted = store.models.load(name).predict(frame)
         assert np.abs(predicted - frame["y"].to_numpy()).max() < 0.5
