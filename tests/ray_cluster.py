@@ -38,6 +38,19 @@ BIN = Path(sys.executable).parent
 _Node = TypeVar("_Node")
 
 
+def files_holding(folder: Path, needle: str) -> list[str]:
+    """The files under ``folder`` (a node's Ray temp dir, say) whose bytes contain
+    ``needle``: where a secret would have leaked to logs or unpacked packages."""
+    found = []
+    for path in folder.rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink() and needle.encode() in path.read_bytes():
+                found.append(str(path))
+        except OSError:
+            continue  # sockets, files removed meanwhile
+    return found
+
+
 def free_ports(n: int) -> list[int]:
     """``n`` distinct TCP ports nothing listens on right now."""
     socks = []

@@ -33,7 +33,13 @@ import pyarrow as pa
 import pytest
 from multinode_loops import FEATURES, points
 from multinode_s3 import LocalS3
-from ray_cluster import LocalCluster, WorkerNode, start_head, start_worker_node
+from ray_cluster import (
+    LocalCluster,
+    WorkerNode,
+    files_holding,
+    start_head,
+    start_worker_node,
+)
 from tabular_data import diabetes
 from text_data import sentiment_rows
 
@@ -532,17 +538,6 @@ print("RESULT " + json.dumps({"read": read, "worker": ray.get(on_the_worker_node
 """
 
 
-def _holding(folder: Path, needle: str) -> list[str]:
-    found = []
-    for path in folder.rglob("*"):
-        try:
-            if path.is_file() and not path.is_symlink() and needle.encode() in path.read_bytes():
-                found.append(str(path))
-        except OSError:
-            continue  # sockets, files removed meanwhile
-    return found
-
-
 # Runs with the cluster's environment (its auth token): submits the probe the way
 # pinnacle-ray submit ships a spec's secret variable, waits, prints what the probe saw.
 _SUBMIT_PROBE = """\
@@ -576,5 +571,5 @@ def test_secrets_shipped_with_a_job_are_removed_on_every_node_that_unpacked_them
     # The driver (head) read the secret; a worker on the other node found its copy of the
     # package with the file already gone, and neither node's disk holds the value.
     assert outcome["seen"] == [{"read": ["PRT_JOB_TOKEN"], "worker": [1, [False]]}]
-    assert _holding(cluster.worker.temp_dir, marker) == []
-    assert _holding(cluster.head.temp_dir, marker) == []
+    assert files_holding(cluster.worker.temp_dir, marker) == []
+    assert files_holding(cluster.head.temp_dir, marker) == []

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PG_URL, Tables
-from ray_cluster import BIN, LocalCluster
+from ray_cluster import BIN, LocalCluster, files_holding
 from sqlalchemy.engine import make_url
 from tabular_data import diabetes
 
@@ -80,17 +80,6 @@ def _shown(cluster: LocalCluster, job_id: str) -> dict:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def _files_holding(folder: Path, needle: str) -> list[str]:
-    found = []
-    for path in folder.rglob("*"):
-        try:
-            if path.is_file() and not path.is_symlink() and needle.encode() in path.read_bytes():
-                found.append(str(path))
-        except OSError:
-            continue  # sockets, files removed meanwhile
-    return found
 
 
 def test_spec_secrets_never_go_into_env_vars(monkeypatch, work):
@@ -204,7 +193,7 @@ def test_pinnacle_ray_submit_keeps_the_store_password_out_of_rays_job_view(clust
     assert MARKER not in json.dumps(shown["info"], default=str)
     assert MARKER not in shown["listing"]
     assert MARKER not in json.dumps(record.__dict__, default=str)
-    assert _files_holding(cluster.temp_dir, MARKER) == []  # logs, unpacked packages
+    assert files_holding(cluster.temp_dir, MARKER) == []  # logs, unpacked packages
 
 
 def test_trainer_submit_keeps_the_store_password_out_of_rays_job_view(cluster, store, tmp_path):
@@ -229,4 +218,4 @@ def test_trainer_submit_keeps_the_store_password_out_of_rays_job_view(cluster, s
     assert MARKER not in json.dumps(shown["info"], default=str)
     assert MARKER not in shown["listing"]
     # The pickled fit held the URL; the driver deleted it once read.
-    assert _files_holding(cluster.temp_dir, MARKER) == []
+    assert files_holding(cluster.temp_dir, MARKER) == []
