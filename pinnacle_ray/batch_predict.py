@@ -13,7 +13,7 @@ a rerun, or a retry after a failure halfway, leaves exactly one row per key.
 
 SQLite takes one writer at a time, so there each actor stages its rows in a file of its
 own and the driver merges them all into the output in one transaction at the end
-(``datastore.sqlite_staging``): the actors never queue for the lock, and a run that fails
+(``datastore.sql.sqlite.staging``): the actors never queue for the lock, and a run that fails
 writes nothing. Only the columns that vary are staged (key, predictions, copied columns);
 the merge gives every row the run's model, version and created_at.
 
@@ -191,7 +191,7 @@ def predict(
         with _progress(shown, files, query) as bar:
             written, counts, schemas = _run(query, spec, actors, actor_cpus, bar, sized)
         if staging is not None:
-            from .datastore.sqlite_staging import merge_staged
+            from .datastore.sql.sqlite.staging import merge_staged
 
             keys = [key, MODEL_COLUMN, VERSION_COLUMN]
             for schema in schemas:  # the output table (with its key) and its columns
@@ -335,7 +335,7 @@ class BatchWriter:
         table = self.predictions(batch)
         schema = None
         if self.staged is None and self.spec.staging is not None:
-            from .datastore.sqlite_staging import StagingFile, stageable
+            from .datastore.sql.sqlite.staging import StagingFile, stageable
 
             if stageable(table.schema):
                 # The driver makes the output table from this schema before it merges the
@@ -626,7 +626,7 @@ def _staging_folder(store: Any, output: str, key: str, exists: bool) -> Any:
         keys = {c.name for c in store._reflect(output).primary_key.columns}
         if keys != {key, MODEL_COLUMN, VERSION_COLUMN}:
             return None
-    from .datastore.sqlite_staging import staging_folder
+    from .datastore.sql.sqlite.staging import staging_folder
 
     return staging_folder(store)
 

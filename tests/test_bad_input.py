@@ -483,7 +483,7 @@ def no_training() -> Iterator[list[str]]:
     """Record (and stop) any attempt to start Ray Train or read a query's data."""
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
-    from pinnacle_ray.datastore.sql_query import SqlQuery
+    from pinnacle_ray.datastore.sql.query import SqlQuery
 
     started: list[str] = []
 

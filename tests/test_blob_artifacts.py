@@ -33,7 +33,7 @@ from torch import nn
 
 import pinnacle_ray as pr
 from pinnacle_ray.datastore.artifact_root import legacy_artifact_root
-from pinnacle_ray.datastore.sql_blobs import CHUNKS_TABLE, FILES_TABLE, SqlBlobStore
+from pinnacle_ray.datastore.sql.blobs import CHUNKS_TABLE, FILES_TABLE, SqlBlobStore
 from pinnacle_ray.registry import RunStorage
 from pinnacle_ray.registry.db_filesystem import database_filesystem
 from pinnacle_ray.registry.torch_flavor import save_model
@@ -430,7 +430,7 @@ def test_a_version_under_the_old_default_folder_loads_when_the_new_default_is_in
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the old default lived under HOME
     url = _url(backend, request)
     if backend == "mongo":
-        from pinnacle_ray.datastore.mongo import _parse
+        from pinnacle_ray.datastore.mongo.store import _parse
 
         database, host, _ = _parse(url)
         place = sa.engine.URL.create("mongodb", host=host, database=database)

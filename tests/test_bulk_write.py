@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pinnacle_ray.datastore import sql_write
+from pinnacle_ray.datastore.sql import write as sql_write
 
 ROWS = 3_000
 

@@ -173,7 +173,7 @@ def test_loading_an_xgboost_model_without_xgboost_names_the_extra(monkeypatch, t
 def test_a_sqlite_file_without_the_fast_sqlite_extra_reads_and_stages_the_plain_way(
     monkeypatch, tmp_path
 ):
-    from pinnacle_ray.datastore.sqlite_staging import staging_folder
+    from pinnacle_ray.datastore.sql.sqlite.staging import staging_folder
 
     _uninstall(monkeypatch, "adbc_driver_sqlite", "adbc_driver_manager", "connectorx")
     store = pr.connect(f"sqlite:///{tmp_path / 'plain.db'}")

@@ -56,8 +56,8 @@ FORMER = {
     "SqlDatastore": "pinnacle_ray.datastore",
     "SqlQuery": "pinnacle_ray.datastore",
     "connect": "pinnacle_ray.datastore",
-    "MongoDatastore": "pinnacle_ray.datastore.mongo",
-    "MongoQuery": "pinnacle_ray.datastore.mongo_query",
+    "MongoDatastore": "pinnacle_ray.datastore",
+    "MongoQuery": "pinnacle_ray.datastore",
     "Job": "pinnacle_ray.jobs",
     "PredictResult": "pinnacle_ray.batch_predict",
     "predict": "pinnacle_ray.batch_predict",
@@ -173,6 +173,7 @@ def test_an_unknown_name_is_an_attribute_error_naming_it():
         "pinnacle_ray.jobs",
         "pinnacle_ray.registry",
         "pinnacle_ray.trainers",
+        "pinnacle_ray.tune",
     ],
 )
 def test_no_submodule_is_named_like_a_name_its_package_exports(package):

@@ -212,7 +212,7 @@ def test_a_read_whose_connection_is_killed_mid_shard_is_exact_or_fails_clearly(
     import pyarrow as pa
     import sqlalchemy as sa
 
-    from pinnacle_ray.datastore import sql_query
+    from pinnacle_ray.datastore.sql import query as sql_query
 
     monkeypatch.setattr(sql_query, "_TARGET_BLOCK_BYTES", 1)  # 1,024-row batches
     name, n = tables("points"), 6_000

@@ -28,7 +28,7 @@ from tabular_data import diabetes
 from text_data import sentiment_rows, tiny_bert
 
 import pinnacle_ray as pr
-from pinnacle_ray.datastore.mongo_read import MongoShard
+from pinnacle_ray.datastore.mongo.read import MongoShard
 
 PASSWORD = "s3cr3t-Pw"
 
@@ -149,7 +149,7 @@ def test_mixed_types_in_a_field_raise_naming_the_field_and_two_ids(mongo, coll):
 
 
 def test_mixed_types_beyond_the_planning_sample_raise_in_the_read_task(mongo, coll, monkeypatch):
-    monkeypatch.setattr("pinnacle_ray.datastore.mongo_query.SAMPLE_DOCS", 10)
+    monkeypatch.setattr("pinnacle_ray.datastore.mongo.query.SAMPLE_DOCS", 10)
     _insert(mongo, coll, [{"_id": i, "v": i if i != 40 else "forty"} for i in range(50)])
     ds = mongo.find(coll, projection=["v"]).to_dataset(shards=2)
     with pytest.raises(pr.MixedTypes, match=r"field 'v'.*_id 0 and _id 40"):
@@ -198,7 +198,7 @@ def test_plan_prints_the_key_ranges_like_sql(mongo, coll):
 
 # -- writing ---------------------------------------------------------------------------------
 def test_write_upserts_in_batches_and_a_rerun_duplicates_nothing(mongo, coll, monkeypatch):
-    monkeypatch.setattr("pinnacle_ray.datastore.mongo_write.BATCH_ROWS", 7)
+    monkeypatch.setattr("pinnacle_ray.datastore.mongo.write.BATCH_ROWS", 7)
     rows = [{"id": i, "v": float(i)} for i in range(30)]
     assert mongo.write(coll, rows, key="id") == 30
     assert mongo.write(coll, rows, key="id") == 30

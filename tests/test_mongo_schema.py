@@ -39,7 +39,7 @@ def coll(mongo: pr.MongoDatastore) -> Iterator[str]:
 def small_sample(monkeypatch: pytest.MonkeyPatch) -> int:
     """Types planned from the first 10 documents (instead of 1,000), so a few dozen
     documents put a type change past the sample."""
-    monkeypatch.setattr("pinnacle_ray.datastore.mongo_query.SAMPLE_DOCS", 10)
+    monkeypatch.setattr("pinnacle_ray.datastore.mongo.query.SAMPLE_DOCS", 10)
     return 10
 
 
@@ -192,7 +192,7 @@ def skewed(mongo, coll) -> str:
 @pytest.mark.timeout(300)
 def test_blocks_stay_under_the_byte_bound_when_a_few_documents_are_5mb(mongo, skewed, monkeypatch):
     bound = 8 * MB
-    monkeypatch.setattr("pinnacle_ray.datastore.mongo_query.BLOCK_BYTES", bound)
+    monkeypatch.setattr("pinnacle_ray.datastore.mongo.query.BLOCK_BYTES", bound)
     q = mongo.find(skewed)
     plan = q.plan(shards=1)  # 26 MB in one shard: one block when sized by the first documents
     assert f"blocks of at most {bound:,} BSON bytes" in str(plan)

@@ -191,6 +191,6 @@ def test_is_local_host_knows_sockets_loopback_and_own_names(host, local):
 def test_the_server_host_comes_from_the_url_or_its_host_parameter(url, host):
     import sqlalchemy as sa
 
-    from pinnacle_ray.datastore.sql import _server_host
+    from pinnacle_ray.datastore.sql.store import _server_host
 
     assert _server_host(sa.engine.make_url(url)) == host

@@ -15,7 +15,8 @@ import pyarrow as pa
 import pytest
 
 import pinnacle_ray as pr
-from pinnacle_ray.datastore import sql_read, sqlite_connectorx
+from pinnacle_ray.datastore.sql import read as sql_read
+from pinnacle_ray.datastore.sql.sqlite import connectorx_read as sqlite_connectorx
 
 NAMES = ["order", "größe", "flag", "text", "blob", "small"]
 
@@ -140,7 +141,7 @@ def test_connectorx_never_creates_a_database_file_that_is_gone(plain):
 
 
 def test_connectorx_streams_batches_no_larger_than_the_planned_block(plain, monkeypatch):
-    from pinnacle_ray.datastore import sql_query
+    from pinnacle_ray.datastore.sql import query as sql_query
 
     store, name = plain
     monkeypatch.setattr(sql_query, "_TARGET_BLOCK_BYTES", 1)  # as for very wide rows

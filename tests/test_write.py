@@ -215,7 +215,7 @@ def _q(store, name: str) -> str:
 def test_sqlite_staged_rows_merge_as_a_direct_upsert_writes_them(tmp_path):
     # pr.predict's SQLite path: writers stage Arrow batches in files of their own (ADBC)
     # and one merge upserts them; what lands must equal what store.write stores.
-    from pinnacle_ray.datastore.sqlite_staging import StagingFile, merge_staged, staging_folder
+    from pinnacle_ray.datastore.sql.sqlite.staging import StagingFile, merge_staged, staging_folder
 
     store = pr.connect(tmp_path / "stage.db")
     ts = dt.datetime(2024, 3, 1, 12, 30, 45, 123456)
@@ -247,7 +247,7 @@ def test_sqlite_staged_rows_merge_as_a_direct_upsert_writes_them(tmp_path):
 def test_sqlite_merge_gives_every_row_the_constant_columns_when_they_are_not_staged(tmp_path):
     # pr.predict stages only the columns that vary; the model, version and run time are
     # given to each row by the merge. What lands must equal a direct upsert of full rows.
-    from pinnacle_ray.datastore.sqlite_staging import StagingFile, merge_staged, staging_folder
+    from pinnacle_ray.datastore.sql.sqlite.staging import StagingFile, merge_staged, staging_folder
 
     store = pr.connect(tmp_path / "stage.db")
     ts = dt.datetime(2024, 3, 1, 12, 30, 45, 123456, tzinfo=UTC)

@@ -12,19 +12,19 @@ from .base import Datastore, ModelCatalog
 from .shards import KeyRange, KeyStats, ShardPlan, plan_ranges
 
 if TYPE_CHECKING:
-    from .mongo import MongoDatastore
-    from .mongo_query import MongoQuery
-    from .sql import SqlDatastore
-    from .sql_query import SqlQuery
+    from .mongo.query import MongoQuery
+    from .mongo.store import MongoDatastore
+    from .sql.query import SqlQuery
+    from .sql.store import SqlDatastore
 
 # SQLAlchemy and the drivers (the sql modules), pymongo (the mongo ones): loaded on first
 # use, so a process that only reads registry records or runs a training loop (a Ray Train
 # worker imports the registry's torch flavor) does not pay for them.
 _LAZY = {
-    "MongoDatastore": "mongo",
-    "MongoQuery": "mongo_query",
-    "SqlDatastore": "sql",
-    "SqlQuery": "sql_query",
+    "MongoDatastore": "mongo.store",
+    "MongoQuery": "mongo.query",
+    "SqlDatastore": "sql.store",
+    "SqlQuery": "sql.query",
 }
 
 __all__ = [
@@ -67,7 +67,7 @@ def connect(
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     if scheme in ("mongodb", "mongodb+srv"):
         with needs_extra("mongo", "a mongodb:// datastore"):
-            from .mongo import MongoDatastore  # pymongo loads only for Mongo URLs
+            from .mongo.store import MongoDatastore  # pymongo loads only for Mongo URLs
 
         if sqlite_wal is not None:
             raise ConfigError(
@@ -75,7 +75,7 @@ def connect(
             )
 
         return MongoDatastore(text, artifact_root)
-    from .sql import SqlDatastore
+    from .sql.store import SqlDatastore
     from .url import parse_sql_url
 
     return SqlDatastore(parse_sql_url(text), artifact_root, sqlite_wal=sqlite_wal)

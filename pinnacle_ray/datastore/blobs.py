@@ -8,7 +8,7 @@ at most one chunk, a writer buffers at most one before it is stored. A file beco
 only when its writer closes (its chunks are stored under a fresh id first, then one commit
 points the path at them), so a crashed or aborted writer leaves nothing a reader can see.
 
-The SQL store lives in :mod:`.sql_blobs`, the GridFS one in :mod:`.mongo_blobs`; the
+The SQL store lives in :mod:`.sql.blobs`, the GridFS one in :mod:`.mongo.blobs`; the
 ``pyarrow.fs`` filesystem over either is ``pinnacle_ray.registry.db_filesystem``.
 """
 

@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from ..errors import WriteError
-from .sql_types import arrow_type
+from ...errors import WriteError
+from .column_types import arrow_type
 
 __all__ = ["check_fits", "nested_as_json"]
 

@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._extras import installed
-from ..errors import WriteError
-from .sqlite_text import naive_utc, sqlite_text
+from ...._extras import installed
+from ....errors import WriteError
+from .text import naive_utc, sqlite_text
 
 if TYPE_CHECKING:  # SQLAlchemy only where the driver merges: the staging actors never load it
     import sqlalchemy as sa
 
-    from .sql import SqlDatastore
+    from ..store import SqlDatastore
 
 __all__ = ["StagingFile", "merge_staged", "stageable", "staging_folder"]
 
@@ -142,7 +142,7 @@ class StagingFile:
 
 
 def _as_stored(table: pa.Table) -> pa.Table:
-    """The columns as the sqlite3 write path stores them (see ``sql_write._renderable``)."""
+    """The columns as the sqlite3 write path stores them (see ``sql.write._renderable``)."""
     columns = []
     for field in table.schema:
         column = table.column(field.name)
@@ -202,7 +202,7 @@ def merge_staged(
     except WriteError:
         raise
     except Exception as exc:
-        from .sql_errors import translate
+        from ..driver_errors import translate
 
         raise translate(exc, secrets=store._secrets, context=f"writing to table {name!r}") from None
     finally:

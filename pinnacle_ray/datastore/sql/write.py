@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from ..errors import (
+from ...errors import (
     ColumnNotFound,
     ConfigError,
     DuplicateKey,
@@ -29,20 +29,20 @@ from ..errors import (
     PinnacleError,
     WriteError,
 )
-from .identifiers import validate_identifier
-from .sql_bulk import BULK_MIN_ROWS, bulk_upsert
-from .sql_errors import is_duplicate_key, translate
-from .sql_fit import check_fits, nested_as_json
-from .sql_reflect import reflect_table
-from .sql_types import exact_collation, sql_type
-from .sql_where import match as _match
-from .sqlite_text import naive_utc, sqlite_text
+from ..identifiers import validate_identifier
+from .bulk import BULK_MIN_ROWS, bulk_upsert
+from .coerce import check_fits, nested_as_json
+from .column_types import exact_collation, sql_type
+from .driver_errors import is_duplicate_key, translate
+from .reflect import reflect_table
+from .sqlite.text import naive_utc, sqlite_text
+from .where import match as _match
 
 if TYPE_CHECKING:
     import pandas as pd
     import ray.data
 
-    from .sql import SqlDatastore
+    from .store import SqlDatastore
 
 __all__ = ["WriteData", "delete_rows", "insert", "to_arrow_batches", "upsert"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from ..errors import (
+from ...errors import (
     ColumnNotFound,
     DatastoreAuthenticationError,
     DatastoreConnectionError,

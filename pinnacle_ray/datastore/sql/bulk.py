@@ -23,11 +23,11 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from ..errors import WriteError, redact
-from .sql_read import libpq_uri
+from ...errors import WriteError, redact
+from .read import libpq_uri
 
 if TYPE_CHECKING:
-    from .sql import SqlDatastore
+    from .store import SqlDatastore
 
 __all__ = ["BULK_MIN_ROWS", "bulk_upsert"]
 

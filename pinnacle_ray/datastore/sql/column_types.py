@@ -10,7 +10,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from ..errors import WriteError
+from ...errors import WriteError
 
 __all__ = ["arrow_type", "exact_collation", "sql_type"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pymongo import errors as mongo_errors
 
-from ..errors import (
+from ...errors import (
     DatastoreAuthenticationError,
     DatastoreConnectionError,
     DuplicateKey,

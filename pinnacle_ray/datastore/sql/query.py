@@ -16,11 +16,11 @@ import pyarrow as pa
 import sqlalchemy as sa
 from ray.data import Dataset
 
-from .._runtime import cluster_cpus
-from ..data import read_shards
-from ..errors import ColumnNotFound, ConfigError, InvalidKey, QueryError
-from .identifiers import validate_identifier
-from .shards import (
+from ..._runtime import cluster_cpus
+from ...data import read_shards
+from ...errors import ColumnNotFound, ConfigError, InvalidKey, QueryError
+from ..identifiers import validate_identifier
+from ..shards import (
     KeyRange,
     KeyStats,
     ShardPlan,
@@ -29,13 +29,13 @@ from .shards import (
     plan_ranges,
     quantile_ranks,
 )
-from .sql_read import SqlShard, conform, rows_to_table
-from .sql_types import arrow_type
-from .sql_where import match as _match
-from .watermark import Watermark, watermark_of
+from ..watermark import Watermark, watermark_of
+from .column_types import arrow_type
+from .read import SqlShard, conform, rows_to_table
+from .where import match as _match
 
 if TYPE_CHECKING:
-    from .sql import SqlDatastore
+    from .store import SqlDatastore
 
 __all__ = ["ShardPlan", "SqlQuery"]
 

@@ -1,6 +1,6 @@
 """Values as the SQLite write path stores them: dates and times as SQLAlchemy's text, zoned
 timestamps as UTC wall time. Pure Arrow and numpy, so a process that only stages rows
-(``sqlite_staging``) needs no SQLAlchemy."""
+(``staging``) needs no SQLAlchemy."""
 
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ from typing import Any
 import pyarrow as pa
 from bson import Binary, Decimal128, Int64, ObjectId
 
-from ..errors import MixedTypes
+from ...errors import MixedTypes
 
 __all__ = [
     "PlannedColumns",

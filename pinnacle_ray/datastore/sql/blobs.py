@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 
-from ..errors import ConfigError
-from .blobs import DEFAULT_CHUNK_BYTES, BlobInfo, ChunkReader, ChunkWriter, below
+from ...errors import ConfigError
+from ..blobs import DEFAULT_CHUNK_BYTES, BlobInfo, ChunkReader, ChunkWriter, below
 
 if TYPE_CHECKING:
-    from .sql import SqlDatastore
+    from .store import SqlDatastore
 
 __all__ = ["CHUNKS_TABLE", "FILES_TABLE", "SqlBlobStore"]
 

@@ -16,7 +16,7 @@ from bson.errors import BSONError
 from pymongo.errors import PyMongoError
 from sqlalchemy.engine import URL
 
-from ..errors import (
+from ...errors import (
     ColumnNotFound,
     ConfigError,
     InvalidIdentifier,
@@ -24,16 +24,16 @@ from ..errors import (
     PinnacleError,
     TableNotFound,
 )
-from .artifact_root import legacy_artifact_root, resolve_artifact_root
-from .base import JobCatalog, ModelCatalog, make_jobs, make_models
-from .identifiers import validate_identifier
-from .mongo_blobs import MongoBlobStore
-from .mongo_errors import translate
-from .mongo_query import MongoQuery
-from .mongo_read import client_for
-from .mongo_schema import SchemaLike
-from .mongo_write import KEY_INDEX, WriteData, delete_documents, insert, match_filter, upsert
-from .url import mask
+from ..artifact_root import legacy_artifact_root, resolve_artifact_root
+from ..base import JobCatalog, ModelCatalog, make_jobs, make_models
+from ..identifiers import validate_identifier
+from ..url import mask
+from .blobs import MongoBlobStore
+from .driver_errors import translate
+from .query import MongoQuery
+from .read import client_for
+from .schema import SchemaLike
+from .write import KEY_INDEX, WriteData, delete_documents, insert, match_filter, upsert
 
 __all__ = ["MongoDatastore"]
 

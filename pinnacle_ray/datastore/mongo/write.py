@@ -28,14 +28,14 @@ from bson import Decimal128, ObjectId
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, CollectionInvalid, OperationFailure, PyMongoError
 
-from ..errors import ConfigError, DuplicateKey, InvalidIdentifier, InvalidKey, WriteError
-from .mongo_errors import is_duplicate_key, translate
-from .sql_write import WriteData, to_arrow_batches
-from .sql_write import _prepare as prepare_batch
-from .where_values import check_where_value
+from ...errors import ConfigError, DuplicateKey, InvalidIdentifier, InvalidKey, WriteError
+from ..sql.write import WriteData, to_arrow_batches
+from ..sql.write import _prepare as prepare_batch
+from ..where_values import check_where_value
+from .driver_errors import is_duplicate_key, translate
 
 if TYPE_CHECKING:
-    from .mongo import MongoDatastore
+    from .store import MongoDatastore
 
 __all__ = ["delete_documents", "insert", "match_filter", "upsert"]
 

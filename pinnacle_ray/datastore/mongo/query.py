@@ -19,21 +19,10 @@ import bson
 import pyarrow as pa
 from ray.data import Dataset
 
-from .._runtime import cluster_cpus
-from ..data import read_shards
-from ..errors import ColumnNotFound, ConfigError, InvalidKey
-from .mongo_arrow import (
-    PlannedColumns,
-    documents_to_table,
-    field_value,
-    kind_of,
-    plan_columns,
-    scalar_type,
-    top_level_fields,
-)
-from .mongo_read import MongoShard
-from .mongo_schema import SchemaLike, declared_types
-from .shards import (
+from ..._runtime import cluster_cpus
+from ...data import read_shards
+from ...errors import ColumnNotFound, ConfigError, InvalidKey
+from ..shards import (
     KeyRange,
     KeyStats,
     ShardPlan,
@@ -42,10 +31,21 @@ from .shards import (
     plan_ranges,
     quantile_ranks,
 )
-from .watermark import Watermark, watermark_of
+from ..watermark import Watermark, watermark_of
+from .bson_arrow import (
+    PlannedColumns,
+    documents_to_table,
+    field_value,
+    kind_of,
+    plan_columns,
+    scalar_type,
+    top_level_fields,
+)
+from .read import MongoShard
+from .schema import SchemaLike, declared_types
 
 if TYPE_CHECKING:
-    from .mongo import MongoDatastore
+    from .store import MongoDatastore
 
 __all__ = ["MongoQuery"]
 

@@ -30,10 +30,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
-from ..errors import DatastoreAuthenticationError, DatastoreConnectionError, QueryError, redact
-from . import sqlite_connectorx
-from .sql_errors import translate
-from .url import mask
+from ...errors import DatastoreAuthenticationError, DatastoreConnectionError, QueryError, redact
+from ..url import mask
+from .driver_errors import translate
+from .sqlite import connectorx_read
 
 __all__ = ["Compiled", "SqlShard", "conform", "rows_to_table", "via_settings"]
 
@@ -175,7 +175,7 @@ class SqlShard:
 
     def _read_connectorx(self) -> Iterator[pa.Table]:
         assert self.literal is not None and self.url.database
-        stream = sqlite_connectorx.batches(self.url.database, self.literal, self.batch_rows)
+        stream = connectorx_read.batches(self.url.database, self.literal, self.batch_rows)
         for table in _rebatch(stream, self.batch_rows):
             yield conform(table, self.schema)
 

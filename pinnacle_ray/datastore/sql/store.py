@@ -16,27 +16,27 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL
 
-from .._extras import installed, needs_extra
-from ..errors import (
+from ..._extras import installed, needs_extra
+from ...errors import (
     ConfigError,
     DatastoreConnectionError,
     InvalidURL,
     MissingExtra,
     TableNotFound,
 )
-from . import sqlite_connectorx
-from .artifact_root import legacy_artifact_root, resolve_artifact_root
-from .base import JobCatalog, ModelCatalog, make_jobs, make_models
-from .identifiers import validate_identifier
-from .shards import is_local_host
-from .sql_blobs import SqlBlobStore
-from .sql_errors import translate
-from .sql_query import SqlQuery, _CtidPages
-from .sql_read import Compiled, via_settings
-from .sql_reflect import reflect_table
-from .sql_write import WriteData, delete_rows, upsert
-from .sql_write import insert as insert_rows
-from .url import mask
+from ..artifact_root import legacy_artifact_root, resolve_artifact_root
+from ..base import JobCatalog, ModelCatalog, make_jobs, make_models
+from ..identifiers import validate_identifier
+from ..shards import is_local_host
+from ..url import mask
+from .blobs import SqlBlobStore
+from .driver_errors import translate
+from .query import SqlQuery, _CtidPages
+from .read import Compiled, via_settings
+from .reflect import reflect_table
+from .sqlite import connectorx_read
+from .write import WriteData, delete_rows, upsert
+from .write import insert as insert_rows
 
 __all__ = ["SqlDatastore"]
 
@@ -269,11 +269,11 @@ class SqlDatastore:
         if (
             self._fast_reader() != "adbc-sqlite"
             or os.environ.get(_READER_ENV, "") == "adbc"
-            or not sqlite_connectorx.available()
-            or not sqlite_connectorx.plain_schema(schema)
+            or not connectorx_read.available()
+            or not connectorx_read.plain_schema(schema)
         ):
             return None
-        return sqlite_connectorx.literal_sql(stmt, self._engine.dialect)
+        return connectorx_read.literal_sql(stmt, self._engine.dialect)
 
     def _compile(self, stmt: Any, reader: str) -> Compiled:
         dialect = self._engine.dialect

@@ -20,9 +20,9 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from ..errors import PinnacleError
-from .mongo_arrow import PlannedColumns, documents_to_table
-from .mongo_errors import translate
+from ...errors import PinnacleError
+from .bson_arrow import PlannedColumns, documents_to_table
+from .driver_errors import translate
 
 __all__ = ["MongoShard", "client_for"]
 

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from bson import Binary, ObjectId
 
-from .blobs import DEFAULT_CHUNK_BYTES, BlobInfo, ChunkReader, ChunkWriter, below
+from ..blobs import DEFAULT_CHUNK_BYTES, BlobInfo, ChunkReader, ChunkWriter, below
 
 if TYPE_CHECKING:
-    from .mongo import MongoDatastore
+    from .store import MongoDatastore
 
 __all__ = ["BUCKET", "MongoBlobStore"]
 

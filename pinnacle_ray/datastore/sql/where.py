@@ -14,9 +14,9 @@ from typing import Any
 import pyarrow as pa
 import sqlalchemy as sa
 
-from ..errors import ConfigError
-from .sql_types import arrow_type
-from .where_values import check_where_value, is_in_list
+from ...errors import ConfigError
+from ..where_values import check_where_value, is_in_list
+from .column_types import arrow_type
 
 __all__ = ["match"]
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..errors import ConfigError
-from .mongo_arrow import scalar_type
+from ...errors import ConfigError
+from .bson_arrow import scalar_type
 
 __all__ = ["SchemaLike", "declared_types"]
 
