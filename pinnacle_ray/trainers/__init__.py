@@ -1,5 +1,8 @@
 """Trainers: each receives Ray Datasets (from queries) and hands back a ``TrainResult``.
 
+``Trainer`` is the Protocol the four satisfy (scikit-learn-style ``get_params`` /
+``set_params`` / ``clone``, ``fit``, ``submit``): what ``tune`` and ``jobs`` type against.
+
 Each framework's trainer loads on first use, so using one does not import the others.
 
 What a room above needs besides the trainers is named here too, not imported from the
@@ -21,6 +24,7 @@ if TYPE_CHECKING:
     from .checkpoint import get_checkpoint, load_state, report, save_state
     from .huggingface import HuggingFaceTrainer
     from .progress import progress_on as progress_on
+    from .protocol import Trainer
     from .resources import ClusterResources, ResourcePlan, plan_resources
     from .sklearn import SklearnTrainer
     from .storage import check_reachable as check_reachable
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
 
 _WHERE = {
     "TrainResult": "base",
+    "Trainer": "protocol",
     "get_checkpoint": "checkpoint",
     "load_state": "checkpoint",
     "report": "checkpoint",
@@ -53,6 +58,7 @@ __all__ = [
     "SklearnTrainer",
     "TorchTrainer",
     "TrainResult",
+    "Trainer",
     "XGBoostTrainer",
     "get_checkpoint",
     "load_state",

@@ -64,6 +64,7 @@ from .huggingface_loop import (
 )
 from .huggingface_rows import Tokenize
 from .huggingface_tokens import TokenizeWords, scan_tags
+from .params import TrainerParams
 from .pretrained import resolve_pretrained, resolve_tokenizer
 from .registration import RunRecord, check_listened, json_safe
 from .retention import Retention
@@ -102,7 +103,7 @@ _DRIVER_SCAN_BYTES = 8_000_000
 
 
 @keeps_arguments
-class HuggingFaceTrainer(Submittable):
+class HuggingFaceTrainer(TrainerParams, Submittable):
     """Fine-tune a Hugging Face transformers model on text rows, distributed on Ray Train.
 
     Example::
@@ -225,6 +226,11 @@ class HuggingFaceTrainer(Submittable):
         )
 
     # -- public ----------------------------------------------------------------------------
+    @property
+    def scaling(self) -> ScalingConfig:
+        """The ``ScalingConfig`` a fit starts its Ray Train workers with."""
+        return self.scaling_config
+
     @records_job
     def fit(
         self,

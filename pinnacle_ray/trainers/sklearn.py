@@ -41,6 +41,7 @@ from .base import (
 from .caching import estimated_bytes
 from .features import check_feature_list
 from .holdout import check_fraction
+from .params import TrainerParams
 from .progress import TaskPhases
 from .registration import RunRecord, json_safe
 from .report_stream import Report
@@ -64,7 +65,7 @@ MIN_READ_CPU = 0.1
 
 
 @keeps_arguments
-class SklearnTrainer(Submittable):
+class SklearnTrainer(TrainerParams, Submittable):
     """Fit a scikit-learn estimator (or ``Pipeline``) on a datastore query, as a Ray task.
 
     Example::
@@ -151,6 +152,11 @@ class SklearnTrainer(Submittable):
         self.tracking = tracking
         self.callbacks = callbacks
         Tracking.of(tracking, callbacks)  # a bad tracker or callback is refused now
+
+    @property
+    def scaling(self) -> None:
+        """None: a fit is one Ray task holding ``num_cpus``, not Ray Train workers."""
+        return None
 
     @records_job
     def fit(

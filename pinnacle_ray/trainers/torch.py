@@ -50,6 +50,7 @@ from .early_stopping import EarlyStopping
 from .features import check_feature_list, count_non_finite, non_finite_message
 from .holdout import split_by_key
 from .objectives import resolve_objective
+from .params import TrainerParams
 from .registration import RunRecord, check_listened, json_safe
 from .resources import ResourcePlan
 from .retention import Retention
@@ -100,7 +101,7 @@ _AUTO: Any = type("_Auto", (), {"__repr__": lambda self: "'auto'"})()
 
 
 @keeps_arguments
-class TorchTrainer(Submittable):
+class TorchTrainer(TrainerParams, Submittable):
     """Train a torch model on Ray Train with datastore queries as its datasets.
 
     Ray style — plain Ray Train code runs unchanged inside the loop::
@@ -294,6 +295,11 @@ class TorchTrainer(Submittable):
             EarlyStopping(self.mode)  # validates mode
 
     # -- public --------------------------------------------------------------------------
+    @property
+    def scaling(self) -> ScalingConfig:
+        """The ``ScalingConfig`` a fit starts its Ray Train workers with."""
+        return self.scaling_config
+
     @records_job
     def fit(
         self,

@@ -45,6 +45,7 @@ from .base import (
 from .devices import xgboost_device_params
 from .features import check_feature_list, count_non_finite, non_finite_message
 from .holdout import check_fraction, split_by_key
+from .params import TrainerParams
 from .registration import RunRecord, json_safe
 from .run_folder import release_run_folder
 from .storage import RegisteredCheckpoint, decide, with_run_storage
@@ -84,7 +85,7 @@ _MAXIMIZED = ("auc", "aucpr", "map", "ndcg", "pre")
 
 
 @keeps_arguments
-class XGBoostTrainer(Submittable):
+class XGBoostTrainer(TrainerParams, Submittable):
     """Train an XGBoost booster on Ray Train workers with datastore queries as datasets.
 
     Example::
@@ -164,6 +165,11 @@ class XGBoostTrainer(Submittable):
         self.callbacks = callbacks
         Tracking.of(tracking, callbacks)  # a bad tracker or callback is refused now
         self.name = "xgboost" if name is None else validate_name(name)
+
+    @property
+    def scaling(self) -> ScalingConfig:
+        """The ``ScalingConfig`` a fit starts its Ray Train workers with."""
+        return self.scaling_config
 
     @records_job
     def fit(

@@ -1,0 +1,163 @@
+"""``get_params`` / ``set_params`` / ``clone`` for the trainers, the scikit-learn way.
+
+A trainer's parameters are the arguments of its ``__init__``, read from its signature, and
+``get_params()`` hands back each one as it was given. That is what lets a sweep or a job
+build a copy with some of them changed (``type(t)(**{**t.get_params(), "name": "x"})``,
+or :meth:`TrainerParams.clone`) without private attributes.
+
+Nested parameters take scikit-learn's and skorch's one routing syntax, ``<param>__<name>``:
+into an estimator's own ``set_params`` (``estimator__alpha``,
+``estimator__ridge__alpha`` for a pipeline step) and into a dict of keyword arguments by
+key (``optimizer_kwargs__lr``, ``params__max_depth``). The objects given are never
+changed: a nested value is set on a copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import functools
+import inspect
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from ..errors import ConfigError
+
+__all__ = ["TrainerParams", "param_names"]
+
+_P = TypeVar("_P", bound="TrainerParams")
+
+
+@functools.cache
+def param_names(cls: type) -> tuple[str, ...]:
+    """The names of ``cls.__init__``'s parameters (not ``self``, not ``*args``/``**kwargs``),
+    in signature order."""
+    init = inspect.signature(cls.__init__)  # type: ignore[misc]
+    return tuple(
+        p.name
+        for p in list(init.parameters.values())[1:]
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    )
+
+
+class TrainerParams:
+    """Mixin: ``get_params``, ``set_params`` and ``clone`` read from ``__init__``'s signature.
+
+    Example::
+
+        trainer = pr.SklearnTrainer(Ridge(), features=["x"], label="y", name="ridge")
+        trainer.get_params()["name"]                   # 'ridge'
+        trainer.set_params(estimator__alpha=0.5)       # returns the trainer
+        copy = trainer.clone()                         # type(t)(**t.get_params())
+    """
+
+    def get_params(self, deep: bool = False) -> dict[str, Any]:
+        """Every ``__init__`` argument of this trainer by name, as it was given (defaults
+        for those not given). ``deep=True`` adds the parameters of nested estimators as
+        ``<param>__<name>``, as scikit-learn does."""
+        out = {name: self._given(name) for name in param_names(type(self))}
+        if deep:
+            for name, value in list(out.items()):
+                if _has_params(value):
+                    out.update((f"{name}__{k}", v) for k, v in value.get_params(deep=True).items())
+        return out
+
+    def set_params(self: _P, **params: Any) -> _P:
+        """Change some parameters and return the trainer, checked as the constructor checks
+        them (a value the constructor refuses is refused here, with its message, and the
+        trainer is left as it was). A nested name ``<param>__<name>`` sets a key of a dict
+        parameter or a parameter of an estimator, on a copy. An unknown name is a
+        ``ConfigError`` suggesting the closest one."""
+        if not params:
+            return self
+        given = self.get_params()
+        for path, value in params.items():
+            head, _, rest = path.partition("__")
+            if head not in given:
+                raise ConfigError(_unknown(type(self).__name__, path, head, list(given)))
+            given[head] = _routed(given[head], rest, value, path) if rest else value
+        fresh = type(self)(**given)
+        self.__dict__.clear()
+        self.__dict__.update(fresh.__dict__)
+        return self
+
+    def clone(self: _P) -> _P:
+        """A new, unfitted trainer with the same parameters: ``type(t)(**t.get_params())``
+        (the parameter values themselves are shared, as scikit-learn's ``clone`` does with
+        anything that is not an estimator)."""
+        return type(self)(**self.get_params())
+
+    def __repr__(self) -> str:
+        # The parameters given away from their defaults, as scikit-learn prints estimators.
+        defaults = inspect.signature(type(self).__init__).parameters  # type: ignore[misc]
+        shown = [
+            f"{k}={v!r}"
+            for k, v in self.get_params().items()
+            if k in defaults and not _same(v, defaults[k].default)
+        ]
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    def _given(self, name: str) -> Any:
+        """The argument ``name`` as given (or its default)."""
+        # Until each __init__ stores its arguments as given, the keeps_arguments decorator
+        # remembers them.
+        arguments = self.__dict__.get("_arguments")
+        if arguments is not None:
+            if name in arguments:
+                return arguments[name]
+            default = inspect.signature(type(self).__init__).parameters[name].default  # type: ignore[misc]
+            return None if default is inspect.Parameter.empty else default
+        return getattr(self, name)
+
+
+def _same(value: Any, default: Any) -> bool:
+    try:
+        return bool(value is default or value == default)
+    except Exception:  # arrays and the like compare element-wise
+        return False
+
+
+def _has_params(value: Any) -> bool:
+    return (
+        hasattr(value, "get_params")
+        and hasattr(value, "set_params")
+        and not isinstance(value, type)
+    )
+
+
+def _routed(value: Any, rest: str, new: Any, path: str) -> Any:
+    """``value`` with ``new`` set at the nested name ``rest`` (a copy; ``value`` is kept)."""
+    if _has_params(value):
+        known = value.get_params(deep=True)
+        if rest not in known:
+            shown = sorted(k for k in known if not isinstance(known[k], type))
+            raise ConfigError(
+                f"{path!r}: {type(value).__name__} has no parameter {rest!r}"
+                f"{_suggestion(rest, shown)}; its parameters are {shown}"
+            )
+        out = copy.deepcopy(value)
+        out.set_params(**{rest: new})
+        return out
+    if value is None or isinstance(value, Mapping):
+        key, _, deeper = rest.partition("__")
+        out = dict(value or {})
+        out[key] = _routed(out.get(key), deeper, new, path) if deeper else new
+        return out
+    raise ConfigError(
+        f"{path!r}: {path.partition('__')[0]} is a {type(value).__name__}, which has no "
+        f"parameter {rest!r} to set; a nested name reaches a dict's key or an estimator's "
+        "parameter"
+    )
+
+
+def _suggestion(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _unknown(owner: str, path: str, head: str, known: list[str]) -> str:
+    where = f" (in {path!r})" if path != head else ""
+    return (
+        f"{owner} has no parameter {head!r}{where}{_suggestion(head, known)}; "
+        f"its parameters are {known}"
+    )
