@@ -646,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 build_mongo(mongo_uri, rows, args.rebuild)
             except Exception as e:
-                from pinnacle_ray.datastore.url import mask
+                from pinnacle_ray._internal.secrets import mask
 
                 msg = f"{type(e).__name__}: {e}".strip().splitlines()[0]
                 skip_banner("MongoDB", f"{mask(mongo_uri)} unusable: {msg}")

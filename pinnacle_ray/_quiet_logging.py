@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ._internal.constants import PYTHONWARNINGS_ENV, RAY_DATA_LOGGING_CONFIG_ENV
+
 __all__ = ["RAY_DATA_LOGGING_CONFIG", "worker_env"]
 
 RAY_DATA_LOGGING_CONFIG = Path(__file__).with_name("_ray_data_logging.yaml")
@@ -25,6 +27,6 @@ def worker_env() -> dict[str, str]:
     code on every fit is hidden; nothing else (a blanket ``ignore::DeprecationWarning``
     would hide the user's own warnings in every task)."""
     return {
-        "RAY_DATA_LOGGING_CONFIG": str(RAY_DATA_LOGGING_CONFIG),
-        "PYTHONWARNINGS": ",".join(_RAY_OWN_NOTICES),
+        RAY_DATA_LOGGING_CONFIG_ENV: str(RAY_DATA_LOGGING_CONFIG),
+        PYTHONWARNINGS_ENV: ",".join(_RAY_OWN_NOTICES),
     }

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 
 import ray
 
+from ._internal.constants import PYTHONWARNINGS_ENV, RAY_WORKERS_SOFT_LIMIT_ENV, ray_address
+from ._internal.constants import verbose as env_verbose
 from ._quiet_logging import worker_env
 
 __all__ = [
@@ -26,7 +28,6 @@ logger = logging.getLogger("pinnacle_ray.runtime")
 
 # Ray Data logs every execution plan at INFO; users see Ray's progress bars instead.
 _NOISY_LOGGERS = ("ray.data", "ray.train", "ray.tune", "ray.air")
-_SOFT_LIMIT_ENV = "RAY_num_workers_soft_limit"
 
 
 def ensure_ray() -> None:
@@ -40,7 +41,7 @@ def ensure_ray() -> None:
     """
     if ray.is_initialized():
         return
-    verbose = os.environ.get("PINNACLE_RAY_VERBOSE", "") not in ("", "0")
+    verbose = env_verbose()
     if not verbose:
         for name in _NOISY_LOGGERS:
             log = logging.getLogger(name)
@@ -51,7 +52,7 @@ def ensure_ray() -> None:
     dataset_log = logging.getLogger("ray.data.dataset")
     if not any(isinstance(f, _NoCpuFalseAlarm) for f in dataset_log.filters):
         dataset_log.addFilter(_NoCpuFalseAlarm())
-    address = os.environ.get("RAY_ADDRESS") or None
+    address = ray_address() or None
     kwargs: dict = {
         "address": address,
         "logging_level": logging.INFO if verbose else logging.WARNING,
@@ -66,8 +67,8 @@ def ensure_ray() -> None:
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
             logging.ERROR
         )
-        if _SOFT_LIMIT_ENV not in os.environ:
-            raylet_env[_SOFT_LIMIT_ENV] = _idle_worker_limit()
+        if RAY_WORKERS_SOFT_LIMIT_ENV not in os.environ:
+            raylet_env[RAY_WORKERS_SOFT_LIMIT_ENV] = _idle_worker_limit()
         if not verbose:
             raylet_env.update(_joined(worker_env()))
     logger.info("starting Ray (address=%s)", address or "local")
@@ -100,9 +101,9 @@ def _raylet_environment(values: dict[str, str]) -> Iterator[None]:
 def _joined(env: dict[str, str]) -> dict[str, str]:
     """``env`` with PYTHONWARNINGS after the user's own filters (the last one given wins
     for the messages it matches, so ours hides only Ray's own notice)."""
-    own = os.environ.get("PYTHONWARNINGS")
-    if own and env.get("PYTHONWARNINGS"):
-        return {**env, "PYTHONWARNINGS": f"{own},{env['PYTHONWARNINGS']}"}
+    own = os.environ.get(PYTHONWARNINGS_ENV)
+    if own and env.get(PYTHONWARNINGS_ENV):
+        return {**env, PYTHONWARNINGS_ENV: f"{own},{env[PYTHONWARNINGS_ENV]}"}
     return env
 
 
@@ -121,9 +122,9 @@ def keep_idle_workers() -> bool:
     whether it set the variable. (``ensure_ray`` sets it by itself, only while Ray starts;
     this is for a caller that starts Ray on its own, e.g. the tests and benchmarks.)
     """
-    if _SOFT_LIMIT_ENV in os.environ:
+    if RAY_WORKERS_SOFT_LIMIT_ENV in os.environ:
         return False
-    os.environ[_SOFT_LIMIT_ENV] = _idle_worker_limit()
+    os.environ[RAY_WORKERS_SOFT_LIMIT_ENV] = _idle_worker_limit()
     return True
 
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 from pathlib import Path
+
+from ._internal.constants import JOB_PAYLOAD_ENV, JOB_SECRETS_ENV, JOB_SETUP_HOOK_ENV, env_text
 
 __all__ = [
     "HOOK",
@@ -30,11 +31,9 @@ __all__ = [
     "remove_job_secrets_file",
 ]
 
-SECRETS_ENV = "PINNACLE_RAY_JOB_SECRETS"
-# A file of the job's working_dir (a plain name) holding secrets: trainer.submit's pickle.
-PAYLOAD_ENV = "PINNACLE_RAY_JOB_PAYLOAD"
-# The job's own worker_process_setup_hook (an import path), run after ours.
-USER_HOOK_ENV = "PINNACLE_RAY_JOB_SETUP_HOOK"
+# The package's import name; a file of the job's working_dir (a plain name) holding
+# secrets: trainer.submit's pickle; the job's own worker_process_setup_hook, run after ours.
+SECRETS_ENV, PAYLOAD_ENV, USER_HOOK_ENV = JOB_SECRETS_ENV, JOB_PAYLOAD_ENV, JOB_SETUP_HOOK_ENV
 SECRETS_FILE = "env.json"
 PACKAGE_PREFIX = "_pinnacle_job_secrets_"
 HOOK = f"{__name__}.remove_job_secrets_file"
@@ -43,7 +42,7 @@ HOOK = f"{__name__}.remove_job_secrets_file"
 def package_locations(name: str | None = None) -> list[str]:
     """The folders of this node's unpacked copy of the secrets package named ``name``
     (default: :data:`SECRETS_ENV`'s value); none outside such a job."""
-    name = os.environ.get(SECRETS_ENV, "") if name is None else name
+    name = env_text(SECRETS_ENV) if name is None else name
     if not name.startswith(PACKAGE_PREFIX) or not name.isidentifier():
         return []
     spec = importlib.util.find_spec(name)
@@ -56,10 +55,10 @@ def remove_job_secrets_file() -> None:
     hook, if it named one."""
     for location in package_locations():
         Path(location, SECRETS_FILE).unlink(missing_ok=True)
-    payload = os.environ.get(PAYLOAD_ENV, "")
+    payload = env_text(PAYLOAD_ENV)
     if payload and payload == Path(payload).name and not payload.startswith("."):
         Path(payload).unlink(missing_ok=True)  # relative: this worker's copy of working_dir
-    user_hook = os.environ.get(USER_HOOK_ENV, "")
+    user_hook = env_text(USER_HOOK_ENV)
     if user_hook:
         module, _, function = user_hook.rpartition(".")
         getattr(importlib.import_module(module), function)()

@@ -20,6 +20,7 @@ import traceback
 from typing import Any
 
 from .. import __version__
+from .._internal.constants import verbose as env_verbose
 from ..errors import PinnacleError
 from ._jobs import cmd_jobs_list, cmd_jobs_logs, cmd_jobs_status, cmd_jobs_stop, cmd_submit
 from ._models import (
@@ -282,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # A job's logs keep the whole traceback; at a terminal, one line says it all
         # (PINNACLE_RAY_VERBOSE=1 for the traceback of an unexpected error there too).
-        verbose = os.environ.get("PINNACLE_RAY_VERBOSE", "") not in ("", "0")
+        verbose = env_verbose()
         if current_submission_id() or verbose or not isinstance(exc, PinnacleError):
             traceback.print_exc(file=sys.stderr)
         text = " ".join(str(exc).split()) or type(exc).__name__

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
-from ..datastore.url import mask
+from .._internal.constants import ray_address
+from .._internal.secrets import mask
 from ..errors import ClusterUnreachable, ConfigError, PinnacleError
 from ._output import EXIT_ERROR, EXIT_OK, emit_json, metrics_text, store_url, table, when
 
@@ -116,7 +116,7 @@ def _print_record(args: argparse.Namespace, record: Any) -> None:
 def _client_for(args: argparse.Namespace, record_address: str | None = None) -> Any:
     from ..jobs.tracking import connect_client
 
-    address = args.address or os.environ.get("RAY_ADDRESS") or record_address
+    address = args.address or ray_address() or record_address
     if not address:
         return None
     return connect_client(address)
@@ -153,7 +153,7 @@ def _lost_record(args: argparse.Namespace, sid: str, error: ClusterUnreachable) 
     record = records.find(sid)
     if record is None:
         return None
-    address = args.address or os.environ.get("RAY_ADDRESS") or record.address
+    address = args.address or ray_address() or record.address
     fixed = reconcile_unreachable(records, record, address, error)
     return fixed if fixed.status != record.status else None
 
@@ -193,7 +193,7 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     failures: dict[str, PinnacleError] = {}
     shown, unverified = [], set()
     for record in records:
-        address = args.address or os.environ.get("RAY_ADDRESS") or record.address
+        address = args.address or ray_address() or record.address
         if record.active and records_table is not None:
             if address and address not in clients:
                 try:

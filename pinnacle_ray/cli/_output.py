@@ -6,11 +6,11 @@ import argparse
 import contextlib
 import datetime as dt
 import json
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from .._internal.constants import STORE_ENV, env_text
 from ..errors import ConfigError
 
 __all__ = [
@@ -28,7 +28,6 @@ __all__ = [
 ]
 
 EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
-STORE_ENV = "PINNACLE_STORE"
 
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
@@ -83,8 +82,8 @@ def store_url(args: argparse.Namespace, required: bool = True) -> str | None:
         from ..jobs import load_spec
 
         return load_spec(args.spec).run.store
-    if os.environ.get(STORE_ENV):
-        return os.environ[STORE_ENV]
+    if env_text(STORE_ENV):
+        return env_text(STORE_ENV)
     if required:
         raise ConfigError(
             f"which datastore? pass --store URL (e.g. sqlite:///shop.db), --spec SPEC, or set "

@@ -14,14 +14,13 @@ import datetime as dt
 import json
 import logging
 import os
-import re
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from ..errors import redact
-from ..registry.lineage import mask_secrets
+from .._internal.constants import RAY_JOB_CONFIG_ENV
+from .._internal.secrets import is_secret_variable, mask
 from .records import JobRecord, JobRecords
 
 __all__ = [
@@ -35,15 +34,13 @@ __all__ = [
 
 logger = logging.getLogger("pinnacle_ray.jobs")
 
-_JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # ray._private.runtime_env.constants
-_SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|API_?KEY|ACCESS_?KEY", re.I)
 
 STOPPED_TEXT = "stopped by Ray (ray job stop / pinnacle-ray jobs stop / job.stop())"
 
 
 def current_submission_id() -> str | None:
     """The Ray job submission id when this process is a Ray job's driver, else None."""
-    text = os.environ.get(_JOB_CONFIG_ENV)
+    text = os.environ.get(RAY_JOB_CONFIG_ENV)
     if not text:
         return None
     try:
@@ -55,13 +52,13 @@ def current_submission_id() -> str | None:
 
 def secret_values(names: Sequence[str]) -> list[str]:
     """The values of the secret-named environment variables among ``names``."""
-    return [os.environ.get(n, "") for n in names if _SECRET_NAME.search(n)]
+    return [os.environ.get(n, "") for n in names if is_secret_variable(n)]
 
 
 def error_text(exc: BaseException, secrets: Sequence[str] = ()) -> str:
     """The error for a record: passwords in URLs masked, the given secret values replaced by
     ``***``, at most 4000 characters."""
-    return redact(mask_secrets(f"{type(exc).__name__}: {exc}"), list(secrets))[:4000]
+    return mask(f"{type(exc).__name__}: {exc}", secrets)[:4000]
 
 
 class _Stopped(BaseException):
@@ -131,7 +128,7 @@ def mark_finished(
     changes: dict[str, Any] = {
         "model_name": name,
         "model_version": version,
-        "metrics": mask_secrets(metrics),
+        "metrics": mask(metrics),
     }
     if status is not None:
         changes.update(status=status, ended_at=dt.datetime.now(dt.timezone.utc))

@@ -19,9 +19,11 @@ from typing import Any
 
 import pyarrow as pa
 
+from .._internal.clock import as_utc, utc_now
+from .._internal.secrets import mask
 from ..datastore.base import Datastore
 from ..errors import JobNotFound
-from ..registry.lineage import from_json, mask_secrets, to_json
+from ..registry.lineage import from_json, to_json
 
 __all__ = ["ACTIVE", "TERMINAL", "JobRecord", "JobRecords"]
 
@@ -105,14 +107,14 @@ class JobRecords:
     def create(self, record: JobRecord) -> JobRecord:
         """Insert ``record``; refused (``DuplicateKey``) if its submission id exists."""
         self._ensure(create=True)
-        record = record if record.created_at else replace(record, created_at=_now())
+        record = record if record.created_at else replace(record, created_at=utc_now())
         self.store.insert(self.table, _arrow(record), KEY)
         return record
 
     def save(self, record: JobRecord) -> JobRecord:
         """Insert or replace ``record`` by submission id."""
         self._ensure(create=True)
-        record = record if record.created_at else replace(record, created_at=_now())
+        record = record if record.created_at else replace(record, created_at=utc_now())
         self.store.write(self.table, _arrow(record), KEY)
         return record
 
@@ -155,28 +157,22 @@ class JobRecords:
         if digest is not None:
             where["spec_digest"] = digest
         records = [_record(r) for r in self._rows(where)]
-        return sorted(records, key=lambda r: _utc(r.created_at), reverse=True)
+        return sorted(records, key=lambda r: as_utc(r.created_at) or _NEVER, reverse=True)
 
     def _rows(self, where: dict[str, Any]) -> list[dict[str, Any]]:
         return self.store.table(self.table, where=where or None).to_arrow().to_pylist()
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
-def _utc(value: dt.datetime | None) -> dt.datetime:
-    if value is None:
-        return dt.datetime.min.replace(tzinfo=dt.timezone.utc)
-    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
+# Sorts a record without a creation time (none is written so) after every other.
+_NEVER = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 
 
 def _arrow(record: JobRecord) -> pa.Table:
     # Every text a record keeps is masked here too, whoever built the record: a URL's
     # password, a "password=..." setting, a secret-named field.
-    row = {k: mask_secrets(v) if isinstance(v, str) else v for k, v in asdict(record).items()}
-    row["spec"] = to_json(mask_secrets(record.spec or {}))
-    row["metrics"] = to_json(mask_secrets(record.metrics or {}))
+    row = {k: mask(v) if isinstance(v, str) else v for k, v in asdict(record).items()}
+    row["spec"] = to_json(mask(record.spec or {}))
+    row["metrics"] = to_json(mask(record.metrics or {}))
     return pa.Table.from_pylist([row], schema=JOBS)
 
 
@@ -186,7 +182,7 @@ def _record(row: dict[str, Any]) -> JobRecord:
     row["metrics"] = from_json(row.get("metrics"))
     for k in ("created_at", "started_at", "ended_at"):
         if row.get(k) is not None:
-            row[k] = _utc(row[k])
+            row[k] = as_utc(row[k])
     if row.get("model_version") is not None:
         row["model_version"] = int(row["model_version"])
     return JobRecord(**{k: row.get(k) for k in JobRecord.__dataclass_fields__})

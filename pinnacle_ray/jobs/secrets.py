@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
@@ -29,6 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .._internal.constants import env_text
+from .._internal.secrets import is_secret_variable, mask
 from .._secrets_hook import (
     HOOK,
     PACKAGE_PREFIX,
@@ -37,7 +38,6 @@ from .._secrets_hook import (
     USER_HOOK_ENV,
     package_locations,
 )
-from ..datastore.url import mask
 from ..errors import ConfigError
 
 __all__ = [
@@ -52,14 +52,11 @@ logger = logging.getLogger("pinnacle_ray.jobs")
 
 _FILE = SECRETS_FILE
 _PREFIX = PACKAGE_PREFIX
-_SECRET_NAME = re.compile(
-    r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY", re.I
-)
 
 
 def is_secret(name: str, value: str) -> bool:
     """Whether environment variable ``name`` = ``value`` must stay out of Ray's job view."""
-    return bool(_SECRET_NAME.search(name)) or mask(value) != value
+    return is_secret_variable(name) or mask(value) != value
 
 
 @contextmanager
@@ -88,7 +85,7 @@ def load_job_secrets() -> list[str]:
     A variable the cluster already gives the driver (e.g. KubeRay pods' ``PINNACLE_STORE``
     from a Kubernetes secret) keeps the cluster's value: inside the cluster, that is the
     address that works."""
-    name = os.environ.get(SECRETS_ENV, "")
+    name = env_text(SECRETS_ENV)
     if not name.startswith(_PREFIX) or not name.isidentifier():
         return []
     for location in package_locations(name):

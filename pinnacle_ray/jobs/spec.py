@@ -24,9 +24,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from .._internal.secrets import mask
 from .._names import validate_name
 from ..errors import SpecError
-from ..registry.lineage import mask_secrets
 from .spec_schema import TRAINER_KINDS, TRAINER_SECTIONS, RunSpec
 
 __all__ = ["LoadedSpec", "interpolate", "load_spec", "parse_spec"]
@@ -53,7 +53,7 @@ class LoadedSpec:
     def masked(self) -> dict[str, Any]:
         """The spec as written (``${VAR}`` references, not their values), any literal
         password or secret-named value masked: safe for job records and logs."""
-        return mask_secrets(self.raw)
+        return mask(self.raw)
 
 
 def load_spec(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> LoadedSpec:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +17,8 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlparse
 
-from ..datastore.url import mask
+from .._internal.constants import ray_address
+from .._internal.secrets import mask
 from ..errors import ClusterUnreachable, JobError, JobNotFound
 from .records import ACTIVE, TERMINAL, JobRecord, JobRecords
 
@@ -42,7 +42,7 @@ _PROBE_TIMEOUT_S = 5.0
 
 def resolve_address(address: str | None, record: JobRecord | None = None) -> str:
     """The job server to talk to: ``address``, else ``RAY_ADDRESS``, else the record's."""
-    chosen = address or os.environ.get("RAY_ADDRESS") or (record.address if record else None)
+    chosen = address or ray_address() or (record.address if record else None)
     if not chosen:
         raise JobError(
             "no Ray cluster address: pass --address http://<head>:8265 or set RAY_ADDRESS"

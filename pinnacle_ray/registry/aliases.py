@@ -22,6 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from .._internal.clock import as_utc
 from ..datastore.base import Datastore
 from ..errors import ConfigError, DuplicateKey, ModelNotFound, RegistryError
 from .records import validate_handle
@@ -208,7 +209,7 @@ class AliasBook:
                 action=r["action"],
                 version=int(r["version"]),
                 previous_version=None if r["previous_version"] is None else r["previous_version"],
-                moved_at=_utc(r["moved_at"]),
+                moved_at=as_utc(r["moved_at"]),
             )
             for r in rows
         ]
@@ -224,8 +225,3 @@ def _replay(moves: list[HandleMove]) -> list[int]:
         else:
             stack.append(m.version)
     return stack
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    # SQLite and MariaDB store UTC wall time without a zone; PostgreSQL keeps the zone.
-    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value

@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from .lineage import mask_secrets
+from .._internal.secrets import mask
 
 __all__ = ["CARDS", "CARD_FACTS", "CARD_KEY", "build_card", "card_text"]
 
@@ -86,7 +86,7 @@ def build_card(
         card["sweep"] = lineage["sweep"]
     if tracking:
         card["tracking"] = dict(tracking)
-    return mask_secrets(card)
+    return mask(card)
 
 
 def _data(lineage: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from .._internal.clock import as_utc
 from ..datastore.base import Datastore
 from ..errors import ColumnNotFound, ConfigError, TableNotFound
 from .schema import RegistryTables
@@ -87,7 +88,7 @@ def remove_leftovers(
     if tables.models in existing:
         rows = _rows(store, tables.models, {"status": PENDING}, ["name", "version", "created_at"])
         for row in rows:
-            if _utc(row["created_at"]) > cutoff:
+            if as_utc(row["created_at"]) > cutoff:
                 continue  # possibly a live registration: leave it
             where = {"name": row["name"], "version": int(row["version"])}
             store.delete(tables.checkpoints, where)
@@ -196,7 +197,3 @@ def _newest(fs: pafs.FileSystem, path: str) -> dt.datetime:
 
 def _rows(store: Datastore, table: str, where: dict[str, Any], columns: list[str]) -> list:
     return store.table(table, columns=columns, where=where or None).to_arrow().to_pylist()
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value

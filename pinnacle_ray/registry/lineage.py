@@ -1,44 +1,15 @@
-"""Make metrics, config and lineage safe to store: credentials masked, values as JSON text."""
+"""Metrics, config and lineage as JSON text to store (credentials are masked before, by
+:func:`pinnacle_ray._internal.secrets.mask`)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import re
-from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import PurePath
 from typing import Any
 
-from ..datastore.url import mask
-
-__all__ = ["from_json", "mask_secrets", "to_json"]
-
-# Whole words of a key ("db_password", "mongo_pw", "hf_token"), not parts ("tokenizer",
-# "max_tokens"); "password" and "secret" anywhere ("dbPassword", "clientSecret").
-_SECRET_KEYS = re.compile(
-    r"(?:^|[_.\-])(pw|pwd|pass|passphrase|token|credentials?|api[_-]?key|access[_-]?key|"
-    r"private[_-]?key)(?:$|[_.\-])|password|passwd|secret",
-    re.I,
-)
-# libpq / ODBC style "password=..." inside connection strings.
-_INLINE_SECRET = re.compile(r"(?i)\b(password|passwd|pwd)\s*=\s*('[^']*'|[^\s;&]+)")
-
-
-def mask_secrets(value: Any) -> Any:
-    """``value`` with passwords in URLs, ``password=`` settings and secret-named keys masked."""
-    if isinstance(value, Mapping):
-        return {
-            str(k): "***"
-            if _SECRET_KEYS.search(str(k)) and isinstance(v, str) and v
-            else mask_secrets(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [mask_secrets(v) for v in value]
-    if isinstance(value, str):
-        return _INLINE_SECRET.sub(lambda m: f"{m[1]}=***", mask(value))
-    return value
+__all__ = ["from_json", "to_json"]
 
 
 def to_json(value: Any) -> str:

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, overload
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from .._internal.clock import as_utc
+from .._internal.secrets import mask
 from ..datastore.artifact_root import DB_SCHEME, normalize_root
 from ..datastore.base import Datastore
 from ..errors import ConfigError, DuplicateKey, ModelNotFound, RegistryError, TableNotFound
@@ -48,7 +50,7 @@ from .history import (
     version_history_schema,
     write_history,
 )
-from .lineage import from_json, mask_secrets, to_json
+from .lineage import from_json, to_json
 from .records import (
     CheckpointRecord,
     CheckpointSpec,
@@ -158,8 +160,8 @@ class ModelRegistry:
         facts = _card_facts(card)
         texts = {
             "metrics": to_json(dict(metrics or {})),
-            "config": to_json(mask_secrets(dict(config or {}))),
-            "lineage": to_json(mask_secrets(dict(lineage or {}))),
+            "config": to_json(mask(dict(config or {}))),
+            "lineage": to_json(mask(dict(lineage or {}))),
         }
         self._ensure(create=True)
         folder = f"{name}/{uuid.uuid4().hex}"  # never reused, so a failure can delete it all
@@ -304,7 +306,7 @@ class ModelRegistry:
         rows = self._read(self.tables.models, where)
         handles = self._handles({"name": name} if name is not None else {})
         versions = [_version(r, handles.get((r["name"], r["version"]), [])) for r in rows]
-        return sorted(versions, key=lambda v: (_utc(v.created_at), v.version), reverse=True)
+        return sorted(versions, key=lambda v: (as_utc(v.created_at), v.version), reverse=True)
 
     @overload
     def get(self, name: str, version: int | None = None, handle: None = None) -> ModelVersion: ...
@@ -746,18 +748,13 @@ def _arrow(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def _utc(value: dt.datetime) -> dt.datetime:
-    # SQLite and MariaDB store UTC wall time without a zone; PostgreSQL keeps the zone.
-    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
-
-
 def _version(row: Mapping[str, Any], handles: list[str]) -> ModelVersion:
     parent = row.get("parent_version")
     return ModelVersion(
         name=row["name"],
         version=int(row["version"]),
         framework=row["framework"],
-        created_at=_utc(row["created_at"]),
+        created_at=as_utc(row["created_at"]),
         status=row["status"],
         metrics=_json(row["metrics"]),
         config=_json(row["config"]),
@@ -790,7 +787,7 @@ def _card_of(row: Mapping[str, Any], facts: Mapping[str, Any]) -> dict[str, Any]
         name=row["name"],
         version=int(row["version"]),
         framework=row["framework"],
-        created_at=_utc(row["created_at"]),
+        created_at=as_utc(row["created_at"]),
         metrics=_json(row["metrics"]),
         lineage=lineage,
         facts=facts,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import inspect
 import logging
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,8 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from .._internal.constants import CACHE_DIR_ENV as CACHE_ENV
+from .._internal.constants import cache_dir
 from ..errors import ArtifactStoreFull, ChecksumMismatch, RegistryError, UnsafeArtifact
 from .artifacts import Manifest, delete_tree, download, is_local, open_uri, upload, verify
 from .flavors import Predictor, get_flavor
@@ -28,7 +29,6 @@ __all__ = ["CACHE_ENV", "DB_RUN_STORAGE_PATH", "ArtifactRoot", "ModelFiles", "Ru
 
 logger = logging.getLogger("pinnacle_ray.registry")
 
-CACHE_ENV = "PINNACLE_CACHE_DIR"
 DB_SCHEME = "pinnacle-db"  # artifacts inside the datastore (see datastore/artifact_root.py)
 # Ray Train's runs in the database sit beside the registry's artifacts, not among them.
 DB_RUN_STORAGE_PATH = "ray-train"
@@ -195,7 +195,7 @@ def _inside(rel: str, root: str) -> str:
 
 
 def _cache_root() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "pinnacle_ray" / "artifacts")
+    return Path(cache_dir() or Path.home() / ".cache" / "pinnacle_ray" / "artifacts")
 
 
 @dataclass(frozen=True)

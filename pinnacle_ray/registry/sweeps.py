@@ -14,8 +14,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from .._internal.clock import as_utc
+from .._internal.secrets import mask
 from ..datastore.base import Datastore
-from .lineage import from_json, mask_secrets, to_json
+from .lineage import from_json, to_json
 from .records import validate_name
 
 __all__ = ["SWEEPS", "SWEEP_KEY", "SweepTrial", "read_trials", "write_trials"]
@@ -70,7 +72,7 @@ def write_trials(store: Datastore, table: str, trials: Sequence[SweepTrial]) -> 
             "trial_id": t.trial_id,
             "model": t.model,
             "status": t.status,
-            "params": to_json(mask_secrets(t.params)),
+            "params": to_json(mask(t.params)),
             "metrics": to_json(t.metrics),
             "metric": t.metric,
             "mode": t.mode,
@@ -103,7 +105,7 @@ def read_trials(store: Datastore, table: str, sweep: str | None = None) -> list[
             mode=r["mode"],
             best=bool(r["best"]),
             version=int(r["version"]) if r["version"] is not None else None,
-            created_at=_utc(r["created_at"]),
+            created_at=as_utc(r["created_at"]),
         )
         for r in rows
     ]
@@ -115,9 +117,3 @@ def _order(t: SweepTrial) -> tuple[Any, ...]:
     missing = score is None
     signed = 0.0 if score is None else (score if t.mode == "min" else -score)
     return (t.sweep, not t.best, missing, signed, t.trial_id)
-
-
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value

@@ -13,11 +13,12 @@ This module imports nothing heavy (``pr.predict`` reads it for every framework).
 
 from __future__ import annotations
 
-import os
 import types
 from collections.abc import Iterable
 from typing import Any
 
+from .._internal.constants import TRUSTED_MODULES_ENV
+from .._internal.constants import trusted_module_names as env_trusted_module_names
 from ..errors import ConfigError, UnsafeArtifact
 
 __all__ = [
@@ -28,7 +29,6 @@ __all__ = [
     "trusted_module_names",
 ]
 
-TRUSTED_MODULES_ENV = "PINNACLE_RAY_TRUSTED_MODULES"
 # torch's own layers: importing them runs nothing the loading process has not run already.
 ALWAYS_TRUSTED = ("torch.nn",)
 
@@ -40,7 +40,7 @@ def trusted_module_names(given: TrustedModules = None) -> tuple[str, ...]:
     those in ``PINNACLE_RAY_TRUSTED_MODULES``; the environment is read here and nowhere
     else."""
     names = [_name_of(item) for item in _items(given)]
-    names += [n.strip() for n in os.environ.get(TRUSTED_MODULES_ENV, "").split(",") if n.strip()]
+    names += env_trusted_module_names()
     return tuple(dict.fromkeys(names))
 
 

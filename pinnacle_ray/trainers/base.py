@@ -20,6 +20,7 @@ import ray.data
 import ray.train
 from ray.train import CheckpointConfig, LoggingConfig, RunConfig, ScalingConfig
 
+from .._internal.constants import RAY_TRAIN_HEALTH_CHECK_ENV, RAY_TRAIN_PREEMPTION_ENV, verbose
 from .._names import ascii_label
 from ..errors import ConfigError, TrainingFailed
 from .cluster_shape import read_shape
@@ -319,7 +320,7 @@ def _run_worker(loop: Callable[..., Any], config: dict[str, Any]) -> Any:
     if isinstance(start, RegisteredCheckpoint):  # opened on this worker's node
         start = start.to_checkpoint()
     set_registered_start(start)
-    if os.environ.get("PINNACLE_RAY_VERBOSE", "") in ("", "0"):
+    if not verbose():
         # Ray Train logs every report at INFO under a logger named after its file, which
         # LoggingConfig does not reach; one line per report drowns a loop's own output.
         from ray.train.v2._internal.execution import context
@@ -345,9 +346,9 @@ def ray_train_env() -> Iterator[None]:
     - On a single-node cluster there is no node to lose to preemption, so Ray Train's
       preemption watcher (one more actor process to start) is not started.
     """
-    wanted = {_POLL_ENV: "0.25"}
+    wanted = {RAY_TRAIN_HEALTH_CHECK_ENV: "0.25"}
     if len(ray.nodes()) == 1:
-        wanted[_PREEMPTION_ENV] = "0"
+        wanted[RAY_TRAIN_PREEMPTION_ENV] = "0"
     added = [k for k in wanted if k not in os.environ]
     for k in added:
         os.environ[k] = wanted[k]
@@ -356,10 +357,6 @@ def ray_train_env() -> Iterator[None]:
     finally:
         for k in added:
             os.environ.pop(k, None)
-
-
-_POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
-_PREEMPTION_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 
 
 def reported_checkpoints(result: Any) -> list[tuple[ray.train.Checkpoint, dict[str, Any]]]:

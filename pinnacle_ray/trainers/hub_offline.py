@@ -14,9 +14,9 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-__all__ = ["OFFLINE_ENV", "hub_offline"]
+from .._internal.constants import HF_OFFLINE_ENV as OFFLINE_ENV
 
-OFFLINE_ENV = "HF_HUB_OFFLINE"
+__all__ = ["OFFLINE_ENV", "hub_offline"]
 
 
 @contextlib.contextmanager

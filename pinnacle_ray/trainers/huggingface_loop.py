@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -31,6 +30,7 @@ from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_t
 from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
 
+from .._internal.constants import verbose
 from ..errors import EmptyText, NonFiniteValues
 from ..registry.huggingface_flavor import CAUSAL_LM, REGRESSION, TOKEN, load_pretrained
 from ..registry.huggingface_lm import is_adapter, load_adapter
@@ -445,7 +445,7 @@ def quiet_transformers() -> Iterator[None]:
     Scoped to the task: Ray pools its workers, so the verbosity and progress-bar setting a
     later task of the same worker sees are given back on exit, error or not.
     """
-    if os.environ.get("PINNACLE_RAY_VERBOSE", "") not in ("", "0"):
+    if verbose():
         yield
         return
     from transformers.utils import logging as hf_logging

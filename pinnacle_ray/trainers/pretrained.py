@@ -18,16 +18,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .._internal.constants import HF_CACHE_ENV, HF_ENDPOINT_ENV, env_text, hf_offline
 from ..errors import PretrainedNotFound
 
 __all__ = ["FETCHED_FILES", "resolve_pretrained", "resolve_tokenizer"]
 
 logger = logging.getLogger("pinnacle_ray.trainers")
 
-# The environment variables this module reads (Hugging Face's own names), at call time.
-OFFLINE_ENV = "HF_HUB_OFFLINE"
-ENDPOINT_ENV = "HF_ENDPOINT"
-CACHE_ENV = "HF_HUB_CACHE"
 # What a download fetches: safetensors weights, configs and tokenizer files, no code and no
 # pickles (pytorch_model.bin, *.py are left on the Hub).
 FETCHED_FILES = [
@@ -102,11 +99,11 @@ def _offline(offline: bool | None) -> bool:
     """``offline``, else whether ``HF_HUB_OFFLINE`` is set to a true value."""
     if offline is not None:
         return bool(offline)
-    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    return hf_offline()
 
 
 def _cache_dir() -> str | None:
-    return os.environ.get(CACHE_ENV) or None
+    return env_text(HF_CACHE_ENV) or None
 
 
 def _cached(name: str) -> Path | None:
@@ -142,7 +139,7 @@ def _download(name: str, offline: bool) -> Path:
             "Hugging Face cache, and downloads are off (offline=True or HF_HUB_OFFLINE=1). "
             f"{_HOW[0].upper()}{_HOW[1:]}, or pass offline=False on a machine with network"
         )
-    endpoint = os.environ.get(ENDPOINT_ENV) or None
+    endpoint = env_text(HF_ENDPOINT_ENV) or None
     logger.info("downloading %s from %s (once, into the Hugging Face cache)", name, endpoint)
     try:
         folder = snapshot_download(

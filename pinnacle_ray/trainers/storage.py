@@ -23,7 +23,6 @@ import contextlib
 import contextvars
 import dataclasses
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -33,6 +32,7 @@ from typing import Any
 
 import ray
 
+from .._internal.constants import RUN_STORAGE_ENV, run_storage_mode
 from ..errors import ConfigError, StorageNotShared
 
 __all__ = [
@@ -55,7 +55,6 @@ logger = logging.getLogger("pinnacle_ray.trainers")
 
 # "auto" (default): shared storage when the cluster has, or can get, more than one node;
 # "shared": the datastore's shared storage even on one node.
-RUN_STORAGE_ENV = "PINNACLE_RUN_STORAGE"
 _MODES = ("auto", "shared")
 
 _FIX = (
@@ -202,7 +201,7 @@ def choose_run_storage(
 
 
 def _mode() -> str:
-    return os.environ.get(RUN_STORAGE_ENV, "").strip().lower() or "auto"
+    return run_storage_mode()
 
 
 def _run_storage(store: Any) -> Any:

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .._extras import require
-from ..datastore.url import mask
+from .._internal.secrets import mask
 from ..errors import ConfigError
 
 __all__ = ["INSTALL_HINT", "MLflowCallback", "Tracking", "flat_params"]
@@ -279,10 +279,8 @@ class Tracking:
 def flat_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """``params`` flattened to ``{"a.b": "value"}`` strings MLflow accepts (credentials
     masked, values shortened to MLflow's limit)."""
-    from ..registry.lineage import mask_secrets
-
     out: dict[str, str] = {}
-    for key, value in mask_secrets(dict(params)).items():
+    for key, value in mask(dict(params)).items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping) and value:
             out.update(flat_params(value, f"{name}."))
