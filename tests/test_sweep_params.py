@@ -11,8 +11,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import pinnacle_ray as pr
-from pinnacle_ray._tune_params import check_space, flatten_space, with_params
 from pinnacle_ray.trainers.resources import ClusterResources, plan_trials
+from pinnacle_ray.tune.params import check_space, flatten_space, with_params
 
 FEATURES = ["a", "b"]
 

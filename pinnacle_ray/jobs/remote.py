@@ -37,9 +37,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from .._internal.constants import ray_address
+from .._internal.secrets import mask
 from .._names import ascii_label, validate_name
 from .._secrets_hook import PAYLOAD_ENV
-from ..datastore.url import mask
 from ..errors import ConfigError, DuplicateJob, JobError, NotShippable
 from .build import is_installed
 from .handle import Job
@@ -200,7 +201,7 @@ def _named(trainer: Any, register: bool | str) -> tuple[Any, str, bool]:
             f"register={name!r}: {type(trainer).__name__} cannot be renamed (it does not keep "
             "its arguments); build it with name=... instead"
         )
-    from .._tune_params import with_arguments
+    from ..tune.params import with_arguments
 
     return with_arguments(trainer, name=name), name, True
 
@@ -237,12 +238,10 @@ def _runtime_env(runtime_env: dict[str, Any] | None) -> dict[str, Any]:
 def _address(address: str | None) -> str:
     """Where to submit: ``address``, else ``RAY_ADDRESS``, else the Ray this process is
     connected to, else ``auto`` (the cluster started on this machine with ``ray start``)."""
-    import os
-
     if address:
         return address
-    if os.environ.get("RAY_ADDRESS"):
-        return os.environ["RAY_ADDRESS"]
+    if ray_address():
+        return ray_address()
     import ray
 
     if ray.is_initialized():

@@ -7,12 +7,12 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .trainers.tracking import MLflowRun, Tracking
+from ..trainers.tracking import MLflowRun, Tracking
 
 __all__ = ["log_sweep", "trial_reports"]
 
 # Tune's own bookkeeping in every result (and a trial's metrics_dataframe): not what a trial
-# measured. One list for the sweep's summary (tune.py) and the trials' histories (here).
+# measured. One list for the sweep's summary (tune/best.py) and the trials' histories (here).
 TUNE_BOOKKEEPING = frozenset(
     {
         "checkpoint_dir_name",

@@ -15,9 +15,9 @@ from typing import Any
 import pyarrow as pa
 import ray.data
 
-from .errors import EmptyResult
-from .trainers.caching import estimated_bytes, fits_in_object_store
-from .trainers.tabular import quiet, read_once
+from ..errors import EmptyResult
+from ..trainers.caching import estimated_bytes, fits_in_object_store
+from ..trainers.tabular import quiet, read_once
 
 __all__ = ["SharedQuery", "share"]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import ray.tune
 
-from .trainers.progress import LiveBar, format_value
+from ..trainers.progress import LiveBar, format_value
 
 __all__ = ["SweepProgress"]
 
