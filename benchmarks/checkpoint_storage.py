@@ -143,7 +143,7 @@ def _measure(store: Any, folder: Path, size_mb: int, repeats: int) -> dict[str, 
 def _once(registry: Any, folder: Path, name: str) -> dict[str, float]:
     """Seconds for each operation, once, into an empty download cache."""
     cache = Path(tempfile.mkdtemp(prefix="bench-cache-"))
-    os.environ["PINNACLE_CACHE_DIR"] = str(cache)
+    os.environ["PINNACLE_RAY_CACHE_DIR"] = str(cache)
     storage = registry.run_storage()
     if storage.storage_filesystem is not None:
         fs, base = storage.storage_filesystem, f"{storage.storage_path}/bench/{uuid.uuid4().hex}"
@@ -188,7 +188,7 @@ def _drop(store: Any, table: str) -> None:
 def _store(backend: str, work: Path) -> Iterator[Any]:
     import pinnacle_ray as pr
 
-    os.environ.pop("PINNACLE_ARTIFACT_ROOT", None)
+    os.environ.pop("PINNACLE_RAY_ARTIFACT_ROOT", None)
     if backend == "postgresql":
         yield pr.connect(PG_URL)
     elif backend == "mariadb":

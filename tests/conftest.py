@@ -348,7 +348,7 @@ def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     """Run a read test through each reader: the default fast one (connectorx where SQLite
     allows it, else ADBC), ADBC alone (SQLite only), and the DBAPI fallback."""
     if request.param == "fast":
-        monkeypatch.delenv("PINNACLE_SQL_READER", raising=False)
+        monkeypatch.delenv("PINNACLE_RAY_SQL_READER", raising=False)
     else:
-        monkeypatch.setenv("PINNACLE_SQL_READER", request.param)
+        monkeypatch.setenv("PINNACLE_RAY_SQL_READER", request.param)
     return request.param

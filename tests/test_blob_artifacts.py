@@ -52,7 +52,7 @@ def _url(backend: str, request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def db(request: pytest.FixtureRequest) -> Iterator[tuple[Store, str]]:
-    """A server store with default settings (no artifact_root, no PINNACLE_ARTIFACT_ROOT),
+    """A server store with default settings (no artifact_root, no PINNACLE_RAY_ARTIFACT_ROOT),
     and its URL."""
     url = _url(request.param, request)
     try:
@@ -65,8 +65,8 @@ def db(request: pytest.FixtureRequest) -> Iterator[tuple[Store, str]]:
 
 @pytest.fixture(autouse=True)
 def _defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("PINNACLE_ARTIFACT_ROOT", raising=False)
-    monkeypatch.setenv("PINNACLE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("PINNACLE_RAY_ARTIFACT_ROOT", raising=False)
+    monkeypatch.setenv("PINNACLE_RAY_CACHE_DIR", str(tmp_path / "cache"))
 
 
 def _module(seed: int = 0) -> nn.Module:
@@ -145,7 +145,7 @@ def test_a_fresh_process_with_another_home_loads_the_model_when_it_was_registere
         done = _python(
             f"""
             import json, os
-            os.environ.pop("PINNACLE_CACHE_DIR", None)
+            os.environ.pop("PINNACLE_RAY_CACHE_DIR", None)
             import pandas as pd
             import pinnacle_ray as pr
             frame = pd.DataFrame({frame.to_dict(orient="list")!r})

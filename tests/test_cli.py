@@ -34,7 +34,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     db = folder / "quickstart.db"
     mp = pytest.MonkeyPatch()
     mp.chdir(ROOT)  # the specs name examples.models:... as run from the repository root
-    mp.setenv("PINNACLE_STORE", f"sqlite:///{db}")
+    mp.setenv("PINNACLE_RAY_STORE", f"sqlite:///{db}")
     mp.setenv("EPOCHS", "1")
     mp.setenv("ROUNDS", "10")
     results: dict = {}

@@ -45,7 +45,7 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> dict:
     write_quickstart(folder, epochs=1)
     mp = pytest.MonkeyPatch()
     mp.chdir(ROOT)
-    mp.setenv("PINNACLE_STORE", f"sqlite:///{folder / 'quickstart.db'}")
+    mp.setenv("PINNACLE_RAY_STORE", f"sqlite:///{folder / 'quickstart.db'}")
     try:
         yield {
             "json": cli("sweep", SPEC, "--json"),

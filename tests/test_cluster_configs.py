@@ -109,8 +109,8 @@ def test_kuberay_pods_get_the_store_and_an_optional_artifact_root_and_no_disk(pa
         assert not any("hostPath" in v for v in pod.get("volumes", [])), name
         for container in pod["containers"]:
             env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
-            assert env["PINNACLE_STORE"] == {"name": "pinnacle-store", "key": "url"}, name
-            assert env["PINNACLE_ARTIFACT_ROOT"] == {
+            assert env["PINNACLE_RAY_STORE"] == {"name": "pinnacle-store", "key": "url"}, name
+            assert env["PINNACLE_RAY_ARTIFACT_ROOT"] == {
                 "name": "pinnacle-store",
                 "key": "artifact_root",
                 "optional": True,

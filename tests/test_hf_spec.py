@@ -31,7 +31,7 @@ def test_the_huggingface_spec_fine_tunes_a_local_model_folder_through_the_cli(
     store = pr.connect(db)
     store.write("reviews", finetune.reviews(160), key="id")
     monkeypatch.chdir(ROOT)
-    monkeypatch.setenv("PINNACLE_STORE", f"sqlite:///{db}")
+    monkeypatch.setenv("PINNACLE_RAY_STORE", f"sqlite:///{db}")
     monkeypatch.setenv("HF_MODEL", finetune.minilm_path())
     monkeypatch.setenv("HF_STEPS", "4")
     monkeypatch.setenv("HF_EVAL_STEPS", "2")

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.timeout(420)
 FEATURES = "[age, sex, bmi, bp, s1, s2, s3, s4, s5, s6]"
 SPEC = """\
 name: {name}
-store: ${{PINNACLE_STORE}}
+store: ${{PINNACLE_RAY_STORE}}
 train:
   table: patients
   where: {{split: train}}
@@ -56,7 +56,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def env(cluster: LocalCluster, workspace: dict[str, Path]) -> dict[str, str]:
-    return {**cluster.env, "PINNACLE_STORE": f"sqlite:///{workspace['db']}"}
+    return {**cluster.env, "PINNACLE_RAY_STORE": f"sqlite:///{workspace['db']}"}
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def failed_job(
 
 
 def test_ray_job_submit_runs_a_spec_and_records_the_model_it_produced(env, workspace, store):
-    runtime_env = json.dumps({"env_vars": {"PINNACLE_STORE": env["PINNACLE_STORE"]}})
+    runtime_env = json.dumps({"env_vars": {"PINNACLE_RAY_STORE": env["PINNACLE_RAY_STORE"]}})
     proc = subprocess.run(
         [str(BIN / "ray"), "job", "submit", "--working-dir", ".", "--runtime-env-json",
          runtime_env, "--", "pinnacle-ray", "train", "good.yaml"],
@@ -191,7 +191,9 @@ def test_record_left_running_is_corrected_from_rays_status(failed_job, env, work
     jobs.save(
         JobRecord(submission_id=sid, name="broken", status="RUNNING", address=env["RAY_ADDRESS"])
     )
-    proc = cli(env, workspace["work"], "jobs", "list", "--store", env["PINNACLE_STORE"], "--json")
+    proc = cli(
+        env, workspace["work"], "jobs", "list", "--store", env["PINNACLE_RAY_STORE"], "--json"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     listed = {r["submission_id"]: r["status"] for r in json.loads(proc.stdout)}
     assert listed[sid] == "FAILED"

@@ -367,7 +367,7 @@ def test_huggingface_trainer_fine_tunes_and_registers_on_a_mongo_query(
 def test_mongo_reviews_example_trains_and_writes_predictions_back_with_its_own_ray(tmp_path):
     root = Path(__file__).resolve().parents[1]
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PINNACLE_MONGO_URI")}
-    env["PINNACLE_ARTIFACT_ROOT"] = str(tmp_path / "art")
+    env["PINNACLE_RAY_ARTIFACT_ROOT"] = str(tmp_path / "art")
     proc = subprocess.run(
         [sys.executable, str(root / "examples" / "mongo_reviews.py"), "--rows", "1000"],
         capture_output=True,

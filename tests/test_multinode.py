@@ -501,7 +501,7 @@ def test_a_fit_with_an_s3_artifact_root_keeps_nothing_on_local_disks(
     assert _files(home) == []
     assert _files(temp) == []
     # The one exception: the model files a load copies into the node's artifact cache
-    # (~/.cache/pinnacle_ray/artifacts, PINNACLE_CACHE_DIR), kept across loads by design.
+    # (~/.cache/pinnacle_ray/artifacts, PINNACLE_RAY_CACHE_DIR), kept across loads by design.
     for node, files in zip(nodes, before, strict=True):
         new = _node_files(node) - files
         assert {f for f in new if not f.startswith(f"{CACHE}/")} == set()

@@ -172,13 +172,13 @@ def test_to_arrow_returns_the_planned_schema_when_read_in_the_driver(store, tabl
 
 # -- artifact root ---------------------------------------------------------------------------
 def test_artifact_root_defaults_beside_the_sqlite_file_when_not_given(tmp_path, monkeypatch):
-    monkeypatch.delenv("PINNACLE_ARTIFACT_ROOT", raising=False)
+    monkeypatch.delenv("PINNACLE_RAY_ARTIFACT_ROOT", raising=False)
     store = pr.connect(tmp_path / "shop.db")
     assert store.artifact_root == str(tmp_path / "shop.artifacts")
 
 
 def test_artifact_root_follows_the_environment_when_it_is_set(tmp_path, monkeypatch):
-    monkeypatch.setenv("PINNACLE_ARTIFACT_ROOT", str(tmp_path / "shared"))
+    monkeypatch.setenv("PINNACLE_RAY_ARTIFACT_ROOT", str(tmp_path / "shared"))
     assert pr.connect(tmp_path / "shop.db").artifact_root == str(tmp_path / "shared")
 
 
@@ -207,7 +207,7 @@ def test_artifact_root_refuses_a_uri_when_it_carries_credentials(tmp_path):
 def test_store_models_is_one_registry_beside_the_database_when_reached_through_connect(
     tmp_path, monkeypatch
 ):
-    monkeypatch.delenv("PINNACLE_ARTIFACT_ROOT", raising=False)
+    monkeypatch.delenv("PINNACLE_RAY_ARTIFACT_ROOT", raising=False)
     store = pr.connect(tmp_path / "shop.db")
     assert isinstance(store.models, pr.ModelRegistry) and store.models is store.models
     version = store.models.register("mlp", "torch", _saved(tmp_path, _mlp()))
@@ -402,7 +402,7 @@ def test_load_raises_checksum_mismatch_naming_the_file_when_a_file_was_changed(
 
 
 def test_checkpoint_dir_downloads_a_verified_copy_when_the_root_is_remote(tmp_path, monkeypatch):
-    monkeypatch.setenv("PINNACLE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PINNACLE_RAY_CACHE_DIR", str(tmp_path / "cache"))
     store = pr.connect(tmp_path / "remote.db", artifact_root="mock:///models")
     module = _mlp()
     version = store.models.register("mlp", "torch", _saved(tmp_path, module))

@@ -2,7 +2,7 @@
 sweep, so checkpoints are reachable from every node; what cannot be is refused first.
 
 The decision is tested directly over fake node lists (unit tier). The runs force the shared
-storage on this single-node Ray with ``PINNACLE_RUN_STORAGE=shared`` (what a cluster with
+storage on this single-node Ray with ``PINNACLE_RAY_RUN_STORAGE=shared`` (what a cluster with
 other nodes gets by default); the real multi-node scenarios live in the cluster tier.
 """
 
@@ -142,7 +142,7 @@ def test_rays_default_storage_path_is_not_taken_for_the_users_choice():
 
 
 def test_unknown_run_storage_mode_is_refused_naming_the_choices():
-    with pytest.raises(ConfigError, match=r"PINNACLE_RUN_STORAGE='nfs' is not one of"):
+    with pytest.raises(ConfigError, match=r"PINNACLE_RAY_RUN_STORAGE='nfs' is not one of"):
         choose_run_storage(None, ONE_NODE, mode="nfs")
 
 
@@ -154,11 +154,14 @@ def _points(n: int, seed: int = 0) -> dict[str, np.ndarray]:
     return {"id": np.arange(n)} | {f: x[:, i] for i, f in enumerate(FEATURES)} | {"y": y}
 
 
-@pytest.fixture(params=["postgresql", "mongo"])
-def shared_store(request):
-    """A server datastore with its default (in-database) artifacts, a small table in it."""
-    url = request.getfixturevalue("mongo_uri") if request.param == "mongo" else PG_URL
-    store = pr.connect(url)
+@pytest.fixture
+def shared_store(mongo_uri):
+    """MongoDB with its default (in-database, GridFS) artifacts, a small table in it.
+
+    PostgreSQL's in-database run storage is fitted on in test_bounded_disk.py (torch fits
+    in a row, with these same checks) and below (the user's storage path, XGBoost, a
+    sweep): a fit more here tested nothing those do not."""
+    store = pr.connect(mongo_uri)
     table = f"runs_{uuid.uuid4().hex[:8]}"
     store.write(table, pa.table(_points(400)), key="id")
     yield store, table
@@ -234,7 +237,9 @@ def test_users_storage_path_wins_over_the_datastores_when_given(tmp_path, forced
         result = _linear(name, run_config=config).fit(train=store.table(table))
         assert isinstance(result.checkpoint.filesystem, pafs.LocalFileSystem)
         assert result.checkpoint.path.startswith(str(tmp_path / "mine" / f"{name}-run"))
-        assert store.models.get(name).version == result.version
+        assert store.models.get(name).version == result.version == 1
+        # A run config of your own keeps its run folder (bounded disk removes only ours).
+        assert (tmp_path / "mine" / f"{name}-run").is_dir()
     finally:
         _drop(store, table)
         store.close()

@@ -1,5 +1,5 @@
 """No secret in Ray's job API, dashboard or logs: a store URL with a password reaches a job
-started by ``pinnacle-ray submit`` (a spec's ``${PINNACLE_STORE}``) and by
+started by ``pinnacle-ray submit`` (a spec's ``${PINNACLE_RAY_STORE}``) and by
 ``trainer.submit`` only through a file Ray does not display, which the job's driver deletes
 once read (jobs/secrets.py, jobs/remote.py).
 
@@ -36,7 +36,7 @@ URL = make_url(PG_URL).set(password=MARKER).render_as_string(hide_password=False
 SCRIPTS = Path(__file__).parent / "submit_scripts"
 SPEC = """\
 name: {name}
-store: ${{PINNACLE_STORE}}
+store: ${{PINNACLE_RAY_STORE}}
 train:
   table: {table}
 trainer:
@@ -85,7 +85,7 @@ def _shown(cluster: LocalCluster, job_id: str) -> dict:
 def test_spec_secrets_never_go_into_env_vars(monkeypatch, work):
     from pinnacle_ray.jobs import load_spec
 
-    monkeypatch.setenv("PINNACLE_STORE", URL)
+    monkeypatch.setenv("PINNACLE_RAY_STORE", URL)
     monkeypatch.setenv("MY_API_TOKEN", "tok-123")
     monkeypatch.setenv("PLAIN", "1")
     spec = load_spec(work / "ridge.yaml")
@@ -93,7 +93,7 @@ def test_spec_secrets_never_go_into_env_vars(monkeypatch, work):
     assert runtime_env["env_vars"] == {"PLAIN": "1"}
     assert MARKER not in json.dumps(runtime_env) and "tok-123" not in json.dumps(runtime_env)
     assert secret_env(spec, ["MY_API_TOKEN", "PLAIN"]) == {
-        "PINNACLE_STORE": URL,
+        "PINNACLE_RAY_STORE": URL,
         "MY_API_TOKEN": "tok-123",
     }
 
@@ -109,16 +109,16 @@ def test_the_jobs_driver_reads_the_secrets_once_and_keeps_the_clusters_own_value
     )
 
     monkeypatch.setenv("ALREADY_ON_THE_NODE", "cluster-value")
-    monkeypatch.delenv("PINNACLE_STORE", raising=False)
-    values = {"PINNACLE_STORE": URL, "ALREADY_ON_THE_NODE": "submitted"}
+    monkeypatch.delenv("PINNACLE_RAY_STORE", raising=False)
+    values = {"PINNACLE_RAY_STORE": URL, "ALREADY_ON_THE_NODE": "submitted"}
     with secrets_package(values) as folder:
         assert oct(Path(folder, "env.json").stat().st_mode & 0o777) == "0o600"
         monkeypatch.syspath_prepend(str(Path(folder).parent))
         monkeypatch.setenv(SECRETS_ENV, package_name(folder))
-        assert load_job_secrets() == ["PINNACLE_STORE"]
+        assert load_job_secrets() == ["PINNACLE_RAY_STORE"]
         assert not Path(folder, "env.json").exists()  # read once, deleted
         assert load_job_secrets() == []  # nothing left to read
-    assert os.environ["PINNACLE_STORE"] == URL
+    assert os.environ["PINNACLE_RAY_STORE"] == URL
     assert os.environ["ALREADY_ON_THE_NODE"] == "cluster-value"
     monkeypatch.setenv(SECRETS_ENV, "os")  # names something that is not our package
     assert load_job_secrets() == []
@@ -165,7 +165,7 @@ def test_the_worker_setup_hook_removes_the_nodes_copies_then_runs_the_jobs_own_h
     monkeypatch.chdir(tmp_path)
     Path("pinnacle_fit.pkl").write_bytes(MARKER.encode())
     HOOK_RAN.clear()
-    with secrets_package({"PINNACLE_STORE": URL}) as folder:
+    with secrets_package({"PINNACLE_RAY_STORE": URL}) as folder:
         monkeypatch.syspath_prepend(str(Path(folder).parent))
         for name, value in {**shipped["env_vars"], SECRETS_ENV: package_name(folder)}.items():
             monkeypatch.setenv(name, value)
@@ -176,7 +176,7 @@ def test_the_worker_setup_hook_removes_the_nodes_copies_then_runs_the_jobs_own_h
 
 
 def test_pinnacle_ray_submit_keeps_the_store_password_out_of_rays_job_view(cluster, store, work):
-    env = {**cluster.env, "PINNACLE_STORE": URL}
+    env = {**cluster.env, "PINNACLE_RAY_STORE": URL}
     proc = subprocess.run(
         [str(BIN / "pinnacle-ray"), "submit", "ridge.yaml", "--json"],
         env=env, cwd=work, capture_output=True, text=True, timeout=240,
@@ -189,7 +189,7 @@ def test_pinnacle_ray_submit_keeps_the_store_password_out_of_rays_job_view(clust
     assert record.status == "SUCCEEDED" and record.model_version is not None
     shown = _shown(cluster, job_id)
     assert job_id in shown["listing"]
-    assert shown["info"]["runtime_env"]["env_vars"].get("PINNACLE_STORE") is None
+    assert shown["info"]["runtime_env"]["env_vars"].get("PINNACLE_RAY_STORE") is None
     assert MARKER not in json.dumps(shown["info"], default=str)
     assert MARKER not in shown["listing"]
     assert MARKER not in json.dumps(record.__dict__, default=str)

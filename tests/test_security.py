@@ -137,8 +137,8 @@ def test_password_appears_nowhere_when_a_whole_run_uses_it(
     backend, tmp_path, monkeypatch, capfd, caplog
 ):
     caplog.set_level(logging.DEBUG)
-    monkeypatch.setenv("PINNACLE_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
-    monkeypatch.setenv("PINNACLE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PINNACLE_RAY_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("PINNACLE_RAY_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("PR_CANARY_PASSWORD", CANARY)
     (tmp_path / "tmp").mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))

@@ -24,7 +24,7 @@ NAMES = ["order", "größe", "flag", "text", "blob", "small"]
 @pytest.fixture
 def plain(tmp_path, monkeypatch) -> tuple[pr.SqlDatastore, str]:
     """A SQLite table of plain types, reserved and non-ASCII column names, NULLs."""
-    monkeypatch.delenv("PINNACLE_SQL_READER", raising=False)
+    monkeypatch.delenv("PINNACLE_RAY_SQL_READER", raising=False)
     store = pr.connect(tmp_path / "plain.db")
     n = 3_000
     rows = pa.table(
@@ -66,7 +66,7 @@ def test_plain_table_shards_are_read_by_connectorx_with_the_same_rows_and_types_
         _forbid(m, sql_read.SqlShard, "_adbc_tables")
         _forbid(m, sql_read.SqlShard, "_read_dbapi")
         by_connectorx = _read_in_process(query)
-    monkeypatch.setenv("PINNACLE_SQL_READER", "adbc")
+    monkeypatch.setenv("PINNACLE_RAY_SQL_READER", "adbc")
     adbc_query = store.table(name, key="order")
     assert all(s.literal is None for s in adbc_query.plan(3).shards)
     by_adbc = _read_in_process(adbc_query)
@@ -106,7 +106,7 @@ def test_a_string_where_value_is_never_written_into_the_sql(plain, monkeypatch):
 
 
 def test_dates_keep_the_adbc_reader(tmp_path, monkeypatch):
-    monkeypatch.delenv("PINNACLE_SQL_READER", raising=False)
+    monkeypatch.delenv("PINNACLE_RAY_SQL_READER", raising=False)
     store = pr.connect(tmp_path / "dated.db")
     store.write("dated", [{"id": i, "day": dt.date(2024, 1, 1 + i)} for i in range(5)], key="id")
     query = store.table("dated", key="id")
@@ -157,9 +157,9 @@ def test_a_file_whose_path_has_spaces_hashes_and_question_marks_is_read_arrow_na
     tmp_path, monkeypatch, which
 ):
     if which == "adbc":
-        monkeypatch.setenv("PINNACLE_SQL_READER", "adbc")
+        monkeypatch.setenv("PINNACLE_RAY_SQL_READER", "adbc")
     else:
-        monkeypatch.delenv("PINNACLE_SQL_READER", raising=False)
+        monkeypatch.delenv("PINNACLE_RAY_SQL_READER", raising=False)
     folder = tmp_path / "my data #1 ?ü"
     folder.mkdir()
     store = pr.connect(folder / "shop 2.db")

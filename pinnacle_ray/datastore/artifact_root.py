@@ -3,7 +3,7 @@
 Default: beside an SQLite file (``shop.db`` -> ``shop.artifacts/``); for server stores
 (PostgreSQL, MariaDB/MySQL, MongoDB) inside the database itself (``pinnacle-db://artifacts``,
 the store's chunked blob store), so every machine that reaches the database reaches the
-models. ``PINNACLE_ARTIFACT_ROOT`` overrides the default; a shared URI (``s3://``, ``gs://``,
+models. ``PINNACLE_RAY_ARTIFACT_ROOT`` overrides the default; a shared URI (``s3://``, ``gs://``,
 ``file:///shared/path``) may be given instead. Versions registered before the in-database
 default live under ``~/.pinnacle_ray/artifacts/<server>/`` (:func:`legacy_artifact_root`)
 and stay readable. Nothing is created here: the registry creates folders on first use.
@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._internal.constants import ARTIFACT_ROOT_ENV, env_text
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
@@ -30,7 +31,6 @@ __all__ = [
     "resolve_artifact_root",
 ]
 
-ARTIFACT_ROOT_ENV = "PINNACLE_ARTIFACT_ROOT"
 # Artifacts inside the datastore: <DB_ROOT>/<name>/<uuid>/model in the registry rows.
 DB_SCHEME = "pinnacle-db"
 DB_ROOT = f"{DB_SCHEME}://artifacts"
@@ -41,7 +41,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 def resolve_artifact_root(url: URL, artifact_root: str | os.PathLike[str] | None) -> str:
     """The artifact root for a store at ``url``: the given one, the env override, or the default."""
     if artifact_root is None:
-        artifact_root = os.environ.get(ARTIFACT_ROOT_ENV) or None
+        artifact_root = env_text(ARTIFACT_ROOT_ENV) or None
     if artifact_root is None:
         return default_artifact_root(url)
     return normalize_root(artifact_root)

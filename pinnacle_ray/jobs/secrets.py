@@ -4,7 +4,7 @@ Ray shows a job's ``runtime_env`` (``env_vars`` included), entrypoint and metada
 dashboard and returns them from the job API (``JobSubmissionClient.get_job_info``,
 ``/api/jobs/``; ray-project/ray#39502). So a variable whose value is secret (its name says
 PASSWORD, SECRET, TOKEN, KEY..., or its value is a URL with a password such as
-``${PINNACLE_STORE}``) is not put there: it travels in a file, ``env.json``, inside a small
+``${PINNACLE_RAY_STORE}``) is not put there: it travels in a file, ``env.json``, inside a small
 package of its own shipped with the job (``py_modules``, uploaded like the working dir and
 shown only as a ``gcs://`` URI). Only that package's name is in ``env_vars``. The job's driver
 (``pinnacle-ray train|sweep|predict``) reads the file into its environment before the spec
@@ -82,7 +82,7 @@ def package_name(folder: str) -> str:
 def load_job_secrets() -> list[str]:
     """In a job's driver: set the variables shipped by ``pinnacle-ray submit`` in this
     process's environment and delete their file; the names set (none outside such a job).
-    A variable the cluster already gives the driver (e.g. KubeRay pods' ``PINNACLE_STORE``
+    A variable the cluster already gives the driver (e.g. KubeRay pods' ``PINNACLE_RAY_STORE``
     from a Kubernetes secret) keeps the cluster's value: inside the cluster, that is the
     address that works."""
     name = env_text(SECRETS_ENV)

@@ -4,7 +4,7 @@ The job runs ``pinnacle-ray train SPEC`` on the cluster with a ``runtime_env`` h
 working directory, optional pip requirements and only the environment variables that are
 named (the ones the spec uses as ``${NAME}`` and those passed with ``--env``): nothing else
 from the submitting shell reaches the cluster. Of those, a secret one (a password in a URL
-such as ``${PINNACLE_STORE}``, a secret-named variable) is never in ``env_vars``, which Ray
+such as ``${PINNACLE_RAY_STORE}``, a secret-named variable) is never in ``env_vars``, which Ray
 displays: it travels in a file read and deleted by the job's driver (``jobs/secrets.py``).
 
 The submission id comes from the spec's content (``pr-<name>-<digest>``, then ``-2``,

@@ -12,7 +12,7 @@ The decision is a pure function (:func:`choose_run_storage`) over how the cluste
 trainers, sweeps, predictions and jobs act on it. On a single node that cannot grow, Ray's
 own local storage is kept even when a shared one exists: nothing moves between machines,
 the registered checkpoints go into the database anyway, and a local disk is the fastest
-place for Ray Train's intermediate checkpoints. ``PINNACLE_RUN_STORAGE=shared`` uses the
+place for Ray Train's intermediate checkpoints. ``PINNACLE_RAY_RUN_STORAGE=shared`` uses the
 shared storage on one node too (e.g. to check a cluster set-up on a laptop).
 """
 

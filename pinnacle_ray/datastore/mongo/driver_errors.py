@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pymongo import errors as mongo_errors
 
+from ..._internal.secrets import mask
 from ...errors import (
     DatastoreAuthenticationError,
     DatastoreConnectionError,
@@ -16,7 +17,6 @@ from ...errors import (
     PinnacleError,
     QueryError,
     WriteError,
-    redact,
 )
 
 __all__ = ["is_duplicate_key", "translate"]
@@ -28,7 +28,7 @@ _DUPLICATE_CODES = {11000, 11001, 12582}
 
 def translate(exc: BaseException, *, secrets: tuple[str, ...], context: str) -> PinnacleError:
     """The pinnacle_ray error for pymongo exception ``exc`` raised while doing ``context``."""
-    detail = redact(_first_line(exc), secrets)
+    detail = mask(_first_line(exc), secrets)
     if isinstance(exc, (mongo_errors.InvalidURI, mongo_errors.ConfigurationError)):
         return InvalidURL(f"{context}: {detail}; fix the MongoDB URL or its options")
     if isinstance(exc, mongo_errors.ServerSelectionTimeoutError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from ..._internal.secrets import mask
 from ...errors import (
     ColumnNotFound,
     DatastoreAuthenticationError,
@@ -15,7 +16,6 @@ from ...errors import (
     PinnacleError,
     QueryError,
     TableNotFound,
-    redact,
 )
 
 __all__ = ["is_duplicate_key", "translate"]
@@ -78,7 +78,7 @@ def translate(
     detail = _message(orig)
     prefix = f"{context}: " if context else ""
     text = f"{prefix}{detail} ({_HINTS[kind]})"
-    return kind(redact(text, secrets))
+    return kind(mask(text, secrets))
 
 
 def is_duplicate_key(exc: BaseException) -> bool:

@@ -30,8 +30,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
-from ...errors import DatastoreAuthenticationError, DatastoreConnectionError, QueryError, redact
-from ..url import mask
+from ..._internal.secrets import mask
+from ...errors import DatastoreAuthenticationError, DatastoreConnectionError, QueryError
 from .driver_errors import translate
 from .sqlite import connectorx_read
 
@@ -210,7 +210,7 @@ class SqlShard:
             if produced and _lost_connection(exc):
                 raise  # read() says how many rows were read before the connection went
             # ADBC's messages can quote the libpq URI it was given, password included.
-            detail = redact(mask(str(exc)), (self.url.password,) if self.url.password else ())
+            detail = mask(str(exc), (self.url.password,) if self.url.password else ())
             if produced:
                 raise QueryError(
                     f"shard {self.label}: the Arrow reader stopped part-way ({detail}); a column "
