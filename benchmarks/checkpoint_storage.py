@@ -84,7 +84,7 @@ def _process(args: list[str], port: int, what: str) -> Iterator[None]:
 def _mongo_standin() -> Iterator[str]:
     port = _free_port()
     code = (
-        "import threading; from pinnacle_ray._mongo_standin import MongoStandIn; "
+        "import threading; from pinnacle_ray.testing.mongo import MongoStandIn; "
         f"MongoStandIn(port={port}); threading.Event().wait()"
     )
     with _process([sys.executable, "-c", code], port, "the Mongo stand-in"):

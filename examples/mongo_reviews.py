@@ -34,7 +34,7 @@ def mongo_url(uri: str | None) -> Iterator[str]:
     if uri:
         yield uri
         return
-    from pinnacle_ray._mongo_standin import MongoStandIn
+    from pinnacle_ray.testing.mongo import MongoStandIn
 
     with MongoStandIn() as server:
         print(f"no --uri given: using the MongoDB stand-in at {server.host}:{server.port}")

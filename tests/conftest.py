@@ -4,7 +4,7 @@ SQLite always runs. PostgreSQL and MariaDB run against the servers on 127.0.0.1 
 with PINNACLE_TEST_PG_URL / PINNACLE_TEST_MYSQL_URL) and skip loudly when unreachable.
 Tests marked ``with_mongo`` also run on MongoDB: the server at PINNACLE_TEST_MONGO_URI
 (a ``mongodb://.../database`` URL) when set, else the session's wire-protocol stand-in
-(``pinnacle_ray._mongo_standin``, mongomock behind a localhost port that Ray's worker
+(``pinnacle_ray.testing.mongo``, mongomock behind a localhost port that Ray's worker
 processes reach as they would a real server).
 """
 
@@ -267,7 +267,7 @@ def mongo_uri() -> Iterator[str]:
     if MONGO_URI:
         yield MONGO_URI
         return
-    from pinnacle_ray._mongo_standin import MongoStandIn
+    from pinnacle_ray.testing.mongo import MongoStandIn
 
     with MongoStandIn() as server:
         yield server.uri("pinnacle_test")

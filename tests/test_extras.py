@@ -184,7 +184,7 @@ def test_a_sqlite_file_without_the_fast_sqlite_extra_reads_and_stages_the_plain_
 
 
 def test_the_mongo_stand_in_without_mongomock_names_the_testing_extra(monkeypatch):
-    from pinnacle_ray._mongo_standin import MongoStandIn
+    from pinnacle_ray.testing.mongo import MongoStandIn
 
     _uninstall(monkeypatch, "mongomock")
     with pytest.raises(MissingExtra, match=r'pip install "pinnacle-ray\[testing\]"'):

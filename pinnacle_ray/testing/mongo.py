@@ -1,24 +1,32 @@
-"""A small MongoDB wire-protocol server over ``mongomock``, for tests and examples only.
+"""A MongoDB stand-in: a small wire-protocol server over ``mongomock``, for tests.
 
-No MongoDB server can be installed on every machine that runs the tests, and Ray's read
-tasks run in separate worker processes, so an in-process mock client is invisible to them.
-This server speaks the MongoDB wire protocol (``OP_MSG``, plus the legacy ``OP_QUERY``
-handshake) on a localhost port and executes each command against one shared ``mongomock``
-client. The real ``pymongo`` client is then used unchanged, by the driver and by every Ray
-worker, so the datastore's own code path runs end to end.
+Test a pipeline that reads from and writes to MongoDB on a machine without a MongoDB server:
+Ray's read tasks run in separate worker processes, so an in-process mock client would be
+invisible to them. ``MongoStandIn`` speaks the MongoDB wire protocol (``OP_MSG``, plus
+the legacy ``OP_QUERY`` handshake) on a localhost port and runs each command against one
+shared ``mongomock`` client; the real ``pymongo`` client is used unchanged, by your driver
+process and by every Ray worker on this machine, so pinnacle_ray's own code path runs end
+to end. pinnacle_ray's tests and ``examples/mongo_reviews.py`` use it.
 
 It implements the commands pinnacle_ray and pymongo send (hello, ping, find/getMore,
 aggregate, count, insert/update/delete, indexes, collections) — not sessions,
 transactions, authentication (any credentials are refused, as a server refuses wrong
-ones), replication or compression. Needs ``mongomock`` and ``pymongo``: the ``testing``
-extra (``pip install "pinnacle-ray[testing]"``).
+ones), replication or compression. It is no server to time or to keep data in: the data
+lives in the process that started it, until it stops. Needs ``mongomock`` and ``pymongo``:
+the ``testing`` extra (``pip install "pinnacle-ray[testing]"``); without them, starting
+one raises ``MissingExtra`` naming that command.
 
 Example::
 
-    from pinnacle_ray._mongo_standin import MongoStandIn
+    import pinnacle_ray as pr
+    from pinnacle_ray.testing.mongo import MongoStandIn
 
-    with MongoStandIn() as server:
-        store = pr.connect(server.uri("shop"))
+    server = MongoStandIn()                    # 127.0.0.1, a free port
+    url = server.uri("shop")                   # mongodb://127.0.0.1:<port>/shop?...
+    store = pr.connect(url)
+    store.write("reviews", [{"_id": 1, "stars": 5}], key="_id")
+    assert store.find("reviews").count() == 1
+    server.close()                             # or: with MongoStandIn() as server: ...
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from ._extras import needs_extra
+from .._extras import needs_extra
 
 with needs_extra("testing", "the MongoDB stand-in"):
     import bson
@@ -51,7 +59,14 @@ _LOCK_FREE = {"hello", "ismaster", "ping", "buildinfo", "endsessions"}
 
 
 class MongoStandIn:
-    """A MongoDB stand-in on ``127.0.0.1:<free port>`` served from a background thread."""
+    """A MongoDB stand-in on ``127.0.0.1:<free port>``, served from a background thread
+    of this process until ``close`` (or the end of a ``with`` block).
+
+    Args:
+        host: the address to listen on; keep the default unless Ray workers on other
+            machines must reach it.
+        port: the port; 0 (the default) picks a free one.
+    """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         with needs_extra("testing", "the MongoDB stand-in"):
