@@ -20,10 +20,10 @@ from typing import Any
 import pyarrow as pa
 
 from .._internal.clock import as_utc, utc_now
+from .._internal.json_text import from_json, to_json
 from .._internal.secrets import mask
 from ..datastore.base import Datastore
 from ..errors import JobNotFound
-from ..registry.lineage import from_json, to_json
 
 __all__ = ["ACTIVE", "TERMINAL", "JobRecord", "JobRecords"]
 

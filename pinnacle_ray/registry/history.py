@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from .._internal.json_text import from_json, to_json
 from ..datastore.base import Datastore
 from ..errors import ConfigError
-from .lineage import from_json, to_json
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from .._internal.clock import as_utc
+from .._internal.json_text import from_json, to_json
 from .._internal.secrets import mask
 from ..datastore.artifact_root import DB_SCHEME, normalize_root
 from ..datastore.base import Datastore
@@ -50,7 +51,6 @@ from .history import (
     version_history_schema,
     write_history,
 )
-from .lineage import from_json, to_json
 from .records import (
     CheckpointRecord,
     CheckpointSpec,

@@ -15,9 +15,9 @@ from typing import Any
 import pyarrow as pa
 
 from .._internal.clock import as_utc
+from .._internal.json_text import from_json, to_json
 from .._internal.secrets import mask
 from ..datastore.base import Datastore
-from .lineage import from_json, to_json
 from .records import validate_name
 
 __all__ = ["SWEEPS", "SWEEP_KEY", "SweepTrial", "read_trials", "write_trials"]

@@ -1,5 +1,5 @@
-"""Metrics, config and lineage as JSON text to store (credentials are masked before, by
-:func:`pinnacle_ray._internal.secrets.mask`)."""
+"""Values as JSON text for the datastore's text columns (metrics, config, lineage, job specs),
+and back; credentials are masked before, by ``pinnacle_ray._internal.secrets.mask``."""
 
 from __future__ import annotations
 
