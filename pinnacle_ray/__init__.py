@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import errors
-from ._lazy import lazy_attributes
+from ._internal.lazy import lazy_attributes
 from .errors import (
     ConfigError,
     DataError,
@@ -34,7 +34,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .batch_predict import predict
-    from .datastore import connect
+    from ._connect import connect
     from .trainers import (
         HuggingFaceTrainer,
         SklearnTrainer,
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 # worker, which need only some of them. They load on first use instead: ``pr.connect`` and
 # ``pr.TorchTrainer`` work as before.
 _LAZY = {
-    "connect": "datastore",
+    "connect": "_connect",
     "HuggingFaceTrainer": "trainers",
     "SklearnTrainer": "trainers",
     "TorchTrainer": "trainers",

@@ -11,11 +11,12 @@ driver: the driver only sums the row counts the actors return, and its memory st
 however large the table is. Every write is keyed by (the query's key, model, version), so
 a rerun, or a retry after a failure halfway, leaves exactly one row per key.
 
-SQLite takes one writer at a time, so there each actor stages its rows in a file of its
-own and the driver merges them all into the output in one transaction at the end
-(``datastore.sql.sqlite.staging``): the actors never queue for the lock, and a run that fails
-writes nothing. Only the columns that vary are staged (key, predictions, copied columns);
-the merge gives every row the run's model, version and created_at.
+The actors write through the datastore's bulk writer (``store.bulk_writer``), each
+through a part of its own; the datastore chooses how the rows reach the table (staged
+and merged in one transaction at the commit, or upserted batch by batch: see
+``pinnacle_ray.datastore.bulk``). The driver commits the writer when every batch has
+succeeded and aborts it when one failed. The run's model, version and created_at are the
+writer's shared columns, which a writer may store once.
 
 Everything that can be checked before reading is checked first (model, version, handle,
 features, key, output table), so a bad request writes nothing.
@@ -27,9 +28,7 @@ import datetime as dt
 import gc
 import json
 import logging
-import pickle
 import re
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,8 +40,9 @@ import pyarrow as pa
 import ray
 import ray.data
 
-from ._names import MAX_HANDLE_CHARS, validate_name
-from ._runtime import cluster_cpus, cluster_gpus, planned_execution
+from ._internal.names import MAX_HANDLE_CHARS, validate_name
+from ._internal.runtime import cluster_cpus, cluster_gpus, planned_execution
+from .datastore.base import store_of
 from .datastore.identifiers import validate_identifier
 from .errors import ColumnNotFound, ConfigError, InvalidKey, PinnacleError, ResourceError
 from .registry.flavors import META_FILE
@@ -52,6 +52,7 @@ from .trainers.progress import LiveBar, progress_on
 from .trainers.storage import check_reachable
 
 if TYPE_CHECKING:
+    from .datastore.bulk import BulkWriter
     from .trainers.cluster_shape import ClusterShape
 
 __all__ = ["DEFAULT_BATCH_SIZE", "PredictResult", "predict"]
@@ -64,7 +65,6 @@ READ_BLOCK_BYTES = 16 * 1024 * 1024
 READ_CPUS = 0.0  # see _plan
 # Columns every output row has besides the query's key and the predictions.
 MODEL_COLUMN, VERSION_COLUMN, CREATED_COLUMN = "model", "version", "created_at"
-CONSTANT_COLUMNS = [MODEL_COLUMN, VERSION_COLUMN, CREATED_COLUMN]  # the same in every row
 _PREDICTION = re.compile(r"prediction(_\d+)?|proba_.*")
 # Frameworks whose models predict on CPU only: refused with num_gpus > 0.
 CPU_ONLY_FRAMEWORKS = ("sklearn",)
@@ -134,7 +134,7 @@ def predict(
     validate_name(model)
     if handle is not None:
         validate_name(handle, "checkpoint handle", MAX_HANDLE_CHARS)
-    store = _store_of(query)
+    store = _query_store(query)
     output = validate_identifier(
         output, "output table name", getattr(store, "identifier_dialect", None), table=True
     )
@@ -163,16 +163,22 @@ def predict(
     features = _features(store, files, query, key, passthrough)
     if files.framework == "torch":  # refused here, before any actor imports anything
         check_architecture(_meta(store, files).get("architecture"), trusted)
-    exists = _check_output(store, output, key, passthrough)
+    _check_output(store, output, key, passthrough)
 
     sized = concurrency is None  # the pool is fitted to the query's rows (see _pool_size)
     if num_gpus and concurrency is None:
         concurrency = max(1, int(cluster_gpus() // num_gpus))  # one actor per GPU share
     actors, actor_cpus = _plan(concurrency)
-    staging = _staging_folder(store, output, key, exists)
-    try:
+    created_at = dt.datetime.now(dt.timezone.utc)
+    writer = store.bulk_writer(
+        output,
+        key=[key, MODEL_COLUMN, VERSION_COLUMN],
+        shared=_constant_row(files.name, files.version, created_at),
+    )
+    # Committed once every batch is written; aborted (nothing staged stays) when one fails.
+    with writer:
         spec = _Spec(
-            store=_StoreRef(store),
+            writer=writer,
             model=files.name,
             version=files.version,
             files=files,
@@ -182,24 +188,13 @@ def predict(
             key=key,
             passthrough=passthrough,
             output=output,
-            created_at=dt.datetime.now(dt.timezone.utc),
+            created_at=created_at,
             batch_size=batch_size,
-            staging=None if staging is None else str(staging),
             num_gpus=num_gpus,
             raw_rows=bool(_meta(store, files).get("preprocess")),
         )
         with _progress(shown, files, query) as bar:
-            written, counts, schemas = _run(query, spec, actors, actor_cpus, bar, sized)
-        if staging is not None:
-            from .datastore.sql.sqlite.staging import merge_staged
-
-            keys = [key, MODEL_COLUMN, VERSION_COLUMN]
-            for schema in schemas:  # the output table (with its key) and its columns
-                store.write(output, schema.empty_table(), key=keys)
-            merge_staged(store, staging, output, keys, constants=_constant_row(spec))
-    finally:
-        if staging is not None:  # merged, or the run failed: the staged rows go
-            shutil.rmtree(staging, ignore_errors=True)
+            written, counts = _run(query, spec, actors, actor_cpus, bar, sized)
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug("Ray Data's stages:\n%s", counts.stats())
     seconds = round(time.perf_counter() - started, 3)
@@ -226,9 +221,9 @@ def _run(
     actor_cpus: float,
     bar: LiveBar | None = None,
     sized: bool = False,
-) -> tuple[int, ray.data.Dataset, list[pa.Schema]]:
-    """Run the actors over the query: the rows they wrote (or staged), the dataset, and
-    the distinct schemas of the rows they staged; ``bar`` shows the rows written so far.
+) -> tuple[int, ray.data.Dataset]:
+    """Run the actors over the query: the rows they wrote (or staged) and the dataset;
+    ``bar`` shows the rows written so far.
     ``sized``: no more ``actors`` than the query's planned rows give batches to."""
     # No select_columns here: Ray Data runs a projection as a separate 1-CPU task that
     # cannot fit beside the actors on a small cluster (measured: a silent hang on 2 CPUs);
@@ -261,7 +256,6 @@ def _run(
     # The actor's own exception reaches the driver (Ray's wrapper keeps only its text).
     counts.context.raise_original_map_exception = True
     written = 0
-    schemas: dict[bytes, pa.Schema] = {}
     failure: BaseException | None = None
     try:
         with planned_execution():
@@ -269,8 +263,6 @@ def _run(
                 written += int(np.asarray(batch.column("rows")).sum())
                 if bar is not None:
                     bar.show(written)
-                for blob in batch.column("schema").drop_null().to_pylist():
-                    schemas.setdefault(blob, pa.ipc.read_schema(pa.py_buffer(blob)))
     except Exception as exc:  # the actor's own error, not Ray's wrapper around it
         failure = _original(exc, spec.model)
     if failure is not None:
@@ -282,7 +274,7 @@ def _run(
         _drop_frames(failure)
         gc.collect()
         raise failure
-    return written, counts, list(schemas.values())
+    return written, counts
 
 
 def _pool_size(actors: int, rows: Any, batch_size: int) -> int:
@@ -298,7 +290,7 @@ def _pool_size(actors: int, rows: Any, batch_size: int) -> int:
 class _Spec:
     """What each actor needs: where to write, which model, and which columns."""
 
-    store: _StoreRef  # reconnected in an actor only when it writes to it
+    writer: BulkWriter  # the datastore's: each actor writes through a part of its own
     model: str
     version: int
     files: ModelFiles  # loaded with no database connection
@@ -310,7 +302,6 @@ class _Spec:
     output: str
     created_at: dt.datetime
     batch_size: int = DEFAULT_BATCH_SIZE
-    staging: str | None = None  # SQLite: the folder the actors stage their rows in
     num_gpus: float = 0.0  # GPUs per actor; the model is loaded on "cuda" when > 0
     raw_rows: bool = False  # the model has a preprocess: it gets every column of the rows
 
@@ -327,29 +318,12 @@ class BatchWriter:
             allow_pickle=spec.allow_pickle, trusted_modules=spec.trusted_modules, **device
         )
         self.proba: bool | None = None  # whether the model gives probabilities: first batch
-        self.staged: Any = None  # SQLite: this actor's staging file, from the first batch
+        self.part = spec.writer.part()  # opened by its first write, in this actor
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         if batch.num_rows == 0:
             return _counted(0)
-        table = self.predictions(batch)
-        schema = None
-        if self.staged is None and self.spec.staging is not None:
-            from .datastore.sql.sqlite.staging import StagingFile, stageable
-
-            if stageable(table.schema):
-                # The driver makes the output table from this schema before it merges the
-                # staged rows into it: this actor never connects to the database.
-                self.staged = StagingFile(self.spec.staging)
-                schema = table.schema.remove_metadata()
-            else:
-                self.staged = False
-        if self.staged:  # the columns every row shares are given to the rows at the merge
-            written = self.staged.append(table.drop_columns(CONSTANT_COLUMNS))
-        else:
-            key = [self.spec.key, MODEL_COLUMN, VERSION_COLUMN]
-            written = self.spec.store.get().write(self.spec.output, table, key=key)
-        return _counted(written, schema)
+        return _counted(self.part.write(self.predictions(batch)))
 
     def predictions(self, batch: pa.Table) -> pa.Table:
         """The output rows for ``batch``: key, model, version, predictions, created_at."""
@@ -360,7 +334,7 @@ class BatchWriter:
             inputs = _matrix(batch, [c for c in batch.column_names if c != spec.key])
         else:
             inputs = batch.select(spec.features).to_pandas()
-        shared = _constant_row(spec)
+        shared = _constant_row(spec.model, spec.version, spec.created_at)
         out: dict[str, pa.Array] = {
             spec.key: batch.column(spec.key).combine_chunks(),
             MODEL_COLUMN: pa.repeat(shared.column(MODEL_COLUMN)[0], n),
@@ -391,40 +365,21 @@ class BatchWriter:
         return values.reshape(len(values), -1)
 
 
-def _constant_row(spec: _Spec) -> pa.Table:
+def _constant_row(model: str, version: int, created_at: dt.datetime) -> pa.Table:
     """The output columns every row of a run shares (model, version, created_at), as one
-    row: repeated into each batch's rows, or given to the staged rows by the merge."""
+    row: repeated into each batch's rows, and the bulk writer's shared columns."""
     return pa.table(
         {
-            MODEL_COLUMN: pa.array([spec.model], pa.string()),
-            VERSION_COLUMN: pa.array([spec.version], pa.int64()),
-            CREATED_COLUMN: pa.array([spec.created_at], pa.timestamp("us", "UTC")),
+            MODEL_COLUMN: pa.array([model], pa.string()),
+            VERSION_COLUMN: pa.array([version], pa.int64()),
+            CREATED_COLUMN: pa.array([created_at], pa.timestamp("us", "UTC")),
         }
     )
 
 
-def _counted(rows: int, schema: pa.Schema | None = None) -> pa.Table:
-    """What an actor hands back: the rows it wrote, and the schema of its first staged
-    batch (Arrow IPC bytes; null otherwise)."""
-    blob = None if schema is None else schema.serialize().to_pybytes()
-    return pa.table({"rows": pa.array([rows], pa.int64()), "schema": pa.array([blob], pa.binary())})
-
-
-class _StoreRef:
-    """The datastore, sent to the actors pickled and reconnected only by one that writes
-    through it: staging actors skip SQLAlchemy's import and a connection at start-up."""
-
-    def __init__(self, store: Any) -> None:
-        self._pickled = pickle.dumps(store)  # the store pickles as its URL
-        self._store: Any = None
-
-    def get(self) -> Any:
-        if self._store is None:
-            self._store = pickle.loads(self._pickled)
-        return self._store
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"_pickled": self._pickled, "_store": None}
+def _counted(rows: int) -> pa.Table:
+    """What an actor hands back: how many rows it wrote (or staged)."""
+    return pa.table({"rows": pa.array([rows], pa.int64())})
 
 
 def _named(prefix: str, values: np.ndarray) -> dict[str, pa.Array]:
@@ -471,9 +426,10 @@ def _matrix(batch: pa.Table, names: list[str]) -> np.ndarray:
 
 
 # -- checks before anything is read --------------------------------------------------------
-def _store_of(query: Any) -> Any:
-    store = getattr(query, "store", None)
-    if store is None or not hasattr(store, "models") or not hasattr(query, "to_dataset"):
+def _query_store(query: Any) -> Any:
+    """The datastore ``query`` reads from, where the predictions are written back."""
+    store = store_of(query)
+    if store is None or not hasattr(query, "to_dataset"):
         raise ConfigError(
             f"pr.predict needs a datastore query (store.table / store.sql), got "
             f"{type(query).__name__}; predictions are written back into its datastore"
@@ -601,11 +557,10 @@ def _features(
     return list(features)
 
 
-def _check_output(store: Any, output: str, key: str, passthrough: list[str]) -> bool:
-    """An existing output table must be one these rows fit (created by a previous run);
-    whether it exists."""
+def _check_output(store: Any, output: str, key: str, passthrough: list[str]) -> None:
+    """An existing output table must be one these rows fit (created by a previous run)."""
     if output not in store.tables():
-        return False
+        return
     existing = list(store.table(output).columns)
     needed = [key, MODEL_COLUMN, VERSION_COLUMN, CREATED_COLUMN, *passthrough]
     missing = [c for c in needed if c not in existing]
@@ -614,21 +569,6 @@ def _check_output(store: Any, output: str, key: str, passthrough: list[str]) -> 
             f"output table {output!r} exists without column(s) {missing} (its columns are "
             f"{existing}); write to a new table, or one an earlier pr.predict made"
         )
-    return True
-
-
-def _staging_folder(store: Any, output: str, key: str, exists: bool) -> Any:
-    """A staging folder for a SQLite file whose output table is new or keyed as pr.predict
-    makes it (an upsert by that key), else None: rows are then upserted batch by batch."""
-    if getattr(store, "backend", None) != "sqlite":
-        return None
-    if exists:
-        keys = {c.name for c in store._reflect(output).primary_key.columns}
-        if keys != {key, MODEL_COLUMN, VERSION_COLUMN}:
-            return None
-    from .datastore.sql.sqlite.staging import staging_folder
-
-    return staging_folder(store)
 
 
 def _plan(concurrency: int | None) -> tuple[int, float]:

@@ -55,7 +55,7 @@ FORMER = {
     "ShardPlan": "pinnacle_ray.datastore",
     "SqlDatastore": "pinnacle_ray.datastore",
     "SqlQuery": "pinnacle_ray.datastore",
-    "connect": "pinnacle_ray.datastore",
+    "connect": "pinnacle_ray._connect",
     "MongoDatastore": "pinnacle_ray.datastore",
     "MongoQuery": "pinnacle_ray.datastore",
     "Job": "pinnacle_ray.jobs",

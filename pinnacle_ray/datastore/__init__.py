@@ -1,15 +1,19 @@
-"""Datastores: where the data lives. ``connect(url)`` picks the backend from the URL."""
+"""Datastores: where the data lives. ``connect(url)`` picks the backend from the URL.
+
+Users open one with ``pinnacle_ray.connect``, which also hands it its model registry and
+job catalog (``store.models``, ``store.jobs``); this room never imports those rooms."""
 
 from __future__ import annotations
 
 import os
 from typing import TYPE_CHECKING
 
-from .._extras import needs_extra
-from .._lazy import lazy_attributes
+from .._internal.extras import needs_extra
+from .._internal.lazy import lazy_attributes
 from ..errors import ConfigError
-from .base import Datastore, ModelCatalog
+from .base import Datastore, ModelVersions, store_of
 from .shards import KeyRange, KeyStats, ShardPlan, plan_ranges
+from .wiring import JobsFactory, ModelsFactory
 
 if TYPE_CHECKING:
     from .mongo.query import MongoQuery
@@ -29,9 +33,11 @@ _LAZY = {
 
 __all__ = [
     "Datastore",
+    "JobsFactory",
     "KeyRange",
     "KeyStats",
-    "ModelCatalog",
+    "ModelVersions",
+    "ModelsFactory",
     "MongoDatastore",
     "MongoQuery",
     "ShardPlan",
@@ -39,6 +45,7 @@ __all__ = [
     "SqlQuery",
     "connect",
     "plan_ranges",
+    "store_of",
 ]
 
 
@@ -47,6 +54,8 @@ def connect(
     artifact_root: str | os.PathLike[str] | None = None,
     *,
     sqlite_wal: bool | None = None,
+    models: ModelsFactory | None = None,
+    jobs: JobsFactory | None = None,
 ) -> SqlDatastore | MongoDatastore:
     """Connect to the datastore at ``url``: any SQLAlchemy URL, a path to an SQLite file, or
     a ``mongodb://`` / ``mongodb+srv://`` URL (a :class:`MongoDatastore`).
@@ -57,11 +66,15 @@ def connect(
     URI such as ``s3://bucket/models`` that every node of a cluster can read. Default: beside
     an SQLite file (``shop.db`` -> ``shop.artifacts/``), else inside the database itself
     (``pinnacle-db://artifacts``: chunked blob tables in SQL, GridFS in MongoDB); the
-    ``PINNACLE_ARTIFACT_ROOT`` environment variable overrides the default.
+    ``PINNACLE_RAY_ARTIFACT_ROOT`` environment variable overrides the default.
 
     An SQLite file this call creates is put in WAL mode (Ray's read tasks then read while
     another connection writes); an existing file keeps its journal mode, since WAL would
     stay in it for good, unless ``sqlite_wal=True`` (``False``: never switch).
+
+    ``models`` and ``jobs`` build ``store.models`` and ``store.jobs`` on first use;
+    ``pinnacle_ray.connect`` passes the registry's and the jobs room's. A store opened
+    without them raises ``ConfigError`` on those attributes.
     """
     text = os.fspath(url) if not isinstance(url, str) else url
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
@@ -74,11 +87,13 @@ def connect(
                 f"sqlite_wal={sqlite_wal!r} applies to SQLite files only; leave it out"
             )
 
-        return MongoDatastore(text, artifact_root)
+        return MongoDatastore(text, artifact_root, models=models, jobs=jobs)
     from .sql.store import SqlDatastore
     from .url import parse_sql_url
 
-    return SqlDatastore(parse_sql_url(text), artifact_root, sqlite_wal=sqlite_wal)
+    return SqlDatastore(
+        parse_sql_url(text), artifact_root, sqlite_wal=sqlite_wal, models=models, jobs=jobs
+    )
 
 
 __getattr__, __dir__ = lazy_attributes(

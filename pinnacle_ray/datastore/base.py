@@ -1,36 +1,22 @@
-"""What every datastore offers the rooms above it, and the hooks that give it ``.models``
-and ``.jobs``.
+"""What every datastore offers the rooms above it.
 
 The registry stores through :class:`Datastore` only, so it works on any backend that has
-these methods. ``datastore/`` must not import ``registry/`` (imports flow one way), so the
-registry package installs its factory here when it is imported, and ``store.models`` asks
-this module for a registry (importing the registry package by name on first use, so a
-process that never touches ``store.models``, such as a read task, never loads it).
-``store.jobs`` (the jobs table, Ray jobs started from Python) is wired the same way by
-``pinnacle_ray.jobs``: the trainers reach it through the store they train on, never by
-importing the room above them.
+these methods. ``datastore/`` imports nothing above it: ``store.models`` and ``store.jobs``
+are built by factories that ``pinnacle_ray.connect`` hands the store (see
+:mod:`.wiring`); :class:`ModelVersions` is the little the datastore itself reads of the
+registry (a version's lineage, for ``q.since``).
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
-from ..errors import ConfigError
+from .bulk import BulkWriter
 
-__all__ = [
-    "Datastore",
-    "JobCatalog",
-    "ModelCatalog",
-    "Rows",
-    "make_jobs",
-    "make_models",
-    "set_jobs_factory",
-    "set_models_factory",
-]
+__all__ = ["Datastore", "ModelVersions", "Rows", "VersionRecord", "store_of"]
 
 
 class Rows(Protocol):
@@ -41,6 +27,7 @@ class Rows(Protocol):
         ...
 
 
+@runtime_checkable
 class Datastore(Protocol):
     """The public surface of a datastore that the registry (and other rooms) build on."""
 
@@ -80,95 +67,32 @@ class Datastore(Protocol):
         """Delete the rows matching ``where``; returns how many."""
         ...
 
+    def bulk_writer(
+        self, name: str, key: str | Sequence[str], shared: pa.Table | None = None
+    ) -> BulkWriter:
+        """A writer for a large upsert by ``key`` from many processes (``datastore.bulk``)."""
+        ...
 
-class ModelCatalog(Protocol):
-    """What ``store.models`` offers (implemented by ``pinnacle_ray.registry.ModelRegistry``)."""
 
-    def register(self, name: str, framework: str, artifact_dir: Any, **kwargs: Any) -> Any: ...
+class VersionRecord(Protocol):
+    """A registered model version as the datastore reads it: its number and lineage."""
 
-    def list(self, name: str | None = None) -> list[Any]: ...
+    version: int
+    lineage: dict[str, Any] | None
 
-    def get(self, name: str, version: int | None = None, handle: str | None = None) -> Any: ...
 
-    def load(
-        self, name: str, version: int | None = None, handle: str | None = None, **kwargs: Any
-    ) -> Any: ...
+class ModelVersions(Protocol):
+    """What the datastore room itself reads of ``store.models``: a version's record, whose
+    lineage gives ``q.since(name)`` its watermark. The registry the store is handed
+    (``pinnacle_ray.registry.ModelRegistry``) offers much more; this is not a copy of it."""
 
-    def checkpoint_dir(
+    def get(
         self, name: str, version: int | None = None, handle: str | None = None
-    ) -> str: ...
-
-    def resolve(
-        self, name: str, version: int | None = None, handle: str | None = None
-    ) -> tuple[Any, str | None]: ...
-
-    def promote(self, name: str, version: int | None = None, handle: str = ...) -> Any: ...
-
-    def rollback(self, name: str, handle: str = ...) -> Any: ...
-
-    def sweeps(self, name: str | None = None) -> list[Any]: ...
-
-    def record_sweep(self, trials: list[Any]) -> None: ...
-
-    def delete(self, name: str, version: int | None = None) -> list[int]: ...
-
-    def cleanup(self, older_than: Any = ...) -> Any: ...
+    ) -> VersionRecord: ...
 
 
-# What builds ``store.models`` and ``store.jobs``, installed by the package that implements
-# each when it is imported: (attribute, package) -> factory.
-_factories: dict[str, Callable[[Datastore], Any]] = {}
-
-
-def _make(attribute: str, package: str, what: str, store: Datastore) -> Any:
-    """``store.<attribute>`` from the factory ``package`` installs (imported on first use)."""
-    if attribute not in _factories:
-        importlib.import_module(package)  # installs its factory
-    if attribute not in _factories:
-        raise ConfigError(
-            f"no {what} is installed; import pinnacle_ray (or {package}) before using "
-            f"store.{attribute}"
-        )
-    return _factories[attribute](store)
-
-
-def set_models_factory(factory: Callable[[Datastore], ModelCatalog]) -> None:
-    """Install what builds ``store.models`` (called by ``pinnacle_ray.registry`` on import)."""
-    _factories["models"] = factory
-
-
-def make_models(store: Datastore) -> ModelCatalog:
-    """A new model registry over ``store``, from the installed factory."""
-    return _make("models", "pinnacle_ray.registry", "model registry", store)
-
-
-class JobCatalog(Protocol):
-    """What ``store.jobs`` offers (implemented by ``pinnacle_ray.jobs.JobCatalog``): the
-    jobs recorded in this datastore, and the two ways a fit becomes one."""
-
-    def get(self, submission_id: str, address: str | None = None) -> Any: ...
-
-    def list(self, name: str | None = None) -> list[Any]: ...
-
-    def submit(
-        self,
-        trainer: Any,
-        *,
-        train: Any,
-        valid: Any = None,
-        register: bool | str = True,
-        address: str | None = None,
-        **kwargs: Any,
-    ) -> Any: ...
-
-    def record_fit(self, name: str, fit: Callable[[], Any]) -> Any: ...
-
-
-def set_jobs_factory(factory: Callable[[Datastore], JobCatalog]) -> None:
-    """Install what builds ``store.jobs`` (called by ``pinnacle_ray.jobs`` on import)."""
-    _factories["jobs"] = factory
-
-
-def make_jobs(store: Datastore) -> JobCatalog:
-    """The jobs of ``store``, from the installed factory (``pinnacle_ray.jobs``)."""
-    return _make("jobs", "pinnacle_ray.jobs", "job catalog", store)
+def store_of(query: object) -> Datastore | None:
+    """The datastore a query reads from (where a fit registers, where predictions go), or
+    None for anything else (a plain ``ray.data.Dataset``, a DataFrame)."""
+    store = getattr(query, "store", None)
+    return store if isinstance(store, Datastore) else None

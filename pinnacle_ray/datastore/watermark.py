@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from ..errors import ConfigError, InvalidKey
+
+if TYPE_CHECKING:
+    from .base import ModelVersions
 
 __all__ = ["Watermark", "watermark_of"]
 
@@ -30,7 +33,11 @@ class Watermark:
 
 
 def watermark_of(
-    models: Any, name: str, version: int | None, key: str | None, key_type: pa.DataType
+    models: ModelVersions,
+    name: str,
+    version: int | None,
+    key: str | None,
+    key_type: pa.DataType,
 ) -> Watermark:
     """The watermark of model ``name`` (its latest version when ``version`` is None) for a
     query sharded by ``key`` of Arrow type ``key_type``; InvalidKey when the query has no

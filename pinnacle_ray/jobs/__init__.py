@@ -4,13 +4,12 @@
 - :func:`run_train` / :func:`run_sweep` / :func:`run_predict` run one (``pinnacle-ray train``);
 - :func:`submit_spec` submits one to a Ray cluster with Ray's ``JobSubmissionClient``;
 - :class:`JobRecords` is the jobs table; :mod:`.tracking` reads Ray's side and reconciles;
-- :class:`JobCatalog` is ``store.jobs`` (installed here as the datastore's jobs factory),
+- :class:`JobCatalog` is ``store.jobs`` (``pinnacle_ray.connect`` hands the datastore its factory),
   :class:`Job` the handle ``trainer.submit(...)`` and ``store.jobs.get(id)`` return.
 """
 
 from __future__ import annotations
 
-from ..datastore.base import set_jobs_factory
 from .catalog import JobCatalog
 from .handle import Job
 from .recording import current_submission_id
@@ -34,5 +33,3 @@ __all__ = [
     "run_train",
     "submit_spec",
 ]
-
-set_jobs_factory(JobCatalog)

@@ -1,7 +1,7 @@
 """``store.jobs``: the Ray jobs recorded in a datastore, as :class:`Job` handles.
 
-``pinnacle_ray.jobs`` installs :class:`JobCatalog` as the datastore's jobs factory when it is
-imported (``datastore/`` cannot import this room, the same way it gets ``store.models``).
+``pinnacle_ray.connect`` hands the datastore the factory that makes it (``datastore/``
+cannot import this room; it gets ``store.models`` the same way).
 The trainers reach it only through the store they train on:
 
 - ``trainer.submit(train=q, ...)`` calls ``q.store.jobs.submit(trainer, ...)``;
@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .._internal.secrets import mask
-from .._names import validate_name
+from .._internal.names import validate_name
 from .handle import Job
 from .recording import current_submission_id, mark_finished, recorded
 from .records import JobRecord, JobRecords

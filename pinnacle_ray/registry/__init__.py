@@ -1,16 +1,16 @@
 """The model registry: versions, checkpoint handles, metrics and lineage inside the datastore.
 
-Importing this package gives every datastore its ``store.models`` (a :class:`ModelRegistry`).
+``store.models`` is a :class:`ModelRegistry` (``pinnacle_ray.connect`` hands the datastore the
+factory that makes it).
 Artifacts are stored in formats that run no code on load; each framework's save/load code
 is a flavor found by name (:mod:`.flavors`), so this room never imports the trainers.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from .._lazy import lazy_attributes
-from ..datastore.base import set_models_factory
+from .._internal.lazy import lazy_attributes
 from .flavors import get_flavor, register_flavor
 from .records import CheckpointRecord, CheckpointSpec, ModelVersion
 
@@ -38,12 +38,6 @@ _LAZY = {
 __getattr__, __dir__ = lazy_attributes(globals(), _LAZY)
 
 
-def _models(store: Any) -> ModelRegistry:
-    from .registry import ModelRegistry
-
-    return ModelRegistry(store)
-
-
 __all__ = [
     "CheckpointRecord",
     "CheckpointSpec",
@@ -58,5 +52,3 @@ __all__ = [
     "get_flavor",
     "register_flavor",
 ]
-
-set_models_factory(_models)

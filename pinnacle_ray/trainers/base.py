@@ -21,7 +21,8 @@ import ray.train
 from ray.train import CheckpointConfig, LoggingConfig, RunConfig, ScalingConfig
 
 from .._internal.constants import RAY_TRAIN_HEALTH_CHECK_ENV, RAY_TRAIN_PREEMPTION_ENV, verbose
-from .._names import ascii_label
+from .._internal.names import ascii_label
+from ..datastore.base import store_of
 from ..errors import ConfigError, TrainingFailed
 from .cluster_shape import read_shape
 from .progress import FitProgress, progress_on
@@ -258,12 +259,6 @@ def keeps_arguments(cls: type[_T]) -> type[_T]:
 
     cls.__init__ = __init__  # type: ignore[misc]
     return cls
-
-
-def store_of(query: Any) -> Any:
-    """The datastore a query reads from (its registry), or None for a plain Dataset."""
-    store = getattr(query, "store", None)
-    return store if store is not None and hasattr(store, "models") else None
 
 
 def lineage_of(query: Any) -> dict[str, Any] | None:

@@ -20,7 +20,7 @@ from bson import Binary, ObjectId
 from ..blobs import DEFAULT_CHUNK_BYTES, BlobInfo, ChunkReader, ChunkWriter, below
 
 if TYPE_CHECKING:
-    from .store import MongoDatastore
+    from .connection import MongoConnection
 
 __all__ = ["BUCKET", "MongoBlobStore"]
 
@@ -35,7 +35,7 @@ class MongoBlobStore:
     it reaches the same database.
     """
 
-    def __init__(self, store: MongoDatastore, chunk_bytes: int | None = None) -> None:
+    def __init__(self, store: MongoConnection, chunk_bytes: int | None = None) -> None:
         self._store = store
         self._requested_chunk = chunk_bytes
         self.chunk_bytes = chunk_bytes or DEFAULT_CHUNK_BYTES

@@ -19,7 +19,7 @@ import bson
 import pyarrow as pa
 from ray.data import Dataset
 
-from ..._runtime import cluster_cpus
+from ..._internal.runtime import cluster_cpus
 from ...data import read_shards
 from ...errors import ColumnNotFound, ConfigError, InvalidKey
 from ..shards import (
@@ -45,7 +45,7 @@ from .read import MongoShard
 from .schema import SchemaLike, declared_types
 
 if TYPE_CHECKING:
-    from .store import MongoDatastore
+    from .connection import MongoConnection
 
 __all__ = ["MongoQuery"]
 
@@ -73,7 +73,7 @@ class MongoQuery:
 
     def __init__(
         self,
-        store: MongoDatastore,
+        store: MongoConnection,
         collection: str,
         *,
         filter: Mapping[str, Any] | None = None,

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bson.errors import BSONError
 from pymongo.errors import PyMongoError
 from sqlalchemy.engine import URL
 
+from ..._internal.secrets import mask
 from ...errors import (
     ColumnNotFound,
     ConfigError,
@@ -24,10 +25,9 @@ from ...errors import (
     PinnacleError,
     TableNotFound,
 )
-from ..artifact_root import legacy_artifact_root, resolve_artifact_root
-from ..base import JobCatalog, ModelCatalog, make_jobs, make_models
+from ..bulk import BulkWriter, UpsertWriter, bulk_keys
 from ..identifiers import validate_identifier
-from ..url import mask
+from ..wiring import JobsFactory, ModelsFactory, Wired
 from .blobs import MongoBlobStore
 from .driver_errors import translate
 from .query import MongoQuery
@@ -35,12 +35,15 @@ from .read import client_for
 from .schema import SchemaLike
 from .write import KEY_INDEX, WriteData, delete_documents, insert, match_filter, upsert
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 __all__ = ["MongoDatastore"]
 
 T = TypeVar("T")
 
 
-class MongoDatastore:
+class MongoDatastore(Wired):
     """A MongoDB database reached through pymongo (``mongodb://`` or ``mongodb+srv://``).
 
     Example::
@@ -53,16 +56,20 @@ class MongoDatastore:
         store.models.list()                         # the model registry, in collections
     """
 
-    def __init__(self, uri: str, artifact_root: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        uri: str,
+        artifact_root: str | os.PathLike[str] | None = None,
+        *,
+        models: ModelsFactory | None = None,
+        jobs: JobsFactory | None = None,
+    ) -> None:
         self._uri = uri
         self.database, host, password = _parse(uri)
         self._secrets = (password,) if password else ()
         self.backend = "mongodb"
         place = URL.create("mongodb", host=host, database=self.database)
-        self.artifact_root = resolve_artifact_root(place, artifact_root)
-        # Read-only: where versions registered before the in-database default live.
-        self.legacy_artifact_root = legacy_artifact_root(place)
-        self._models: ModelCatalog | None = None
+        self._wire(place, artifact_root, models, jobs)
         try:
             self._client = client_for(uri)
         except PyMongoError as exc:
@@ -85,10 +92,8 @@ class MongoDatastore:
     #: How ``validate_identifier`` checks collection names here (MongoDB's limits).
     identifier_dialect = "mongodb"
 
-    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
-        # Sent to a Ray worker (e.g. pr.predict's actors), a store reconnects there from its
-        # URI, as the read shards do; the client and its pool stay in this process.
-        return MongoDatastore, (self._uri, self.artifact_root)
+    def _reopen_args(self) -> tuple[str, str]:
+        return (self._uri, self.artifact_root)
 
     def find(
         self,
@@ -148,6 +153,20 @@ class MongoDatastore:
         on the key) when missing. Returns documents written."""
         return upsert(self, name, data, key)
 
+    def bulk_writer(
+        self, name: str, key: str | Sequence[str], shared: pa.Table | None = None
+    ) -> BulkWriter:
+        """A writer for a large upsert into collection ``name`` by ``key`` from many
+        processes (pickle it to them; each writes through its own ``writer.part()``, then
+        ``commit()`` here): each part upserts its batches with ``bulk_write`` as they come,
+        so a rerun completes a failed one without duplicates. ``shared`` (one row): fields
+        holding the same value in every row written (here stored in each document)."""
+        self._check_collection_name(name)
+        keys = bulk_keys(key)
+        for k in keys:
+            validate_identifier(k, "key", self.identifier_dialect)
+        return UpsertWriter(self, name, keys)
+
     def insert(self, name: str, data: WriteData, key: str | Sequence[str]) -> int:
         """Insert ``data`` into collection ``name``; raises ``DuplicateKey`` (nothing
         written) when any ``key`` value exists. Returns documents written."""
@@ -156,20 +175,6 @@ class MongoDatastore:
     def delete(self, name: str, where: Mapping[str, Any]) -> int:
         """Delete the documents of ``name`` matching ``where``; returns how many."""
         return delete_documents(self, name, where)
-
-    @property
-    def models(self) -> ModelCatalog:
-        """The model registry in this database's collections, made once."""
-        if self._models is None:
-            self._models = make_models(self)
-        return self._models
-
-    @property
-    def jobs(self) -> JobCatalog:
-        """The Ray jobs recorded in this datastore (``store.jobs.get(id).wait()``), made once."""
-        if getattr(self, "_jobs", None) is None:
-            self._jobs = make_jobs(self)
-        return self._jobs
 
     def blob_store(self) -> MongoBlobStore:
         """Chunked files in this database's GridFS bucket (where model artifacts and Ray

@@ -35,7 +35,7 @@ from ..where_values import check_where_value
 from .driver_errors import is_duplicate_key, translate
 
 if TYPE_CHECKING:
-    from .store import MongoDatastore
+    from .connection import MongoConnection
 
 __all__ = ["delete_documents", "insert", "match_filter", "upsert"]
 
@@ -46,7 +46,7 @@ KEY_INDEX = "pinnacle_key"
 NAMESPACE_EXISTS = 48
 
 
-def upsert(store: MongoDatastore, name: str, data: WriteData, key: str | Sequence[str]) -> int:
+def upsert(store: MongoConnection, name: str, data: WriteData, key: str | Sequence[str]) -> int:
     """Upsert ``data`` into collection ``name`` by ``key``; returns documents written."""
     store._check_collection_name(name)  # before a Dataset's first batch is read
     keys = _keys(key)
@@ -70,7 +70,7 @@ def upsert(store: MongoDatastore, name: str, data: WriteData, key: str | Sequenc
     return written
 
 
-def insert(store: MongoDatastore, name: str, data: WriteData, key: str | Sequence[str]) -> int:
+def insert(store: MongoConnection, name: str, data: WriteData, key: str | Sequence[str]) -> int:
     """Insert ``data`` into ``name``; ``DuplicateKey`` (nothing written) when a key exists."""
     store._check_collection_name(name)
     keys = _keys(key)
@@ -118,7 +118,7 @@ def insert(store: MongoDatastore, name: str, data: WriteData, key: str | Sequenc
     return len(docs)
 
 
-def delete_documents(store: MongoDatastore, name: str, where: Mapping[str, Any]) -> int:
+def delete_documents(store: MongoConnection, name: str, where: Mapping[str, Any]) -> int:
     """Delete the documents of ``name`` matching ``where`` (equality / IN); how many."""
     if not isinstance(where, Mapping) or not where:
         raise ConfigError(
@@ -178,7 +178,7 @@ def _prepared_batch(batch: pa.Table, keys: list[str], *, insert_only: bool) -> p
     return batch
 
 
-def _ensure_collection(store: MongoDatastore, name: str, keys: list[str]) -> Any:
+def _ensure_collection(store: MongoConnection, name: str, keys: list[str]) -> Any:
     store._check_collection_name(name)
     db = store._database()
     if name not in store.tables():

@@ -24,7 +24,7 @@ from ...errors import ConfigError
 from ..blobs import DEFAULT_CHUNK_BYTES, BlobInfo, ChunkReader, ChunkWriter, below
 
 if TYPE_CHECKING:
-    from .store import SqlDatastore
+    from .connection import SqlConnection
 
 __all__ = ["CHUNKS_TABLE", "FILES_TABLE", "SqlBlobStore"]
 
@@ -75,7 +75,7 @@ class SqlBlobStore:
     it reaches the same database.
     """
 
-    def __init__(self, store: SqlDatastore, chunk_bytes: int | None = None) -> None:
+    def __init__(self, store: SqlConnection, chunk_bytes: int | None = None) -> None:
         self._store = store
         self._requested_chunk = chunk_bytes
         if chunk_bytes is not None and (not isinstance(chunk_bytes, int) or chunk_bytes < 1):

@@ -23,11 +23,12 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from ...errors import WriteError, redact
+from ..._internal.secrets import mask
+from ...errors import WriteError
 from .read import libpq_uri
 
 if TYPE_CHECKING:
-    from .store import SqlDatastore
+    from .connection import SqlConnection
 
 __all__ = ["BULK_MIN_ROWS", "bulk_upsert"]
 
@@ -38,7 +39,7 @@ BULK_MIN_ROWS = 2_000
 
 
 def bulk_upsert(
-    store: SqlDatastore, table: sa.Table, batch: pa.Table, keys: list[str], unique: bool
+    store: SqlConnection, table: sa.Table, batch: pa.Table, keys: list[str], unique: bool
 ) -> int | None:
     """Upsert ``batch`` (keys already unique, columns checked) into existing ``table``; the
     rows written, or None when the bulk path does not apply (nothing was done)."""
@@ -57,9 +58,7 @@ def bulk_upsert(
             cur.execute(f'DROP TABLE "{stage}"')
             conn.commit()
     except Exception as exc:  # ADBC's errors are not SQLAlchemy's; the transaction rolled back
-        message = redact(
-            str(exc).splitlines()[0] if str(exc) else type(exc).__name__, store._secrets
-        )
+        message = mask(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, store._secrets)
         raise WriteError(
             f"writing to table {table.name!r}: {message} — nothing was written (the transaction "
             "was rolled back)"
@@ -88,7 +87,7 @@ def _stageable(batch: pa.Table) -> pa.Table | None:
 
 
 def _merge_sql(
-    store: SqlDatastore, table: sa.Table, stage: str, columns: list[str], keys: list[str]
+    store: SqlConnection, table: sa.Table, stage: str, columns: list[str], keys: list[str]
 ) -> str:
     source = sa.table(stage, *[sa.column(c) for c in columns])
     select = sa.select(*[source.c[c] for c in columns])
@@ -103,7 +102,7 @@ def _merge_sql(
     return str(stmt.compile(dialect=store._engine.dialect))
 
 
-def _connect(store: SqlDatastore) -> Any:
+def _connect(store: SqlConnection) -> Any:
     import adbc_driver_postgresql.dbapi as adbc_pg
 
     return adbc_pg.connect(libpq_uri(store._url))

@@ -16,7 +16,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 from ray.data import Dataset
 
-from ..._runtime import cluster_cpus
+from ..._internal.runtime import cluster_cpus
 from ...data import read_shards
 from ...errors import ColumnNotFound, ConfigError, InvalidKey, QueryError
 from ..identifiers import validate_identifier
@@ -35,7 +35,7 @@ from .read import SqlShard, conform, rows_to_table
 from .where import match as _match
 
 if TYPE_CHECKING:
-    from .store import SqlDatastore
+    from .connection import SqlConnection
 
 __all__ = ["ShardPlan", "SqlQuery"]
 
@@ -51,7 +51,7 @@ class SqlQuery:
 
     def __init__(
         self,
-        store: SqlDatastore,
+        store: SqlConnection,
         *,
         table: str | None = None,
         columns: Sequence[str] | None = None,

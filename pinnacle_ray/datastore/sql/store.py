@@ -16,7 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL
 
-from ..._extras import installed, needs_extra
+from ..._internal.extras import installed, needs_extra
+from ..._internal.constants import sql_reader
+from ..._internal.secrets import mask
 from ...errors import (
     ConfigError,
     DatastoreConnectionError,
@@ -24,11 +26,10 @@ from ...errors import (
     MissingExtra,
     TableNotFound,
 )
-from ..artifact_root import legacy_artifact_root, resolve_artifact_root
-from ..base import JobCatalog, ModelCatalog, make_jobs, make_models
+from ..bulk import BulkWriter, UpsertWriter, bulk_keys
 from ..identifiers import validate_identifier
 from ..shards import is_local_host
-from ..url import mask
+from ..wiring import JobsFactory, ModelsFactory, Wired
 from .blobs import SqlBlobStore
 from .driver_errors import translate
 from .query import SqlQuery, _CtidPages
@@ -43,12 +44,11 @@ __all__ = ["SqlDatastore"]
 logger = logging.getLogger("pinnacle_ray.datastore")
 
 CONNECT_TIMEOUT_S = 5
-# PINNACLE_SQL_READER=dbapi forces the general reader; =adbc keeps SQLite reads off
+# PINNACLE_RAY_SQL_READER=dbapi forces the general reader; =adbc keeps SQLite reads off
 # connectorx (the tests read every way).
-_READER_ENV = "PINNACLE_SQL_READER"
 
 
-class SqlDatastore:
+class SqlDatastore(Wired):
     """A SQL database reached through SQLAlchemy: SQLite, PostgreSQL, MariaDB/MySQL, ...
 
     Example::
@@ -65,6 +65,9 @@ class SqlDatastore:
         url: URL,
         artifact_root: str | os.PathLike[str] | None = None,
         sqlite_wal: bool | None = None,
+        *,
+        models: ModelsFactory | None = None,
+        jobs: JobsFactory | None = None,
     ) -> None:
         if sqlite_wal not in (None, True, False):
             raise ConfigError(f"sqlite_wal={sqlite_wal!r}; pass True, False or None (the default)")
@@ -74,10 +77,7 @@ class SqlDatastore:
                 f"{url.get_backend_name()}; leave it out"
             )
         self._url = url
-        self.artifact_root = resolve_artifact_root(url, artifact_root)
-        # Read-only: where versions registered before the in-database default live.
-        self.legacy_artifact_root = legacy_artifact_root(url)
-        self._models: ModelCatalog | None = None
+        self._wire(url, artifact_root, models, jobs)
         self.backend = url.get_backend_name()
         self.is_memory = self.backend == "sqlite" and url.database in (None, "", ":memory:")
         self._secrets = (url.password,) if url.password else ()
@@ -122,10 +122,8 @@ class SqlDatastore:
     def __repr__(self) -> str:
         return f"SqlDatastore({self.url!r})"
 
-    def __reduce__(self) -> tuple[Any, tuple[URL, str]]:
-        # Sent to a Ray worker (e.g. pr.predict's actors), a store reconnects there from its
-        # URL, as the read shards do; the engine and its pool stay in this process.
-        return open_sql, (self._url, self.artifact_root)
+    def _reopen_args(self) -> tuple[URL, str]:
+        return (self._url, self.artifact_root)
 
     def table(
         self,
@@ -148,6 +146,30 @@ class SqlDatastore:
         ``key`` in one transaction; creates the table when missing. Returns rows written."""
         return upsert(self, name, data, key)
 
+    def bulk_writer(
+        self, name: str, key: str | Sequence[str], shared: pa.Table | None = None
+    ) -> BulkWriter:
+        """A writer for a large upsert into table ``name`` by ``key`` from many processes
+        (pickle it to them; each writes through its own ``writer.part()``, then
+        ``commit()`` here). A SQLite file stages each part's rows in a file of its own and
+        merges them all at the commit, in one transaction (a failed run writes nothing);
+        other databases upsert each batch as it comes (PostgreSQL's large ones by binary
+        COPY). ``shared`` (one row): columns holding the same value in every row written.
+
+        Example::
+
+            with store.bulk_writer("predictions", key=["id", "model"]) as writer:
+                part = writer.part()              # in each process
+                part.write(arrow_table)
+        """
+        validate_identifier(name, "table name", self.identifier_dialect, table=True)
+        keys = bulk_keys(key)
+        for k in keys:
+            validate_identifier(k, "key", self.identifier_dialect)
+        from .sqlite.staged_writer import staged_writer
+
+        return staged_writer(self, name, keys, shared) or UpsertWriter(self, name, keys)
+
     def insert(self, name: str, data: WriteData, key: str | Sequence[str]) -> int:
         """Insert ``data`` into table ``name`` in one transaction, creating it when missing.
 
@@ -160,20 +182,6 @@ class SqlDatastore:
         """Delete the rows of ``name`` matching ``where`` (``{col: value}`` or ``{col: [values]}``)
         in one transaction; returns how many were deleted."""
         return delete_rows(self, name, where)
-
-    @property
-    def models(self) -> ModelCatalog:
-        """The model registry in this datastore (a ``pinnacle_ray.ModelRegistry``), made once."""
-        if self._models is None:
-            self._models = make_models(self)
-        return self._models
-
-    @property
-    def jobs(self) -> JobCatalog:
-        """The Ray jobs recorded in this datastore (``store.jobs.get(id).wait()``), made once."""
-        if getattr(self, "_jobs", None) is None:
-            self._jobs = make_jobs(self)
-        return self._jobs
 
     def blob_store(self) -> SqlBlobStore:
         """Chunked files in this database (where server stores keep model artifacts and Ray
@@ -241,7 +249,7 @@ class SqlDatastore:
             return list(conn.execute(stmt).keys())
 
     def _fast_reader(self) -> str:
-        if os.environ.get(_READER_ENV, "") == "dbapi":
+        if sql_reader() == "dbapi":
             return "dbapi"
         if self.backend == "sqlite" and not self.is_memory and installed("adbc_driver_sqlite"):
             return "adbc-sqlite"
@@ -268,7 +276,7 @@ class SqlDatastore:
         """``stmt`` for connectorx (SQLite file reads of plain types and int values), or None."""
         if (
             self._fast_reader() != "adbc-sqlite"
-            or os.environ.get(_READER_ENV, "") == "adbc"
+            or sql_reader() == "adbc"
             or not connectorx_read.available()
             or not connectorx_read.plain_schema(schema)
         ):
@@ -379,10 +387,3 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any, *, wal: bool) -> None:
             cur.execute("PRAGMA synchronous=NORMAL")
     finally:
         cur.close()
-
-
-def open_sql(url: URL, artifact_root: str | os.PathLike[str] | None = None) -> SqlDatastore:
-    """Connect to a SQL datastore (eagerly, so a bad URL fails here)."""
-    if not isinstance(url, URL):
-        raise ConfigError(f"expected a SQLAlchemy URL, got {type(url).__name__}")
-    return SqlDatastore(url, artifact_root)

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import ray.data
 
-    from .store import SqlDatastore
+    from .connection import SqlConnection
 
 __all__ = ["WriteData", "delete_rows", "insert", "to_arrow_batches", "upsert"]
 
@@ -114,17 +114,17 @@ def _no_text_as_bytes(table: pa.Table, values: Mapping[str, Any]) -> pa.Table:
     return table
 
 
-def upsert(store: SqlDatastore, name: str, data: WriteData, key: str | Sequence[str]) -> int:
+def upsert(store: SqlConnection, name: str, data: WriteData, key: str | Sequence[str]) -> int:
     """Upsert ``data`` into table ``name`` by ``key``; all or nothing. Returns rows written."""
     return _write(store, name, data, key, insert_only=False)
 
 
-def insert(store: SqlDatastore, name: str, data: WriteData, key: str | Sequence[str]) -> int:
+def insert(store: SqlConnection, name: str, data: WriteData, key: str | Sequence[str]) -> int:
     """Insert ``data`` into table ``name``; ``DuplicateKey`` (nothing written) if a key exists."""
     return _write(store, name, data, key, insert_only=True)
 
 
-def delete_rows(store: SqlDatastore, name: str, where: Mapping[str, Any]) -> int:
+def delete_rows(store: SqlConnection, name: str, where: Mapping[str, Any]) -> int:
     """Delete the rows of ``name`` matching ``where`` (equality / IN) in one transaction."""
     if not isinstance(where, Mapping) or not where:
         raise ConfigError(
@@ -146,7 +146,7 @@ def delete_rows(store: SqlDatastore, name: str, where: Mapping[str, Any]) -> int
 
 
 def _write(
-    store: SqlDatastore, name: str, data: WriteData, key: str | Sequence[str], *, insert_only: bool
+    store: SqlConnection, name: str, data: WriteData, key: str | Sequence[str], *, insert_only: bool
 ) -> int:
     dialect = store.identifier_dialect
     validate_identifier(name, "table name", dialect, table=True)
@@ -222,7 +222,7 @@ def _write(
     return written
 
 
-def _bulk(store: SqlDatastore, name: str, batch: pa.Table, keys: list[str]) -> int | None:
+def _bulk(store: SqlConnection, name: str, batch: pa.Table, keys: list[str]) -> int | None:
     """Rows written by the Arrow-native bulk upsert, or None where it does not apply (a
     small write, a missing table, no unique key, a driver without ADBC)."""
     if batch.num_rows < BULK_MIN_ROWS or store._fast_reader() != "adbc-postgresql":
@@ -502,7 +502,7 @@ def _delete_keys(conn: sa.Connection, table: sa.Table, keys: list[str], rows: li
         conn.execute(table.delete().where(*[table.c[k] == r[k] for k in keys]))
 
 
-def _drop_if_created(store: SqlDatastore, name: str, created: bool) -> None:
+def _drop_if_created(store: SqlConnection, name: str, created: bool) -> None:
     # MySQL commits DDL implicitly, so a failed first write would leave an empty table.
     # Another writer may have written into it meanwhile (concurrent pr.predict runs share
     # an output table): then it stays.

@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ...._extras import installed
+from ...._internal.extras import installed
 
 __all__ = ["available", "batches", "literal_sql", "plain_schema"]
 

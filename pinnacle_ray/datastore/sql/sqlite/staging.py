@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ...._extras import installed
+from ...._internal.extras import installed
 from ....errors import WriteError
 from .text import naive_utc, sqlite_text
 
 if TYPE_CHECKING:  # SQLAlchemy only where the driver merges: the staging actors never load it
     import sqlalchemy as sa
 
-    from ..store import SqlDatastore
+    from ..connection import SqlConnection
 
 __all__ = ["StagingFile", "merge_staged", "stageable", "staging_folder"]
 
@@ -48,7 +48,7 @@ _UNOWNED_AFTER_S = 3600.0
 _ATTACH_AT_ONCE = 8
 
 
-def staging_folder(store: SqlDatastore) -> Path | None:
+def staging_folder(store: SqlConnection) -> Path | None:
     """A new folder for one run's staging files, beside the SQLite file (None when the
     store is not a SQLite file). Folders that killed runs left there go first."""
     if store.backend != "sqlite" or store.is_memory or not store._url.database:
@@ -157,7 +157,7 @@ def _as_stored(table: pa.Table) -> pa.Table:
 
 
 def merge_staged(
-    store: SqlDatastore,
+    store: SqlConnection,
     folder: str | Path,
     name: str,
     keys: list[str],
