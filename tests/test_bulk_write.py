@@ -1,15 +1,23 @@
-"""Large upserts into an existing keyed table take the Arrow-native bulk path (ADBC staging
-table + one merge) on PostgreSQL; the values must be those the general path stores. SQLite
-and MariaDB keep the general path."""
+"""Large writes. ``store.write``: large upserts into an existing keyed table take the
+Arrow-native bulk path (ADBC staging table + one merge) on PostgreSQL; the values must be
+those the general path stores; SQLite and MariaDB keep the general path.
+``store.bulk_writer``: many processes write parts of one upsert (what ``pr.predict``'s
+actors do), and the datastore decides how the rows travel; a failed write leaves no staged
+rows behind and no row of itself in the table where the datastore stages."""
 
 from __future__ import annotations
 
 import datetime as dt
+import pickle
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
+import sqlalchemy as sa
 
+import pinnacle_ray as pr
 from pinnacle_ray.datastore.sql import write as sql_write
 
 ROWS = 3_000
@@ -61,3 +69,96 @@ def test_upsert_leaves_one_row_per_key_when_written_twice(store, tables, rows):
     for _ in range(2):
         store.write(name, frame, key=["id", "model"])
     assert store.table(name).count() == rows
+
+
+# -- store.bulk_writer ---------------------------------------------------------------------
+def _rows(start: int, stop: int, x: float = 0.0) -> pa.Table:
+    ids = pa.array(range(start, stop), pa.int64())
+    return pa.table(
+        {
+            "id": ids,
+            "model": pa.array(["m"] * len(ids)),
+            "x": pa.array([i * 0.5 + x for i in range(start, stop)], pa.float64()),
+            "label": pa.array([f"row {i} é" for i in range(start, stop)]),
+        }
+    )
+
+
+def _staging_left(store) -> list[Path]:
+    """Staging folders beside a SQLite file (none elsewhere)."""
+    if store.backend != "sqlite":
+        return []
+    database = Path(store._url.database)
+    return sorted(database.parent.glob(f".{database.name}.staging-*"))
+
+
+def _bulk_write(store, name: str, parts: list[pa.Table], x: float = 0.0) -> None:
+    writer = store.bulk_writer(name, key=["id", "model"], shared=pa.table({"model": ["m"]}))
+    with writer:
+        for rows in parts:
+            part = pickle.loads(pickle.dumps(writer)).part()  # as a worker process gets it
+            assert part.write(rows) == rows.num_rows
+            part.close()
+
+
+@pytest.mark.with_mongo
+def test_bulk_writer_leaves_one_row_per_key_from_the_last_run_when_run_twice(store, tables):
+    name = tables("bulk_parts")
+    for x in (0.0, 7.0):  # a rerun upserts over the first run
+        _bulk_write(store, name, [_rows(0, ROWS, x), _rows(ROWS, 2 * ROWS + 10, x)])
+    got = store.table(name).to_arrow().sort_by("id")
+    assert got.num_rows == 2 * ROWS + 10
+    assert got.column("id").to_pylist() == list(range(2 * ROWS + 10))
+    assert got.column("x").to_pylist() == [i * 0.5 + 7.0 for i in range(2 * ROWS + 10)]
+    assert set(got.column("model").to_pylist()) == {"m"}
+    assert got.column("label")[3].as_py() == "row 3 é"
+    assert _staging_left(store) == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_failed_bulk_write_leaves_no_table_and_no_staged_rows_when_the_run_raises(store, tables):
+    name = tables("bulk_failed")
+    writer = store.bulk_writer(name, key=["id", "model"])
+    with pytest.raises(RuntimeError, match="a worker failed"), writer:
+        assert writer.part().write(_rows(0, 100)) == 100
+        raise RuntimeError("a worker failed")
+    assert name not in store.tables()
+    assert _staging_left(store) == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+def test_a_bulk_write_the_database_refuses_writes_no_row_of_it_and_leaves_no_staging(store, tables):
+    # The CHECK constraint fails only inside the database: at the merge of the staged rows
+    # (SQLite) or of the batch's COPY (PostgreSQL), after every check pinnacle_ray makes.
+    name = tables("bulk_refused")
+    store.write(name, _rows(0, 10), key=["id", "model"])
+    with store._engine.begin() as conn:
+        if store.backend == "sqlite":  # SQLite adds no constraint to a table: rebuild it
+            conn.execute(sa.text(f"DROP TABLE {name}"))
+            conn.execute(
+                sa.text(
+                    f"CREATE TABLE {name} (id BIGINT NOT NULL, model TEXT NOT NULL, x FLOAT "
+                    "CHECK (x < 1000), label TEXT, PRIMARY KEY (id, model))"
+                )
+            )
+        else:
+            conn.execute(sa.text(f"ALTER TABLE {name} ADD CONSTRAINT small CHECK (x < 1000)"))
+    store.write(name, _rows(0, 10), key=["id", "model"])
+    bad = _rows(0, ROWS, x=1.0).set_column(2, "x", pa.array([1.0] * (ROWS - 1) + [5000.0]))
+    with pytest.raises(pr.PinnacleError, match=f"writing to table '{name}'"):
+        _bulk_write(store, name, [bad])
+    got = store.table(name).to_arrow().sort_by("id")
+    assert got == _rows(0, 10).select(got.column_names)  # the earlier rows, as they were
+    assert not [t for t in store.tables() if t.startswith("pinnacle_stage")]
+    assert _staging_left(store) == []
+
+
+@pytest.mark.with_mongo
+def test_bulk_writer_refuses_a_bad_table_name_or_no_key_before_anything_is_written(store, tables):
+    with pytest.raises(pr.InvalidIdentifier, match="name is empty"):
+        store.bulk_writer(" ", key="id")
+    with pytest.raises(pr.InvalidIdentifier, match="NUL character"):
+        store.bulk_writer(tables("ok"), key="i\x00d")
+    with pytest.raises(pr.InvalidKey, match=r"bulk_writer needs key=<column>.*got \[\]"):
+        store.bulk_writer(tables("nokey"), key=[])
+    assert _staging_left(store) == []

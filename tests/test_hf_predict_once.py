@@ -65,7 +65,7 @@ def test_pr_predict_actor_runs_the_model_once_per_batch_when_it_writes_labels_an
     import pyarrow as pa
 
     import pinnacle_ray as pr
-    from pinnacle_ray.batch_predict import BatchWriter, _Spec, _StoreRef
+    from pinnacle_ray.batch_predict import BatchWriter, _Spec
 
     folder = text_data.tiny_bert(tmp_path / "bert")
     from transformers import AutoModelForSequenceClassification
@@ -83,7 +83,7 @@ def test_pr_predict_actor_runs_the_model_once_per_batch_when_it_writes_labels_an
         version = store.models.register("stars", "huggingface", folder).version
         files = store.models.files("stars", version)
         spec = _Spec(
-            store=_StoreRef(store),
+            writer=store.bulk_writer("preds", key=["id", "model", "version"]),
             model="stars",
             version=version,
             files=files,
@@ -102,6 +102,7 @@ def test_pr_predict_actor_runs_the_model_once_per_batch_when_it_writes_labels_an
             batch = pa.table({"id": np.arange(start, start + 30), "text": texts})
             assert writer(batch).column("rows").to_pylist() == [30]
         assert len(calls) == 2  # two batches, one forward pass each
+        spec.writer.commit()
         written = store.table("preds").to_arrow().to_pandas()
         assert len(written) == 60 and {"prediction", "proba_neg", "proba_pos"} <= set(written)
         np.testing.assert_allclose(written["proba_neg"] + written["proba_pos"], 1.0, rtol=1e-5)
