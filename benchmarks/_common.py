@@ -210,9 +210,9 @@ def quiet_ray() -> None:
 
 def keep_idle_workers() -> None:
     """Make the Ray instance started next keep idle worker processes, as pinnacle_ray's own
-    local instance does (``pinnacle_ray._runtime.keep_idle_workers``); every Ray-based method
-    runs on it. Without it Ray restarts read workers for every run. Set here without
-    importing the package, so the other methods still run when it is broken."""
+    local instance does (``pinnacle_ray._internal.runtime.keep_idle_workers``); every
+    Ray-based method runs on it. Without it Ray restarts read workers for every run. Set
+    here without importing the package, so the other methods still run when it is broken."""
     os.environ.setdefault("RAY_num_workers_soft_limit", str(3 * (os.cpu_count() or 1)))
 
 

@@ -51,7 +51,7 @@ from train_overhead import FEATURES, LABEL, TABLE, build_sqlite
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pinnacle_ray as pr
-from pinnacle_ray._runtime import ensure_ray
+from pinnacle_ray._internal.runtime import ensure_ray
 
 XGB_PARAMS = {"objective": "reg:squarederror", "tree_method": "hist", "max_depth": 6, "eta": 0.1}
 TARGET_SKLEARN = 0.7

@@ -52,7 +52,7 @@ from ingest import N_FEATURES, PG_SA_URL, PG_URL, TABLE, build_postgres, build_s
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pinnacle_ray as pr
-from pinnacle_ray._runtime import ensure_ray
+from pinnacle_ray._internal.runtime import ensure_ray
 from pinnacle_ray.registry.torch_flavor import save_model
 
 FEATURES = [f"f{i}" for i in range(N_FEATURES)]

@@ -42,7 +42,7 @@ from train_overhead import FEATURES, LABEL, TABLE, build_sqlite
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pinnacle_ray as pr
-from pinnacle_ray._runtime import ensure_ray
+from pinnacle_ray._internal.runtime import ensure_ray
 
 METRIC = "valid/rmse"
 # Issue 24 item 6: pr.sweep may cost at most this much per trial over the raw Tuner.

@@ -23,8 +23,8 @@ from multinode_s3 import LocalS3, start_s3
 from ray_cluster import LocalCluster, start_head
 
 import pinnacle_ray as pr
-from pinnacle_ray._quiet_logging import worker_env
-from pinnacle_ray._runtime import _joined, _raylet_environment, keep_idle_workers
+from pinnacle_ray._internal.quiet_logging import worker_env
+from pinnacle_ray._internal.runtime import _joined, _raylet_environment, keep_idle_workers
 
 PG_URL = os.environ.get("PINNACLE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("PINNACLE_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")

@@ -35,7 +35,23 @@ from pathlib import Path
 from typing import TypeVar
 
 BIN = Path(sys.executable).parent
+TESTS = Path(__file__).parent
 _Node = TypeVar("_Node")
+
+
+def code_image_env() -> dict[str, str]:
+    """What a test cluster's nodes get in their environment, as a real cluster's code image
+    would hold it: this folder on PYTHONPATH (train loops defined under tests/ import in the
+    workers) and pinnacle_ray's quiet worker logging. Pass it as ``start_head(env=...)``; a
+    driver then joins with a plain ``ray.init(address=...)``. Through the raylets'
+    environment, as the session Ray of conftest.py does, not a job ``runtime_env``: with
+    one, every worker process starts through Ray's ``setup_worker.py`` (one more Python
+    process importing Ray) after a runtime-env agent round trip."""
+    from pinnacle_ray._internal.quiet_logging import worker_env
+    from pinnacle_ray._internal.runtime import _joined
+
+    paths = [str(TESTS), os.environ.get("PYTHONPATH", "")]
+    return {"PYTHONPATH": os.pathsep.join(p for p in paths if p), **_joined(worker_env())}
 
 
 def files_holding(folder: Path, needle: str) -> list[str]:

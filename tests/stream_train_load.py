@@ -84,8 +84,8 @@ def main() -> int:
     from ray.train import ScalingConfig
 
     import pinnacle_ray as pr
-    from pinnacle_ray._quiet_logging import worker_env
-    from pinnacle_ray._runtime import keep_idle_workers, wait_for_cpus
+    from pinnacle_ray._internal.quiet_logging import worker_env
+    from pinnacle_ray._internal.runtime import keep_idle_workers, wait_for_cpus
     from pinnacle_ray.trainers.caching import estimated_bytes, fits_in_object_store
 
     keep_idle_workers()

@@ -62,7 +62,7 @@ def test_use_gpu_goes_ahead_and_a_gpu_node_is_added_when_the_gpu_type_is_at_zero
         """
         import json, ray
         from ray.train import ScalingConfig
-        from pinnacle_ray._runtime import ensure_ray
+        from pinnacle_ray._internal.runtime import ensure_ray
         from pinnacle_ray.trainers.base import plan_for
 
         ensure_ray()
@@ -91,7 +91,7 @@ def test_two_worker_fit_finishes_after_the_scale_up_when_the_head_has_no_cpus(cl
         import json, os, numpy as np, pyarrow as pa, ray, torch
         from ray.train import ScalingConfig
         import pinnacle_ray as pr
-        from pinnacle_ray._runtime import ensure_ray
+        from pinnacle_ray._internal.runtime import ensure_ray
 
         ensure_ray()  # joins the cluster in RAY_ADDRESS
         store = pr.connect("sqlite:///points.db", artifact_root=f"file://{os.getcwd()}/art")
@@ -129,7 +129,7 @@ def test_a_worker_no_node_type_can_hold_is_refused_within_seconds_naming_the_typ
         import json, time, ray
         from ray.train import ScalingConfig
         import pinnacle_ray as pr
-        from pinnacle_ray._runtime import ensure_ray
+        from pinnacle_ray._internal.runtime import ensure_ray
 
         def loop():
             pass

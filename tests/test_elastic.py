@@ -124,7 +124,7 @@ import json, os, sys, time
 import numpy as np, pyarrow as pa, ray.train, torch
 from ray.train import RunConfig, ScalingConfig
 import pinnacle_ray as pr
-from pinnacle_ray._runtime import ensure_ray
+from pinnacle_ray._internal.runtime import ensure_ray
 
 here = sys.argv[1]
 ensure_ray()

@@ -19,7 +19,8 @@ import pytest
 import tomllib
 
 import pinnacle_ray as pr
-from pinnacle_ray import _extras, trainers
+from pinnacle_ray import trainers
+from pinnacle_ray._internal import extras as _extras
 from pinnacle_ray.errors import MissingExtra
 from pinnacle_ray.registry import flavors
 from pinnacle_ray.registry.xgboost_flavor import load_booster

@@ -36,6 +36,7 @@ from multinode_s3 import LocalS3
 from ray_cluster import (
     LocalCluster,
     WorkerNode,
+    code_image_env,
     files_holding,
     start_head,
     start_worker_node,
@@ -143,9 +144,11 @@ def _isolation_failures(seen: dict[str, Any]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def cluster(s3_server: LocalS3) -> Iterator[TwoNodes]:
-    """Head + one worker node, isolated, with the S3 server's variables in every node's
-    environment; refuses to run the module (an error, not a skip) when it cannot isolate."""
-    head = start_head(num_cpus=1, isolated=True, resources={"node_a": 1}, env=s3_server.env)
+    """Head + one worker node, isolated, with the S3 server's variables and the code image
+    (tests/ on PYTHONPATH) in every node's environment; refuses to run the module (an
+    error, not a skip) when it cannot isolate."""
+    env = {**s3_server.env, **code_image_env()}
+    head = start_head(num_cpus=1, isolated=True, resources={"node_a": 1}, env=env)
     try:
         worker = start_worker_node(head, num_cpus=1, isolated=True, label="node_b")
         seen = drive(
@@ -530,7 +533,7 @@ ray.init()
 
 @ray.remote(num_cpus=0, resources={"node_b": 1})
 def on_the_worker_node():
-    from pinnacle_ray._secrets_hook import package_locations
+    from pinnacle_ray._internal.secrets_hook import package_locations
     here = package_locations()
     return len(here), [os.path.exists(os.path.join(p, "env.json")) for p in here]
 

@@ -25,7 +25,7 @@ from ray.train import RunConfig
 from sklearn.linear_model import Ridge
 
 import pinnacle_ray as pr
-from pinnacle_ray._names import ascii_label, validate_identifier, validate_name
+from pinnacle_ray._internal.names import ascii_label, validate_identifier, validate_name
 from pinnacle_ray.cli import main
 
 MARK = f"r1mark{uuid.uuid4().hex[:8]}"

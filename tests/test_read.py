@@ -303,7 +303,7 @@ def test_a_table_read_without_its_primary_key_column_still_counts_and_reads(stor
 def test_plan_counts_the_cores_a_local_postgresql_server_shares_with_the_readers(
     store, tables, backend
 ):
-    from pinnacle_ray._runtime import cluster_cpus
+    from pinnacle_ray._internal.runtime import cluster_cpus
     from pinnacle_ray.datastore.shards import default_shard_count
 
     name = tables("cores")

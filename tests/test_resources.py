@@ -71,7 +71,7 @@ def test_ray_datas_no_cpu_warning_filter_is_installed_when_pinnacle_starts_ray()
     # someone else started keeps its loggers as they are.
     code = (
         "import logging\n"
-        "from pinnacle_ray._runtime import _NoCpuFalseAlarm, ensure_ray\n"
+        "from pinnacle_ray._internal.runtime import _NoCpuFalseAlarm, ensure_ray\n"
         "ensure_ray()\n"
         "filters = logging.getLogger('ray.data.dataset').filters\n"
         "print('installed', any(isinstance(f, _NoCpuFalseAlarm) for f in filters))\n"
@@ -86,7 +86,7 @@ def test_ray_datas_no_cpu_warning_filter_is_installed_when_pinnacle_starts_ray()
 
 @pytest.mark.data
 def test_ray_datas_no_cpu_warning_is_dropped_when_cpus_are_free():
-    from pinnacle_ray._runtime import _NoCpuFalseAlarm, ensure_ray
+    from pinnacle_ray._internal.runtime import _NoCpuFalseAlarm, ensure_ray
 
     ensure_ray()
     assert ray.available_resources().get("CPU")
@@ -95,7 +95,7 @@ def test_ray_datas_no_cpu_warning_is_dropped_when_cpus_are_free():
 
 
 def test_ray_datas_no_cpu_warning_stays_when_no_cpu_frees_up(monkeypatch):
-    from pinnacle_ray._runtime import _NoCpuFalseAlarm
+    from pinnacle_ray._internal.runtime import _NoCpuFalseAlarm
 
     monkeypatch.setattr(ray, "available_resources", lambda: {"CPU": 0.0})
     assert _NoCpuFalseAlarm().filter(_record(NO_CPU)) is True

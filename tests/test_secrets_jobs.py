@@ -135,7 +135,7 @@ def note_hook() -> None:
 def test_the_worker_setup_hook_removes_the_nodes_copies_then_runs_the_jobs_own_hook(
     monkeypatch, tmp_path
 ):
-    from pinnacle_ray._secrets_hook import (
+    from pinnacle_ray._internal.secrets_hook import (
         HOOK,
         PAYLOAD_ENV,
         USER_HOOK_ENV,

@@ -186,7 +186,7 @@ def test_ray_started_by_pinnacle_is_quiet_and_leaves_no_environment_behind(tmp_p
     # which would start each worker through an extra Python process); the user's process
     # keeps none of them.
     assert out["worker_env_changed"] == []
-    assert out["child"]["RAY_DATA_LOGGING_CONFIG"].endswith("_ray_data_logging.yaml")
+    assert out["child"]["RAY_DATA_LOGGING_CONFIG"].endswith("ray_data_logging.yaml")
     assert "exclude_resources" in out["child"]["PYTHONWARNINGS"]
     # Only Ray's own notice is hidden in the workers: a user's DeprecationWarning in a
     # program started from a task still shows.

@@ -24,7 +24,7 @@ from conftest import _server_store
 from sklearn.linear_model import LinearRegression
 
 import pinnacle_ray as pr
-from pinnacle_ray._names import FIELD_LIMITS, IDENTIFIER_LIMITS
+from pinnacle_ray._internal.names import FIELD_LIMITS, IDENTIFIER_LIMITS
 
 KEY = "ключ"
 FEATURES = ["größe", "名前 x", 'it\'s "q"', "select"]

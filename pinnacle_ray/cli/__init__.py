@@ -214,8 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_names(args: argparse.Namespace) -> None:
     """Refuse a bad model name, handle or job id before any command connects to anything:
-    the same rule and message as the Python API (``pinnacle_ray._names``)."""
-    from .._names import MAX_HANDLE_CHARS, validate_name
+    the same rule and message as the Python API (``pinnacle_ray._internal.names``)."""
+    from .._internal.names import MAX_HANDLE_CHARS, validate_name
 
     for field in ("name", "model"):
         if getattr(args, field, None) is not None:

@@ -14,7 +14,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from .._extras import needs_extra
+from .._internal.extras import needs_extra
 from ..errors import ConfigError
 
 __all__ = ["DPI", "PANEL_HEIGHT", "WIDTH", "curve_groups", "plot_history", "plot_sweep"]

@@ -16,8 +16,8 @@ from ray.data import Dataset
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
-from .._names import ascii_label
-from .._runtime import cluster_cpus, ensure_ray
+from .._internal.names import ascii_label
+from .._internal.runtime import cluster_cpus, ensure_ray
 
 __all__ = ["ReadShard", "ShardDatasource", "StoredShardDatasource", "read_shards"]
 

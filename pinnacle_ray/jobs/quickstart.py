@@ -56,7 +56,7 @@ def write_quickstart(folder: Path, epochs: int = 30) -> tuple[Path, int]:
 
     import pinnacle_ray as pr
 
-    from .._extras import needs_extra
+    from .._internal.extras import needs_extra
 
     # The demo trains a torch model on scikit-learn's bundled data: both extras, named at once.
     with needs_extra("torch,sklearn", "pinnacle-ray quickstart"):

@@ -18,7 +18,7 @@ file when the cluster runs on other machines.
 Secrets: the store's password is only inside the uploaded pickle (Ray stores it with the
 job's package and never shows it), and the job's driver deletes the pickle once it has read
 it; on other nodes that unpack the working dir, the job's worker setup hook deletes their
-copy (``pinnacle_ray._secrets_hook``). The entrypoint, the job's metadata, its
+copy (``pinnacle_ray._internal.secrets_hook``). The entrypoint, the job's metadata, its
 ``runtime_env`` (all shown by Ray's dashboard) and the job record never hold it.
 """
 
@@ -38,9 +38,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .._internal.constants import ray_address
+from .._internal.names import ascii_label, validate_name
 from .._internal.secrets import mask
-from .._names import ascii_label, validate_name
-from .._secrets_hook import PAYLOAD_ENV
+from .._internal.secrets_hook import PAYLOAD_ENV
 from ..errors import ConfigError, DuplicateJob, JobError, NotShippable
 from .build import is_installed
 from .handle import Job
@@ -196,14 +196,13 @@ def _named(trainer: Any, register: bool | str) -> tuple[Any, str, bool]:
     name = validate_name(register)
     if name == trainer.name:
         return trainer, name, True
-    if not hasattr(trainer, "_arguments"):
+    get_params = getattr(trainer, "get_params", None)
+    if not callable(get_params):
         raise ConfigError(
-            f"register={name!r}: {type(trainer).__name__} cannot be renamed (it does not keep "
-            "its arguments); build it with name=... instead"
+            f"register={name!r}: {type(trainer).__name__} cannot be renamed (it has no "
+            "get_params() giving back its arguments); build it with name=... instead"
         )
-    from ..tune.params import with_arguments
-
-    return with_arguments(trainer, name=name), name, True
+    return type(trainer)(**{**get_params(), "name": name}), name, True
 
 
 def _check_queries(train: Any, valid: Any) -> None:
@@ -303,8 +302,7 @@ def _pickled(trainer: Any, payload: dict[str, Any]) -> bytes:
 
 
 def _culprit(trainer: Any, payload: dict[str, Any], cloudpickle: Any) -> str:
-    arguments = dict(getattr(trainer, "_arguments", {}))
-    for name, value in arguments.items():
+    for name, value in _params_of(trainer).items():
         try:
             cloudpickle.dumps(value)
         except Exception:
@@ -315,6 +313,12 @@ def _culprit(trainer: Any, payload: dict[str, Any], cloudpickle: Any) -> str:
         except Exception:
             return f"the {role}= query"
     return f"the {type(trainer).__name__}"
+
+
+def _params_of(trainer: Any) -> dict[str, Any]:
+    """The trainer's constructor arguments as given (``get_params()``), what travels."""
+    get_params = getattr(trainer, "get_params", None)
+    return dict(get_params()) if callable(get_params) else {}
 
 
 def _modules_of(trainer: Any) -> list[Any]:
@@ -337,7 +341,7 @@ def _modules_of(trainer: Any) -> list[Any]:
             if module is not None and module.__name__ != "__main__" and not is_installed(module):
                 found[module.__name__] = module
 
-    visit(dict(getattr(trainer, "_arguments", {})))
+    visit(_params_of(trainer))
     return list(found.values())
 
 

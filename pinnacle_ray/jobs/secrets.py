@@ -10,7 +10,7 @@ shown only as a ``gcs://`` URI). Only that package's name is in ``env_vars``. Th
 (``pinnacle-ray train|sweep|predict``) reads the file into its environment before the spec
 is loaded and deletes it at once: :func:`load_job_secrets`. Ray unpacks the package on
 every node that starts a worker for the job too; there a worker setup hook deletes it as
-the first worker starts (:func:`with_removal_hook`, ``pinnacle_ray._secrets_hook``).
+the first worker starts (:func:`with_removal_hook`, ``pinnacle_ray._internal.secrets_hook``).
 
 On a cluster whose pods already hold the variable in their environment (KubeRay's
 ``secretKeyRef``), the cluster's value is used and the shipped one is only deleted.
@@ -30,7 +30,7 @@ from typing import Any
 
 from .._internal.constants import env_text
 from .._internal.secrets import is_secret_variable, mask
-from .._secrets_hook import (
+from .._internal.secrets_hook import (
     HOOK,
     PACKAGE_PREFIX,
     SECRETS_ENV,
@@ -112,8 +112,9 @@ def load_job_secrets() -> list[str]:
 
 def with_removal_hook(runtime_env: dict[str, Any], **env_vars: str) -> dict[str, Any]:
     """``runtime_env`` (plus ``env_vars``) whose worker processes, on whatever node they
-    start, delete that node's copy of the job's secret files (``pinnacle_ray._secrets_hook``);
-    a ``worker_process_setup_hook`` of the job's own runs after it."""
+    start, delete that node's copy of the job's secret files
+    (``pinnacle_ray._internal.secrets_hook``); a ``worker_process_setup_hook`` of the job's
+    own runs after it."""
     shipped = dict(runtime_env)
     variables = {**(runtime_env.get("env_vars") or {}), **env_vars}
     own = runtime_env.get("worker_process_setup_hook")

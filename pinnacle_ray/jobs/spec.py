@@ -24,8 +24,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from .._internal.names import validate_name
 from .._internal.secrets import mask
-from .._names import validate_name
 from ..errors import SpecError
 from .spec_schema import TRAINER_KINDS, TRAINER_SECTIONS, RunSpec
 

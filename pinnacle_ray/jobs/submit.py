@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .._names import ascii_label
+from .._internal.names import ascii_label
 from ..errors import ConfigError, DuplicateJob, JobError, SpecError
 from .build import connect_store
 from .records import JobRecord, JobRecords

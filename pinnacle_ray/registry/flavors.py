@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Protocol, cast
 
-from .._extras import needs_extra
+from .._internal.extras import needs_extra
 from ..errors import MissingExtra, RegistryError
 
 __all__ = ["FLAVORS", "META_FILE", "Flavor", "Predictor", "get_flavor", "register_flavor"]

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import _names
+from .._internal import names as _names
 from ..errors import ConfigError
 
 __all__ = [

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .._extras import needs_extra
+from .._internal.extras import needs_extra
 from ..errors import ColumnNotFound, ConfigError, IncompatibleCheckpoint, UnsafeArtifact
 from .flavors import META_FILE
 from .safety import HOW, pickle_files, refuse_pickle, unsafe_skops_types

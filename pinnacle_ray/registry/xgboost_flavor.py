@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._extras import needs_extra
+from .._internal.extras import needs_extra
 from ..errors import ConfigError, IncompatibleCheckpoint
 from .flavors import META_FILE
 from .safety import pickle_files, refuse_pickle

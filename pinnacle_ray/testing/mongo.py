@@ -42,7 +42,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from .._extras import needs_extra
+from .._internal.extras import needs_extra
 
 with needs_extra("testing", "the MongoDB stand-in"):
     import bson

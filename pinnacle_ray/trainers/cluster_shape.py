@@ -226,7 +226,7 @@ def read_shape() -> ClusterShape:
     the node types its autoscaler can still add."""
     import ray
 
-    from .._runtime import ensure_ray
+    from .._internal.runtime import ensure_ray
 
     ensure_ray()
     nodes = tuple(

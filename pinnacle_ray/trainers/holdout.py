@@ -8,7 +8,7 @@ import zlib
 import numpy as np
 import ray.data
 
-from .._runtime import planned_execution
+from .._internal.runtime import planned_execution
 from ..errors import ConfigError, EmptyResult
 
 __all__ = ["check_fraction", "holdout_mask", "split_by_key"]

@@ -23,7 +23,7 @@ import ray.train
 import ray.train.torch
 from ray.train import RunConfig, ScalingConfig
 
-from .._names import default_name, validate_name
+from .._internal.names import default_name
 from ..errors import (
     ConfigError,
     DataError,
@@ -42,7 +42,6 @@ from .base import (
     datasets_for,
     fit_reports,
     fit_run_config,
-    keeps_arguments,
     plan_for,
     raise_worker_error,
     reported_checkpoints,
@@ -102,7 +101,22 @@ _DRIVER_SCAN_ROWS = 20_000
 _DRIVER_SCAN_BYTES = 8_000_000
 
 
-@keeps_arguments
+@dataclasses.dataclass(frozen=True)
+class HFSetup:
+    """What a ``HuggingFaceTrainer`` fit uses, resolved from its parameters: the local
+    folder the workers load the pretrained model from (``model`` as given, or its Hugging
+    Face cache snapshot), its tokenizer, ``max_length`` in tokens (given, else
+    ``min(128, max_positions)``), the model's position limit, the LoRA settings as a dict
+    (None: the whole model trains) and ``training_args`` as a dict."""
+
+    model_path: str
+    tokenizer: Any
+    max_length: int
+    max_positions: int | None
+    peft: dict[str, Any] | None
+    training_args: dict[str, Any]
+
+
 class HuggingFaceTrainer(TrainerParams, Submittable):
     """Fine-tune a Hugging Face transformers model on text rows, distributed on Ray Train.
 
@@ -173,7 +187,7 @@ class HuggingFaceTrainer(TrainerParams, Submittable):
         offline: bool | None = None,
         max_new_tokens: int = 20,
     ) -> None:
-        self.text_columns = _text_columns(text_column)
+        columns = _text_columns(text_column)
         if not isinstance(label, str) or not label:
             raise ConfigError(f"label must be a column name, got {label!r}")
         if task is not None and task not in TASKS:
@@ -181,7 +195,7 @@ class HuggingFaceTrainer(TrainerParams, Submittable):
                 f"task={task!r} is not supported; use one of {list(TASKS)} (or None to infer "
                 "it from the label's type)"
             )
-        if task in (TOKEN, CAUSAL_LM) and len(self.text_columns) != 1:
+        if task in (TOKEN, CAUSAL_LM) and len(columns) != 1:
             raise ConfigError(
                 f"task={task!r} reads one text column, got text_column={text_column!r}"
             )
@@ -198,39 +212,71 @@ class HuggingFaceTrainer(TrainerParams, Submittable):
             raise ConfigError(f"mode must be 'min' or 'max', got {mode!r}")
         if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
-        self.peft = lora_settings(peft, task or CLASSIFICATION)
-        self.model, config = resolve_pretrained(model, offline=offline)
-        self._limit = getattr(config, "max_position_embeddings", None)
-        self.tokenizer = resolve_tokenizer(tokenizer, self.model)
-        self.max_length = _max_length(max_length, config, self.tokenizer)
-        self.training_args = _check_training_args(training_args)
+        check_shuffle(shuffle)
+        float(early_stopping_threshold)  # a number
+        Tracking.of(tracking, callbacks)  # a bad tracker or callback is refused now
+        self.model = model
+        self.text_column = text_column
         self.label = label
         self.task = task
+        self.tokenizer = tokenizer
+        self.training_args = training_args
+        self.max_length = max_length
         self.early_stopping_patience = early_stopping_patience
-        self.early_stopping_threshold = float(early_stopping_threshold)
+        self.early_stopping_threshold = early_stopping_threshold
         self.listen = listen
         self.mode = mode
         self.keep_checkpoints = keep_checkpoints
         self.seed = seed
-        self.shuffle = check_shuffle(shuffle)
-        self.max_new_tokens = max_new_tokens
-        self.scaling_config = scaling_config or ScalingConfig(num_workers=1)
+        self.shuffle = shuffle
+        self.scaling_config = scaling_config
         self.run_config = run_config
+        self.name = name
         self.tracking = tracking
         self.callbacks = callbacks
-        Tracking.of(tracking, callbacks)  # a bad tracker or callback is refused now
-        self.name = (
-            default_name(Path(str(model)).name, "huggingface")
-            if name is None
-            else validate_name(name)
+        self.peft = peft
+        self.offline = offline
+        self.max_new_tokens = max_new_tokens
+        # The pretrained model is found (downloaded once when given by hub name) and its
+        # tokenizer loaded now: a model that is not there is refused before any fit.
+        self.setup  # noqa: B018
+
+    @property
+    def setup(self) -> HFSetup:
+        """What a fit uses, resolved from the parameters when first needed and kept until
+        one changes: the local model folder, the loaded tokenizer, ``max_length``, the LoRA
+        settings and the training arguments as a dict."""
+        return self._derive("setup", self._resolve)
+
+    def _resolve(self) -> HFSetup:
+        peft = lora_settings(self.peft, self.task or CLASSIFICATION)
+        training_args = _check_training_args(self.training_args)
+        path, config = resolve_pretrained(self.model, offline=self.offline)
+        tokenizer = resolve_tokenizer(self.tokenizer, path)
+        return HFSetup(
+            model_path=path,
+            tokenizer=tokenizer,
+            max_length=_max_length(self.max_length, config, tokenizer),
+            max_positions=getattr(config, "max_position_embeddings", None),
+            peft=peft,
+            training_args=training_args,
         )
 
-    # -- public ----------------------------------------------------------------------------
+    @property
+    def text_columns(self) -> list[str]:
+        """The text column(s) read: ``[text]`` or ``[text, text_pair]``."""
+        return _text_columns(self.text_column)
+
     @property
     def scaling(self) -> ScalingConfig:
-        """The ``ScalingConfig`` a fit starts its Ray Train workers with."""
-        return self.scaling_config
+        """The ``ScalingConfig`` a fit starts its Ray Train workers with (the one given,
+        else one worker)."""
+        return self.scaling_config or ScalingConfig(num_workers=1)
 
+    def _default_name(self) -> str:
+        return default_name(Path(str(self.model)).name, "huggingface")
+
+    # -- public ----------------------------------------------------------------------------
     @records_job
     def fit(
         self,
@@ -252,7 +298,8 @@ class HuggingFaceTrainer(TrainerParams, Submittable):
         tracking = Tracking.of(self.tracking, self.callbacks)
         stream, display = fit_reports(progress, self.name, unit="step")
         # Flags CPU workers cannot honour (tf32) are refused before any read or worker.
-        check_hf_precision(self.training_args, bool(self.scaling_config.use_gpu))
+        setup = self.setup
+        check_hf_precision(setup.training_args, bool(self.scaling.use_gpu))
         facts = check_query(train, "train", self.text_columns, self._label, any_type=self._columns)
         task = self._task(facts.schema)
         self._check_types(facts.schema, "train", task)
@@ -268,7 +315,7 @@ class HuggingFaceTrainer(TrainerParams, Submittable):
                 "regression needs numbers (or task='sequence-classification' for classes)"
             )
         listen, mode = self._listen(task, valid is not None)
-        plan = plan_for(self.scaling_config)
+        plan = plan_for(self.scaling)
         store = store_of(train)
         storage = decide(store, self.run_config, what=f"fit of {self.name!r}")
         start, parent, resumed, position = self._resume(store, resume_from, version, handle)
@@ -287,11 +334,13 @@ class HuggingFaceTrainer(TrainerParams, Submittable):
         least = plan.scaling_config.min_workers
         spec = self._spec(task, labels, rows, least, valid is not None, listen, mode, position)
         tokenize: Any = (
-            TokenizeWords(self.tokenizer, self.text_columns[0], self.label, labels, self.max_length)
+            TokenizeWords(
+                setup.tokenizer, self.text_columns[0], self.label, labels, setup.max_length
+            )
             if task == TOKEN
-            else TokenizeCausal(self.tokenizer, self.text_columns[0], self.max_length)
+            else TokenizeCausal(setup.tokenizer, self.text_columns[0], setup.max_length)
             if task == CAUSAL_LM
-            else Tokenize(self.tokenizer, self.text_columns, self.label, labels, self.max_length)
+            else Tokenize(setup.tokenizer, self.text_columns, self.label, labels, setup.max_length)
         )
         datasets = {
             role: ds.map_batches(
@@ -302,7 +351,7 @@ class HuggingFaceTrainer(TrainerParams, Submittable):
             )
             for role, ds in datasets.items()
         }
-        config: dict[str, Any] = {"spec": spec, "tokenizer": self.tokenizer}
+        config: dict[str, Any] = {"spec": spec, "tokenizer": setup.tokenizer}
         if node_spread().multi_node:
             # Workers on other nodes see neither this folder nor this machine's HF cache.
             pretrained = self._pretrained_folder()
@@ -312,7 +361,9 @@ class HuggingFaceTrainer(TrainerParams, Submittable):
             config[RESUME_KEY] = RegisteredCheckpoint.of(
                 store, parent["name"], parent["version"], parent["handle"], start
             )
-        display.expect(steps=spec.max_steps, epochs=self.training_args.get("num_train_epochs", 3.0))
+        display.expect(
+            steps=spec.max_steps, epochs=setup.training_args.get("num_train_epochs", 3.0)
+        )
         retention = Retention(listen, mode, self.keep_checkpoints)
         trainer = ray.train.torch.TorchTrainer(
             worker_entry(huggingface_loop),
@@ -512,7 +563,8 @@ class HuggingFaceTrainer(TrainerParams, Submittable):
         """What the workers run. Resumed from ``position`` (step, epochs done), epochs count
         from the first run and continue at this query's steps per epoch, so a resumed run on
         fewer (new) rows still trains the epochs that are left."""
-        args = self.training_args
+        setup = self.setup
+        args = setup.training_args
         per_epoch, total = steps_for(
             rows,
             workers,
@@ -537,9 +589,9 @@ class HuggingFaceTrainer(TrainerParams, Submittable):
         if isinstance(eval_steps, float) and eval_steps < 1:
             eval_steps = max(1, round(eval_steps * total))
         eval_steps = int(eval_steps) if eval_steps else per_epoch
-        pad = self.tokenizer.pad_token_id
+        pad = setup.tokenizer.pad_token_id
         return HFSpec(
-            model=self.model,
+            model=setup.model_path,
             task=task,
             labels=labels,
             training_args={k: v for k, v in args.items() if k not in ("max_steps", "eval_steps")},
@@ -551,25 +603,26 @@ class HuggingFaceTrainer(TrainerParams, Submittable):
             listen=listen,
             greater_is_better=mode == "max",
             early_stopping_patience=self.early_stopping_patience,
-            early_stopping_threshold=self.early_stopping_threshold,
+            early_stopping_threshold=float(self.early_stopping_threshold),
             text_columns=self.text_columns,
             seed=self.seed,
             shuffle=self.shuffle,
-            use_gpu=bool(self.scaling_config.use_gpu),
+            use_gpu=bool(self.scaling.use_gpu),
             start_step=start_step,
             start_epoch=start_epoch,
-            peft=self.peft,
+            peft=setup.peft,
         )
 
     def _pretrained_folder(self) -> str | None:
         """The local folder the workers load the pretrained model from: the one given, or
         the Hugging Face cache's snapshot of a model given by name."""
-        if Path(self.model).is_dir():
-            return self.model
+        path = self.setup.model_path
+        if Path(path).is_dir():
+            return path
         from huggingface_hub import snapshot_download
 
         try:
-            return snapshot_download(self.model, local_files_only=True)
+            return snapshot_download(path, local_files_only=True)
         except Exception:  # resolved from the cache before; the workers will say what fails
             return None
 
@@ -632,8 +685,8 @@ class HuggingFaceTrainer(TrainerParams, Submittable):
                 truncated,
                 rows,
                 100 * truncated / max(rows, 1),
-                self.max_length,
-                self._limit,
+                self.setup.max_length,
+                self.setup.max_positions,
             )
 
     def _meta(self, task: str, labels: list[Any] | None) -> dict[str, Any]:
@@ -646,8 +699,8 @@ class HuggingFaceTrainer(TrainerParams, Submittable):
                 "text_columns": self.text_columns,
                 "label": self._label,
                 "labels": labels,
-                "max_length": self.max_length,
-                "base_model": self.model,
+                "max_length": self.setup.max_length,
+                "base_model": self.setup.model_path,
                 "transformers_version": transformers.__version__,
                 **self._causal_meta(task),
             }
@@ -659,21 +712,22 @@ class HuggingFaceTrainer(TrainerParams, Submittable):
         if task != CAUSAL_LM:
             return {}
         out: dict[str, Any] = {"generation": {"max_new_tokens": self.max_new_tokens}}
-        if self.peft is not None:
-            given = str(self._arguments.get("model", self.model))
+        setup = self.setup
+        if setup.peft is not None:
+            given = str(self.model)
             hub = not Path(given).expanduser().is_dir()
             out.update(
-                peft=self.peft,
+                peft=setup.peft,
                 base_model_name=given if hub else None,
-                base_revision=Path(self.model).name if hub else None,
-                base_sha256=base_fingerprint(self.model),
+                base_revision=Path(setup.model_path).name if hub else None,
+                base_sha256=base_fingerprint(setup.model_path),
             )
         return out
 
     def _config_record(self, spec: HFSpec, scaling: ScalingConfig) -> dict[str, Any]:
         record = dataclasses.asdict(spec)
         record.pop("labels", None)
-        record["max_length"] = self.max_length
+        record["max_length"] = self.setup.max_length
         record["scaling"] = {
             "num_workers": scaling.num_workers,
             "resources_per_worker": scaling.resources_per_worker,

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import ray.data
 
-from .._runtime import planned_execution
+from .._internal.runtime import planned_execution
 from ..errors import DataError, EmptyText, NonFiniteValues
 from ..registry.huggingface_words import first_subtokens, words_of
 from .huggingface_rows import EMPTY_COLUMN, IGNORED_LABEL, TRUNCATED_COLUMN

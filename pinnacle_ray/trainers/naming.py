@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._names import validate_name
+from .._internal.names import validate_name
 from ..errors import ConfigError
 
 __all__ = ["checked_fit"]
@@ -41,10 +41,10 @@ def checked_fit(
     name = validate_name(register, "model name")
     if name == trainer.name:
         return trainer, True
-    arguments = getattr(trainer, "_arguments", None)
-    if arguments is None:
+    get_params = getattr(trainer, "get_params", None)
+    if not callable(get_params):
         raise ConfigError(
-            f"register={name!r}: {type(trainer).__name__} cannot be renamed (it does not keep "
-            "its arguments); build it with name=... instead"
+            f"register={name!r}: {type(trainer).__name__} cannot be renamed (it has no "
+            "get_params() giving back its arguments); build it with name=... instead"
         )
-    return type(trainer)(**{**arguments, "name": name}), True
+    return type(trainer)(**{**get_params(), "name": name}), True

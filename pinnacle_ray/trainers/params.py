@@ -18,14 +18,16 @@ import copy
 import difflib
 import functools
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from .._internal.names import validate_name
 from ..errors import ConfigError
 
 __all__ = ["TrainerParams", "param_names"]
 
 _P = TypeVar("_P", bound="TrainerParams")
+_T = TypeVar("_T")
 
 
 @functools.cache
@@ -97,16 +99,47 @@ class TrainerParams:
         ]
         return f"{type(self).__name__}({', '.join(shown)})"
 
+    @property
+    def name(self) -> str:
+        """The model name a run registers under: ``name=`` as given, else a default made
+        from the model, loop or estimator (``get_params()["name"]`` stays as given)."""
+        given = self.__dict__.get("_name")
+        return given if given is not None else self._default_name()
+
+    @name.setter
+    def name(self, value: str | None) -> None:
+        # Checked here, when given: it becomes folders and Ray run names.
+        self.__dict__["_name"] = None if value is None else validate_name(value)
+
+    @property
+    def _arguments(self) -> dict[str, Any]:
+        """The arguments as given, under the name the rooms above read before
+        ``get_params`` (kept until they all call ``get_params``)."""
+        return self.get_params()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A parameter changed: what was derived from the parameters is derived again.
+        if name in param_names(type(self)):
+            self.__dict__.pop("_derived", None)
+        super().__setattr__(name, value)
+
+    def _derive(self, key: str, make: Callable[[], _T]) -> _T:
+        """``make()``, kept until a parameter changes: for what is costly to derive from
+        the parameters (a loaded tokenizer), computed when first needed."""
+        derived = self.__dict__.setdefault("_derived", {})
+        if key not in derived:
+            derived[key] = make()
+        return derived[key]
+
+    def _default_name(self) -> str:
+        """The model name when ``name=`` is not given."""
+        raise NotImplementedError
+
     def _given(self, name: str) -> Any:
-        """The argument ``name`` as given (or its default)."""
-        # Until each __init__ stores its arguments as given, the keeps_arguments decorator
-        # remembers them.
-        arguments = self.__dict__.get("_arguments")
-        if arguments is not None:
-            if name in arguments:
-                return arguments[name]
-            default = inspect.signature(type(self).__init__).parameters[name].default  # type: ignore[misc]
-            return None if default is inspect.Parameter.empty else default
+        """The argument ``name`` as given: the attribute of that name (``name``'s own value
+        is kept apart from the default the property makes)."""
+        if name == "name":
+            return self.__dict__.get("_name")
         return getattr(self, name)
 
 

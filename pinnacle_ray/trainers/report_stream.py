@@ -22,7 +22,7 @@ import ray
 from ray.train import RunConfig
 from ray.train.v2.api.callback import UserCallback
 
-from .._runtime import ensure_ray
+from .._internal.runtime import ensure_ray
 from .mailbox import Mailbox
 
 __all__ = ["Phase", "Report", "ReportStream"]

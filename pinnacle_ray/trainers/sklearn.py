@@ -24,22 +24,21 @@ import sklearn
 from ray.train import RunConfig
 from sklearn.base import clone
 
-from .._names import default_name, validate_name
-from .._runtime import cluster_cpus, ensure_ray, quiet_execution
+from .._internal.names import default_name
+from .._internal.runtime import cluster_cpus, ensure_ray, quiet_execution
 from ..errors import ConfigError, DataTooLarge, NonNumericFeature, ResourceError
 from ..registry.sklearn_flavor import save_model
 from .base import (
     TrainResult,
     default_run_config,
-    keeps_arguments,
     progress_shown,
     registered_model,
     run_lineage,
     store_of,
-    warn_unregistered,
 )
 from .caching import estimated_bytes
 from .features import check_feature_list
+from .finish import finish_run
 from .holdout import check_fraction
 from .params import TrainerParams
 from .progress import TaskPhases
@@ -64,7 +63,6 @@ COPIES_WHILE_FITTING = 3
 MIN_READ_CPU = 0.1
 
 
-@keeps_arguments
 class SklearnTrainer(TrainerParams, Submittable):
     """Fit a scikit-learn estimator (or ``Pipeline``) on a datastore query, as a Ray task.
 
@@ -112,10 +110,10 @@ class SklearnTrainer(TrainerParams, Submittable):
                 f"get_params), got {type(estimator).__name__}"
             )
         check_feature_list(features)
-        self.kind = estimator_kind(estimator)
-        if label is None and self.kind in ("classifier", "regressor"):
+        kind = estimator_kind(estimator)
+        if label is None and kind in ("classifier", "regressor"):
             raise ConfigError(
-                f"{type(estimator).__name__} is a {self.kind} and needs label=<column>; only "
+                f"{type(estimator).__name__} is a {kind} and needs label=<column>; only "
                 "clusterers and transformers fit without one"
             )
         if incremental and not hasattr(estimator, "partial_fit"):
@@ -132,15 +130,19 @@ class SklearnTrainer(TrainerParams, Submittable):
             raise ConfigError(f"max_memory_share must be in (0, 1], got {max_memory_share!r}")
         if num_cpus is not None and not num_cpus > 0:
             raise ConfigError(f"num_cpus must be a positive number or None, got {num_cpus!r}")
+        if fit_kwargs is not None and not isinstance(fit_kwargs, dict):
+            raise ConfigError(
+                "fit_kwargs must be a dict of keyword arguments for the estimator's fit, got "
+                f"{type(fit_kwargs).__name__}"
+            )
+        Tracking.of(tracking, callbacks)  # a bad tracker or callback is refused now
         self.estimator = estimator
-        self.features = list(features)
+        self.features = features
         self.label = label
-        self.name = (
-            default_name(type(estimator).__name__.lower(), "sklearn")
-            if name is None
-            else validate_name(name)
-        )
-        self.fit_kwargs = dict(fit_kwargs or {})
+        self.name = name
+        self.tracking = tracking
+        self.callbacks = callbacks
+        self.fit_kwargs = fit_kwargs
         self.num_cpus = num_cpus
         self.incremental = incremental
         self.batch_size = batch_size
@@ -149,14 +151,24 @@ class SklearnTrainer(TrainerParams, Submittable):
         self.seed = seed
         self.max_memory_share = max_memory_share
         self.run_config = run_config
-        self.tracking = tracking
-        self.callbacks = callbacks
-        Tracking.of(tracking, callbacks)  # a bad tracker or callback is refused now
 
     @property
     def scaling(self) -> None:
         """None: a fit is one Ray task holding ``num_cpus``, not Ray Train workers."""
         return None
+
+    @property
+    def kind(self) -> str:
+        """What the estimator is: ``classifier``, ``regressor``, ``clusterer`` or
+        ``transformer``."""
+        return estimator_kind(self.estimator)
+
+    @property
+    def _features(self) -> list[str]:
+        return list(self.features)
+
+    def _default_name(self) -> str:
+        return default_name(type(self.estimator).__name__.lower(), "sklearn")
 
     @records_job
     def fit(
@@ -210,11 +222,11 @@ class SklearnTrainer(TrainerParams, Submittable):
         if not self.incremental:
             self._check_memory(facts)
         spec = FitSpec(
-            features=self.features,
+            features=self._features,
             label=self.label,
             key=facts.key,
             kind=self.kind,
-            fit_kwargs=self.fit_kwargs,
+            fit_kwargs=dict(self.fit_kwargs or {}),
             num_cpus=num_cpus,
             batch_size=self.batch_size,
             epochs=self.epochs,
@@ -278,20 +290,14 @@ class SklearnTrainer(TrainerParams, Submittable):
             parent=parent,
             history=reports,
         )
-        version = None
-        if register and store is not None:
-            version = record.register(store)
-        elif register and store is None:
-            warn_unregistered(self.name)
-        tracking.link(self.name, version.version if version is not None else None)
-        return TrainResult(
-            name=self.name,
+        return finish_run(
+            record,
+            store,
+            tracking,
+            register=register,
             metrics=metrics,
             checkpoint=checkpoint,
-            version=version.version if version is not None else None,
             path=run_dir,
-            record=record,
-            reports=reports,
         )
 
     def reported_metrics(self, train: Any, valid: Any = None) -> set[str]:
@@ -311,7 +317,7 @@ class SklearnTrainer(TrainerParams, Submittable):
     # -- checks before any read ------------------------------------------------------------
     def _check(self, query: Any, role: str) -> QueryFacts:
         columns = [*self.features, *([self.label] if self.label else [])]
-        facts = check_query(query, role, self.features, self.label, any_type=columns)
+        facts = check_query(query, role, self._features, self.label, any_type=columns)
         text = facts.text_columns(columns)
         if self.label in text and self.kind != "classifier":
             raise NonNumericFeature(
@@ -367,7 +373,7 @@ class SklearnTrainer(TrainerParams, Submittable):
                 "resume_from= continues a model with more partial_fit passes; set "
                 "incremental=True (a full fit would start from scratch anyway)"
             )
-        model, parent = registered_model(store, name, version, handle, self.features)
+        model, parent = registered_model(store, name, version, handle, self._features)
         estimator = getattr(model, "estimator", None)
         if type(estimator) is not type(self.estimator):
             raise ConfigError(
@@ -382,7 +388,7 @@ class SklearnTrainer(TrainerParams, Submittable):
         return json_safe(
             {
                 "framework": "sklearn",
-                "features": self.features,
+                "features": self._features,
                 "label": self.label,
                 "kind": self.kind,
                 "estimator": _qualname(estimator),
@@ -396,7 +402,7 @@ class SklearnTrainer(TrainerParams, Submittable):
             {
                 "estimator": _qualname(self.estimator),
                 "params": _params(self.estimator),
-                "fit_kwargs": self.fit_kwargs,
+                "fit_kwargs": dict(self.fit_kwargs or {}),
                 "num_cpus": num_cpus,
                 "incremental": self.incremental,
                 "batch_size": self.batch_size if self.incremental else None,

@@ -15,7 +15,7 @@ import ray
 import ray.data
 from ray.data.dataset import MaterializedDataset
 
-from .._runtime import planned_execution
+from .._internal.runtime import planned_execution
 from ..errors import ColumnNotFound, EmptyResult, NonFiniteValues, SingleClass
 from .features import check_columns
 

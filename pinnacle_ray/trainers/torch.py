@@ -23,7 +23,7 @@ import ray.train.torch
 import torch
 from ray.train import RunConfig, ScalingConfig
 
-from .._names import default_name, validate_name
+from .._internal.names import default_name
 from ..errors import ConfigError, MetricNotReported, NonFiniteValues
 from ..registry.code_refs import import_path, resolve
 from ..registry.torch_flavor import check_compatible, model_meta
@@ -34,27 +34,25 @@ from .base import (
     datasets_for,
     fit_reports,
     fit_run_config,
-    keeps_arguments,
     plan_for,
     raise_worker_error,
     reported_checkpoints,
     run_lineage,
     run_reported,
     store_of,
-    warn_unregistered,
     worker_entry,
 )
 from .caching import estimated_bytes, roles_to_cache
 from .checkpoint import MODEL_FILE, STATE_FILE
 from .early_stopping import EarlyStopping
 from .features import check_feature_list, count_non_finite, non_finite_message
+from .finish import finish_run
 from .holdout import split_by_key
 from .objectives import resolve_objective
 from .params import TrainerParams
-from .registration import RunRecord, check_listened, json_safe
+from .registration import RunRecord, json_safe
 from .resources import ResourcePlan
 from .retention import Retention
-from .run_folder import release_run_folder
 from .shuffling import check_shuffle, ordered_ingest
 from .storage import RegisteredCheckpoint, decide, with_run_storage
 from .submission import Submittable, records_job
@@ -100,7 +98,6 @@ _STEP_OPTIONS = (
 _AUTO: Any = type("_Auto", (), {"__repr__": lambda self: "'auto'"})()
 
 
-@keeps_arguments
 class TorchTrainer(TrainerParams, Submittable):
     """Train a torch model on Ray Train with datastore queries as its datasets.
 
@@ -192,114 +189,183 @@ class TorchTrainer(TrainerParams, Submittable):
             raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(keep_checkpoints, int) or keep_checkpoints < 0:
             raise ConfigError(f"keep_checkpoints must be an integer >= 0, got {keep_checkpoints!r}")
-        self.train_loop_per_worker = train_loop_per_worker
-        self.train_loop_config = dict(train_loop_config or {})
-        self.model = model
-        self.managed = train_loop_per_worker is None
-        self.scaling_config = scaling_config or ScalingConfig(num_workers=1)
-        self.name = (
-            default_name(getattr(train_loop_per_worker, "__name__", None), "torch")
-            if name is None
-            else validate_name(name)
-        )
-        self.run_config = run_config
-        self.tracking = tracking
-        self.callbacks = callbacks
+        if features is not None:
+            check_feature_list(features)
+        if train_loop_config is not None and not isinstance(train_loop_config, dict):
+            raise ConfigError(
+                "train_loop_config must be a dict (what your loop receives), got "
+                f"{type(train_loop_config).__name__}"
+            )
         Tracking.of(tracking, callbacks)  # a bad tracker or callback is refused now
+        self.train_loop_per_worker = train_loop_per_worker
+        self.train_loop_config = train_loop_config
+        self.model = model
+        self.objective = objective
+        self.features = features
+        self.label = label
+        self.optimizer_cls = optimizer_cls
+        self.optimizer_kwargs = optimizer_kwargs
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.max_iterations = max_iterations
+        self.validation_interval = validation_interval
+        self.no_improve_then_stop = no_improve_then_stop
+        self.listen = listen
+        self.mode = mode
+        self.valid_fraction = valid_fraction
         self.keep_checkpoints = keep_checkpoints
         # None: read small queries (<= 1/5 of the object store) once, stream the rest.
         self.cache = cache
-        if features is not None:
-            check_feature_list(features)
-        self.features = list(features) if features is not None else None
-        self.label = label
+        self.seed = seed
+        self.shuffle = shuffle
+        self.precision = precision
+        self.grad_clip_norm = grad_clip_norm
+        self.accumulate_grad_batches = accumulate_grad_batches
+        self.scheduler_cls = scheduler_cls
+        self.scheduler_kwargs = scheduler_kwargs
+        self.scheduler_interval = scheduler_interval
+        self.scaling_config = scaling_config
+        self.run_config = run_config
+        self.name = name
+        self.tracking = tracking
+        self.callbacks = callbacks
         self.transform = check_function(transform, "transform")
-        # By import path, checked here: a version stores them so, and load() imports them.
-        self.code_refs = {
-            what: import_path(value, what)
-            for what, value in (("preprocess", preprocess), ("postprocess", postprocess))
-            if value is not None
-        }
-        self.preprocess = (
-            resolve(self.code_refs["preprocess"], "preprocess", error=ConfigError)
-            if "preprocess" in self.code_refs
-            else None
-        )
-        if not self.managed:
-            given = {
-                "transform": transform,
-                "collate_fn": collate_fn,
-                "signature": None if signature == "singleton" else signature,
-                "metric_values": metric_values,
-                "loader_kwargs": loader_kwargs,
-                "prefetch_size": prefetch_size,
-                "prefetch_factor": prefetch_factor,
-                "preprocess": preprocess,
-                "postprocess": postprocess,
-                "precision": precision,
-                "grad_clip_norm": grad_clip_norm,
-                "accumulate_grad_batches": None
-                if accumulate_grad_batches == 1
-                else accumulate_grad_batches,
-                "scheduler_cls": scheduler_cls,
-                "scheduler_kwargs": scheduler_kwargs,
-                "scheduler_interval": scheduler_interval,
-            }
-            used = [n for n in (*_MANAGED_ONLY, *_STEP_OPTIONS) if given[n] is not None]
-            if used:
-                raise ConfigError(
-                    f"{used} configure the managed loop (model=...); a train_loop_per_worker "
-                    "reads and feeds its own batches: apply them in your loop, or pass model="
-                )
+        self.collate_fn = collate_fn
+        self.signature = signature
+        self.metric_values = metric_values
+        self.loader_kwargs = loader_kwargs
+        self.prefetch_size = prefetch_size
+        self.prefetch_factor = prefetch_factor
+        self.preprocess = preprocess
+        self.postprocess = postprocess
+        # The rest is checked as the run will use it (the functions by import path, the
+        # managed loop's settings), so a bad value is refused now, before any fit.
+        self._preprocess_fn  # noqa: B018
         if self.managed:
-            metrics = check_metric_values(metric_values)
-            loader = loader_settings(loader_kwargs, batch_size, prefetch_size, prefetch_factor)
-            batch_size = loader.pop("batch_size")
-            if shuffle is False and loader["local_shuffle_buffer_size"] is not None:
-                raise ConfigError(
-                    "loader_kwargs['local_shuffle_buffer_size'] sizes the shuffle that "
-                    "shuffle=False turns off; drop one of them"
-                )
-            self.settings = self._settings(
-                objective=objective,
-                optimizer_cls=optimizer_cls,
-                optimizer_kwargs=optimizer_kwargs,
-                batch_size=batch_size,
-                epochs=epochs,
-                max_iterations=max_iterations,
-                validation_interval=validation_interval,
-                no_improve_then_stop=no_improve_then_stop,
-                listen="valid/loss" if listen is _AUTO else listen,
-                mode=mode,
-                seed=seed,
-                shuffle=check_shuffle(shuffle),
-                precision=check_precision(precision, bool(self.scaling_config.use_gpu)),
-                grad_clip_norm=check_grad_clip_norm(grad_clip_norm),
-                accumulate_grad_batches=check_accumulation(accumulate_grad_batches),
-                scheduler_interval=check_scheduler(
-                    scheduler_cls, scheduler_kwargs, scheduler_interval
-                ),
-                scheduler_cls=scheduler_cls,
-                scheduler_kwargs=dict(scheduler_kwargs or {}),
-                signature=check_signature(signature),
-                collate_fn=check_function(collate_fn, "collate_fn"),
-                metric_values=metrics,
-                **loader,
-            )
-            self.valid_fraction = valid_fraction
-            self.listen, self.mode = self.settings.listen, self.settings.mode
+            self.settings  # noqa: B018
         else:
-            self.settings = None
-            self.listen = None if listen is _AUTO else listen
-            self.mode = mode or "min"
-            EarlyStopping(self.mode)  # validates mode
+            self._refuse_managed_options()
+            EarlyStopping(self._listen_mode[1])  # validates mode
 
-    # -- public --------------------------------------------------------------------------
+    @property
+    def managed(self) -> bool:
+        """True for the managed loop (``model=``), False for your own
+        ``train_loop_per_worker``."""
+        return self.train_loop_per_worker is None
+
     @property
     def scaling(self) -> ScalingConfig:
-        """The ``ScalingConfig`` a fit starts its Ray Train workers with."""
-        return self.scaling_config
+        """The ``ScalingConfig`` a fit starts its Ray Train workers with (the one given,
+        else one worker)."""
+        return self.scaling_config or ScalingConfig(num_workers=1)
 
+    @property
+    def settings(self) -> LoopSettings | None:
+        """What the managed loop runs with, resolved and checked from the parameters (None
+        for your own loop); ``ConfigError`` for a value the loop cannot take."""
+        if not self.managed:
+            return None
+        metrics = check_metric_values(self.metric_values)
+        loader = loader_settings(
+            self.loader_kwargs, self.batch_size, self.prefetch_size, self.prefetch_factor
+        )
+        batch_size = loader.pop("batch_size")
+        if self.shuffle is False and loader["local_shuffle_buffer_size"] is not None:
+            raise ConfigError(
+                "loader_kwargs['local_shuffle_buffer_size'] sizes the shuffle that "
+                "shuffle=False turns off; drop one of them"
+            )
+        return self._settings(
+            objective=self.objective,
+            optimizer_cls=self.optimizer_cls,
+            optimizer_kwargs=self.optimizer_kwargs,
+            batch_size=batch_size,
+            epochs=self.epochs,
+            max_iterations=self.max_iterations,
+            validation_interval=self.validation_interval,
+            no_improve_then_stop=self.no_improve_then_stop,
+            listen="valid/loss" if self.listen is _AUTO else self.listen,
+            mode=self.mode,
+            seed=self.seed,
+            shuffle=check_shuffle(self.shuffle),
+            precision=check_precision(self.precision, bool(self.scaling.use_gpu)),
+            grad_clip_norm=check_grad_clip_norm(self.grad_clip_norm),
+            accumulate_grad_batches=check_accumulation(self.accumulate_grad_batches),
+            scheduler_interval=check_scheduler(
+                self.scheduler_cls, self.scheduler_kwargs, self.scheduler_interval
+            ),
+            scheduler_cls=self.scheduler_cls,
+            scheduler_kwargs=dict(self.scheduler_kwargs or {}),
+            signature=check_signature(self.signature),
+            collate_fn=check_function(self.collate_fn, "collate_fn"),
+            metric_values=metrics,
+            **loader,
+        )
+
+    @property
+    def _listen_mode(self) -> tuple[str | None, str]:
+        """The metric the run listens to (None: none) and whether lower or higher is
+        better: ``listen``'s default is ``"valid/loss"`` for the managed loop, nothing for
+        your own."""
+        settings = self.settings
+        if settings is not None:
+            return settings.listen, settings.mode
+        return (None if self.listen is _AUTO else self.listen), self.mode or "min"
+
+    @property
+    def _features(self) -> list[str] | None:
+        return list(self.features) if self.features is not None else None
+
+    @property
+    def _code_refs(self) -> dict[str, str]:
+        """``preprocess``/``postprocess`` by import path: a version stores them so, and
+        ``load()`` imports them (``ConfigError`` for a function that has none)."""
+        return {
+            what: import_path(value, what)
+            for what, value in (("preprocess", self.preprocess), ("postprocess", self.postprocess))
+            if value is not None
+        }
+
+    @property
+    def _preprocess_fn(self) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+        """``preprocess`` as the function Ray Data maps (imported from its path)."""
+        refs = self._code_refs
+        if "preprocess" not in refs:
+            return None
+        return resolve(refs["preprocess"], "preprocess", error=ConfigError)
+
+    def _refuse_managed_options(self) -> None:
+        """ConfigError for a managed-loop option given with your own loop."""
+        given = {
+            "transform": self.transform,
+            "collate_fn": self.collate_fn,
+            "signature": None if self.signature == "singleton" else self.signature,
+            "metric_values": self.metric_values,
+            "loader_kwargs": self.loader_kwargs,
+            "prefetch_size": self.prefetch_size,
+            "prefetch_factor": self.prefetch_factor,
+            "preprocess": self.preprocess,
+            "postprocess": self.postprocess,
+            "precision": self.precision,
+            "grad_clip_norm": self.grad_clip_norm,
+            "accumulate_grad_batches": None
+            if self.accumulate_grad_batches == 1
+            else self.accumulate_grad_batches,
+            "scheduler_cls": self.scheduler_cls,
+            "scheduler_kwargs": self.scheduler_kwargs,
+            "scheduler_interval": self.scheduler_interval,
+        }
+        used = [n for n in (*_MANAGED_ONLY, *_STEP_OPTIONS) if given[n] is not None]
+        if used:
+            raise ConfigError(
+                f"{used} configure the managed loop (model=...); a train_loop_per_worker "
+                "reads and feeds its own batches: apply them in your loop, or pass model="
+            )
+
+    def _default_name(self) -> str:
+        return default_name(getattr(self.train_loop_per_worker, "__name__", None), "torch")
+
+    # -- public --------------------------------------------------------------------------
     @records_job
     def fit(
         self,
@@ -321,36 +387,38 @@ class TorchTrainer(TrainerParams, Submittable):
         stderr; None (default): only when stderr is a terminal.
         """
         tracking = Tracking.of(self.tracking, self.callbacks)
+        loop_settings = self.settings
+        listen, mode = self._listen_mode
         stream, display = fit_reports(
             progress,
             self.name,
-            listen=self.listen,
-            steps=self.settings.max_iterations if self.settings is not None else None,
-            epochs=self.settings.epochs if self.settings is not None else None,
+            listen=listen,
+            steps=loop_settings.max_iterations if loop_settings is not None else None,
+            epochs=loop_settings.epochs if loop_settings is not None else None,
         )
-        plan = plan_for(self.scaling_config)
+        plan = plan_for(self.scaling)
         store = store_of(train)
         storage = decide(store, self.run_config, what=f"fit of {self.name!r}")
         resume, parent = self._resume_checkpoint(store, resume_from, version, handle)
         config: dict[str, Any]
-        if self.managed:
-            datasets, has_valid = self._managed_datasets(train, valid, plan)
-            if self.settings.metric_values and not has_valid:
+        if loop_settings is not None:
+            datasets, has_valid = self._managed_datasets(train, valid, plan, loop_settings)
+            if loop_settings.metric_values and not has_valid:
                 raise ConfigError(
-                    f"metric_values {sorted(self.settings.metric_values)} are computed on the "
+                    f"metric_values {sorted(loop_settings.metric_values)} are computed on the "
                     "validation set, and this run has none: pass valid=<query> or listen to "
                     "a valid/ metric (validation on a holdout of the key)"
                 )
-            settings = dataclasses.replace(self.settings, has_valid=has_valid)
+            settings = dataclasses.replace(loop_settings, has_valid=has_valid)
             config = {"settings": settings, "model": copy.deepcopy(self.model)}
             loop = managed_loop
         else:
             datasets = datasets_for({"train": train, "valid": valid}, plan)
-            config = dict(self.train_loop_config)
+            config = dict(self.train_loop_config or {})
             loop = self.train_loop_per_worker
         if resume is not None:
             config[RESUME_KEY] = resume
-        retention = Retention(self.listen, self.mode, self.keep_checkpoints)
+        retention = Retention(listen, mode, self.keep_checkpoints)
         trainer = ray.train.torch.TorchTrainer(
             worker_entry(loop),
             train_loop_config=config,
@@ -369,7 +437,7 @@ class TorchTrainer(TrainerParams, Submittable):
             try:
                 raise_worker_error(exc)
             except NonFiniteValues:
-                self._raise_non_finite(train, valid)
+                self._raise_non_finite(train, valid, loop_settings)
                 raise
             raise
         reported = reported_checkpoints(result)
@@ -380,48 +448,38 @@ class TorchTrainer(TrainerParams, Submittable):
             "torch",
             reported,
             meta=self._meta(),
-            listen=self.listen,
-            mode=self.mode,
+            listen=listen,
+            mode=mode,
             keep_epochs=self.keep_checkpoints,
             config=self._config_record(plan.scaling_config),
             lineage={**run_lineage(train, valid, self._split_lineage()), **tracking.lineage()},
             parent=parent,
             history=stream.reports,
         )
-        version_record = None
-        checkpoint = result.checkpoint
-        if register and store is not None and reported:
-            version_record = record.register(store)
-            if self.run_config is None:  # our run's folder: the registry has its checkpoints
-                checkpoint = release_run_folder(store, record.name, version_record.version, result)
-        elif reported:
-            check_listened(reported, self.listen)
-        elif register and store is None:
-            warn_unregistered(self.name)
-        tracking.link(self.name, version_record.version if version_record is not None else None)
-        return TrainResult(
-            name=self.name,
+        return finish_run(
+            record,
+            store,
+            tracking,
+            register=register,
             metrics=dict(result.metrics or {}),
-            checkpoint=checkpoint,
-            version=version_record.version if version_record is not None else None,
+            checkpoint=result.checkpoint,
             path=getattr(result, "path", None),
             ray_result=result,
-            record=record,
-            reports=stream.reports,
+            release_folder=self.run_config is None,  # the registry has its checkpoints
         )
 
     def reported_metrics(self, train: Any, valid: Any = None) -> set[str] | None:
         """The metric names a fit on ``train``/``valid`` reports (None for your own loop,
         whose reports only the run can tell): what a sweep may optimize."""
-        if not self.managed:
+        settings = self.settings
+        if settings is None:
             return None
-        assert self.settings is not None
         names = {"train/loss", "train/rows", "step", "epoch"}
-        if valid is not None or (self.listen or "").startswith("valid/"):
+        if valid is not None or (settings.listen or "").startswith("valid/"):
             names.add("valid/loss")
-            if resolve_objective(self.settings.objective).classification:
+            if resolve_objective(settings.objective).classification:
                 names.add("valid/accuracy")
-            names.update(f"valid/{n}" for n in self.settings.metric_values)
+            names.update(f"valid/{n}" for n in settings.metric_values)
         return names
 
     # -- managed mode --------------------------------------------------------------------
@@ -461,7 +519,7 @@ class TorchTrainer(TrainerParams, Submittable):
         mode = kw.pop("mode") or ("max" if listen and listen.endswith("accuracy") else "min")
         EarlyStopping(mode, kw["no_improve_then_stop"])  # validates both
         return LoopSettings(
-            features=self.features,
+            features=self._features,
             label=self.label,
             mode=mode,
             optimizer_kwargs=dict(kw.pop("optimizer_kwargs") or {}),
@@ -469,9 +527,10 @@ class TorchTrainer(TrainerParams, Submittable):
         )
 
     def _managed_datasets(
-        self, train: Any, valid: Any, plan: ResourcePlan
+        self, train: Any, valid: Any, plan: ResourcePlan, settings: LoopSettings
     ) -> tuple[dict[str, ray.data.Dataset], bool]:
-        assert self.settings is not None and self.features is not None
+        features = self._features
+        assert features is not None
         sizes: dict[str, int | None] = {}
         for role, query in (("train", train), ("valid", valid)):
             if query is None:
@@ -481,10 +540,10 @@ class TorchTrainer(TrainerParams, Submittable):
             facts = check_query(
                 query,
                 role,
-                self.features,
+                features,
                 self.label,
                 # collate_fn turns any column into inputs; a transform makes the columns.
-                any_type=self.features if self.settings.collate_fn is not None else (),
+                any_type=features if settings.collate_fn is not None else (),
                 columns_made=self.transform is not None or self.preprocess is not None,
                 vectors=True,
             )
@@ -492,9 +551,9 @@ class TorchTrainer(TrainerParams, Submittable):
                 sizes[role] = (
                     estimated_bytes(facts.schema, facts.rows) if facts.schema is not None else None
                 )
-        wants_valid = bool(self.settings.listen and self.settings.listen.startswith("valid/"))
+        wants_valid = bool(settings.listen and settings.listen.startswith("valid/"))
         holdout = valid is None and wants_valid
-        if self.settings.epochs == 1 and not holdout and self.cache is None:
+        if settings.epochs == 1 and not holdout and self.cache is None:
             sizes.pop("train", None)  # read once anyway: stream it
         roles = [r for r, q in (("train", train), ("valid", valid)) if q is not None]
         # Cache first, then split: the holdout and the training rows come from one read.
@@ -506,12 +565,12 @@ class TorchTrainer(TrainerParams, Submittable):
                 datasets["train"],
                 key,
                 self.valid_fraction,
-                self.settings.seed,
+                settings.seed,
                 num_cpus=plan.read_cpus,
             )
         # After the split (which hashes the key the functions may drop), in Ray Data's
         # tasks: the workers receive rows ready for the model.
-        for fn in (self.preprocess, self.transform):
+        for fn in (self._preprocess_fn, self.transform):
             if fn is not None:
                 datasets = {
                     role: dataset.map_batches(fn, batch_format="numpy", num_cpus=plan.read_cpus)
@@ -519,13 +578,14 @@ class TorchTrainer(TrainerParams, Submittable):
                 }
         return datasets, "valid" in datasets
 
-    def _raise_non_finite(self, train: Any, valid: Any) -> None:
+    def _raise_non_finite(self, train: Any, valid: Any, settings: LoopSettings | None) -> None:
         """Count NaN/inf/NULL rows exactly (only on this error path) and raise with them."""
-        assert self.features is not None and self.settings is not None
+        features = self._features
+        assert features is not None and settings is not None
         if self.transform is not None or self.preprocess is not None:
             return  # the columns are made in Ray Data: the worker's message names them
-        columns = [*self.features, *([self.label] if self.label else [])]
-        if self.settings.collate_fn is not None:
+        columns = [*features, *([self.label] if self.label else [])]
+        if settings.collate_fn is not None:
             columns = [self.label] if self.label else []
         else:  # vector columns (embeddings) are counted per row by the worker's message
             columns = [c for c in columns if _is_scalar(train, c)]
@@ -538,7 +598,8 @@ class TorchTrainer(TrainerParams, Submittable):
                 raise NonFiniteValues(non_finite_message(counts, f"the {role} query")) from None
 
     def _split_lineage(self) -> dict[str, Any] | None:
-        if not self.managed or not (self.listen or "").startswith("valid/"):
+        listen, _ = self._listen_mode
+        if not self.managed or not (listen or "").startswith("valid/"):
             return None
         return {"holdout": "hash of the key", "fraction": self.valid_fraction}
 
@@ -562,11 +623,11 @@ class TorchTrainer(TrainerParams, Submittable):
         return start, parent
 
     def _check_work_left(self, directory: str) -> None:
-        assert self.settings is not None
+        s = self.settings
+        assert s is not None
         with open(f"{directory}/{STATE_FILE}") as f:
             extra = json.load(f).get("extra", {})
         step, epoch = resume_position(extra)
-        s = self.settings
         if (s.epochs is not None and epoch >= s.epochs) or (
             s.max_iterations is not None and step >= s.max_iterations
         ):
@@ -577,16 +638,19 @@ class TorchTrainer(TrainerParams, Submittable):
             )
 
     def _meta(self) -> dict[str, Any]:
+        settings = self.settings
         objective = None
-        if self.settings is not None:
-            objective = resolve_objective(self.settings.objective).name
+        if settings is not None:
+            objective = resolve_objective(settings.objective).name
         if self.model is None:  # Ray style without a template: load() will need model=
-            return {"framework": "torch", "features": self.features, "label": self.label}
-        meta = model_meta(self.model, features=self.features, label=self.label, objective=objective)
-        if self.settings is not None:
+            return {"framework": "torch", "features": self._features, "label": self.label}
+        meta = model_meta(
+            self.model, features=self._features, label=self.label, objective=objective
+        )
+        if settings is not None:
             # How the loaded model is called, and the functions it runs around the call.
-            meta["signature"] = self.settings.signature
-            meta.update(self.code_refs)
+            meta["signature"] = settings.signature
+            meta.update(self._code_refs)
         return meta
 
     def _config_record(self, scaling: ScalingConfig) -> dict[str, Any]:
@@ -598,11 +662,12 @@ class TorchTrainer(TrainerParams, Submittable):
                 "use_gpu": scaling.use_gpu,
             },
         }
-        if self.managed:
-            record["settings"] = dataclasses.asdict(self.settings)
+        settings = self.settings
+        if settings is not None:
+            record["settings"] = dataclasses.asdict(settings)
         else:
             record["loop"] = getattr(self.train_loop_per_worker, "__qualname__", None)
-            record["train_loop_config"] = self.train_loop_config
+            record["train_loop_config"] = dict(self.train_loop_config or {})
         return json_safe(record)
 
 

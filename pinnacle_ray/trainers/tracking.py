@@ -18,7 +18,7 @@ import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from .._extras import require
+from .._internal.extras import require
 from .._internal.secrets import mask
 from ..errors import ConfigError
 

@@ -5,10 +5,13 @@ fails in a second instead of in every one of 8 trials."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._names import validate_name
+from .._internal.names import validate_name
 from ..errors import ColumnNotFound, ConfigError, MetricNotReported
+
+if TYPE_CHECKING:
+    from ..trainers import Trainer
 
 __all__ = ["check_columns", "check_metric", "check_settings", "sweep_name"]
 
@@ -34,11 +37,11 @@ def check_settings(
     return metric, mode, num_samples
 
 
-def sweep_name(name: str | None, trainer: Any, store: Any) -> str:
+def sweep_name(name: str | None, trainer: Trainer, store: Any) -> str:
     """The sweep's name (``<model>-sweep-<time>`` by default), refused when ``store``
     already recorded a sweep of that name."""
     if name is None:
-        name = f"{getattr(trainer, 'name', 'model')}-sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+        name = f"{trainer.name}-sweep-{time.strftime('%Y%m%d-%H%M%S')}"
     name = validate_name(name, "sweep name")
     if store is not None and store.models.sweeps(name):
         raise ConfigError(
@@ -48,12 +51,13 @@ def sweep_name(name: str | None, trainer: Any, store: Any) -> str:
     return name
 
 
-def check_columns(trainer: Any, train: Any, valid: Any) -> None:
+def check_columns(trainer: Trainer, train: Any, valid: Any) -> None:
     """ColumnNotFound for a feature or label the queries lack, before 8 trials find out."""
-    if getattr(trainer, "transform", None) or getattr(trainer, "preprocess", None):
+    given = trainer.get_params()
+    if given.get("transform") or given.get("preprocess"):
         return  # a torch transform/preprocess makes its columns from the query's
-    wanted = [*(getattr(trainer, "features", None) or [])]
-    label = getattr(trainer, "label", None)
+    wanted = [*(given.get("features") or [])]
+    label = given.get("label")
     if isinstance(label, str):
         wanted.append(label)
     for role, query in (("train", train), ("valid", valid)):
@@ -69,10 +73,9 @@ def check_columns(trainer: Any, train: Any, valid: Any) -> None:
             )
 
 
-def check_metric(trainer: Any, train: Any, valid: Any, metric: str) -> None:
+def check_metric(trainer: Trainer, train: Any, valid: Any, metric: str) -> None:
     """MetricNotReported when the trainer says up front that it never reports ``metric``."""
-    reported = getattr(trainer, "reported_metrics", None)
-    names = reported(train, valid) if callable(reported) else None
+    names = trainer.reported_metrics(train, valid)
     if names is not None and metric not in names:
         raise MetricNotReported(
             f"metric={metric!r} is never reported by {type(trainer).__name__} on these "

@@ -14,11 +14,11 @@ sweep does what a bare ``Tuner`` leaves to you:
   name and the trial id) and keeps every trial's parameters and final metrics in the
   datastore (``store.models.sweeps(name)``).
 
-A trainer plugs in when its class keeps its constructor arguments
-(:func:`pinnacle_ray.trainers.base.keeps_arguments`) and its ``fit(train, valid,
-register=False)`` returns a ``TrainResult`` with a ``record``; ``reported_metrics`` lets the
-metric be checked up front. Without a ``record``, the best parameters are trained once more
-to register them.
+A trainer plugs in when it follows the ``pinnacle_ray.trainers.Trainer`` Protocol: its
+``get_params()`` gives back the arguments it was built with (each trial builds
+``type(t)(**{**t.get_params(), ...})``), its ``fit(train, valid, register=False)`` returns
+a ``TrainResult`` with a ``record``, and ``reported_metrics`` lets the metric be checked up
+front. Without a ``record``, the best parameters are trained once more to register them.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray.tune
 
-from .._names import ascii_label, validate_name
+from .._internal.names import ascii_label, validate_name
 from ..trainers.base import store_of
 from ..trainers.cluster_shape import read_shape
 from ..trainers.progress import progress_on
@@ -42,7 +42,7 @@ from .checks import check_columns, check_metric, check_settings, sweep_name
 from .cleanup import ReleaseStoppedRuns
 from .data import SharedQuery, share
 from .outcome import finish_sweep
-from .params import check_space, flatten_space, with_arguments
+from .params import check_space, check_trainer, flatten_space, with_arguments
 from .plan import (
     TRIAL_BUNDLE,
     per_trial,
@@ -56,13 +56,16 @@ from .progress import SweepProgress
 from .result import SweepResult
 from .trial import run_trial
 
+if TYPE_CHECKING:
+    from ..trainers import Trainer
+
 __all__ = ["sweep"]
 
 logger = logging.getLogger("pinnacle_ray.tune")
 
 
 def sweep(
-    trainer: Any,
+    trainer: Trainer,
     param_space: Mapping[str, Any],
     train: Any,
     valid: Any = None,
@@ -81,10 +84,13 @@ def sweep(
 ) -> SweepResult:
     """Sweep ``trainer``'s arguments over ``param_space`` with Ray Tune; register the best.
 
-    ``param_space`` maps parameter paths to ``ray.tune`` search spaces (or fixed values):
-    ``"optimizer_kwargs.lr"``, ``"train_loop_config.lr"``, ``"params.max_depth"``,
-    ``"estimator__alpha"`` (scikit-learn ``set_params`` names; ``estimator__ridge__alpha``
-    for a pipeline step), ``"batch_size"``; nested dicts work too. ``metric``/``mode`` pick
+    ``param_space`` maps parameter paths to ``ray.tune`` search spaces (or fixed values),
+    nested parameters named with ``__`` as in scikit-learn: ``"optimizer_kwargs__lr"``,
+    ``"train_loop_config__lr"``, ``"params__max_depth"``, ``"training_args__learning_rate"``,
+    ``"estimator__alpha"`` (``estimator__ridge__alpha`` for a pipeline step),
+    ``"batch_size"``; a nested dict (``{"optimizer_kwargs": {"lr": ...}}``) is the same path.
+    The dotted paths of earlier releases (``"optimizer_kwargs.lr"``) still work, with a
+    ``FutureWarning``. ``metric``/``mode`` pick
     the best trial and drive ``scheduler`` (e.g. ``ASHAScheduler()``) and ``search_alg``.
     ``max_concurrent_trials`` caps how many run at once; never more than the cluster holds.
     ``progress`` shows a live line (trials done/total, running, the best value so far and
@@ -101,9 +107,10 @@ def sweep(
     own) log the sweep as an MLflow run with one child run per trial (its params and every
     report); the best trial's run is tagged with the registered version.
     """
+    check_trainer(trainer)
     # Names first: they become folders and Ray run names (the best trial registers as
     # trainer.name).
-    validate_name(getattr(trainer, "name", None))
+    validate_name(trainer.name)
     if name is not None:
         validate_name(name, "sweep name")
     metric, mode, num_samples = check_settings(metric, mode, num_samples, max_concurrent_trials)
@@ -120,7 +127,8 @@ def sweep(
     cluster = ClusterResources(shape.total("CPU"), shape.total("GPU"))
     planned, trial_cpus, trial_gpus, note = per_trial(trainer, shape)
     tracker = _sweep_tracking(trainer, tracking, callbacks)
-    if getattr(planned, "tracking", None) or getattr(planned, "callbacks", None):
+    given = planned.get_params()
+    if given.get("tracking") or given.get("callbacks"):
         # The sweep logs every trial from here; trials must not log a run each as well.
         planned = with_arguments(planned, tracking=None, callbacks=None)
     reads = read_reserve(cluster.cpus) / 2
@@ -187,9 +195,10 @@ def sweep(
     )
 
 
-def _sweep_tracking(trainer: Any, tracking: Any, callbacks: Any) -> Tracking:
+def _sweep_tracking(trainer: Trainer, tracking: Any, callbacks: Any) -> Tracking:
     """The sweep's trackers: its own ``tracking``/``callbacks``, else the trainer's."""
     own = Tracking.of(tracking, callbacks)
     if own.callbacks:
         return own
-    return Tracking.of(getattr(trainer, "tracking", None), getattr(trainer, "callbacks", None))
+    given = trainer.get_params()
+    return Tracking.of(given.get("tracking"), given.get("callbacks"))

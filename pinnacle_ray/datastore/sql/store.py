@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL
 
-from ..._internal.extras import installed, needs_extra
 from ..._internal.constants import sql_reader
+from ..._internal.extras import installed, needs_extra
 from ..._internal.secrets import mask
 from ...errors import (
     ConfigError,

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._internal.constants import PYTHONWARNINGS_ENV, RAY_DATA_LOGGING_CONFIG_ENV
+from .constants import PYTHONWARNINGS_ENV, RAY_DATA_LOGGING_CONFIG_ENV
 
 __all__ = ["RAY_DATA_LOGGING_CONFIG", "worker_env"]
 
-RAY_DATA_LOGGING_CONFIG = Path(__file__).with_name("_ray_data_logging.yaml")
+RAY_DATA_LOGGING_CONFIG = Path(__file__).with_name("ray_data_logging.yaml")
 
 
 # The one deprecation notice Ray prints for its own code on every fit (Ray Train's dataset

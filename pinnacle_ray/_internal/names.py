@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 
-from .errors import InvalidIdentifier, InvalidName
+from ..errors import InvalidIdentifier, InvalidName
 
 __all__ = [
     "FIELD_LIMITS",

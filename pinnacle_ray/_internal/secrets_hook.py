@@ -19,7 +19,7 @@ import importlib
 import importlib.util
 from pathlib import Path
 
-from ._internal.constants import JOB_PAYLOAD_ENV, JOB_SECRETS_ENV, JOB_SETUP_HOOK_ENV, env_text
+from .constants import JOB_PAYLOAD_ENV, JOB_SECRETS_ENV, JOB_SETUP_HOOK_ENV, env_text
 
 __all__ = [
     "HOOK",

@@ -16,7 +16,7 @@ import importlib.util
 from collections.abc import Iterator
 from types import ModuleType
 
-from .errors import MissingExtra
+from ..errors import MissingExtra
 
 __all__ = [
     "EXTRA_OF",

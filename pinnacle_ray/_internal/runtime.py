@@ -10,9 +10,9 @@ from contextlib import contextmanager
 
 import ray
 
-from ._internal.constants import PYTHONWARNINGS_ENV, RAY_WORKERS_SOFT_LIMIT_ENV, ray_address
-from ._internal.constants import verbose as env_verbose
-from ._quiet_logging import worker_env
+from .constants import PYTHONWARNINGS_ENV, RAY_WORKERS_SOFT_LIMIT_ENV, ray_address
+from .constants import verbose as env_verbose
+from .quiet_logging import worker_env
 
 __all__ = [
     "cluster_cpus",

@@ -8,7 +8,7 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._extras import needs_extra
+from .extras import needs_extra
 
 __all__ = ["lazy_attributes"]
 
