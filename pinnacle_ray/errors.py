@@ -1,7 +1,8 @@
 """One exception tree for everything pinnacle_ray refuses, rooted at :class:`PinnacleError`.
 
 Every message says what was wrong, the value seen and what to do about it. Messages never
-carry a password: :func:`redact` scrubs known secrets before an error leaves the package.
+carry a password: ``pinnacle_ray._internal.secrets.mask`` scrubs them before an error
+leaves the package.
 """
 
 from __future__ import annotations
@@ -258,14 +259,3 @@ class ClusterUnreachable(JobError, ConnectionError):
 
     def __reduce__(self) -> tuple:
         return (type(self), (str(self), self.refused))
-
-
-def redact(text: str, secrets: tuple[str, ...] | list[str]) -> str:
-    """Return ``text`` with every non-empty secret replaced by ``***``, as written and as
-    percent-encoded in a URL (``p@ss`` -> ``p%40ss``)."""
-    from urllib.parse import quote, quote_plus
-
-    forms = {f for s in secrets if s for f in (s, quote(s, safe=""), quote_plus(s, safe=""))}
-    for form in sorted(forms, key=len, reverse=True):
-        text = text.replace(form, "***")
-    return text

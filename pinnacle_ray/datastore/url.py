@@ -1,17 +1,17 @@
-"""Parse datastore URLs, pick maintained default drivers, and mask credentials for display."""
+"""Parse datastore URLs and pick maintained default drivers."""
 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
+from .._internal.secrets import mask
 from ..errors import InvalidURL
 
-__all__ = ["mask", "parse_sql_url"]
+__all__ = ["parse_sql_url"]
 
 # Maintained drivers we install, used when a URL names only the backend.
 _DEFAULT_DRIVERS = {
@@ -21,14 +21,6 @@ _DEFAULT_DRIVERS = {
     "mariadb": "mariadb+pymysql",
     "sqlite": "sqlite+pysqlite",
 }
-_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][\w+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@")
-
-
-def mask(url: str | URL) -> str:
-    """``url`` as text with any password replaced by ``***``."""
-    if isinstance(url, URL):
-        return url.render_as_string(hide_password=True)
-    return _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", str(url))
 
 
 def parse_sql_url(url: str | os.PathLike[str]) -> URL:
