@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from .._internal.constants import RAY_JOB_CONFIG_ENV
+from .._internal.constants import RAY_JOB_CONFIG_ENV, env_text
 from .._internal.secrets import is_secret_variable, mask
 from .records import JobRecord, JobRecords
 
@@ -40,7 +40,7 @@ STOPPED_TEXT = "stopped by Ray (ray job stop / pinnacle-ray jobs stop / job.stop
 
 def current_submission_id() -> str | None:
     """The Ray job submission id when this process is a Ray job's driver, else None."""
-    text = os.environ.get(RAY_JOB_CONFIG_ENV)
+    text = env_text(RAY_JOB_CONFIG_ENV)
     if not text:
         return None
     try:
