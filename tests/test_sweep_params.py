@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
+
 import pytest
 import torch
 from ray import tune
@@ -31,39 +34,116 @@ def test_pipeline_step_parameter_is_set_by_double_underscore_path_without_touchi
     assert trainer.estimator.get_params()["ridge__alpha"] == 1.0
 
 
-def test_dict_argument_paths_reach_optimizer_kwargs_and_xgboost_params():
+def test_double_underscore_paths_reach_dict_arguments_by_key():
     torch_trainer = with_params(
-        _mlp_trainer(optimizer_kwargs={"lr": 0.1}), {"optimizer_kwargs.lr": 0.5}
+        _mlp_trainer(optimizer_kwargs={"lr": 0.1}), {"optimizer_kwargs__lr": 0.5}
     )
     assert torch_trainer.settings.optimizer_kwargs == {"lr": 0.5}
     xgb = pr.XGBoostTrainer(params={"eta": 0.3}, features=FEATURES, label="y")
-    assert with_params(xgb, {"params.max_depth": 3}).params["max_depth"] == 3
+    assert with_params(xgb, {"params__max_depth": 3}).params == {"eta": 0.3, "max_depth": 3}
+    assert xgb.params == {"eta": 0.3}
+    loop = pr.TorchTrainer(lambda config: None, train_loop_config={"lr": 1})
+    assert with_params(loop, {"train_loop_config__lr": 2}).train_loop_config == {"lr": 2}
+
+
+@dataclass(frozen=True)
+class _Schedule:
+    warmup: int = 0
+    decay: float = 0.5
+
+
+def test_double_underscore_paths_reach_dataclass_fields_inside_dicts():
+    loop = pr.TorchTrainer(lambda config: None, train_loop_config={"schedule": _Schedule()})
+    swept = with_params(loop, {"train_loop_config__schedule__decay": 0.9})
+    assert swept.train_loop_config["schedule"] == _Schedule(warmup=0, decay=0.9)
+    assert loop.train_loop_config["schedule"] == _Schedule()
+
+
+def test_unknown_dataclass_field_is_refused_with_a_suggestion():
+    loop = pr.TorchTrainer(lambda config: None, train_loop_config={"schedule": _Schedule()})
+    with pytest.raises(
+        pr.ConfigError,
+        match=r"train_loop_config__schedule \(_Schedule\) has no field 'decy' "
+        r"\(did you mean 'decay'\?\); its fields are \['warmup', 'decay'\]",
+    ):
+        check_space(loop, {"train_loop_config__schedule__decy": tune.uniform(0, 1)})
+
+
+def test_a_nested_dict_in_the_space_is_the_same_path_as_double_underscores():
+    xgb = pr.XGBoostTrainer(params={"eta": 0.3}, features=FEATURES, label="y")
+    nested = flatten_space({"params": {"max_depth": 4}})
+    assert nested == {"params__max_depth": 4}
+    assert with_params(xgb, nested).params == with_params(xgb, {"params__max_depth": 4}).params
+
+
+def test_dotted_paths_still_route_the_same_way_with_a_future_warning_naming_the_new_spelling():
+    space = {"optimizer_kwargs.lr": tune.loguniform(1e-4, 1e-1), "params.max_depth": 3}
+    with pytest.warns(FutureWarning) as caught:
+        flat = flatten_space(space)
+    assert len(caught) == 1  # one warning for the whole space, naming every new spelling
+    message = str(caught[0].message)
+    assert "'optimizer_kwargs.lr' -> use 'optimizer_kwargs__lr'" in message
+    assert "'params.max_depth' -> use 'params__max_depth'" in message
+    assert list(flat) == ["optimizer_kwargs.lr", "params.max_depth"]  # kept as the user wrote
+    old = with_params(_mlp_trainer(optimizer_kwargs={"lr": 0.1}), {"optimizer_kwargs.lr": 0.5})
+    new = with_params(_mlp_trainer(optimizer_kwargs={"lr": 0.1}), {"optimizer_kwargs__lr": 0.5})
+    assert old.settings.optimizer_kwargs == new.settings.optimizer_kwargs == {"lr": 0.5}
     loop = pr.TorchTrainer(lambda config: None, train_loop_config={"lr": 1})
     assert with_params(loop, {"train_loop_config.lr": 2}).train_loop_config == {"lr": 2}
+
+
+def test_sweep_warns_once_about_dotted_paths_before_checking_them():
+    """The warning points at the caller of ``pr.sweep`` (this file), once per call."""
+    space = {"optimizer_kwargs.lr": tune.loguniform(1e-4, 1e-1), "optimizer_kwargs.lrr": 1.0}
+    with (
+        pytest.warns(FutureWarning, match="'optimizer_kwargs.lrr' -> use") as caught,
+        pytest.raises(pr.ConfigError, match=r"\['lrr'\] are not arguments of Adam"),
+    ):
+        pr.sweep(_mlp_trainer(), space, train=None, metric="valid/loss")
+    assert len([w for w in caught if w.category is FutureWarning]) == 1
+    assert caught[0].filename == __file__
+
+
+def test_no_warning_for_double_underscore_paths_or_nested_dicts():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        flatten_space({"optimizer_kwargs__lr": 0.1, "params": {"eta": tune.uniform(0, 1)}})
 
 
 def test_nested_param_space_flattens_to_paths_and_keeps_grid_searches_whole():
     space = {"params": {"max_depth": tune.grid_search([2, 4]), "eta": tune.uniform(0, 1)}}
     flat = flatten_space(space)
-    assert set(flat) == {"params.max_depth", "params.eta"}
-    assert flat["params.max_depth"] == {"grid_search": [2, 4]}
+    assert set(flat) == {"params__max_depth", "params__eta"}
+    assert flat["params__max_depth"] == {"grid_search": [2, 4]}
 
 
-def test_unknown_argument_path_is_refused_naming_the_trainer_arguments():
+def test_unknown_argument_path_is_refused_naming_the_path_and_the_trainer_arguments():
     trainer = pr.SklearnTrainer(Ridge(), features=FEATURES, label="y")
-    with pytest.raises(pr.ConfigError, match=r"no argument 'estimatr'.*'estimator'"):
+    with pytest.raises(
+        pr.ConfigError,
+        match=r"param_space path 'estimatr__alpha': SklearnTrainer has no argument 'estimatr' "
+        r"\(did you mean 'estimator'\?\); its arguments are \['estimator', ",
+    ):
         check_space(trainer, {"estimatr__alpha": tune.uniform(0, 1)})
 
 
 def test_unknown_estimator_parameter_is_refused_naming_the_known_ones():
     trainer = pr.SklearnTrainer(Ridge(), features=FEATURES, label="y")
-    with pytest.raises(pr.ConfigError, match=r"no parameter 'alfa'.*'alpha'"):
+    with pytest.raises(
+        pr.ConfigError,
+        match=r"path 'estimator__alfa': Ridge has no parameter 'alfa' \(did you mean 'alpha'",
+    ):
         check_space(trainer, {"estimator__alfa": tune.uniform(0, 1)})
+
+
+def test_a_path_into_a_value_that_has_no_parameters_is_refused_naming_what_it_is():
+    with pytest.raises(pr.ConfigError, match=r"'batch_size__x': batch_size is a int"):
+        check_space(_mlp_trainer(), {"batch_size__x": 1})
 
 
 def test_unknown_optimizer_argument_is_refused_before_any_worker_starts():
     with pytest.raises(pr.ConfigError, match=r"\['lrr'\] are not arguments of Adam"):
-        check_space(_mlp_trainer(), {"optimizer_kwargs.lrr": tune.loguniform(1e-4, 1e-1)})
+        check_space(_mlp_trainer(), {"optimizer_kwargs__lrr": tune.loguniform(1e-4, 1e-1)})
 
 
 def test_sampled_value_the_trainer_refuses_is_reported_with_the_trial_values():
@@ -74,7 +154,7 @@ def test_sampled_value_the_trainer_refuses_is_reported_with_the_trial_values():
 def test_scaling_config_cannot_be_swept():
     trainer = _mlp_trainer(scaling_config=ScalingConfig(num_workers=1))
     with pytest.raises(pr.ConfigError, match="scaling_config cannot be swept"):
-        check_space(trainer, {"scaling_config.num_workers": tune.choice([1, 2])})
+        check_space(trainer, {"scaling_config__num_workers": tune.choice([1, 2])})
 
 
 def test_eight_trials_of_two_cpus_on_two_cpus_run_one_at_a_time():

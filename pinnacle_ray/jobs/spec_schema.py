@@ -203,7 +203,10 @@ TrainerSection = Annotated[
 class TuneSection(_Section):
     """A Ray Tune sweep for ``pinnacle-ray sweep``: ``pr.sweep(trainer, param_space=...)``.
 
-    A value in ``param_space`` is a constant, or one of ``{grid: [...]}``,
+    A key in ``param_space`` is a parameter path as in ``pr.sweep``, nested parameters
+    named with ``__`` (``optimizer_kwargs__lr``, ``estimator__alpha``) or written as a
+    nested map (``params: {max_depth: ...}``); dotted keys (``params.max_depth``) still
+    work with a ``FutureWarning``. A value is a constant, or one of ``{grid: [...]}``,
     ``{choice: [...]}``, ``{uniform: [lo, hi]}``, ``{loguniform: [lo, hi]}``,
     ``{randint: [lo, hi]}`` (Ray Tune's search spaces).
     """

@@ -9,7 +9,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import MetricNotReported
 from ..registry import SweepTrial
@@ -21,6 +21,9 @@ from .history import TUNE_BOOKKEEPING, log_sweep, trial_reports
 from .params import with_params
 from .result import SweepResult
 from .trial import DONE_KEY, RECORD_FILE
+
+if TYPE_CHECKING:
+    from ..trainers import Trainer
 
 __all__ = ["finish_sweep"]
 
@@ -34,7 +37,7 @@ _TUNE_FIELDS = TUNE_BOOKKEEPING | {"checkpoint_path", "timestamp", DONE_KEY}
 
 def finish_sweep(
     grid: Any,
-    trainer: Any,
+    trainer: Trainer,
     name: str,
     metric: str,
     mode: str,
@@ -66,7 +69,7 @@ def finish_sweep(
     pick = min if mode == "min" else max
     best = pick(finished, key=lambda r: _score(r, metric))
     record = _load_record(best)
-    model_name = getattr(trainer, "name", None) or "model"
+    model_name = trainer.name
     reports = {
         _trial_id(r): trial_reports(r, record if r is best else _trial_record(r), DONE_KEY)
         for r in results

@@ -1,98 +1,147 @@
-"""Sweep parameters by path: ``{"optimizer_kwargs.lr": tune.loguniform(1e-4, 1e-1)}``.
+"""Sweep parameters by path, with one routing syntax: ``{"optimizer_kwargs__lr": ...}``.
 
-A path starts with an argument of the trainer's constructor and goes down from there:
-into dicts by key (``params.max_depth``, ``train_loop_config.lr``), into dataclasses by
-field, and into scikit-learn estimators by ``set_params`` name (``estimator__alpha``,
-``estimator__ridge__alpha`` for a pipeline step). Each trial builds its own trainer from
-the arguments the user gave, with the trial's values put in, so the trainer's own checks
-apply to every sampled value.
+A path starts with a parameter of the trainer (``trainer.get_params()``, its constructor's
+arguments) and goes down with ``__``, scikit-learn's and skorch's syntax for nested
+parameters: into dicts by key (``params__max_depth``, ``train_loop_config__lr``,
+``training_args__learning_rate``), into dataclasses by field, and into scikit-learn
+estimators by their ``set_params`` names (``estimator__alpha``, ``estimator__ridge__alpha``
+for a pipeline step). A nested dict in the space, Ray Tune's natural form
+(``{"optimizer_kwargs": {"lr": ...}}``), is the same path. Each trial builds its own
+trainer from the parameters the user gave, with the trial's values put in
+(``type(t)(**{**t.get_params(), ...})``), so the trainer's own checks apply to every
+sampled value.
+
+The dotted form of earlier releases (``optimizer_kwargs.lr``) still routes the same way,
+with a ``FutureWarning`` naming the new spelling; it goes in the next release.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
+import difflib
+import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 
-__all__ = ["check_space", "flatten_space", "with_arguments", "with_params"]
+if TYPE_CHECKING:
+    from ..trainers import Trainer
 
+__all__ = [
+    "SEPARATOR",
+    "check_space",
+    "check_trainer",
+    "flatten_space",
+    "new_spelling",
+    "with_arguments",
+    "with_params",
+]
+
+SEPARATOR = "__"
 # Set by the sweep itself: resources are planned once for all trials, names and run
 # folders are per trial.
 _NOT_SWEPT = ("scaling_config", "run_config", "name")
 
 
-def flatten_space(space: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": x}}`` -> ``{"a.b": x}``; search spaces and grid searches are leaves."""
+def flatten_space(space: Mapping[str, Any]) -> dict[str, Any]:
+    """The sweep's parameter paths: ``{"a": {"b": x}}`` -> ``{"a__b": x}``; search spaces
+    and grid searches are leaves. A dotted path (``"a.b"``) is kept as given, so that
+    trials and results carry the keys the user wrote, and warned about once: one
+    ``FutureWarning`` naming each new spelling, pointing at the code that called
+    ``pr.sweep``."""
     if not isinstance(space, Mapping):
         raise ConfigError(
             f"param_space must be a dict of parameter paths, got {type(space).__name__}"
         )
-    out: dict[str, Any] = {}
-    for key, value in space.items():
-        if not isinstance(key, str) or not key:
-            raise ConfigError(f"param_space keys must be parameter paths (strings), got {key!r}")
-        path = f"{prefix}.{key}" if prefix else key
-        if isinstance(value, Mapping) and set(value) != {"grid_search"} and value:
-            out.update(flatten_space(value, path))
-        else:
-            out[path] = value
+    out = _flatten(space, "")
+    dotted = [path for path in out if "." in path]
+    if dotted:
+        renames = ", ".join(f"{p!r} -> use {new_spelling(p)!r}" for p in dotted)
+        warnings.warn(
+            f"param_space paths with '.' are deprecated and stop working in the next release; "
+            f"nested parameters are named with '__' as in scikit-learn: {renames}",
+            FutureWarning,
+            stacklevel=3,  # flatten_space <- pr.sweep <- the user's call
+        )
     return out
 
 
-def check_space(trainer: Any, space: dict[str, Any]) -> Any:
+def new_spelling(path: str) -> str:
+    """``"optimizer_kwargs.lr"`` -> ``"optimizer_kwargs__lr"``."""
+    return path.replace(".", SEPARATOR)
+
+
+def check_trainer(trainer: Any) -> None:
+    """ConfigError unless ``trainer`` gives back its arguments (``get_params``), which is
+    what every trial builds its own trainer from."""
+    if not callable(getattr(trainer, "get_params", None)):
+        raise ConfigError(
+            f"{type(trainer).__name__} cannot be swept: it has no get_params() giving back "
+            "the arguments it was built with; pass a pinnacle_ray trainer, or a class that "
+            "follows pinnacle_ray.trainers.Trainer"
+        )
+
+
+def check_space(trainer: Trainer, space: Mapping[str, Any]) -> Trainer:
     """Build a trainer from one sample of every parameter (ConfigError naming the path for
     an unknown path or a value the trainer refuses), before any trial starts."""
-    if not hasattr(trainer, "_arguments"):
-        raise ConfigError(
-            f"{type(trainer).__name__} cannot be swept: it does not keep the arguments it was "
-            "built with (decorate its class with pinnacle_ray.trainers.base.keeps_arguments)"
-        )
+    check_trainer(trainer)
     if not space:
         raise ConfigError("param_space is empty; give at least one parameter path to sweep")
     samples = {path: _sample(value) for path, value in space.items()}
     return with_params(trainer, {k: v for k, v in samples.items() if v is not _UNKNOWN})
 
 
-def with_params(trainer: Any, params: Mapping[str, Any]) -> Any:
-    """A new trainer like ``trainer`` (built from its arguments) with ``params`` set by path."""
-    arguments = copy.deepcopy(trainer._arguments)
-    accepted = list(inspect.signature(type(trainer)).parameters)
+def with_params(trainer: Trainer, params: Mapping[str, Any]) -> Trainer:
+    """A new trainer like ``trainer`` (built from its parameters) with ``params`` set by path:
+    ``type(t)(**{**t.get_params(), ...})``. The user's objects are untouched: what a path
+    changes is copied (a dict along the path, an estimator, a dataclass), the other
+    arguments are handed on as given, as scikit-learn's ``clone`` does."""
+    arguments = trainer.get_params()
     for path, value in params.items():
-        head, rest = _split(path)
+        head, *rest = _segments(path)
         if head in _NOT_SWEPT:
             raise ConfigError(
                 f"param_space path {path!r}: {head} cannot be swept (the sweep plans resources "
                 "once and names each trial's run); sweep the trainer's other arguments"
             )
-        if head not in accepted:
+        if head not in arguments:
+            known = list(arguments)
             raise ConfigError(
-                f"param_space path {path!r}: {type(trainer).__name__} has no argument {head!r}; "
-                f"its arguments are {accepted}"
+                f"param_space path {path!r}: {type(trainer).__name__} has no argument {head!r}"
+                f"{_did_you_mean(head, known)}; its arguments are {known}"
             )
-        arguments[head] = _assign(arguments.get(head), rest, value, path, head)
+        arguments[head] = _assign(arguments[head], rest, value, path, head)
     try:
         return type(trainer)(**arguments)
     except ConfigError as exc:
         raise type(exc)(f"with {dict(params)}: {exc}") from None
 
 
-def with_arguments(trainer: Any, **arguments: Any) -> Any:
+def with_arguments(trainer: Trainer, **arguments: Any) -> Trainer:
     """A new trainer like ``trainer`` with some constructor arguments replaced."""
-    return type(trainer)(**{**trainer._arguments, **arguments})
+    return type(trainer)(**{**trainer.get_params(), **arguments})
 
 
-def _split(path: str) -> tuple[str, list[str]]:
-    """``"a.b.c"`` -> ("a", ["b", "c"]); ``"estimator__ridge__alpha"`` -> ("estimator",
-    ["ridge__alpha"]), the scikit-learn way of naming a nested parameter."""
-    head, *rest = path.split(".")
-    if "__" in head:
-        head, nested = head.split("__", 1)
-        rest = [nested, *rest]
-    return head, rest
+def _flatten(space: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in space.items():
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"param_space keys must be parameter paths (strings), got {key!r}")
+        path = f"{prefix}{SEPARATOR}{key}" if prefix else key
+        if isinstance(value, Mapping) and set(value) != {"grid_search"} and value:
+            out.update(_flatten(value, path))
+        else:
+            out[path] = value
+    return out
+
+
+def _segments(path: str) -> list[str]:
+    """``"estimator__ridge__alpha"`` -> ["estimator", "ridge", "alpha"] (a dotted path of
+    earlier releases splits the same way)."""
+    return new_spelling(path).split(SEPARATOR)
 
 
 def _assign(value: Any, rest: list[str], new: Any, path: str, where: str) -> Any:
@@ -100,38 +149,51 @@ def _assign(value: Any, rest: list[str], new: Any, path: str, where: str) -> Any
     if not rest:
         return new
     segment, deeper = rest[0], rest[1:]
-    if value is None or isinstance(value, Mapping):
-        # Dicts of keyword arguments (optimizer_kwargs, params, train_loop_config) take
-        # new keys, as Tune's own param_space does; the trainer checks what it can.
-        out = dict(value or {})
-        out[segment] = _assign(out.get(segment), deeper, new, path, f"{where}.{segment}")
-        return out
-    if hasattr(value, "set_params") and hasattr(value, "get_params"):
-        name = "__".join(rest)
+    if _is_estimator(value):
+        # scikit-learn routes the rest itself (a pipeline step's parameter included).
+        name = SEPARATOR.join(rest)
         known = value.get_params(deep=True)
         if name not in known:
             shown = sorted(k for k in known if not isinstance(known[k], type))
             raise ConfigError(
-                f"param_space path {path!r}: {type(value).__name__} has no parameter {name!r}; "
-                f"its parameters are {shown}"
+                f"param_space path {path!r}: {type(value).__name__} has no parameter {name!r}"
+                f"{_did_you_mean(name, shown)}; its parameters are {shown}"
             )
         out = copy.deepcopy(value)
         out.set_params(**{name: new})
+        return out
+    if value is None or isinstance(value, Mapping):
+        # Dicts of keyword arguments (optimizer_kwargs, params, train_loop_config) take
+        # new keys, as Tune's own param_space does; the trainer checks what it can.
+        out = dict(value or {})
+        inner = f"{where}{SEPARATOR}{segment}"
+        out[segment] = _assign(out.get(segment), deeper, new, path, inner)
         return out
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         names = [f.name for f in dataclasses.fields(value)]
         if segment not in names:
             raise ConfigError(
                 f"param_space path {path!r}: {where} ({type(value).__name__}) has no field "
-                f"{segment!r}; its fields are {names}"
+                f"{segment!r}{_did_you_mean(segment, names)}; its fields are {names}"
             )
-        inner = _assign(getattr(value, segment), deeper, new, path, f"{where}.{segment}")
-        return dataclasses.replace(value, **{segment: inner})
+        inner = f"{where}{SEPARATOR}{segment}"
+        changed = _assign(getattr(value, segment), deeper, new, path, inner)
+        return dataclasses.replace(value, **{segment: changed})
     raise ConfigError(
         f"param_space path {path!r}: {where} is a {type(value).__name__}, which has no "
         f"parameter {segment!r} to set; address a dict key, a dataclass field or an "
         "estimator parameter"
     )
+
+
+def _is_estimator(value: Any) -> bool:
+    has_params = hasattr(value, "set_params") and hasattr(value, "get_params")
+    return has_params and not isinstance(value, type)
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _sample(value: Any) -> Any:

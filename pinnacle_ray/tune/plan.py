@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray.train.constants import DEFAULT_STORAGE_PATH
 from ray.tune import PlacementGroupFactory
@@ -16,6 +16,9 @@ from ..trainers.cluster_shape import ClusterShape
 from ..trainers.resources import plan_resources, read_reserve
 from ..trainers.storage import StorageChoice, decide, user_storage_path
 from .params import with_arguments
+
+if TYPE_CHECKING:
+    from ..trainers import Trainer
 
 __all__ = [
     "TRIAL_BUNDLE",
@@ -31,34 +34,34 @@ __all__ = [
 TRIAL_BUNDLE = {"memory": 256 * 1024 * 1024}
 
 
-def sweep_storage(trainer: Any, store: Any, name: str) -> StorageChoice:
+def sweep_storage(trainer: Trainer, store: Any, name: str) -> StorageChoice:
     """Where the trials' runs (and Tune's own trial checkpoints) are stored: the trainer's
     ``run_config.storage_path`` when the user set one, else the datastore's storage as for
     a fit; refused (``StorageNotShared``) when trials on other nodes could not reach it."""
-    run_config = getattr(trainer, "run_config", None)
+    run_config = trainer.run_config
     choice = decide(store, run_config, what=f"sweep {name!r}")
     if choice.default and run_config is not None and user_storage_path(run_config) is not None:
         return StorageChoice(str(run_config.storage_path), run_config.storage_filesystem)
     return choice
 
 
-def trial_storage(trainer: Any, storage: StorageChoice, experiment: str) -> StorageChoice:
+def trial_storage(trainer: Trainer, storage: StorageChoice, experiment: str) -> StorageChoice:
     """Where each trial's own run (Ray Train's, or a scikit-learn fit's) keeps its
     checkpoints: inside the sweep's Tune folder ``experiment``, so that one removal once
     the best trial is registered takes every trial's, finished, stopped or failed. A
     trainer with a ``run_config`` of its own keeps its runs where that says."""
-    if getattr(trainer, "run_config", None) is not None:
+    if trainer.run_config is not None:
         return storage
     base = storage.storage_path if storage.storage_path is not None else DEFAULT_STORAGE_PATH
     return StorageChoice(f"{str(base).rstrip('/')}/{experiment}", storage.storage_filesystem)
 
 
-def per_trial(trainer: Any, cluster: ClusterShape) -> tuple[Any, float, float, str | None]:
+def per_trial(trainer: Trainer, cluster: ClusterShape) -> tuple[Trainer, float, float, str | None]:
     """The trainer each trial runs (its workers' resources planned once, so trials do not
     re-plan or re-warn), and the CPUs/GPUs one trial holds while it trains."""
-    scaling = getattr(trainer, "scaling_config", None)
+    scaling = trainer.scaling
     if scaling is None:  # one fit task (scikit-learn): its CPUs
-        return trainer, float(getattr(trainer, "num_cpus", None) or 1), 0.0, None
+        return trainer, float(trainer.get_params().get("num_cpus") or 1), 0.0, None
     plan = plan_resources(scaling, cluster)
     scaling = plan.scaling_config
     per_worker = dict(scaling.resources_per_worker or {})
@@ -70,7 +73,7 @@ def per_trial(trainer: Any, cluster: ClusterShape) -> tuple[Any, float, float, s
     return with_arguments(trainer, scaling_config=scaling), cpus, gpus, plan.note
 
 
-def trial_resources(trainer: Any, trial_cpus: float) -> PlacementGroupFactory:
+def trial_resources(trainer: Trainer, trial_cpus: float) -> PlacementGroupFactory:
     """What Tune reserves per trial. The trial's own process only drives the run, so it
     asks for no CPU (the head bundle is empty). A Ray Train run places its workers in a
     placement group of its own, so the trial reserves only its memory; a fit task (which
@@ -80,9 +83,9 @@ def trial_resources(trainer: Any, trial_cpus: float) -> PlacementGroupFactory:
     return PlacementGroupFactory([{}, {"CPU": trial_cpus}])
 
 
-def trains(trainer: Any) -> bool:
+def trains(trainer: Trainer) -> bool:
     """Whether the trainer runs Ray Train workers (else one fit task)."""
-    return getattr(trainer, "scaling_config", None) is not None
+    return trainer.scaling is not None
 
 
 def trial_count(space: Mapping[str, Any], num_samples: int) -> int:

@@ -8,13 +8,16 @@ import json
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray.tune
 
 from ..trainers.registration import RunRecord
 from ..trainers.storage import StorageChoice, storage_for_trials
 from .params import with_params
+
+if TYPE_CHECKING:
+    from ..trainers import Trainer
 
 __all__ = ["DONE_KEY", "RECORD_FILE", "run_trial"]
 
@@ -25,7 +28,7 @@ DONE_KEY = "pinnacle/done"
 
 
 def run_trial(
-    config: dict[str, Any], *, trainer: Any, train: Any, valid: Any, storage: StorageChoice
+    config: dict[str, Any], *, trainer: Trainer, train: Any, valid: Any, storage: StorageChoice
 ) -> None:
     """Build the trainer with this trial's parameters, fit it without registering (its
     checkpoints in the sweep's ``storage``), and report its final metrics to Tune with the
