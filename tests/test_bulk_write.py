@@ -1,6 +1,7 @@
 """Large writes. ``store.write``: large upserts into an existing keyed table take the
-Arrow-native bulk path (ADBC staging table + one merge) on PostgreSQL; the values must be
-those the general path stores; SQLite and MariaDB keep the general path.
+Arrow-native bulk path (ADBC staging table + one merge) on PostgreSQL, and a staging file
++ one merge on a SQLite file; the values must be those the general path stores; MariaDB
+keeps the general path.
 ``store.bulk_writer``: many processes write parts of one upsert (what ``pr.predict``'s
 actors do), and the datastore decides how the rows travel; a failed write leaves no staged
 rows behind and no row of itself in the table where the datastore stages."""
@@ -60,6 +61,57 @@ def test_bulk_upsert_updates_rows_like_the_general_path_when_the_write_is_large(
     assert list(at) == list(pd.to_datetime(want["at"], utc=True))
     expected_bulk = [ROWS] if store.backend == "postgresql" else []
     assert [c for c in bulk_calls if c is not None] == expected_bulk
+
+
+def _typed(n: int) -> pa.Table:
+    """Rows of every type the SQLite staging takes, with NULLs and non-ASCII text."""
+    at = dt.datetime(2024, 2, 29, 23, 59, 58, 123456, tzinfo=dt.timezone.utc)
+    return pa.table(
+        {
+            "id": pa.array(range(n), pa.int64()),
+            "model": pa.array(["größe"] * n),
+            "f": pa.array([None if i % 7 == 0 else i / 3 for i in range(n)], pa.float64()),
+            "ok": pa.array([None if i % 5 == 0 else i % 2 == 0 for i in range(n)]),
+            "s": pa.array([None if i % 11 == 0 else f"é{i}" * (i % 3) for i in range(n)]),
+            "d": pa.array([dt.date(2024, 1, 1) + dt.timedelta(days=i % 400) for i in range(n)]),
+            "ts": pa.array(
+                [None if i % 13 == 0 else at + dt.timedelta(seconds=i) for i in range(n)],
+                pa.timestamp("us", "UTC"),
+            ),
+            "naive": pa.array(
+                [at.replace(tzinfo=None) - dt.timedelta(minutes=i) for i in range(n)],
+                pa.timestamp("us"),
+            ),
+        }
+    )
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_large_write_into_a_sqlite_table_is_staged_and_stores_what_the_general_path_stores(
+    store, tables, monkeypatch
+):
+    from pinnacle_ray.datastore.sql.sqlite import staged_writer
+
+    staged, real = [], staged_writer.staged_upsert
+
+    def spy(*args, **kwargs):
+        staged.append(real(*args, **kwargs))
+        return staged[-1]
+
+    monkeypatch.setattr(staged_writer, "staged_upsert", spy)
+    rows, keys = _typed(ROWS), ["id", "model"]
+    general, bulk = tables("general"), tables("staged")
+    for name in (general, bulk):
+        store.write(name, rows.slice(0, 1).set_column(2, "f", pa.array([-1.0])), key=keys)
+    for start in range(0, ROWS, 1_000):  # writes under the bulk size: the general path
+        store.write(general, rows.slice(start, 1_000), key=keys)
+    assert staged == []
+    assert store.write(bulk, rows, key=keys) == ROWS
+    assert staged == [ROWS]  # one staged upsert, over the row already there
+    got = store.table(bulk).to_arrow().sort_by("id")
+    assert got == store.table(general).to_arrow().sort_by("id")
+    assert got.num_rows == ROWS and got.column("f")[0].as_py() is None
+    assert _staging_left(store) == []
 
 
 @pytest.mark.parametrize("rows", [10, ROWS])
@@ -145,7 +197,7 @@ def test_a_bulk_write_the_database_refuses_writes_no_row_of_it_and_leaves_no_sta
             conn.execute(sa.text(f"ALTER TABLE {name} ADD CONSTRAINT small CHECK (x < 1000)"))
     store.write(name, _rows(0, 10), key=["id", "model"])
     bad = _rows(0, ROWS, x=1.0).set_column(2, "x", pa.array([1.0] * (ROWS - 1) + [5000.0]))
-    with pytest.raises(pr.PinnacleError, match=f"writing to table '{name}'"):
+    with pytest.raises(pr.WriteError, match=f"writing to table '{name}'.*nothing was written"):
         _bulk_write(store, name, [bad])
     got = store.table(name).to_arrow().sort_by("id")
     assert got == _rows(0, 10).select(got.column_names)  # the earlier rows, as they were

@@ -22,7 +22,7 @@ from .staging import StagingFile, merge_staged, remove_staging, stageable, stagi
 if TYPE_CHECKING:
     from ..connection import SqlConnection
 
-__all__ = ["StagedWriter", "staged_writer"]
+__all__ = ["StagedWriter", "staged_upsert", "staged_writer"]
 
 logger = logging.getLogger("pinnacle_ray.datastore")
 
@@ -45,6 +45,25 @@ def staged_writer(
     if folder is None:
         return None
     return StagedWriter(store, name, keys, folder, shared)
+
+
+def staged_upsert(store: SqlConnection, name: str, batch: pa.Table, keys: list[str]) -> int | None:
+    """Upsert ``batch`` (keys unique, columns checked) into existing table ``name`` through
+    one staging file and one merge, in one transaction: how ``store.write`` takes a large
+    write on a SQLite file (ADBC's Arrow ingest and one ``INSERT ... SELECT`` instead of a
+    Python tuple per row). Rows written, or None where staging does not apply."""
+    if not stageable(batch.schema):
+        return None
+    writer = staged_writer(store, name, keys, None)
+    if writer is None:
+        return None
+    with writer:
+        part = writer.part()
+        try:
+            part.write(batch)
+        finally:
+            part.close()  # ADBC lets go of the file before sqlite3 attaches it
+    return batch.num_rows
 
 
 class StagedWriter(WriterBase):

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ...._internal.extras import installed
-from ....errors import WriteError
+from ....errors import QueryError, WriteError
 from .text import naive_utc, sqlite_text
 
 if TYPE_CHECKING:  # SQLAlchemy only where the driver merges: the staging actors never load it
@@ -179,7 +179,7 @@ def merge_staged(
     raw = store._engine.raw_connection()
     dbapi = raw.driver_connection
     previous = dbapi.isolation_level
-    merged = 0
+    merged = committed = 0
     try:
         dbapi.isolation_level = None  # explicit BEGIN/COMMIT: ATTACH must be outside one
         for start in range(0, len(files), _ATTACH_AT_ONCE):
@@ -193,6 +193,7 @@ def merge_staged(
                     for alias in aliases:
                         merged += _merge_one(dbapi, table, alias, keys, quote, fixed)
                     dbapi.execute("COMMIT")
+                    committed = merged
                 except BaseException:
                     dbapi.execute("ROLLBACK")
                     raise
@@ -204,7 +205,16 @@ def merge_staged(
     except Exception as exc:
         from ..driver_errors import translate
 
-        raise translate(exc, secrets=store._secrets, context=f"writing to table {name!r}") from None
+        err = translate(exc, secrets=store._secrets, context=f"writing to table {name!r}")
+        if isinstance(err, QueryError):  # the rows, not a query, were wrong: as store.write
+            done = (
+                "nothing was written (the transaction was rolled back)"
+                if not committed
+                else f"{committed} row(s) of the first staging files were merged; fix the "
+                "rows and run the write again (it upserts)"
+            )
+            err = WriteError(f"{err} — {done}")
+        raise err from None
     finally:
         dbapi.isolation_level = previous
         raw.close()
