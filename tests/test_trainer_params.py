@@ -92,6 +92,11 @@ def test_a_trainer_built_from_get_params_has_the_same_configuration(bert, kind):
     assert again.get_params() == trainer.get_params()
     assert again.name == trainer.name
     assert again.scaling == trainer.scaling
+    if isinstance(trainer, pr.TorchTrainer):
+        assert again.settings == trainer.settings  # the managed loop's, None for a loop
+    if isinstance(trainer, pr.HuggingFaceTrainer):
+        assert again.setup.model_path == trainer.setup.model_path
+        assert again.setup.max_length == trainer.setup.max_length
     copy = trainer.clone()
     assert copy is not trainer and copy.get_params() == trainer.get_params()
 
