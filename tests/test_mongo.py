@@ -25,7 +25,6 @@ import pytest
 import torch
 from ray.train import ScalingConfig
 from tabular_data import diabetes
-from text_data import sentiment_rows, tiny_bert
 
 import pinnacle_ray as pr
 from pinnacle_ray.datastore.mongo.read import MongoShard
@@ -334,33 +333,9 @@ def test_torch_managed_loop_trains_and_registers_on_a_mongo_query(store, tables,
     assert lineage["train"]["key"] == "id" and lineage["train"]["rows"] == 442 - 89
 
 
-@pytest.mark.parametrize("backend", ["mongo"])
-def test_huggingface_trainer_fine_tunes_and_registers_on_a_mongo_query(
-    store, tables, backend, tmp_path
-):
-    table = tables("reviews")
-    store.write(table, sentiment_rows(200), key="id")
-    train = store.table(table, where={"split": "train"}, key="id")
-    valid = store.table(table, where={"split": "valid"}, key="id")
-    result = pr.HuggingFaceTrainer(
-        model=str(tiny_bert(tmp_path / "tiny-bert")),
-        text_column="text",
-        label="label",
-        training_args={
-            "learning_rate": 5e-3,
-            "per_device_train_batch_size": 16,
-            "num_train_epochs": 2,
-            "logging_steps": 2,
-            "warmup_steps": 0,
-        },
-        max_length=16,
-        scaling_config=ScalingConfig(num_workers=2),
-        name=f"{table}-hf",
-    ).fit(train=train, valid=valid)
-    assert result.version == 1 and np.isfinite(result.metrics["valid/loss"])
-    predicted = store.models.load(f"{table}-hf").predict(["great lovely product", "awful sad"])
-    assert set(predicted) <= {"pos", "neg"} and len(predicted) == 2
-    assert store.models.get(f"{table}-hf").lineage["train"]["rows"] == 160
+# The Hugging Face trainer fine-tunes and registers on a MongoDB query in
+# test_bounded_disk.py (its evaluation-checkpoint run is on MongoDB: one Ray Train start for
+# both checks).
 
 
 # -- the example -----------------------------------------------------------------------------
