@@ -27,13 +27,14 @@ from ...errors import (
 )
 from ..bulk import BulkWriter, UpsertWriter, bulk_keys
 from ..identifiers import validate_identifier
+from ..rows import WriteData
 from ..wiring import JobsFactory, ModelsFactory, Wired
 from .blobs import MongoBlobStore
 from .driver_errors import translate
 from .query import MongoQuery
 from .read import client_for
 from .schema import SchemaLike
-from .write import KEY_INDEX, WriteData, delete_documents, insert, match_filter, upsert
+from .write import KEY_INDEX, delete_documents, insert, match_filter, upsert
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -29,8 +29,7 @@ from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, CollectionInvalid, OperationFailure, PyMongoError
 
 from ...errors import ConfigError, DuplicateKey, InvalidIdentifier, InvalidKey, WriteError
-from ..sql.write import WriteData, to_arrow_batches
-from ..sql.write import _prepare as prepare_batch
+from ..rows import WriteData, keyed_batch, to_arrow_batches
 from ..where_values import check_where_value
 from .driver_errors import is_duplicate_key, translate
 
@@ -165,7 +164,7 @@ def _prepared(data: WriteData, keys: list[str], *, insert_only: bool) -> list[pa
 
 
 def _prepared_batch(batch: pa.Table, keys: list[str], *, insert_only: bool) -> pa.Table:
-    batch = prepare_batch(batch, keys, insert_only=insert_only, dialect="mongodb")
+    batch = keyed_batch(batch, keys, insert_only=insert_only, dialect="mongodb")
     for f in batch.schema:
         if f.name.startswith("$") or "\x00" in f.name:
             raise WriteError(f"column {f.name!r} cannot be a MongoDB field name")

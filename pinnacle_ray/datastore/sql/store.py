@@ -28,6 +28,7 @@ from ...errors import (
 )
 from ..bulk import BulkWriter, UpsertWriter, bulk_keys
 from ..identifiers import validate_identifier
+from ..rows import WriteData
 from ..shards import is_local_host
 from ..wiring import JobsFactory, ModelsFactory, Wired
 from .blobs import SqlBlobStore
@@ -36,7 +37,7 @@ from .query import SqlQuery, _CtidPages
 from .read import Compiled, via_settings
 from .reflect import reflect_table
 from .sqlite import connectorx_read
-from .write import WriteData, delete_rows, upsert
+from .write import delete_rows, upsert
 from .write import insert as insert_rows
 
 __all__ = ["SqlDatastore"]
