@@ -116,8 +116,12 @@ def test_resume_restores_scheduler_accumulation_and_clipping_bit_for_bit(store, 
     first = _trainer(name="resumable", epochs=2, **OPTIONS).fit(train=store.table("points"))
     assert first.metrics["step"] == 8
     resumed = _trainer(name="resumable", epochs=3, **OPTIONS).fit(
-        train=store.table("points"), resume_from="resumable"
+        train=store.table("points"), resume_from="resumable", handle="latest"
     )
+    # Registered as the next version with its parent recorded (this test also stands for the
+    # managed loop's plain resume, once three fits of its own in test_torch_managed.py).
+    assert resumed.version == 2
+    assert store.models.get("resumable", version=2).parent_version == 1
     assert resumed.metrics["step"] == straight.metrics["step"]
     assert resumed.metrics["train/lr"] == straight.metrics["train/lr"]
     a, b = _weights(store, "straight"), _weights(store, "resumable", version=2)

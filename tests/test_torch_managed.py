@@ -85,13 +85,6 @@ def test_the_time_of_the_first_optimizer_step_is_reported_between_loop_start_and
     assert len(first) == len(result.reports) and len(set(first)) == 1  # the run's first only
 
 
-def test_two_workers_split_the_data_and_step_together_when_on_two_cpus(store):
-    result = _linear(epochs=1, listen="train/loss").fit(train=store.table("points"), register=False)
-    # 2,000 rows, two workers with equal shards of 1,000, batches of 32: 32 steps each.
-    assert result.metrics["step"] == 32
-    assert result.version is None
-
-
 def test_validation_runs_on_a_hash_split_of_the_key_when_no_valid_query_is_given(trained):
     store, result = trained
     assert "valid/loss" in result.metrics
@@ -102,12 +95,15 @@ def test_validation_runs_on_a_hash_split_of_the_key_when_no_valid_query_is_given
     assert lineage["train"]["key_max"] == 1_999
 
 
-def test_validation_uses_the_valid_query_when_one_is_given(store):
+def test_validation_uses_the_valid_query_and_two_workers_split_the_training_rows(store):
     train = store.sql("SELECT * FROM points WHERE id % 5 <> 0", key="id")
     valid = store.sql("SELECT * FROM points WHERE id % 5 = 0", key="id")
     result = _linear(epochs=1).fit(train=train, valid=valid)
     assert result.metrics["valid/loss"] < 4.0  # the label's variance is ~16
     assert "id % 5 = 0" in store.models.get("lin").lineage["valid"]["sql"]
+    # 1,600 training rows, two workers with equal shards of 800, batches of 32: 25 steps
+    # each, taken together (one run checks both; each Ray Train start costs ~10-15 s).
+    assert result.metrics["step"] == 25
 
 
 def test_training_stops_early_when_the_listened_metric_stops_improving(store):
@@ -121,27 +117,13 @@ def test_training_stops_early_when_the_listened_metric_stops_improving(store):
     )
     result = trainer.fit(train=store.table("points"), register=False)
     assert result.metrics["step"] == 15  # validations at 5 (best), 10 and 15 (no better)
+    assert result.version is None  # register=False
 
 
-def test_resume_continues_weights_optimizer_and_step_exactly_when_resumed_from_registry(store):
-    one = ScalingConfig(num_workers=1)  # one worker, one shard: a deterministic batch order
-    straight = _linear(epochs=3, scaling_config=one, listen="train/loss", name="straight")
-    straight_result = straight.fit(train=store.table("points"))
-    first = _linear(epochs=2, scaling_config=one, listen="train/loss", name="resumable")
-    first_result = first.fit(train=store.table("points"))
-    second = _linear(epochs=3, scaling_config=one, listen="train/loss", name="resumable")
-    resumed = second.fit(train=store.table("points"), resume_from="resumable", handle="latest")
-
-    assert resumed.version == 2
-    assert resumed.metrics["step"] == straight_result.metrics["step"]
-    assert resumed.metrics["step"] == first_result.metrics["step"] * 3 // 2
-    assert store.models.get("resumable", version=2).parent_version == 1
-    a = store.models.load("straight", handle="latest").module.state_dict()
-    b = store.models.load("resumable", version=2, handle="latest").module.state_dict()
-    # Two identical runs differ by ~4e-4 here (measured); the same resume with fresh Adam
-    # moments differs by ~2e-2 (measured in plain torch), far outside this tolerance.
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=0, atol=5e-3)
+# Resuming from the registry continues weights, optimizer moments, scheduler and step bit for
+# bit, registered as version 2 with version 1 as its parent: test_torch_loop_features.py's
+# resume test (it shares its uninterrupted run with three other tests; the three fits this
+# file once made for the same check cost three Ray Train starts).
 
 
 def test_resume_is_refused_when_the_weights_do_not_fit_the_model(trained):
