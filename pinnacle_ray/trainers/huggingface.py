@@ -23,7 +23,7 @@ import ray.train
 import ray.train.torch
 from ray.train import RunConfig, ScalingConfig
 
-from .._internal.names import default_name
+from .._internal.names import default_name, validate_name
 from ..errors import (
     ConfigError,
     DataError,
@@ -215,6 +215,8 @@ class HuggingFaceTrainer(TrainerParams, Submittable):
         check_shuffle(shuffle)
         float(early_stopping_threshold)  # a number
         Tracking.of(tracking, callbacks)  # a bad tracker or callback is refused now
+        if name is not None:
+            validate_name(name)
         self.model = model
         self.text_column = text_column
         self.label = label

@@ -21,7 +21,6 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from .._internal.names import validate_name
 from ..errors import ConfigError
 
 __all__ = ["TrainerParams", "param_names"]
@@ -108,8 +107,9 @@ class TrainerParams:
 
     @name.setter
     def name(self, value: str | None) -> None:
-        # Checked here, when given: it becomes folders and Ray run names.
-        self.__dict__["_name"] = None if value is None else validate_name(value)
+        # Stored as given: the constructor checks it, and every fit checks it again before
+        # it becomes folders and Ray run names (a name set afterwards is refused there).
+        self.__dict__["_name"] = value
 
     @property
     def _arguments(self) -> dict[str, Any]:

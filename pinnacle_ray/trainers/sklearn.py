@@ -24,7 +24,7 @@ import sklearn
 from ray.train import RunConfig
 from sklearn.base import clone
 
-from .._internal.names import default_name
+from .._internal.names import default_name, validate_name
 from .._internal.runtime import cluster_cpus, ensure_ray, quiet_execution
 from ..errors import ConfigError, DataTooLarge, NonNumericFeature, ResourceError
 from ..registry.sklearn_flavor import save_model
@@ -136,6 +136,8 @@ class SklearnTrainer(TrainerParams, Submittable):
                 f"{type(fit_kwargs).__name__}"
             )
         Tracking.of(tracking, callbacks)  # a bad tracker or callback is refused now
+        if name is not None:
+            validate_name(name)
         self.estimator = estimator
         self.features = features
         self.label = label

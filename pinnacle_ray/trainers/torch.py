@@ -23,7 +23,7 @@ import ray.train.torch
 import torch
 from ray.train import RunConfig, ScalingConfig
 
-from .._internal.names import default_name
+from .._internal.names import default_name, validate_name
 from ..errors import ConfigError, MetricNotReported, NonFiniteValues
 from ..registry.code_refs import import_path, resolve
 from ..registry.torch_flavor import check_compatible, model_meta
@@ -197,6 +197,8 @@ class TorchTrainer(TrainerParams, Submittable):
                 f"{type(train_loop_config).__name__}"
             )
         Tracking.of(tracking, callbacks)  # a bad tracker or callback is refused now
+        if name is not None:
+            validate_name(name)
         self.train_loop_per_worker = train_loop_per_worker
         self.train_loop_config = train_loop_config
         self.model = model

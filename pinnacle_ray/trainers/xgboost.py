@@ -23,6 +23,7 @@ import xgboost as xgb
 from ray.train import RunConfig, ScalingConfig
 from ray.train.xgboost import XGBoostTrainer as RayXGBoostTrainer
 
+from .._internal.names import validate_name
 from ..errors import ConfigError, NonFiniteValues, NonNumericFeature, TooFewRows
 from ..registry.xgboost_flavor import MODEL_FILE, is_classification, load_booster
 from .base import (
@@ -150,6 +151,8 @@ class XGBoostTrainer(TrainerParams, Submittable):
                 f"params must be a dict of XGBoost parameters, got {type(params).__name__}"
             )
         Tracking.of(tracking, callbacks)  # a bad tracker or callback is refused now
+        if name is not None:
+            validate_name(name)
         self.params = params
         self.features = features
         self.label = label
