@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import ray.data
 import ray.train
@@ -40,7 +40,6 @@ __all__ = [
     "default_run_config",
     "fit_reports",
     "in_tune_trial",
-    "keeps_arguments",
     "lineage_of",
     "plan_for",
     "progress_shown",
@@ -57,8 +56,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("pinnacle_ray.trainers")
-
-_T = TypeVar("_T")
 
 
 class _Query(Protocol):
@@ -243,22 +240,6 @@ def in_tune_trial() -> bool:
     from ray.tune.trainable.trainable_fn_utils import _in_tune_session
 
     return bool(_in_tune_session())
-
-
-def keeps_arguments(cls: type[_T]) -> type[_T]:
-    """Class decorator: each instance keeps the arguments it was built with (``_arguments``,
-    by parameter name), so a sweep can build a copy with some of them changed."""
-    init = cls.__init__  # type: ignore[misc]
-    signature = inspect.signature(init)
-
-    @functools.wraps(init)
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        bound = signature.bind(self, *args, **kwargs)
-        self._arguments = {k: v for k, v in list(bound.arguments.items())[1:]}
-        init(self, *args, **kwargs)
-
-    cls.__init__ = __init__  # type: ignore[misc]
-    return cls
 
 
 def lineage_of(query: Any) -> dict[str, Any] | None:

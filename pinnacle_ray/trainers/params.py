@@ -111,12 +111,6 @@ class TrainerParams:
         # it becomes folders and Ray run names (a name set afterwards is refused there).
         self.__dict__["_name"] = value
 
-    @property
-    def _arguments(self) -> dict[str, Any]:
-        """The arguments as given, under the name the rooms above read before
-        ``get_params`` (kept until they all call ``get_params``)."""
-        return self.get_params()
-
     def __setattr__(self, name: str, value: Any) -> None:
         # A parameter changed: what was derived from the parameters is derived again.
         if name in param_names(type(self)):
