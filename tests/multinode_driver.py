@@ -23,7 +23,6 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-TESTS = Path(__file__).parent
 SCENARIOS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 
@@ -33,15 +32,10 @@ def scenario(fn: Callable[[dict[str, Any]], dict[str, Any]]):
 
 
 def connect() -> None:
-    """Join the cluster at ``PRT_GCS`` as a driver; train loops defined under tests/ import
-    in the workers of every node (the checkout is the code image all nodes share)."""
-    from pinnacle_ray._quiet_logging import worker_env
-
-    ray.init(
-        address=os.environ["PRT_GCS"],
-        logging_level="WARNING",
-        runtime_env={"env_vars": {"PYTHONPATH": str(TESTS), **worker_env()}},
-    )
+    """Join the cluster at ``PRT_GCS`` as a driver. Train loops defined under tests/ import
+    in the workers of every node: the nodes have tests/ on their PYTHONPATH (the checkout
+    is the code image all nodes share; ``ray_cluster.code_image_env``)."""
+    ray.init(address=os.environ["PRT_GCS"], logging_level="WARNING")
 
 
 def node_ids(labels: list[str], timeout: float = 60) -> dict[str, str]:
@@ -298,7 +292,7 @@ def sweep(args: dict[str, Any]) -> dict[str, Any]:
     trainer = _linear(args, epochs=1)
     result = pr.sweep(
         trainer,
-        {"optimizer_kwargs.lr": tune.grid_search([0.1, 0.001])},
+        {"optimizer_kwargs__lr": tune.grid_search([0.1, 0.001])},
         train=store.table(args["train"]),
         metric="valid/loss",
         mode="min",

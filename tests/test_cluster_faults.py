@@ -38,7 +38,14 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
-from ray_cluster import LocalCluster, WorkerNode, start_head, start_worker_node
+from ray_cluster import (
+    FAST_NODE_DEATH,
+    LocalCluster,
+    WorkerNode,
+    code_image_env,
+    start_head,
+    start_worker_node,
+)
 from sklearn.linear_model import Ridge
 
 import pinnacle_ray as pr
@@ -267,11 +274,9 @@ _PREDICT = textwrap.dedent(
     import json, os, sys
     import ray
     import pinnacle_ray as pr
-    from pinnacle_ray._quiet_logging import worker_env
 
     args = json.loads(sys.argv[1])
-    ray.init(address=os.environ["PRT_GCS"], logging_level="WARNING",
-             runtime_env={"env_vars": worker_env()})
+    ray.init(address=os.environ["PRT_GCS"], logging_level="WARNING")
     def labels():
         return {n["NodeID"]: l for n in ray.nodes() for l in ("node_a", "node_b", "node_c")
                 if l in n["Resources"]}
@@ -299,7 +304,8 @@ PREDICT_ROWS = 20_000
 def two_nodes() -> Iterator[tuple[LocalCluster, WorkerNode]]:
     """A head without CPUs (it runs the driver) and a worker node with one, so the
     prediction actor runs on the worker node; this module's own, stopped by pid."""
-    head = start_head(num_cpus=0, resources={"node_a": 1})
+    env = {**code_image_env(), **FAST_NODE_DEATH}  # the test kills node_b
+    head = start_head(num_cpus=0, resources={"node_a": 1}, env=env)
     try:
         yield head, start_worker_node(head, num_cpus=1, isolated=False, label="node_b")
     finally:

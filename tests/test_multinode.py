@@ -34,6 +34,7 @@ import pytest
 from multinode_loops import FEATURES, points
 from multinode_s3 import LocalS3
 from ray_cluster import (
+    FAST_NODE_DEATH,
     LocalCluster,
     WorkerNode,
     code_image_env,
@@ -147,7 +148,7 @@ def cluster(s3_server: LocalS3) -> Iterator[TwoNodes]:
     """Head + one worker node, isolated, with the S3 server's variables and the code image
     (tests/ on PYTHONPATH) in every node's environment; refuses to run the module (an
     error, not a skip) when it cannot isolate."""
-    env = {**s3_server.env, **code_image_env()}
+    env = {**s3_server.env, **code_image_env(), **FAST_NODE_DEATH}  # a test kills node_b
     head = start_head(num_cpus=1, isolated=True, resources={"node_a": 1}, env=env)
     try:
         worker = start_worker_node(head, num_cpus=1, isolated=True, label="node_b")
