@@ -136,30 +136,31 @@ def test_submit_run_predict_writes_the_predictions_and_records_the_version_used(
     assert written == 442
 
 
-def test_same_spec_is_refused_while_it_runs_and_stop_records_stopped(env, workspace, store):
+def test_same_spec_is_refused_while_it_runs_forced_under_the_next_id_and_stop_records_stopped(
+    env, workspace, store
+):
+    # One running job for three facets: a second submit is refused, --force submits it
+    # again under a new id, and stopping it records STOPPED.
     first = cli(env, workspace["work"], "submit", "slow.yaml", "--json")
     assert first.returncode == 0, first.stderr[-3000:]
     sid = json.loads(first.stdout)["submission_id"]
-    again = cli(env, workspace["work"], "submit", "slow.yaml")
-    assert again.returncode == 1
-    assert f"already running as job {sid}" in again.stderr
-    stopped = cli(env, workspace["work"], "jobs", "stop", sid, "--spec", "slow.yaml", "--json")
-    assert stopped.returncode == 0, stopped.stderr[-3000:]
-    assert json.loads(stopped.stdout)["status"] == "STOPPED"
-    assert JobRecords(store).get(sid).status == "STOPPED"
-
-
-def test_force_submits_the_same_spec_again_under_the_next_id(env, workspace, store):
-    first = cli(env, workspace["work"], "submit", "slow.yaml", "--json")
-    sid = json.loads(first.stdout)["submission_id"]
-    forced = cli(env, workspace["work"], "submit", "slow.yaml", "--force", "--json")
+    running = [sid]  # stopped at the end whatever fails
     try:
+        again = cli(env, workspace["work"], "submit", "slow.yaml")
+        assert again.returncode == 1
+        assert f"already running as job {sid}" in again.stderr
+        forced = cli(env, workspace["work"], "submit", "slow.yaml", "--force", "--json")
         assert forced.returncode == 0, forced.stderr[-3000:]
-        assert json.loads(forced.stdout)["submission_id"] != sid
+        running.append(json.loads(forced.stdout)["submission_id"])
+        assert running[-1] != sid
+        stopped = cli(env, workspace["work"], "jobs", "stop", sid, "--spec", "slow.yaml", "--json")
+        running.remove(sid)
+        assert stopped.returncode == 0, stopped.stderr[-3000:]
+        assert json.loads(stopped.stdout)["status"] == "STOPPED"
+        assert JobRecords(store).get(sid).status == "STOPPED"
     finally:
-        for job in (sid, json.loads(forced.stdout or "{}").get("submission_id")):
-            if job:
-                cli(env, workspace["work"], "jobs", "stop", job)
+        for job in running:
+            cli(env, workspace["work"], "jobs", "stop", job)
 
 
 def test_failing_spec_is_failed_with_its_error_recorded_and_traceback_in_logs(
