@@ -101,6 +101,19 @@ def test_a_trainer_built_from_get_params_has_the_same_configuration(bert, kind):
     assert copy is not trainer and copy.get_params() == trainer.get_params()
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_pickled_trainer_keeps_its_configuration_as_a_job_or_a_trial_receives_it(bert, kind):
+    from ray import cloudpickle
+
+    trainer, _ = _build(bert, kind)
+    again = cloudpickle.loads(cloudpickle.dumps(trainer))
+    assert repr(again) == repr(trainer)
+    assert again.name == trainer.name and again.scaling == trainer.scaling
+    if isinstance(trainer, pr.TorchTrainer):  # listen's default stays the default
+        assert again._listen_mode == trainer._listen_mode
+        assert again.settings == trainer.settings
+
+
 def test_get_params_lists_every_constructor_argument_with_its_default():
     trainer = pr.XGBoostTrainer(features=FEATURES, label="y")
     params = trainer.get_params()

@@ -93,9 +93,22 @@ _STEP_OPTIONS = (
     "scheduler_kwargs",
     "scheduler_interval",
 )
+
+
 # listen's default: "valid/loss" for the managed loop, nothing for a custom loop. None
 # turns listening (validation, early stopping, the "best" handle) off.
-_AUTO: Any = type("_Auto", (), {"__repr__": lambda self: "'auto'"})()
+class _Auto:
+    """``listen``'s default. Kept as given, it travels with the trainer (pickled to a Ray
+    job or a Tune trial), so it pickles by name: it unpickles as this one object."""
+
+    def __repr__(self) -> str:
+        return "'auto'"
+
+    def __reduce__(self) -> str:
+        return "_AUTO"
+
+
+_AUTO: Any = _Auto()
 
 
 class TorchTrainer(TrainerParams, Submittable):
