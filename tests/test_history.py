@@ -245,7 +245,7 @@ def fitted(tmp_path_factory):
     result = trainer.fit(train=store.table("rows", key="id"))
     swept = pr.sweep(
         trainer,
-        {"train_loop_config.scale": tune.grid_search([1.0, 3.0])},
+        {"train_loop_config__scale": tune.grid_search([1.0, 3.0])},
         train=store.table("rows", key="id"),
         metric="train/loss",
         mode="min",
@@ -277,7 +277,7 @@ def test_a_sweep_keeps_every_report_of_each_trial(fitted):
     assert sorted(frame["trial_id"].unique()) == sorted(t.trial_id for t in swept.trials)
     for trial in swept.trials:
         rows = frame[frame.trial_id == trial.trial_id]
-        scale = trial.params["train_loop_config.scale"]
+        scale = trial.params["train_loop_config__scale"]
         assert list(rows["step"]) == list(range(1, N_REPORTS + 1))
         assert list(rows["train/loss"]) == pytest.approx([scale / (i + 1) for i in range(6)])
     # The best trial's registered version has the same history as its trial.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -172,7 +173,7 @@ def test_asha_stops_bad_torch_trials_early_when_two_workers_fill_two_cpus(db):
         trainer,
         # ASHA compares the second trial at its first rung with the first trial's result
         # there (recorded before it): one trial that barely learns is enough to be stopped.
-        {"optimizer_kwargs.lr": tune.grid_search([0.05, 1e-7])},
+        {"optimizer_kwargs__lr": tune.grid_search([0.05, 1e-7])},
         train=train,
         valid=valid,
         metric="valid/loss",
@@ -183,7 +184,7 @@ def test_asha_stops_bad_torch_trials_early_when_two_workers_fill_two_cpus(db):
 
     assert result.plan.concurrent == 1  # 2 workers + reads take both CPUs: trials queue
     best, *bad = result.trials
-    assert best.params == {"optimizer_kwargs.lr": 0.05} and best.status == "completed"
+    assert best.params == {"optimizer_kwargs__lr": 0.05} and best.status == "completed"
     assert store.models.get("mlp", version=result.version).config["sweep"]["name"] == "mlp-lr"
     assert {t.status for t in bad} == {"stopped"}
     # every Ray Train report reached Tune: the full trial saw 4 epochs, the others fewer
@@ -197,20 +198,38 @@ def _loss_loop(config):  # plain Ray Train code: the loss is the swept value its
         pr.report({"epoch": epoch, "loss": config["lr"] * (2 - epoch)}, model=model)
 
 
-def test_ray_style_loop_sweeps_its_train_loop_config(db):
+@pytest.mark.parametrize(
+    ("space", "path"),
+    [
+        # Ray Tune's nested form is the path train_loop_config__lr
+        ({"train_loop_config": {"lr": tune.grid_search([0.3, 0.1])}}, "train_loop_config__lr"),
+        # the dotted path of earlier releases: the same sweep, with a FutureWarning
+        ({"train_loop_config.lr": tune.grid_search([0.3, 0.1])}, "train_loop_config.lr"),
+    ],
+    ids=["nested-dict", "deprecated-dotted"],
+)
+def test_ray_style_loop_sweeps_its_train_loop_config(db, space, path):
     _, store, _ = db
     trainer = pr.TorchTrainer(_loss_loop, train_loop_config={"lr": 1.0}, name="loop")
 
-    result = pr.sweep(
-        trainer,
-        {"train_loop_config.lr": tune.grid_search([0.3, 0.1])},
-        train=_queries(store)[0],
-        metric="loss",
-        mode="min",
-        name="loop-lr",
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FutureWarning)
+        result = pr.sweep(
+            trainer,
+            space,
+            train=_queries(store)[0],
+            metric="loss",
+            mode="min",
+            name="loop-lr-dotted" if "." in path else "loop-lr",
+        )
 
-    assert result.params == {"train_loop_config.lr": 0.1}
+    deprecations = [str(w.message) for w in caught if w.category is FutureWarning]
+    if "." in path:
+        assert len(deprecations) == 1
+        assert "'train_loop_config.lr' -> use 'train_loop_config__lr'" in deprecations[0]
+    else:
+        assert deprecations == []
+    assert result.params == {path: 0.1}
     assert result.metrics["loss"] == pytest.approx(0.1)
     assert store.models.get("loop", version=result.version).config["train_loop_config"] == {
         "lr": 0.1
@@ -223,7 +242,7 @@ def test_xgboost_sweeps_its_params_by_path(db):
 
     result = pr.sweep(
         trainer,
-        {"params.max_depth": tune.grid_search([1, 3])},
+        {"params__max_depth": tune.grid_search([1, 3])},
         train=_queries(store)[0],
         metric="valid/rmse",
         mode="min",
@@ -231,10 +250,10 @@ def test_xgboost_sweeps_its_params_by_path(db):
     )
 
     trials = store.models.sweeps("xgb-depth")
-    assert {t.params["params.max_depth"] for t in trials} == {1, 3}
+    assert {t.params["params__max_depth"] for t in trials} == {1, 3}
     best = min(trials, key=lambda t: t.score)
     assert result.params == best.params and best.version == result.version
     assert (
         store.models.get("xgb", version=result.version).config["params"]["max_depth"]
-        == (best.params["params.max_depth"])
+        == (best.params["params__max_depth"])
     )
