@@ -33,8 +33,8 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .batch_predict import predict
     from ._connect import connect
+    from .batch_predict import predict
     from .trainers import (
         HuggingFaceTrainer,
         SklearnTrainer,

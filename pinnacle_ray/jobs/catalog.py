@@ -24,8 +24,8 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .._internal.secrets import mask
 from .._internal.names import validate_name
+from .._internal.secrets import mask
 from .handle import Job
 from .recording import current_submission_id, mark_finished, recorded
 from .records import JobRecord, JobRecords
