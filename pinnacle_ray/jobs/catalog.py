@@ -22,13 +22,16 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._internal.names import validate_name
 from .._internal.secrets import mask
 from .handle import Job
 from .recording import current_submission_id, mark_finished, recorded
 from .records import JobRecord, JobRecords
+
+if TYPE_CHECKING:
+    from ..trainers.protocol import Trainer
 
 __all__ = ["JobCatalog"]
 
@@ -65,7 +68,7 @@ class JobCatalog:
 
     def submit(
         self,
-        trainer: Any,
+        trainer: Trainer,
         *,
         train: Any,
         valid: Any = None,

@@ -34,7 +34,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from .._internal.constants import ray_address
@@ -49,6 +49,9 @@ from .records import JobRecord, JobRecords
 from .secrets import with_removal_hook
 from .tracking import _first_line, connect_client
 
+if TYPE_CHECKING:
+    from ..trainers.protocol import Trainer
+
 __all__ = ["PAYLOAD", "main", "run_payload", "submit_fit"]
 
 logger = logging.getLogger("pinnacle_ray.jobs")
@@ -59,7 +62,7 @@ ENTRYPOINT = f"python -m pinnacle_ray.jobs.remote {PAYLOAD}"
 
 def submit_fit(
     store: Any,
-    trainer: Any,
+    trainer: Trainer,
     *,
     train: Any,
     valid: Any = None,
@@ -183,7 +186,7 @@ def run_payload(payload: dict[str, Any]) -> Any:
     return result
 
 
-def _named(trainer: Any, register: bool | str) -> tuple[Any, str, bool]:
+def _named(trainer: Trainer, register: bool | str) -> tuple[Trainer, str, bool]:
     """The trainer to ship (renamed when ``register`` is a name), its name, and whether the
     run registers."""
     if isinstance(register, bool):
@@ -282,7 +285,7 @@ def _this_machine(host: str) -> bool:
     return host in names
 
 
-def _pickled(trainer: Any, payload: dict[str, Any]) -> bytes:
+def _pickled(trainer: Trainer, payload: dict[str, Any]) -> bytes:
     """The payload as cloudpickle bytes, the user's own (not installed) modules by value;
     ``NotShippable`` naming the argument that cannot be pickled."""
     from ray import cloudpickle
@@ -301,7 +304,7 @@ def _pickled(trainer: Any, payload: dict[str, Any]) -> bytes:
             ) from None
 
 
-def _culprit(trainer: Any, payload: dict[str, Any], cloudpickle: Any) -> str:
+def _culprit(trainer: Trainer, payload: dict[str, Any], cloudpickle: Any) -> str:
     for name, value in _params_of(trainer).items():
         try:
             cloudpickle.dumps(value)
@@ -315,13 +318,13 @@ def _culprit(trainer: Any, payload: dict[str, Any], cloudpickle: Any) -> str:
     return f"the {type(trainer).__name__}"
 
 
-def _params_of(trainer: Any) -> dict[str, Any]:
+def _params_of(trainer: Trainer) -> dict[str, Any]:
     """The trainer's constructor arguments as given (``get_params()``), what travels."""
     get_params = getattr(trainer, "get_params", None)
     return dict(get_params()) if callable(get_params) else {}
 
 
-def _modules_of(trainer: Any) -> list[Any]:
+def _modules_of(trainer: Trainer) -> list[Any]:
     """The modules that define the trainer's code arguments (a loop, a model class, an
     estimator) and are not installed: the user's project files, sent by value."""
     found: dict[str, Any] = {}
