@@ -27,7 +27,7 @@ def connect(
     artifact_root: str | os.PathLike[str] | None = None,
     *,
     sqlite_wal: bool | None = None,
-) -> SqlDatastore | MongoDatastore:
+) -> SqlDatastore[ModelRegistry, JobCatalog] | MongoDatastore[ModelRegistry, JobCatalog]:
     """Connect to the datastore at ``url``: any SQLAlchemy URL, a path to an SQLite file, or
     a ``mongodb://`` / ``mongodb+srv://`` URL; ``store.models`` is its model registry and
     ``store.jobs`` its Ray jobs.

@@ -142,3 +142,30 @@ def test_the_datastore_room_has_no_import_circles() -> None:
     assert circles == [], "import circles in pinnacle_ray/datastore: " + "; ".join(
         " -> ".join(c) for c in circles
     )
+
+
+def test_pr_connect_says_store_models_is_the_model_registry_so_an_ide_completes_it():
+    """``store.models`` is typed by the datastore room only as what it reads
+    (``ModelVersions``); ``pr.connect`` parametrizes the store with the classes its
+    factories build, so a type checker sees ``ModelRegistry`` and ``JobCatalog``."""
+    import typing
+
+    from pinnacle_ray import _connect
+    from pinnacle_ray.datastore import MongoDatastore, SqlDatastore
+    from pinnacle_ray.jobs.catalog import JobCatalog
+    from pinnacle_ray.registry.registry import ModelRegistry
+
+    names = dict(
+        vars(_connect),
+        SqlDatastore=SqlDatastore,
+        MongoDatastore=MongoDatastore,
+        ModelRegistry=ModelRegistry,
+        JobCatalog=JobCatalog,
+    )
+    returned = typing.get_type_hints(_connect.connect, names)["return"]
+    stores = typing.get_args(returned)
+    assert [typing.get_origin(s) for s in stores] == [SqlDatastore, MongoDatastore]
+    assert all(typing.get_args(s) == (ModelRegistry, JobCatalog) for s in stores)
+    # The property's type is the store's first parameter, not a fixed Protocol.
+    models_type = typing.get_type_hints(SqlDatastore.models.fget)["return"]
+    assert models_type is SqlDatastore.__parameters__[0]

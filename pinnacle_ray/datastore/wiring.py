@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..errors import ConfigError
 from .artifact_root import legacy_artifact_root, resolve_artifact_root
@@ -23,7 +23,14 @@ if TYPE_CHECKING:
 
     from .base import Datastore, ModelVersions
 
-__all__ = ["JobsFactory", "ModelsFactory", "Wired"]
+__all__ = ["JobsFactory", "JobsT", "ModelsFactory", "ModelsT", "Wired"]
+
+#: What ``store.models`` is: whatever the connecting floor's factory builds (a
+#: ``ModelRegistry`` for ``pinnacle_ray.connect``, which says so in its return type, so an
+#: IDE completes ``store.models.load``); this room only relies on :class:`~.base.ModelVersions`.
+ModelsT = TypeVar("ModelsT", bound="ModelVersions")
+#: What ``store.jobs`` is (a ``JobCatalog`` for ``pinnacle_ray.connect``).
+JobsT = TypeVar("JobsT")
 
 #: Builds ``store.models`` from the store (``pinnacle_ray.connect`` hands the registry's).
 ModelsFactory = Callable[["Datastore"], "ModelVersions"]
@@ -31,7 +38,7 @@ ModelsFactory = Callable[["Datastore"], "ModelVersions"]
 JobsFactory = Callable[["Datastore"], Any]
 
 
-class Wired:
+class Wired(Generic[ModelsT, JobsT]):
     """The part of a datastore that is not about its backend. A store calls :meth:`_wire`
     in its constructor and names, in :meth:`_reopen_args`, the constructor arguments that
     reconnect it elsewhere (its URL and artifact root; never a live connection)."""
@@ -52,8 +59,8 @@ class Wired:
         self.legacy_artifact_root = legacy_artifact_root(place)
         self._models_factory = models
         self._jobs_factory = jobs
-        self._models: ModelVersions | None = None
-        self._jobs: Any = None
+        self._models: ModelsT | None = None
+        self._jobs: JobsT | None = None
 
     def _reopen_args(self) -> tuple[Any, ...]:
         """The positional constructor arguments that reconnect this store in another process."""
@@ -66,7 +73,7 @@ class Wired:
         return _reopen, (type(self), self._reopen_args(), self._models_factory, self._jobs_factory)
 
     @property
-    def models(self) -> ModelVersions:
+    def models(self) -> ModelsT:
         """The model registry in this datastore (a ``pinnacle_ray.registry.ModelRegistry``
         when opened with ``pinnacle_ray.connect``), made on first use. Typed by what this
         room reads of it (:class:`~.base.ModelVersions`): the registry is a floor above."""
@@ -75,7 +82,7 @@ class Wired:
         return self._models
 
     @property
-    def jobs(self) -> Any:
+    def jobs(self) -> JobsT:
         """The Ray jobs recorded in this datastore (``store.jobs.get(id).wait()``; a
         ``pinnacle_ray.jobs.JobCatalog`` when opened with ``pinnacle_ray.connect``), made on
         first use. This room reads nothing of it, so it names no type for it."""

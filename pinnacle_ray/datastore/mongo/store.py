@@ -28,7 +28,7 @@ from ...errors import (
 from ..bulk import BulkWriter, UpsertWriter, bulk_keys
 from ..identifiers import validate_identifier
 from ..rows import WriteData
-from ..wiring import JobsFactory, ModelsFactory, Wired
+from ..wiring import JobsFactory, JobsT, ModelsFactory, ModelsT, Wired
 from .blobs import MongoBlobStore
 from .driver_errors import translate
 from .query import MongoQuery
@@ -44,7 +44,7 @@ __all__ = ["MongoDatastore"]
 T = TypeVar("T")
 
 
-class MongoDatastore(Wired):
+class MongoDatastore(Wired[ModelsT, JobsT]):
     """A MongoDB database reached through pymongo (``mongodb://`` or ``mongodb+srv://``).
 
     Example::

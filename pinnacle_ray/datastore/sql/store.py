@@ -30,7 +30,7 @@ from ..bulk import BulkWriter, UpsertWriter, bulk_keys
 from ..identifiers import validate_identifier
 from ..rows import WriteData
 from ..shards import is_local_host
-from ..wiring import JobsFactory, ModelsFactory, Wired
+from ..wiring import JobsFactory, JobsT, ModelsFactory, ModelsT, Wired
 from .blobs import SqlBlobStore
 from .driver_errors import translate
 from .query import SqlQuery, _CtidPages
@@ -49,7 +49,7 @@ CONNECT_TIMEOUT_S = 5
 # connectorx (the tests read every way).
 
 
-class SqlDatastore(Wired):
+class SqlDatastore(Wired[ModelsT, JobsT]):
     """A SQL database reached through SQLAlchemy: SQLite, PostgreSQL, MariaDB/MySQL, ...
 
     Example::
