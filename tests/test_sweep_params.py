@@ -63,8 +63,9 @@ def test_unknown_dataclass_field_is_refused_with_a_suggestion():
     loop = pr.TorchTrainer(lambda config: None, train_loop_config={"schedule": _Schedule()})
     with pytest.raises(
         pr.ConfigError,
-        match=r"train_loop_config__schedule \(_Schedule\) has no field 'decy' "
-        r"\(did you mean 'decay'\?\); its fields are \['warmup', 'decay'\]",
+        match=r"^param_space path 'train_loop_config__schedule__decy': "
+        r"train_loop_config__schedule \(_Schedule\) has no field 'decy'; did you mean 'decay'\?; "
+        r"its fields are \['warmup', 'decay'\]$",
     ):
         check_space(loop, {"train_loop_config__schedule__decy": tune.uniform(0, 1)})
 
@@ -121,8 +122,8 @@ def test_unknown_argument_path_is_refused_naming_the_path_and_the_trainer_argume
     trainer = pr.SklearnTrainer(Ridge(), features=FEATURES, label="y")
     with pytest.raises(
         pr.ConfigError,
-        match=r"param_space path 'estimatr__alpha': SklearnTrainer has no argument 'estimatr' "
-        r"\(did you mean 'estimator'\?\); its arguments are \['estimator', ",
+        match=r"^param_space path 'estimatr__alpha': SklearnTrainer has no parameter 'estimatr'; "
+        r"did you mean 'estimator'\?; its parameters are \['estimator', ",
     ):
         check_space(trainer, {"estimatr__alpha": tune.uniform(0, 1)})
 
@@ -131,7 +132,8 @@ def test_unknown_estimator_parameter_is_refused_naming_the_known_ones():
     trainer = pr.SklearnTrainer(Ridge(), features=FEATURES, label="y")
     with pytest.raises(
         pr.ConfigError,
-        match=r"path 'estimator__alfa': Ridge has no parameter 'alfa' \(did you mean 'alpha'",
+        match=r"^param_space path 'estimator__alfa': Ridge has no parameter 'alfa'; "
+        r"did you mean 'alpha'\?; its parameters are \[",
     ):
         check_space(trainer, {"estimator__alfa": tune.uniform(0, 1)})
 

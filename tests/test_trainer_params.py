@@ -4,6 +4,8 @@ arguments as given, ``type(t)(**t.get_params())`` builds the same configuration,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 import torch
 from ray.train import ScalingConfig
@@ -14,6 +16,7 @@ from text_data import tiny_bert
 
 import pinnacle_ray as pr
 from pinnacle_ray.trainers import Trainer
+from pinnacle_ray.tune.params import with_params
 
 pytestmark = pytest.mark.unit
 
@@ -150,6 +153,32 @@ def test_set_params_routes_nested_names_into_dicts_and_estimators_on_copies():
     mlp.set_params(optimizer_kwargs__lr=0.5)
     assert mlp.get_params()["optimizer_kwargs"] == {"lr": 0.5}
     assert kwargs == {"lr": 0.1}
+
+
+@dataclass(frozen=True)
+class _Schedule:
+    warmup: int = 0
+    decay: float = 0.5
+
+
+def test_set_params_and_a_sweep_route_a_path_through_one_router_into_dataclass_fields():
+    schedule = _Schedule()
+    loop = pr.TorchTrainer(_loop, train_loop_config={"schedule": schedule})
+    swept = with_params(loop, {"train_loop_config__schedule__decay": 0.9})
+    loop.set_params(train_loop_config__schedule__decay=0.9)
+    assert loop.train_loop_config["schedule"] == _Schedule(decay=0.9)
+    assert swept.train_loop_config == loop.train_loop_config
+    assert schedule == _Schedule()  # the user's dataclass is untouched
+    with pytest.raises(pr.ConfigError) as by_set:
+        loop.set_params(train_loop_config__schedule__decy=0.1)
+    with pytest.raises(pr.ConfigError) as by_sweep:
+        with_params(loop, {"train_loop_config__schedule__decy": 0.1})
+    # The same message, the sweep's naming where the path came from.
+    assert str(by_sweep.value) == f"param_space path {by_set.value}"
+    assert str(by_set.value) == (
+        "'train_loop_config__schedule__decy': train_loop_config__schedule (_Schedule) has no "
+        "field 'decy'; did you mean 'decay'?; its fields are ['warmup', 'decay']"
+    )
 
 
 @pytest.mark.parametrize(

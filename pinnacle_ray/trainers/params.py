@@ -8,13 +8,15 @@ or :meth:`TrainerParams.clone`) without private attributes.
 Nested parameters take scikit-learn's and skorch's one routing syntax, ``<param>__<name>``:
 into an estimator's own ``set_params`` (``estimator__alpha``,
 ``estimator__ridge__alpha`` for a pipeline step) and into a dict of keyword arguments by
-key (``optimizer_kwargs__lr``, ``params__max_depth``). The objects given are never
-changed: a nested value is set on a copy.
+key (``optimizer_kwargs__lr``, ``params__max_depth``) and into a dataclass by field. The
+objects given are never changed: a nested value is set on a copy. The sweeps route their
+parameter paths through the same :func:`routed_arguments`.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import functools
 import inspect
@@ -23,7 +25,9 @@ from typing import Any, TypeVar
 
 from ..errors import ConfigError
 
-__all__ = ["TrainerParams", "param_names"]
+__all__ = ["SEPARATOR", "TrainerParams", "param_names", "routed_arguments"]
+
+SEPARATOR = "__"
 
 _P = TypeVar("_P", bound="TrainerParams")
 _T = TypeVar("_T")
@@ -71,12 +75,7 @@ class TrainerParams:
         ``ConfigError`` suggesting the closest one."""
         if not params:
             return self
-        given = self.get_params()
-        for path, value in params.items():
-            head, _, rest = path.partition("__")
-            if head not in given:
-                raise ConfigError(_unknown(type(self).__name__, path, head, list(given)))
-            given[head] = _routed(given[head], rest, value, path) if rest else value
+        given = routed_arguments(type(self).__name__, self.get_params(), params)
         fresh = type(self)(**given)
         self.__dict__.clear()
         self.__dict__.update(fresh.__dict__)
@@ -145,6 +144,7 @@ def _same(value: Any, default: Any) -> bool:
 
 
 def _has_params(value: Any) -> bool:
+    """An estimator instance (scikit-learn's ``get_params``/``set_params``), not a class."""
     return (
         hasattr(value, "get_params")
         and hasattr(value, "set_params")
@@ -152,27 +152,67 @@ def _has_params(value: Any) -> bool:
     )
 
 
-def _routed(value: Any, rest: str, new: Any, path: str) -> Any:
-    """``value`` with ``new`` set at the nested name ``rest`` (a copy; ``value`` is kept)."""
+def routed_arguments(
+    owner: str,
+    arguments: Mapping[str, Any],
+    params: Mapping[str, Any],
+    *,
+    context: str = "",
+) -> dict[str, Any]:
+    """``arguments`` (a trainer's ``get_params()``) with each of ``params`` set at its path.
+
+    The one router of nested parameters, shared by ``set_params`` and the sweeps: a path is
+    ``<argument>__<name>__...`` and goes down into a dict by key (a missing key is added, as
+    Ray Tune's own ``param_space`` does), a dataclass by field, or an estimator by its
+    ``set_params`` names (which route the rest themselves, a pipeline step included). What
+    a path changes is copied; the other arguments are handed on as given. ``owner`` names
+    the trainer class in messages and ``context`` says where the paths came from
+    (``"param_space path "``); an unknown name is a ``ConfigError`` suggesting the closest.
+    """
+    out = dict(arguments)
+    for path, value in params.items():
+        head, *rest = path.split(SEPARATOR)
+        if head not in out:
+            raise ConfigError(_unknown(owner, path, head, list(out), context))
+        out[head] = _route(out[head], rest, value, f"{context}{path!r}", head)
+    return out
+
+
+def _route(value: Any, rest: list[str], new: Any, label: str, where: str) -> Any:
+    """``value`` with ``new`` set at the nested names ``rest`` (a copy; ``value`` is kept).
+    ``label`` names the whole path for messages, ``where`` the part of it walked so far."""
+    if not rest:
+        return new
+    segment, deeper = rest[0], rest[1:]
     if _has_params(value):
+        name = SEPARATOR.join(rest)
         known = value.get_params(deep=True)
-        if rest not in known:
+        if name not in known:
             shown = sorted(k for k in known if not isinstance(known[k], type))
             raise ConfigError(
-                f"{path!r}: {type(value).__name__} has no parameter {rest!r}"
-                f"{_suggestion(rest, shown)}; its parameters are {shown}"
+                f"{label}: {type(value).__name__} has no parameter {name!r}"
+                f"{_suggestion(name, shown)}; its parameters are {shown}"
             )
         out = copy.deepcopy(value)
-        out.set_params(**{rest: new})
+        out.set_params(**{name: new})
         return out
+    inner = f"{where}{SEPARATOR}{segment}"
     if value is None or isinstance(value, Mapping):
-        key, _, deeper = rest.partition("__")
         out = dict(value or {})
-        out[key] = _routed(out.get(key), deeper, new, path) if deeper else new
+        out[segment] = _route(out.get(segment), deeper, new, label, inner)
         return out
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = [f.name for f in dataclasses.fields(value)]
+        if segment not in names:
+            raise ConfigError(
+                f"{label}: {where} ({type(value).__name__}) has no field {segment!r}"
+                f"{_suggestion(segment, names)}; its fields are {names}"
+            )
+        changed = _route(getattr(value, segment), deeper, new, label, inner)
+        return dataclasses.replace(value, **{segment: changed})
     raise ConfigError(
-        f"{path!r}: {path.partition('__')[0]} is a {type(value).__name__}, which has no "
-        f"parameter {rest!r} to set; a nested name reaches a dict's key or an estimator's "
+        f"{label}: {where} is a {type(value).__name__}, which has no parameter {segment!r} "
+        "to set; a nested name reaches a dict's key, a dataclass's field or an estimator's "
         "parameter"
     )
 
@@ -182,9 +222,10 @@ def _suggestion(name: str, known: list[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _unknown(owner: str, path: str, head: str, known: list[str]) -> str:
-    where = f" (in {path!r})" if path != head else ""
+def _unknown(owner: str, path: str, head: str, known: list[str], context: str = "") -> str:
+    where = f"{context}{path!r}: " if context else ""
+    within = f" (in {path!r})" if path != head and not context else ""
     return (
-        f"{owner} has no parameter {head!r}{where}{_suggestion(head, known)}; "
+        f"{where}{owner} has no parameter {head!r}{within}{_suggestion(head, known)}; "
         f"its parameters are {known}"
     )

@@ -17,14 +17,12 @@ with a ``FutureWarning`` naming the new spelling; it goes in the next release.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import difflib
 import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from ..trainers.params import SEPARATOR, routed_arguments
 
 if TYPE_CHECKING:
     from ..trainers import Trainer
@@ -39,7 +37,6 @@ __all__ = [
     "with_params",
 ]
 
-SEPARATOR = "__"
 # Set by the sweep itself: resources are planned once for all trials, names and run
 # folders are per trial.
 _NOT_SWEPT = ("scaling_config", "run_config", "name")
@@ -96,24 +93,24 @@ def check_space(trainer: Trainer, space: Mapping[str, Any]) -> Trainer:
 
 def with_params(trainer: Trainer, params: Mapping[str, Any]) -> Trainer:
     """A new trainer like ``trainer`` (built from its parameters) with ``params`` set by path:
-    ``type(t)(**{**t.get_params(), ...})``. The user's objects are untouched: what a path
-    changes is copied (a dict along the path, an estimator, a dataclass), the other
-    arguments are handed on as given, as scikit-learn's ``clone`` does."""
-    arguments = trainer.get_params()
-    for path, value in params.items():
-        head, *rest = _segments(path)
+    ``type(t)(**{**t.get_params(), ...})``, routed as ``set_params`` routes them
+    (:func:`pinnacle_ray.trainers.params.routed_arguments`). The user's objects are
+    untouched: what a path changes is copied (a dict along the path, an estimator, a
+    dataclass), the other arguments are handed on as given, as scikit-learn's ``clone``
+    does."""
+    for path in params:
+        head = _segments(path)[0]
         if head in _NOT_SWEPT:
             raise ConfigError(
                 f"param_space path {path!r}: {head} cannot be swept (the sweep plans resources "
                 "once and names each trial's run); sweep the trainer's other arguments"
             )
-        if head not in arguments:
-            known = list(arguments)
-            raise ConfigError(
-                f"param_space path {path!r}: {type(trainer).__name__} has no argument {head!r}"
-                f"{_did_you_mean(head, known)}; its arguments are {known}"
-            )
-        arguments[head] = _assign(arguments[head], rest, value, path, head)
+    arguments = routed_arguments(
+        type(trainer).__name__,
+        trainer.get_params(),
+        {new_spelling(path): value for path, value in params.items()},
+        context="param_space path ",
+    )
     try:
         return type(trainer)(**arguments)
     except ConfigError as exc:
@@ -142,58 +139,6 @@ def _segments(path: str) -> list[str]:
     """``"estimator__ridge__alpha"`` -> ["estimator", "ridge", "alpha"] (a dotted path of
     earlier releases splits the same way)."""
     return new_spelling(path).split(SEPARATOR)
-
-
-def _assign(value: Any, rest: list[str], new: Any, path: str, where: str) -> Any:
-    """``value`` with ``new`` put at ``rest`` (copies; the user's objects are untouched)."""
-    if not rest:
-        return new
-    segment, deeper = rest[0], rest[1:]
-    if _is_estimator(value):
-        # scikit-learn routes the rest itself (a pipeline step's parameter included).
-        name = SEPARATOR.join(rest)
-        known = value.get_params(deep=True)
-        if name not in known:
-            shown = sorted(k for k in known if not isinstance(known[k], type))
-            raise ConfigError(
-                f"param_space path {path!r}: {type(value).__name__} has no parameter {name!r}"
-                f"{_did_you_mean(name, shown)}; its parameters are {shown}"
-            )
-        out = copy.deepcopy(value)
-        out.set_params(**{name: new})
-        return out
-    if value is None or isinstance(value, Mapping):
-        # Dicts of keyword arguments (optimizer_kwargs, params, train_loop_config) take
-        # new keys, as Tune's own param_space does; the trainer checks what it can.
-        out = dict(value or {})
-        inner = f"{where}{SEPARATOR}{segment}"
-        out[segment] = _assign(out.get(segment), deeper, new, path, inner)
-        return out
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        names = [f.name for f in dataclasses.fields(value)]
-        if segment not in names:
-            raise ConfigError(
-                f"param_space path {path!r}: {where} ({type(value).__name__}) has no field "
-                f"{segment!r}{_did_you_mean(segment, names)}; its fields are {names}"
-            )
-        inner = f"{where}{SEPARATOR}{segment}"
-        changed = _assign(getattr(value, segment), deeper, new, path, inner)
-        return dataclasses.replace(value, **{segment: changed})
-    raise ConfigError(
-        f"param_space path {path!r}: {where} is a {type(value).__name__}, which has no "
-        f"parameter {segment!r} to set; address a dict key, a dataclass field or an "
-        "estimator parameter"
-    )
-
-
-def _is_estimator(value: Any) -> bool:
-    has_params = hasattr(value, "set_params") and hasattr(value, "get_params")
-    return has_params and not isinstance(value, type)
-
-
-def _did_you_mean(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _sample(value: Any) -> Any:
