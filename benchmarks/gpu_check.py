@@ -178,7 +178,7 @@ class Checks:
                 f"{type(exc).__name__}: {first}",
                 flush=True,
             )
-            if os.environ.get("PINNACLE_GPU_CHECK_TRACEBACKS"):
+            if os.environ.get("PINNACLE_RAY_GPU_CHECK_TRACEBACKS"):
                 traceback.print_exc()
             return
         print(f"PASS {name} ({time.perf_counter() - started:.1f} s): {detail}", flush=True)

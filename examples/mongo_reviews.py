@@ -2,7 +2,7 @@
 database, and its predictions written back into a collection.
 
 Run it with ``.venv/bin/python examples/mongo_reviews.py --uri mongodb://host:27017/shop``
-against a MongoDB server. Without ``--uri`` (or ``PINNACLE_MONGO_URI``) it starts the test
+against a MongoDB server. Without ``--uri`` (or ``PINNACLE_RAY_MONGO_URI``) it starts the test
 stand-in (a MongoDB wire-protocol server over ``mongomock`` on a localhost port, from the
 ``dev`` extra that ``./dev test`` installs), so it runs on a machine with no server at all;
 Ray's read tasks reach either one over the network exactly the same way.
@@ -72,7 +72,7 @@ def reviews(n: int, seed: int = 0) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--uri", default=os.environ.get("PINNACLE_MONGO_URI"))
+    parser.add_argument("--uri", default=os.environ.get("PINNACLE_RAY_MONGO_URI"))
     parser.add_argument("--rows", type=int, default=10_000)
     args = parser.parse_args()
 

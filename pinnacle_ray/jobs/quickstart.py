@@ -16,7 +16,7 @@ FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
 SPEC = """\
 # A run spec: what `pinnacle-ray train quickstart.yaml` (or `submit`) runs.
 name: quickstart-mlp
-store: ${{PINNACLE_QUICKSTART_DB:-sqlite:///{db}}}
+store: ${{PINNACLE_RAY_QUICKSTART_DB:-sqlite:///{db}}}
 train:
   table: patients
   where: {{split: train}}
