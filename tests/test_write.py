@@ -273,3 +273,39 @@ def test_sqlite_merge_gives_every_row_the_constant_columns_when_they_are_not_sta
         staged.close()
     assert merge_staged(store, folder, "merged", keys, constants=shared) == 5
     assert store.table("merged").to_arrow().sort_by("id") == store.table("direct").to_arrow()
+
+
+def test_sqlite_merge_of_more_staging_files_than_sqlite_attaches_is_one_transaction(tmp_path):
+    # Twelve writers (SQLite attaches ten databases at most): every row lands, and a bad row
+    # in the last file leaves the table as it was, not the first files merged.
+    from pinnacle_ray.datastore.sql.sqlite.staging import StagingFile, merge_staged, staging_folder
+
+    store = pr.connect(tmp_path / "many.db")
+    store.write("t", pa.table({"id": pa.array([0], pa.int64()), "v": [-1.0]}), key="id")
+
+    def stage(parts: list[pa.Table]):
+        folder = staging_folder(store)
+        for part in parts:
+            staged = StagingFile(folder)
+            staged.append(part)
+            staged.close()
+        return folder
+
+    parts = [
+        pa.table({"id": pa.array([i, 100 + i], pa.int64()), "v": [float(i), float(i)]})
+        for i in range(12)
+    ]
+    parts.append(pa.table({"id": pa.array([200], pa.int64())}))  # another column set
+    assert merge_staged(store, stage(parts), "t", ["id"]) == 25
+    got = store.table("t").to_arrow().sort_by("id").to_pydict()
+    assert got["id"] == [*range(12), *range(100, 112), 200]
+    assert got["v"] == [float(i) for i in range(12)] * 2 + [None]
+
+    bad = [pa.table({"id": pa.array([i], pa.int64()), "v": [7.0]}) for i in range(11)]
+    bad.append(pa.table({"id": pa.array([1], pa.int64()), "v": ["not a number"]}))
+    with store._engine.begin() as conn:  # a column that refuses text, as a typed server would
+        conn.exec_driver_sql("CREATE TABLE strict_t (id INTEGER PRIMARY KEY, v REAL) STRICT")
+        conn.exec_driver_sql("INSERT INTO strict_t VALUES (0, -1.0)")
+    with pytest.raises(pr.WriteError, match="nothing was written"):
+        merge_staged(store, stage(bad), "strict_t", ["id"])
+    assert store.table("strict_t").to_arrow().to_pydict() == {"id": [0], "v": [-1.0]}

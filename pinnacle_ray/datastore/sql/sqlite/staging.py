@@ -7,9 +7,10 @@ SQLite takes one writer at a time. Processes that upsert batch by batch queue fo
 other through Python's per-row ``executemany``. A staging file has one writer, so the
 processes write in parallel, through ADBC's Arrow bulk ingest (~3x faster than
 ``executemany``); the merge is one ``INSERT ... SELECT ... ON CONFLICT`` per file inside
-SQLite (~1 s per million rows). Only ADBC ever opens a staging file and only sqlite3 the
-database: two SQLite libraries in one process must not open the same file (each one's
-POSIX locks are lost when the other closes it).
+SQLite (~1 s per million rows). Only ADBC writes a staging file, and sqlite3 reads it only
+once its writer has closed it; only sqlite3 opens the database: two SQLite libraries in one
+process must not hold the same file open (each one's POSIX locks are lost when the other
+closes it).
 """
 
 from __future__ import annotations
@@ -164,7 +165,8 @@ def merge_staged(
     constants: pa.Table | None = None,
 ) -> int:
     """Upsert every row staged in ``folder`` into table ``name`` (which has a unique key on
-    ``keys``) by ``keys``, in one transaction; then remove the folder. Rows merged.
+    ``keys``) by ``keys``, in one transaction, however many files there are; then remove the
+    folder. Rows merged.
 
     ``constants`` (one row) holds columns whose value is the same in every row (a model's
     name, a run's timestamp): they are not staged but given to every merged row here, so
@@ -179,27 +181,25 @@ def merge_staged(
     raw = store._engine.raw_connection()
     dbapi = raw.driver_connection
     previous = dbapi.isolation_level
-    merged = committed = 0
+    merged = 0
     try:
+        files = _attachable(files, Path(folder))
+        aliases = [f"pinnacle_stage_{i}" for i in range(len(files))]
         dbapi.isolation_level = None  # explicit BEGIN/COMMIT: ATTACH must be outside one
-        for start in range(0, len(files), _ATTACH_AT_ONCE):
-            group = files[start : start + _ATTACH_AT_ONCE]
-            aliases = [f"pinnacle_stage_{i}" for i in range(len(group))]
-            for path, alias in zip(group, aliases, strict=True):
-                dbapi.execute(f"ATTACH DATABASE ? AS {alias}", (f"file:{path}?mode=ro",))
+        for path, alias in zip(files, aliases, strict=True):
+            dbapi.execute(f"ATTACH DATABASE ? AS {alias}", (f"file:{path}?mode=ro",))
+        try:
+            dbapi.execute("BEGIN IMMEDIATE")
             try:
-                dbapi.execute("BEGIN IMMEDIATE")
-                try:
-                    for alias in aliases:
-                        merged += _merge_one(dbapi, table, alias, keys, quote, fixed)
-                    dbapi.execute("COMMIT")
-                    committed = merged
-                except BaseException:
-                    dbapi.execute("ROLLBACK")
-                    raise
-            finally:
                 for alias in aliases:
-                    dbapi.execute(f"DETACH DATABASE {alias}")
+                    merged += _merge_one(dbapi, table, alias, keys, quote, fixed)
+                dbapi.execute("COMMIT")
+            except BaseException:
+                dbapi.execute("ROLLBACK")
+                raise
+        finally:
+            for alias in aliases:
+                dbapi.execute(f"DETACH DATABASE {alias}")
     except WriteError:
         raise
     except Exception as exc:
@@ -207,19 +207,72 @@ def merge_staged(
 
         err = translate(exc, secrets=store._secrets, context=f"writing to table {name!r}")
         if isinstance(err, QueryError):  # the rows, not a query, were wrong: as store.write
-            done = (
-                "nothing was written (the transaction was rolled back)"
-                if not committed
-                else f"{committed} row(s) of the first staging files were merged; fix the "
-                "rows and run the write again (it upserts)"
-            )
-            err = WriteError(f"{err} — {done}")
+            err = WriteError(f"{err} — nothing was written (the transaction was rolled back)")
         raise err from None
     finally:
         dbapi.isolation_level = previous
         raw.close()
         remove_staging(folder)
     return merged
+
+
+def _attachable(files: list[Path], folder: Path) -> list[Path]:
+    """``files``, or at most ``_ATTACH_AT_ONCE`` files holding the same rows, so that one
+    transaction can attach and merge them all (SQLite cannot attach inside a transaction).
+    Files with the same columns are copied into one, in order; a staging file is the run's
+    own, so a failure here leaves the table untouched."""
+    if len(files) <= _ATTACH_AT_ONCE:
+        return files
+    by_columns: dict[tuple[str, ...], list[Path]] = {}
+    for path in files:
+        by_columns.setdefault(_columns_of(path), []).append(path)
+    if len(by_columns) > _ATTACH_AT_ONCE:
+        raise WriteError(
+            f"the run staged {len(by_columns)} different column sets; one merge takes at most "
+            f"{_ATTACH_AT_ONCE}: write batches with the same columns — nothing was written"
+        )
+    return [
+        group[0] if len(group) == 1 else _combined(group, folder) for group in by_columns.values()
+    ]
+
+
+def _columns_of(path: Path) -> tuple[str, ...]:
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return tuple(r[1] for r in conn.execute(f"PRAGMA table_info({STAGE_TABLE})"))
+    finally:
+        conn.close()
+
+
+def _combined(group: list[Path], folder: Path) -> Path:
+    """One staging file with the rows of every file in ``group`` (same columns), in order."""
+    import sqlite3
+
+    target = folder / f"combined-{uuid.uuid4().hex}.db"
+    shutil.copyfile(group[0], target)
+    conn = sqlite3.connect(target, isolation_level=None)
+    try:
+        for pragma in ("journal_mode=OFF", "synchronous=OFF"):
+            conn.execute(f"PRAGMA {pragma}")
+        rest = group[1:]
+        for start in range(0, len(rest), _ATTACH_AT_ONCE):
+            chunk = rest[start : start + _ATTACH_AT_ONCE]
+            aliases = [f"pinnacle_part_{i}" for i in range(len(chunk))]
+            for path, alias in zip(chunk, aliases, strict=True):
+                conn.execute(f"ATTACH DATABASE ? AS {alias}", (f"file:{path}?mode=ro",))
+            conn.execute("BEGIN")
+            for alias in aliases:
+                conn.execute(
+                    f"INSERT INTO main.{STAGE_TABLE} SELECT * FROM {alias}.{STAGE_TABLE}"
+                )
+            conn.execute("COMMIT")
+            for alias in aliases:
+                conn.execute(f"DETACH DATABASE {alias}")
+    finally:
+        conn.close()
+    return target
 
 
 def _merge_one(
