@@ -341,7 +341,9 @@ def test_torch_managed_loop_trains_and_registers_on_a_mongo_query(store, tables,
 # -- the example -----------------------------------------------------------------------------
 def test_mongo_reviews_example_trains_and_writes_predictions_back_with_its_own_ray(tmp_path):
     root = Path(__file__).resolve().parents[1]
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PINNACLE_RAY_MONGO_URI")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PINNACLE_RAY_MONGO_URI")
+    }
     env["PINNACLE_RAY_ARTIFACT_ROOT"] = str(tmp_path / "art")
     proc = subprocess.run(
         [sys.executable, str(root / "examples" / "mongo_reviews.py"), "--rows", "1000"],

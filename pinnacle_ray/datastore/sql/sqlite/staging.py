@@ -264,9 +264,7 @@ def _combined(group: list[Path], folder: Path) -> Path:
                 conn.execute(f"ATTACH DATABASE ? AS {alias}", (f"file:{path}?mode=ro",))
             conn.execute("BEGIN")
             for alias in aliases:
-                conn.execute(
-                    f"INSERT INTO main.{STAGE_TABLE} SELECT * FROM {alias}.{STAGE_TABLE}"
-                )
+                conn.execute(f"INSERT INTO main.{STAGE_TABLE} SELECT * FROM {alias}.{STAGE_TABLE}")
             conn.execute("COMMIT")
             for alias in aliases:
                 conn.execute(f"DETACH DATABASE {alias}")
