@@ -102,7 +102,8 @@ def _killed_trainer(tmp_path: Path, how: str, max_failures: int) -> pr.TorchTrai
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_worker_actor_killed_by_ray_kill_resumes_from_the_latest_checkpoint(points, tmp_path):
-    # os._exit with max_failures=1 is covered in test_torch_trainer / test_torch_managed.
+    # A custom loop (prepare_model, pr.load_state) on two workers; os._exit with
+    # max_failures=1 is covered by the managed loop's test in test_torch_managed.
     result = _killed_trainer(tmp_path, "ray.kill", max_failures=1).fit(train=points.table("points"))
     assert (tmp_path / "killed-once").exists()  # the kill happened
     # Resumed after epoch 1's checkpoint: epoch 2 ran again, its step count went on.

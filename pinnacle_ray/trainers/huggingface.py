@@ -63,12 +63,13 @@ from .huggingface_loop import (
 )
 from .huggingface_rows import Tokenize
 from .huggingface_tokens import TokenizeWords, scan_tags
+from .ingest import ingest_config
 from .params import TrainerParams
 from .pretrained import resolve_pretrained, resolve_tokenizer
 from .registration import RunRecord, check_listened, json_safe
 from .retention import Retention
 from .run_folder import release_run_folder
-from .shuffling import check_shuffle, ordered_ingest
+from .shuffling import check_shuffle
 from .storage import (
     RegisteredCheckpoint,
     ShippedFolder,
@@ -371,7 +372,8 @@ class HuggingFaceTrainer(TrainerParams, Submittable):
             worker_entry(huggingface_loop),
             train_loop_config=config,
             scaling_config=plan.scaling_config,
-            dataset_config=ordered_ingest(),  # the seed's batch order, kept by Ray Data
+            # the seed's batch order, kept by Ray Data
+            dataset_config=ingest_config(plan.scaling_config, ordered=True),
             run_config=stream.attach(
                 with_run_storage(fit_run_config(self.run_config, self.name, retention), storage)
             ),

@@ -10,9 +10,9 @@ the same order; each epoch gets a different one; a run resumed at epoch ``e`` dr
 exactly the order a straight run draws at epoch ``e``.
 
 Reproducible needs one more thing: Ray Data collates batches in a thread pool and, unless
-told to preserve order, hands them on as they finish. :func:`ordered_ingest` is the Ray Train
-``DataConfig`` that sets ``preserve_order`` on the training dataset's shards (Ray's own
-advice for a deterministic order); other datasets keep Ray Train's default options.
+told to preserve order, hands them on as they finish. ``trainers/ingest.py`` gives Ray
+Train a ``DataConfig`` that sets ``preserve_order`` on the training dataset's shards (Ray's
+own advice for a deterministic order); other datasets keep Ray Train's default options.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from ray.train import DataConfig
 
 from ..errors import ConfigError
 
@@ -28,7 +27,6 @@ __all__ = [
     "DEFAULT_SHUFFLE_BUFFER_ROWS",
     "check_shuffle",
     "epoch_seed",
-    "ordered_ingest",
     "shuffle_kwargs",
 ]
 
@@ -65,11 +63,3 @@ def shuffle_kwargs(
         "local_shuffle_buffer_size": buffer or DEFAULT_SHUFFLE_BUFFER_ROWS,
         "local_shuffle_seed": epoch_seed(seed, epoch, rank),
     }
-
-
-def ordered_ingest(dataset: str = "train") -> DataConfig:
-    """Ray Train's ``DataConfig`` with ``preserve_order`` on for ``dataset``: its batches
-    reach the loop in the order the (seeded) shuffle drew them, run after run."""
-    options = DataConfig.default_ingest_options()
-    options.preserve_order = True
-    return DataConfig(execution_options={dataset: options})

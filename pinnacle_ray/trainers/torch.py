@@ -48,12 +48,13 @@ from .early_stopping import EarlyStopping
 from .features import check_feature_list, count_non_finite, non_finite_message
 from .finish import finish_run
 from .holdout import split_by_key
+from .ingest import ingest_config
 from .objectives import resolve_objective
 from .params import TrainerParams
 from .registration import RunRecord, json_safe
 from .resources import ResourcePlan
 from .retention import Retention
-from .shuffling import check_shuffle, ordered_ingest
+from .shuffling import check_shuffle
 from .storage import RegisteredCheckpoint, decide, with_run_storage
 from .submission import Submittable, records_job
 from .tabular import check_query
@@ -443,7 +444,7 @@ class TorchTrainer(TrainerParams, Submittable):
             ),
             datasets=datasets,
             # The managed loop's batch order is its seed's: Ray Data keeps it.
-            dataset_config=ordered_ingest() if self.managed else None,
+            dataset_config=ingest_config(plan.scaling_config, ordered=self.managed),
         )
         try:
             with tracking.fit(self.name, self._config_record(plan.scaling_config), stream):
