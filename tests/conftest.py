@@ -104,6 +104,7 @@ MODULE_TIER = {
     "test_hf_tokenize_map": "unit",
     "test_history": "train",
     "test_huggingface_trainer": "train",
+    "test_ingest": "unit",
     "test_job_records": "unit",
     "test_job_stop": "cluster",
     "test_jobs_cluster": "cluster",
