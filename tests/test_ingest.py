@@ -29,3 +29,14 @@ def test_the_managed_loops_keep_the_training_batches_in_order_on_one_worker_or_s
 @pytest.mark.parametrize("workers", [2, (1, 2)], ids=["two", "elastic-1-2"])
 def test_several_workers_or_an_elastic_range_keep_ray_trains_split(workers):
     assert ingest_config(ScalingConfig(num_workers=workers), ordered=False) is None
+
+
+def test_building_the_ingest_config_raises_no_deprecation_warning():
+    # Ray 2.60's DataConfig.default_ingest_options() warns about exclude_resources on every
+    # call: a fit must not print that.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ingest_config(ScalingConfig(num_workers=1), ordered=True)
+        ingest_config(ScalingConfig(num_workers=2), ordered=True)

@@ -11,8 +11,10 @@ training batches in the order their seeded shuffle drew them (``preserve_order``
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING
 
+from ray.data.context import DataContext
 from ray.train import DataConfig
 
 if TYPE_CHECKING:
@@ -30,7 +32,10 @@ def ingest_config(scaling: ScalingConfig | None, *, ordered: bool) -> DataConfig
         return None
     options = {}
     if ordered:
-        train = DataConfig.default_ingest_options()
+        # The options Ray Train would use (this process's DataContext), copied rather than
+        # built by DataConfig.default_ingest_options(), which in Ray 2.60 warns on every
+        # call that exclude_resources is deprecated.
+        train = copy.copy(DataContext.get_current().execution_options)
         train.preserve_order = True
         options["train"] = train
     return DataConfig(
