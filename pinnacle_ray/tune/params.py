@@ -98,18 +98,18 @@ def with_params(trainer: Trainer, params: Mapping[str, Any]) -> Trainer:
     untouched: what a path changes is copied (a dict along the path, an estimator, a
     dataclass), the other arguments are handed on as given, as scikit-learn's ``clone``
     does."""
-    for path in params:
-        head = _segments(path)[0]
+    spelled: dict[str, Any] = {}
+    for path, value in params.items():
+        new = new_spelling(path)
+        head = new.split(SEPARATOR, 1)[0]
         if head in _NOT_SWEPT:
             raise ConfigError(
                 f"param_space path {path!r}: {head} cannot be swept (the sweep plans resources "
                 "once and names each trial's run); sweep the trainer's other arguments"
             )
+        spelled[new] = value
     arguments = routed_arguments(
-        type(trainer).__name__,
-        trainer.get_params(),
-        {new_spelling(path): value for path, value in params.items()},
-        context="param_space path ",
+        type(trainer).__name__, trainer.get_params(), spelled, context="param_space path "
     )
     try:
         return type(trainer)(**arguments)
@@ -133,12 +133,6 @@ def _flatten(space: Mapping[str, Any], prefix: str) -> dict[str, Any]:
         else:
             out[path] = value
     return out
-
-
-def _segments(path: str) -> list[str]:
-    """``"estimator__ridge__alpha"`` -> ["estimator", "ridge", "alpha"] (a dotted path of
-    earlier releases splits the same way)."""
-    return new_spelling(path).split(SEPARATOR)
 
 
 def _sample(value: Any) -> Any:
