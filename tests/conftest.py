@@ -71,12 +71,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 # Test tiers (docs/testing.md; markers registered in pyproject.toml): every test belongs to
-# exactly one. ``unit``: no Ray, no
-# database server (pure functions, specs, errors; SQLite files allowed); ``data``: reads,
-# writes, the registry and predictions on real backends; ``train``: fits and sweeps;
-# ``cluster``: a Ray cluster of its own, jobs, faults, the CLI on a cluster. A module's tier
-# is set here or by its ``pytestmark``; a test marked with another tier keeps its own (the
-# closest marker wins). A ``unit`` test parametrized on a server backend counts as ``data``.
+# exactly one. ``unit``: no Ray, no database server (pure functions, specs, errors; SQLite
+# files allowed); ``data``: reads, writes, the registry and predictions on real backends;
+# ``train``: fits and sweeps; ``cluster``: a Ray of its own (a cluster, or a child process's
+# local Ray), jobs, faults, the CLI on a cluster; ``./dev test`` runs this tier beside the
+# others. A module's tier is set here or by its ``pytestmark``; a test marked with another
+# tier keeps its own (the closest marker wins). A ``unit`` test parametrized on a server
+# backend counts as ``data``.
 TIERS = ("unit", "data", "train", "cluster")
 MODULE_TIER = {
     "test_autoscaling": "cluster",
@@ -118,7 +119,7 @@ MODULE_TIER = {
     "test_predict": "data",
     "test_progress": "train",
     "test_promote": "unit",
-    "test_quickstart": "train",
+    "test_quickstart": "cluster",  # the quickstart starts a Ray of its own
     "test_ray_job_submit": "cluster",
     "test_read": "data",
     "test_registration_handles": "unit",

@@ -169,6 +169,7 @@ print(json.dumps(result.metrics))
 """
 
 
+@pytest.mark.cluster  # a Ray cluster of its own
 @pytest.mark.timeout(600)
 def test_an_elastic_run_grows_to_its_maximum_when_a_node_joins(tmp_path):
     import json

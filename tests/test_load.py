@@ -130,6 +130,7 @@ def test_every_row_is_written_once_per_model_when_4_predicts_write_to_one_table_
 
 # -- training on a table larger than the object store ---------------------------------------
 @pytest.mark.slow
+@pytest.mark.cluster  # a Ray of its own (an 80 MB object store), in a child process
 @pytest.mark.timeout(600)
 def test_one_epoch_streams_every_row_when_the_table_is_10x_the_object_store(tmp_path):
     # A Ray of its own with an 80 MB object store: a subprocess (see the script's docstring).

@@ -339,6 +339,7 @@ def test_torch_managed_loop_trains_and_registers_on_a_mongo_query(store, tables,
 
 
 # -- the example -----------------------------------------------------------------------------
+@pytest.mark.cluster  # the example starts a Ray of its own
 def test_mongo_reviews_example_trains_and_writes_predictions_back_with_its_own_ray(tmp_path):
     root = Path(__file__).resolve().parents[1]
     env = {

@@ -162,6 +162,7 @@ def _child(mode: str, tmp_path: Path) -> dict:
     return json.loads(lines[-1])
 
 
+@pytest.mark.cluster  # a Ray of its own, in a child process
 @pytest.mark.timeout(450)
 def test_ray_loggers_are_left_alone_when_the_user_started_ray(tmp_path):
     out = _child("user-ray", tmp_path)
@@ -176,6 +177,7 @@ def test_ray_loggers_are_left_alone_when_the_user_started_ray(tmp_path):
     assert not out["soft_limit_left"]
 
 
+@pytest.mark.cluster  # a Ray of its own, in a child process
 @pytest.mark.timeout(450)
 def test_ray_started_by_pinnacle_is_quiet_and_leaves_no_environment_behind(tmp_path):
     out = _child("our-ray", tmp_path)
