@@ -74,10 +74,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 # exactly one. ``unit``: no Ray, no database server (pure functions, specs, errors; SQLite
 # files allowed); ``data``: reads, writes, the registry and predictions on real backends;
 # ``train``: fits and sweeps; ``cluster``: a Ray of its own (a cluster, or a child process's
-# local Ray), jobs, faults, the CLI on a cluster; ``./dev test`` runs this tier beside the
-# others. A module's tier is set here or by its ``pytestmark``; a test marked with another
-# tier keeps its own (the closest marker wins). A ``unit`` test parametrized on a server
-# backend counts as ``data``.
+# local Ray), jobs, faults, the CLI on a cluster. A module's tier is set here or by its
+# ``pytestmark``; a test marked with another tier keeps its own (the closest marker wins). A
+# ``unit`` test parametrized on a server backend counts as ``data``.
 TIERS = ("unit", "data", "train", "cluster")
 MODULE_TIER = {
     "test_autoscaling": "cluster",
