@@ -3,8 +3,8 @@ launches real raylets on this machine as "nodes" when the autoscaler asks for th
 
 ``ray start --head --autoscaling-config=...`` with ``RAY_FAKE_CLUSTER=1`` and a provider
 section of type ``fake_multinode``, on free ports with its own temp dir, started here rather
-than with ``ray.cluster_utils.AutoscalingCluster`` (which runs ``ray stop --force``, ending
-every Ray on the machine, and reads an example YAML the wheel does not ship). It runs Ray's
+than with ``ray.cluster_utils.AutoscalingCluster`` (whose shutdown force-stops every Ray on
+the machine by process name, and which reads an example YAML the wheel does not ship). It runs Ray's
 v1 autoscaler: v2 fills its config from that missing YAML. ``stop()`` ends only this
 cluster's processes: the launched raylets are the monitor's children and their command lines
 name the head's temp dir, so ``LocalCluster.stop`` finds them.

@@ -1,8 +1,8 @@
 """A real local Ray cluster for end-to-end tests: ``ray start --head`` on free ports with its
 own temp dir, and a precise stop that ends only this cluster's processes.
 
-Other Ray instances may run on the same machine (other test sessions), so a bare
-``ray stop`` (which stops every local cluster) is never used: the processes to end are the
+Other Ray instances may run on the same machine (other test sessions), so Ray's own stop
+command (which stops every local cluster) is never used: the processes to end are the
 ones whose command line names this cluster's temp dir, with all their descendants.
 
 A simulated multi-node cluster: ``start_head(isolated=True)`` and ``start_worker_node`` start
