@@ -30,7 +30,7 @@ def linear_table(tmp_path):
 
 def linear_loop(config):
     shard = ray.train.get_dataset_shard("train")
-    model = ray.train.torch.prepare_model(torch.nn.Linear(4, 1))
+    model = ray.train.torch.prepare_model(config.get("model", None) or torch.nn.Linear(4, 1))
     opt = torch.optim.Adam(model.parameters(), lr=config["lr"])
     for epoch in range(config["epochs"]):
         total, count = 0.0, 0
@@ -47,7 +47,8 @@ def linear_loop(config):
 def test_two_workers_on_two_cpus_finish_while_reading_a_query(linear_table, tmp_path, caplog):
     trainer = pr.TorchTrainer(
         linear_loop,
-        train_loop_config={"lr": 0.05, "epochs": 4},
+        # a module in the config reaches the workers with the plain values (worker_config)
+        train_loop_config={"lr": 0.05, "epochs": 4, "model": torch.nn.Linear(4, 1)},
         scaling_config=ScalingConfig(num_workers=2),  # default 1 CPU each: all 2 CPUs
         run_config=RunConfig(name="linear", storage_path=str(tmp_path / "runs")),
         name="linear",
@@ -91,3 +92,25 @@ def test_an_impossible_request_is_refused_within_seconds(linear_table):
     with pytest.raises(pr.ResourceError, match=r"64 CPUs requested.*has 2"):
         trainer.fit(train=linear_table.table("points"))
     assert time.monotonic() - started < 5
+
+
+def test_ray_trains_controller_gets_only_plain_config_values_and_the_loop_gets_them_all():
+    """Ray Train unpickles train_loop_config in its controller too: a model or tokenizer
+    there made the controller import its framework (5.8 s for transformers), so everything
+    but plain values travels in one object-store entry only the workers open."""
+    from pinnacle_ray.trainers.base import opened_config, worker_config
+
+    model = torch.nn.Linear(4, 1)
+    config = {"lr": 0.05, "layers": [8, 4], "adam": {"betas": [0.9, 0.99]}, "model": model}
+    shipped = worker_config(config)
+    refs = [k for k, v in shipped.items() if isinstance(v, ray.ObjectRef)]
+    assert len(refs) == 1 and len(shipped) == 4
+    assert {k: v for k, v in shipped.items() if k not in refs} == {
+        "lr": 0.05,
+        "layers": [8, 4],
+        "adam": {"betas": [0.9, 0.99]},
+    }
+    seen = opened_config(shipped)  # what a worker's loop receives
+    assert seen.keys() == config.keys() and seen["adam"] == config["adam"]
+    assert torch.equal(seen["model"].weight, model.weight)
+    assert worker_config({"lr": 0.1, "name": "größe"}) == {"lr": 0.1, "name": "größe"}

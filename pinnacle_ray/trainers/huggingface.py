@@ -49,6 +49,7 @@ from .base import (
     run_reported,
     store_of,
     warn_unregistered,
+    worker_config,
     worker_entry,
 )
 from .caching import estimated_bytes
@@ -370,7 +371,7 @@ class HuggingFaceTrainer(TrainerParams, Submittable):
         retention = Retention(listen, mode, self.keep_checkpoints)
         trainer = ray.train.torch.TorchTrainer(
             worker_entry(huggingface_loop),
-            train_loop_config=config,
+            train_loop_config=worker_config(config),
             scaling_config=plan.scaling_config,
             # the seed's batch order, kept by Ray Data
             dataset_config=ingest_config(plan.scaling_config, ordered=True),

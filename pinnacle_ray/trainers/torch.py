@@ -40,6 +40,7 @@ from .base import (
     run_lineage,
     run_reported,
     store_of,
+    worker_config,
     worker_entry,
 )
 from .caching import estimated_bytes, roles_to_cache
@@ -437,7 +438,7 @@ class TorchTrainer(TrainerParams, Submittable):
         retention = Retention(listen, mode, self.keep_checkpoints)
         trainer = ray.train.torch.TorchTrainer(
             worker_entry(loop),
-            train_loop_config=config,
+            train_loop_config=worker_config(config),
             scaling_config=plan.scaling_config,
             run_config=stream.attach(
                 with_run_storage(fit_run_config(self.run_config, self.name, retention), storage)

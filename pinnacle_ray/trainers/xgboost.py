@@ -38,6 +38,7 @@ from .base import (
     run_lineage,
     run_reported,
     store_of,
+    worker_config,
     worker_entry,
 )
 from .devices import xgboost_device_params
@@ -261,7 +262,7 @@ class XGBoostTrainer(TrainerParams, Submittable):
         display.expect(steps=spec.total_rounds)
         trainer = RayXGBoostTrainer(
             worker_entry(xgboost_loop),
-            train_loop_config=config,
+            train_loop_config=worker_config(config),
             scaling_config=plan.scaling_config,
             run_config=stream.attach(
                 with_run_storage(fit_run_config(self.run_config, self.name), storage)
