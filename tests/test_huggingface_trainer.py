@@ -30,6 +30,9 @@ ARGS = {
     "logging_steps": 2,
     "warmup_steps": 0,
 }
+# The fits that are not about two workers run one: a second worker costs ~10 s a fit here
+# (measured 25.7 s against 15.4 s for a tiny fit, warm); `fitted` keeps two (DDP).
+ONE_WORKER = ScalingConfig(num_workers=1)
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +191,7 @@ def test_training_stops_early_when_the_listened_metric_stops_improving(sqlite, b
         early_stopping_patience=1,
         early_stopping_threshold=10.0,  # no change of accuracy counts as an improvement
         listen="valid/accuracy",
+        scaling_config=ONE_WORKER,
         name="early",
     ).fit(
         train=sqlite.table("reviews", where={"split": "train"}),
@@ -226,6 +230,7 @@ def regressed(regression, bert):
             # runs) and one run in the full suite stalled at 1.0; 8 reach 0.001-0.003, in the
             # same ~24 s (the epochs are cheap, Ray Train's start is not).
             training_args=ARGS | {"num_train_epochs": 8},
+            scaling_config=ONE_WORKER,
         ).fit(
             train=regression.table("scores", where={"split": "train"}),
             valid=regression.table("scores", where={"split": "valid"}),
@@ -317,7 +322,7 @@ def test_empty_texts_are_refused_with_their_count(folder, bert):
     rows[3]["text"] = None
     store.write("reviews", rows, key="id")
     with pytest.raises(pr.EmptyText, match="'text': 4 row"):
-        _trainer(bert, training_args=ARGS | {"num_train_epochs": 1}).fit(
+        _trainer(bert, training_args=ARGS | {"num_train_epochs": 1}, scaling_config=ONE_WORKER).fit(
             train=store.table("reviews")
         )
 
