@@ -30,7 +30,7 @@ def linear_table(tmp_path):
 
 def linear_loop(config):
     shard = ray.train.get_dataset_shard("train")
-    model = ray.train.torch.prepare_model(config.get("model", None) or torch.nn.Linear(4, 1))
+    model = ray.train.torch.prepare_model(config["model"])
     opt = torch.optim.Adam(model.parameters(), lr=config["lr"])
     for epoch in range(config["epochs"]):
         total, count = 0.0, 0

@@ -44,13 +44,12 @@ from .base import (
     fit_run_config,
     plan_for,
     raise_worker_error,
+    ray_train_loop,
     reported_checkpoints,
     run_lineage,
     run_reported,
     store_of,
     warn_unregistered,
-    worker_config,
-    worker_entry,
 )
 from .caching import estimated_bytes
 from .devices import check_hf_precision
@@ -370,8 +369,7 @@ class HuggingFaceTrainer(TrainerParams, Submittable):
         )
         retention = Retention(listen, mode, self.keep_checkpoints)
         trainer = ray.train.torch.TorchTrainer(
-            worker_entry(huggingface_loop),
-            train_loop_config=worker_config(config),
+            **ray_train_loop(huggingface_loop, config),
             scaling_config=plan.scaling_config,
             # the seed's batch order, kept by Ray Data
             dataset_config=ingest_config(plan.scaling_config, ordered=True),

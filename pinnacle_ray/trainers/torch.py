@@ -36,12 +36,11 @@ from .base import (
     fit_run_config,
     plan_for,
     raise_worker_error,
+    ray_train_loop,
     reported_checkpoints,
     run_lineage,
     run_reported,
     store_of,
-    worker_config,
-    worker_entry,
 )
 from .caching import estimated_bytes, roles_to_cache
 from .checkpoint import MODEL_FILE, STATE_FILE
@@ -437,8 +436,7 @@ class TorchTrainer(TrainerParams, Submittable):
             config[RESUME_KEY] = resume
         retention = Retention(listen, mode, self.keep_checkpoints)
         trainer = ray.train.torch.TorchTrainer(
-            worker_entry(loop),
-            train_loop_config=worker_config(config),
+            **ray_train_loop(loop, config),
             scaling_config=plan.scaling_config,
             run_config=stream.attach(
                 with_run_storage(fit_run_config(self.run_config, self.name, retention), storage)

@@ -33,13 +33,12 @@ from .base import (
     fit_run_config,
     plan_for,
     raise_worker_error,
+    ray_train_loop,
     registered_model,
     reported_checkpoints,
     run_lineage,
     run_reported,
     store_of,
-    worker_config,
-    worker_entry,
 )
 from .devices import xgboost_device_params
 from .features import check_feature_list, count_non_finite, non_finite_message
@@ -261,8 +260,7 @@ class XGBoostTrainer(TrainerParams, Submittable):
             config[RESUME_KEY] = start
         display.expect(steps=spec.total_rounds)
         trainer = RayXGBoostTrainer(
-            worker_entry(xgboost_loop),
-            train_loop_config=worker_config(config),
+            **ray_train_loop(xgboost_loop, config),
             scaling_config=plan.scaling_config,
             run_config=stream.attach(
                 with_run_storage(fit_run_config(self.run_config, self.name), storage)
