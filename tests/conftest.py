@@ -21,6 +21,7 @@ import ray
 import sqlalchemy as sa
 from multinode_s3 import LocalS3, start_s3
 from ray_cluster import LocalCluster, start_head
+from ray_runs import RayRuns
 
 import pinnacle_ray as pr
 from pinnacle_ray._internal.quiet_logging import worker_env
@@ -120,6 +121,7 @@ MODULE_TIER = {
     "test_promote": "unit",
     "test_quickstart": "cluster",  # the quickstart starts a Ray of its own
     "test_ray_job_submit": "cluster",
+    "test_ray_runs": "unit",
     "test_read": "data",
     "test_registration_handles": "unit",
     "test_registry": "unit",
@@ -229,6 +231,17 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "with_mongo: a backend-agnostic test that also runs on MongoDB"
     )
     config.addinivalue_line("markers", "sql_only: not collected for MongoDB (SQL-only API)")
+    if config.getoption("--ray-runs"):
+        config.pluginmanager.register(RayRuns(), "ray_runs")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--ray-runs",
+        action="store_true",
+        help="count the Ray Train and Ray Tune runs each test module starts, and their "
+        "seconds, in the terminal summary (tests/ray_runs.py)",
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
