@@ -205,6 +205,58 @@ def test_a_bulk_write_the_database_refuses_writes_no_row_of_it_and_leaves_no_sta
     assert _staging_left(store) == []
 
 
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_postgresql_part_writes_all_its_batches_through_one_connection_as_store_write_would(
+    store, tables, monkeypatch
+):
+    import adbc_driver_postgresql.dbapi as adbc_pg
+
+    opened, real = [], adbc_pg.connect
+
+    def counting(*args, **kwargs):
+        opened.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(adbc_pg, "connect", counting)
+    rows, keys = _typed(ROWS).drop_columns(["d"]), ["id", "model"]  # dates: not staged
+    general, staged = tables("general"), tables("staged")
+    for start in range(0, ROWS, 1_000):
+        store.write(general, rows.slice(start, 1_000), key=keys)
+    assert opened == []  # under the one-off bulk size: store.write's general path
+    writer = store.bulk_writer(staged, key=keys)
+    assert type(writer).__name__ == "CopyWriter"
+    with writer:
+        part = pickle.loads(pickle.dumps(writer)).part()  # as a worker process gets it
+        for start in range(0, ROWS, 500):  # the first batch creates the table
+            assert part.write(rows.slice(start, 500)) == 500
+        part.write(rows.slice(0, 10).set_column(2, "f", pa.array([-1.0] * 10)))  # upserted
+        part.write(rows.slice(0, 0))
+        part.close()
+    assert len(opened) == 1  # batches 2.. through one connection and staging table
+    want = store.table(general).to_arrow().sort_by("id")
+    want = want.set_column(2, "f", pa.array([-1.0] * 10 + want.column("f").to_pylist()[10:]))
+    assert store.table(staged).to_arrow().sort_by("id") == want
+    assert not [t for t in store.tables() if t.startswith("pinnacle_stage")]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_postgresql_part_writes_on_after_a_batch_the_database_refused(store, tables):
+    name = tables("refused_then_ok")
+    store.write(name, _rows(0, 10), key=["id", "model"])
+    with store._engine.begin() as conn:
+        conn.execute(sa.text(f"ALTER TABLE {name} ADD CONSTRAINT small CHECK (x < 1000)"))
+    part = store.bulk_writer(name, key=["id", "model"]).part()
+    assert part.write(_rows(0, 100)) == 100
+    bad = _rows(100, 200).set_column(2, "x", pa.array([5000.0] * 100))
+    with pytest.raises(pr.WriteError, match=f"writing to table '{name}'.*small.*nothing was"):
+        part.write(bad)
+    assert part.write(_rows(200, 300, x=1.0)) == 100  # the same part, after the rollback
+    part.close()
+    got = store.table(name).to_arrow().sort_by("id")
+    assert got.column("id").to_pylist() == [*range(100), *range(200, 300)]
+    assert got.column("x").to_pylist()[-1] == 299 * 0.5 + 1.0
+
+
 @pytest.mark.with_mongo
 def test_bulk_writer_refuses_a_bad_table_name_or_no_key_before_anything_is_written(store, tables):
     with pytest.raises(pr.InvalidIdentifier, match="name is empty"):

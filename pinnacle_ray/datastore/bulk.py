@@ -14,9 +14,10 @@ How the rows travel is the datastore's choice, not the caller's:
   all in one transaction (SQLite takes one writer at a time: parts never queue for its
   lock, and a run that fails writes nothing);
 - PostgreSQL, MariaDB/MySQL and MongoDB take concurrent writers, so each part upserts its
-  batches as they come (``store.write``: binary COPY into a staging table plus one merge
-  for PostgreSQL's large batches, batched upserts for MariaDB/MySQL, ``bulk_write`` for
-  MongoDB), each batch in its own transaction; ``commit()`` has nothing left to do, and a
+  batches as they come, each batch in its own transaction: on PostgreSQL by binary COPY
+  into a staging table plus one merge, through one connection the part keeps
+  (``sql.copy_writer``); elsewhere through ``store.write`` (batched upserts for
+  MariaDB/MySQL, ``bulk_write`` for MongoDB). ``commit()`` has nothing left to do, and a
   rerun completes a failed run without duplicates.
 
 ``shared`` (one row) names columns whose value is the same in every row written (a model's

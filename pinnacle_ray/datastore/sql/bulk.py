@@ -7,6 +7,13 @@ all-or-nothing upsert as the general path, without a Python object per value. It
 where it is exact: an existing table with a unique key on the write's key, and columns of
 types the staging table stores as the general path would. Otherwise the caller falls back.
 
+A :class:`CopyStage` is one connection with its staging tables. ``store.write`` opens one
+for its write and closes it; a bulk-writer part (``pr.predict``'s actors) keeps one open for
+all its batches, so a batch costs its COPY and its merge only, not a new connection, a
+staging table created and dropped, and the target's columns read again (measured on
+PostgreSQL on 2 cores, 1M rows upserted in 20 batches of 50,000 from one process: 4.5-4.8 s
+with a connection and a staging table per batch, 3.2-3.8 s through one stage).
+
 Not SQLite: ADBC links its own copy of the SQLite library, and two copies in one process
 break SQLite's file locks (closing ADBC's connection dropped the WAL that the process's
 sqlite3 connections were still writing to: their later commits were invisible to other
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -30,11 +38,11 @@ from .read import libpq_uri
 if TYPE_CHECKING:
     from .connection import SqlConnection
 
-__all__ = ["BULK_MIN_ROWS", "bulk_upsert"]
+__all__ = ["BULK_MIN_ROWS", "CopyStage", "bulk_upsert"]
 
 logger = logging.getLogger("pinnacle_ray.datastore")
 
-# Below this, the staging table costs more than it saves.
+# Below this, a staging table made for one write costs more than it saves.
 BULK_MIN_ROWS = 2_000
 
 
@@ -43,27 +51,111 @@ def bulk_upsert(
 ) -> int | None:
     """Upsert ``batch`` (keys already unique, columns checked) into existing ``table``; the
     rows written, or None when the bulk path does not apply (nothing was done)."""
-    writer = store._fast_reader()
-    if writer != "adbc-postgresql" or not unique or batch.num_rows < BULK_MIN_ROWS:
+    if not copies(store) or not unique or batch.num_rows < BULK_MIN_ROWS:
         return None
-    data = _stageable(batch)
-    if data is None:
-        return None
-    stage = f"pinnacle_stage_{uuid.uuid4().hex[:16]}"
-    merge = _merge_sql(store, table, stage, batch.column_names, keys)
-    try:
-        with _connect(store) as conn, conn.cursor() as cur:
-            cur.adbc_ingest(stage, data, mode="create", temporary=True)
-            cur.execute(merge)
-            cur.execute(f'DROP TABLE "{stage}"')
+    with CopyStage(store) as stage:
+        return stage.upsert(table, batch, keys)
+
+
+def copies(store: SqlConnection) -> bool:
+    """Whether ``store`` takes bulk upserts through a :class:`CopyStage` (PostgreSQL with
+    its ADBC driver installed)."""
+    return store._fast_reader() == "adbc-postgresql"
+
+
+class CopyStage:
+    """One ADBC connection to ``store`` (PostgreSQL) and its temporary staging tables, one
+    per Arrow schema seen, for any number of upserts; each upsert is its own transaction.
+    ``tables`` is where a caller keeps what it learned about its target tables (their
+    columns and key), so a long run reads them once."""
+
+    def __init__(self, store: SqlConnection) -> None:
+        self._store = store
+        self._conn: Any = None
+        self._stages: dict[pa.Schema, str] = {}
+        self._merges: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], str] = {}
+        self._prefix = f"pinnacle_stage_{uuid.uuid4().hex[:12]}"
+        self.tables: dict[str, sa.Table | None] = {}
+
+    def upsert(self, table: sa.Table, batch: pa.Table, keys: list[str]) -> int | None:
+        """Upsert ``batch`` (keys unique, columns checked) into existing ``table``, which
+        has a unique key on ``keys``: COPY into the staging table, one merge, commit. The
+        rows written, or None (nothing done) when a column's type cannot be staged."""
+        data = _stageable(batch)
+        if data is None:
+            return None
+        stage = self._stages.setdefault(data.schema, f"{self._prefix}_{len(self._stages)}")
+        merge = self._merge(table, stage, data.column_names, keys)
+        try:
+            conn = self._connection()
+            with conn.cursor() as cur:
+                # Created by the first batch of this schema (again after a rollback).
+                cur.adbc_ingest(stage, data, mode="create_append", temporary=True)
+                cur.execute(merge)
+                cur.execute(f'TRUNCATE "{stage}"')
             conn.commit()
-    except Exception as exc:  # ADBC's errors are not SQLAlchemy's; the transaction rolled back
-        message = mask(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, store._secrets)
-        raise WriteError(
-            f"writing to table {table.name!r}: {message} — nothing was written (the transaction "
-            "was rolled back)"
-        ) from None
-    return batch.num_rows
+        except Exception as exc:  # ADBC's errors are not SQLAlchemy's
+            self._rollback()
+            raise WriteError(
+                f"writing to table {table.name!r}: {mask(_reason(exc), self._store._secrets)} — "
+                "nothing was written (the transaction was rolled back)"
+            ) from None
+        return batch.num_rows
+
+    def close(self) -> None:
+        """Close the connection (its staging tables go with it)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # a connection the server already dropped
+                logger.debug("closing a staging connection failed", exc_info=True)
+
+    def __enter__(self) -> CopyStage:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _connection(self) -> Any:
+        if self._conn is None:
+            import adbc_driver_postgresql.dbapi as adbc_pg
+
+            self._conn = adbc_pg.connect(libpq_uri(self._store._url))
+        return self._conn
+
+    def _rollback(self) -> None:
+        """Undo the failed transaction; a connection that cannot roll back is dropped (the
+        next upsert opens a new one)."""
+        if self._conn is None:
+            return
+        try:
+            self._conn.rollback()
+        except Exception:
+            self.close()
+
+    def _merge(self, table: sa.Table, stage: str, columns: list[str], keys: list[str]) -> str:
+        cache = (table.name, stage, tuple(columns), tuple(keys))
+        if cache not in self._merges:
+            self._merges[cache] = _merge_sql(self._store, table, stage, columns, keys)
+        return self._merges[cache]
+
+
+def _reason(exc: Exception) -> str:
+    """What the server said went wrong (``new row ... violates check constraint "x"``),
+    without the failed statement ADBC puts first; else the error's first line."""
+    details = dict(getattr(exc, "details", None) or [])
+    primary = details.get(b"PG_DIAG_MESSAGE_PRIMARY")
+    if primary:
+        state = details.get(b"PG_DIAG_SQLSTATE", b"").decode(errors="replace")
+        text = primary.decode(errors="replace")
+        return f"{text} (SQLSTATE {state})" if state else text
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _stageable(batch: pa.Table) -> pa.Table | None:
@@ -100,9 +192,3 @@ def _merge_sql(
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=keys)
     return str(stmt.compile(dialect=store._engine.dialect))
-
-
-def _connect(store: SqlConnection) -> Any:
-    import adbc_driver_postgresql.dbapi as adbc_pg
-
-    return adbc_pg.connect(libpq_uri(store._url))

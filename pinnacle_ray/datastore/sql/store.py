@@ -154,8 +154,9 @@ class SqlDatastore(Wired[ModelsT, JobsT]):
         (pickle it to them; each writes through its own ``writer.part()``, then
         ``commit()`` here). A SQLite file stages each part's rows in a file of its own and
         merges them all at the commit, in one transaction (a failed run writes nothing);
-        other databases upsert each batch as it comes (PostgreSQL's large ones by binary
-        COPY). ``shared`` (one row): columns holding the same value in every row written.
+        other databases upsert each batch as it comes (PostgreSQL by binary COPY, each
+        process through one connection and staging table it keeps). ``shared`` (one row):
+        columns holding the same value in every row written.
 
         Example::
 
@@ -167,9 +168,14 @@ class SqlDatastore(Wired[ModelsT, JobsT]):
         keys = bulk_keys(key)
         for k in keys:
             validate_identifier(k, "key", self.identifier_dialect)
+        from .copy_writer import copy_writer
         from .sqlite.staged_writer import staged_writer
 
-        return staged_writer(self, name, keys, shared) or UpsertWriter(self, name, keys)
+        return (
+            staged_writer(self, name, keys, shared)
+            or copy_writer(self, name, keys)
+            or UpsertWriter(self, name, keys)
+        )
 
     def insert(self, name: str, data: WriteData, key: str | Sequence[str]) -> int:
         """Insert ``data`` into table ``name`` in one transaction, creating it when missing.

@@ -31,7 +31,7 @@ from ...errors import (
 )
 from ..identifiers import validate_identifier
 from ..rows import BATCH_ROWS, WriteData, keyed_batch, to_arrow_batches
-from .bulk import BULK_MIN_ROWS, bulk_upsert
+from .bulk import BULK_MIN_ROWS, CopyStage, bulk_upsert, copies
 from .coerce import check_fits, nested_as_json
 from .column_types import exact_collation, sql_type
 from .driver_errors import is_duplicate_key, translate
@@ -42,7 +42,7 @@ from .where import match as _match
 if TYPE_CHECKING:
     from .connection import SqlConnection
 
-__all__ = ["delete_rows", "insert", "upsert"]
+__all__ = ["delete_rows", "insert", "upsert", "upsert_staged"]
 
 
 def upsert(store: SqlConnection, name: str, data: WriteData, key: str | Sequence[str]) -> int:
@@ -53,6 +53,42 @@ def upsert(store: SqlConnection, name: str, data: WriteData, key: str | Sequence
 def insert(store: SqlConnection, name: str, data: WriteData, key: str | Sequence[str]) -> int:
     """Insert ``data`` into table ``name``; ``DuplicateKey`` (nothing written) if a key exists."""
     return _write(store, name, data, key, insert_only=True)
+
+
+def upsert_staged(
+    store: SqlConnection, name: str, batch: pa.Table, keys: list[str], stage: CopyStage
+) -> int:
+    """Upsert ``batch`` into table ``name`` by ``keys`` through ``stage``, an open
+    PostgreSQL staging connection kept for many batches (a bulk-writer part's): the table's
+    columns and key are read once per stage, each batch is checked as ``upsert`` checks it
+    and merged in its own transaction. Where the stage does not apply (no table yet, no
+    unique key on ``keys``, a column type it cannot stage) the batch takes ``upsert``'s
+    general path, which also creates a missing table."""
+    batch = keyed_batch(batch, keys, dialect=store.identifier_dialect)
+    table = _staged_target(store, name, keys, stage) if batch.num_rows else None
+    if table is not None:
+        _check_columns(table, batch.schema, keys)
+        check_fits(table, batch)
+        written = stage.upsert(table, batch, keys)
+        if written is not None:
+            return written
+    return upsert(store, name, batch, keys)
+
+
+def _staged_target(
+    store: SqlConnection, name: str, keys: list[str], stage: CopyStage
+) -> sa.Table | None:
+    """Table ``name`` as ``stage`` merges into it, or None where it cannot: missing (asked
+    again next time: the general path creates it) or without a unique key on ``keys``."""
+    if name in stage.tables:
+        return stage.tables[name]
+    if not store._has_table(name):
+        return None
+    table = store._reflect(name)
+    with store._errors(f"reading the keys of table {name!r}"), store._engine.connect() as conn:
+        unique = _unique_on_keys(table, keys, conn)
+    stage.tables[name] = table if unique else None
+    return stage.tables[name]
 
 
 def delete_rows(store: SqlConnection, name: str, where: Mapping[str, Any]) -> int:
@@ -162,7 +198,7 @@ def _bulk(store: SqlConnection, name: str, batch: pa.Table, keys: list[str]) -> 
     sqlite_file = store.backend == "sqlite" and not store.is_memory
     if batch.num_rows < BULK_MIN_ROWS:
         return None
-    if not sqlite_file and store._fast_reader() != "adbc-postgresql":
+    if not sqlite_file and not copies(store):
         return None
     if not store._has_table(name):
         return None  # the general path creates it, with its key
