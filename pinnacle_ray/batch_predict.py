@@ -48,12 +48,12 @@ from .errors import ColumnNotFound, ConfigError, InvalidKey, PinnacleError, Reso
 from .registry.flavors import META_FILE
 from .registry.storage import ModelFiles
 from .registry.trust import check_architecture, trusted_module_names
-from .trainers.progress import LiveBar, progress_on
 from .trainers.storage import check_reachable
 
 if TYPE_CHECKING:
     from .datastore.bulk import BulkWriter
     from .trainers.cluster_shape import ClusterShape
+    from .trainers.progress import LiveBar
 
 __all__ = ["DEFAULT_BATCH_SIZE", "PredictResult", "predict"]
 
@@ -145,6 +145,10 @@ def predict(
     if concurrency is not None:
         concurrency = _positive_int(concurrency, "concurrency")
     num_gpus = _num_gpus(num_gpus)
+    # Imported here, not at the top: the actors import this module for BatchWriter, and
+    # the progress bar's module imports Ray Train (0.1 s per actor start, for nothing).
+    from .trainers.progress import progress_on
+
     shown = progress_on(progress)
     # Resolved here, where the user's environment is, and handed to every actor.
     trusted = trusted_module_names(trusted_modules)
@@ -205,6 +209,8 @@ def predict(
 def _progress(shown: bool, files: ModelFiles, query: Any) -> LiveBar:
     """The run's progress line (off: a bar that shows nothing), out of the query's row
     count when the store can count it."""
+    from .trainers.progress import LiveBar
+
     total = None
     if shown:
         try:

@@ -183,3 +183,19 @@ def test_only_the_top_rooms_may_call_the_facade():
     assert back_edges("pinnacle_ray.datastore", True, "from .. import connect\n") == [
         "pinnacle_ray.datastore -> pinnacle_ray"
     ]
+
+
+def test_the_prediction_actors_module_imports_no_training_library():
+    # Every pr.predict actor imports pinnacle_ray.batch_predict (for BatchWriter) while it
+    # starts; Ray Train, Ray Tune or a framework imported there for nothing is paid by each
+    # actor, before its first batch (ray.train alone: ~0.1 s of CPU).
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ray.data, pinnacle_ray.batch_predict; "
+        "print(sorted(m for m in ('ray.train', 'ray.tune', 'torch', 'transformers', "
+        "'xgboost', 'sklearn') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
