@@ -257,6 +257,22 @@ def test_a_postgresql_part_writes_on_after_a_batch_the_database_refused(store, t
     assert got.column("x").to_pylist()[-1] == 299 * 0.5 + 1.0
 
 
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_postgresql_part_upserts_into_a_table_without_a_unique_key_by_delete_and_insert(
+    store, tables
+):
+    name = tables("no_key")
+    with store._engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE TABLE {name} (id BIGINT, model TEXT, x FLOAT, label TEXT)"))
+    for x in (0.0, 7.0):  # the second run replaces the first run's rows
+        part = store.bulk_writer(name, key=["id", "model"]).part()
+        assert part.write(_rows(0, ROWS, x)) == ROWS
+        part.close()
+    got = store.table(name).to_arrow().sort_by("id")
+    assert got.column("id").to_pylist() == list(range(ROWS))
+    assert got.column("x").to_pylist() == [i * 0.5 + 7.0 for i in range(ROWS)]
+
+
 @pytest.mark.with_mongo
 def test_bulk_writer_refuses_a_bad_table_name_or_no_key_before_anything_is_written(store, tables):
     with pytest.raises(pr.InvalidIdentifier, match="name is empty"):
