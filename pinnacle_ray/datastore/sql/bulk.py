@@ -22,9 +22,9 @@ processes, seen in the tests). SQLite writes stay on sqlite3.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -54,7 +54,8 @@ def bulk_upsert(
     rows written, or None when the bulk path does not apply (nothing was done)."""
     if not copies(store) or not unique or batch.num_rows < BULK_MIN_ROWS:
         return None
-    with CopyStage(store, insert_first=False) as stage:  # an upsert, often over existing keys
+    # An upsert, often over existing keys: merged at once. Closing drops the staging table.
+    with contextlib.closing(CopyStage(store, insert_first=False)) as stage:
         return stage.upsert(table, batch, keys)
 
 
@@ -133,17 +134,6 @@ class CopyStage:
                 conn.close()
             except Exception:  # a connection the server already dropped
                 logger.debug("closing a staging connection failed", exc_info=True)
-
-    def __enter__(self) -> CopyStage:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _connection(self) -> Any:
         if self._conn is None:
