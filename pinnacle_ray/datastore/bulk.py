@@ -155,7 +155,7 @@ class UpsertWriter(WriterBase):
     def __repr__(self) -> str:
         return f"UpsertWriter({self.name!r}, key={self.keys})"
 
-    def part(self) -> _UpsertPart:
+    def part(self) -> BulkPart:
         return _UpsertPart(self._store, self.name, self.keys)
 
     def commit(self) -> int:

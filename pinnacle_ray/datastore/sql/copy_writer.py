@@ -36,7 +36,7 @@ class CopyWriter(UpsertWriter):
     def __repr__(self) -> str:
         return f"CopyWriter({self.name!r}, key={self.keys})"
 
-    def part(self) -> CopyPart:  # type: ignore[override]
+    def part(self) -> CopyPart:
         return CopyPart(self._store, self.name, self.keys)
 
 
