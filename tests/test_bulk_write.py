@@ -273,6 +273,42 @@ def test_a_postgresql_part_upserts_into_a_table_without_a_unique_key_by_delete_a
     assert got.column("x").to_pylist() == [i * 0.5 + 7.0 for i in range(ROWS)]
 
 
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_two_postgresql_parts_writing_the_same_keys_at_once_leave_one_row_per_key(store, tables):
+    # Two runs of the same model version at once: each part tries a plain INSERT first; the
+    # one that finds the other's keys rolls back and merges, so both succeed.
+    import threading
+
+    name = tables("same_keys")
+    store.write(name, _rows(0, 0), key=["id", "model"])  # the table, with its key, empty
+    writer = store.bulk_writer(name, key=["id", "model"])
+    errors: list[BaseException] = []
+    merged: list[bool] = []  # per part: whether it met the other's keys and merged
+
+    def run(x: float) -> None:
+        part = pickle.loads(pickle.dumps(writer)).part()
+        try:
+            for start in range(0, 4 * ROWS, ROWS):
+                part.write(_rows(start, start + ROWS, x))
+            merged.append(part._stage._conflicts)
+        except BaseException as exc:  # reported below, with the other thread's outcome
+            errors.append(exc)
+        finally:
+            part.close()
+
+    threads = [threading.Thread(target=run, args=(x,)) for x in (1.0, 2.0)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert True in merged  # the second to commit a key found it there and merged
+    got = store.table(name).to_arrow().sort_by("id")
+    assert got.column("id").to_pylist() == list(range(4 * ROWS))
+    x = got.column("x").to_pylist()
+    assert all(v - i * 0.5 in (1.0, 2.0) for i, v in enumerate(x))
+
+
 @pytest.mark.with_mongo
 def test_bulk_writer_refuses_a_bad_table_name_or_no_key_before_anything_is_written(store, tables):
     with pytest.raises(pr.InvalidIdentifier, match="name is empty"):
