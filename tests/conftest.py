@@ -124,6 +124,7 @@ MODULE_TIER = {
     "test_ray_runs": "unit",
     "test_read": "data",
     "test_registration_handles": "unit",
+    "test_replay": "unit",
     "test_registry": "unit",
     "test_resources": "unit",
     "test_run_cleanup": "data",

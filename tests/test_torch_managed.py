@@ -13,6 +13,7 @@ import torch
 from ray.train import FailureConfig, RunConfig, ScalingConfig
 
 import pinnacle_ray as pr
+from pinnacle_ray.trainers.holdout import holdout_mask
 
 FEATURES = ["x0", "x1", "x2", "x3"]
 WEIGHTS = np.array([1.5, -2.0, 0.5, 3.0])
@@ -93,6 +94,20 @@ def test_validation_runs_on_a_hash_split_of_the_key_when_no_valid_query_is_given
     assert lineage["train"]["table"] == "points"
     assert (lineage["train"]["rows"], lineage["train"]["key_min"]) == (2_000, 0)
     assert lineage["train"]["key_max"] == 1_999
+
+
+def test_a_replayed_validation_reports_the_last_models_loss_on_every_holdout_row(trained):
+    # The holdout is read once, so epochs 1 and 2 validate on the batches each worker kept
+    # from epoch 0 (trainers/replay.py): the last report's valid/loss must still be the loss
+    # of that epoch's weights on all the holdout rows, recomputed here from its checkpoint.
+    store, result = trained
+    frame = store.table("points").to_arrow().to_pandas()
+    held = frame[holdout_mask(frame["id"].to_numpy(), 0.05, seed=0)]
+    assert 60 < len(held) < 140  # ~5% of 2,000
+    model = store.models.load("lin", handle="epoch_2")
+    loss = float(np.mean((model.predict(held) - held["y"].to_numpy()) ** 2))
+    assert result.metrics["epoch"] == 2
+    assert result.metrics["valid/loss"] == pytest.approx(loss, rel=1e-5)
 
 
 def test_validation_uses_the_valid_query_and_two_workers_split_the_training_rows(store):

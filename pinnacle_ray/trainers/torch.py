@@ -21,6 +21,7 @@ import ray.data
 import ray.train
 import ray.train.torch
 import torch
+from ray.data.dataset import MaterializedDataset
 from ray.train import RunConfig, ScalingConfig
 
 from .._internal.names import default_name, validate_name
@@ -418,14 +419,14 @@ class TorchTrainer(TrainerParams, Submittable):
         resume, parent = self._resume_checkpoint(store, resume_from, version, handle)
         config: dict[str, Any]
         if loop_settings is not None:
-            datasets, has_valid = self._managed_datasets(train, valid, plan, loop_settings)
+            datasets, has_valid, fixed = self._managed_datasets(train, valid, plan, loop_settings)
             if loop_settings.metric_values and not has_valid:
                 raise ConfigError(
                     f"metric_values {sorted(loop_settings.metric_values)} are computed on the "
                     "validation set, and this run has none: pass valid=<query> or listen to "
                     "a valid/ metric (validation on a holdout of the key)"
                 )
-            settings = dataclasses.replace(loop_settings, has_valid=has_valid)
+            settings = dataclasses.replace(loop_settings, has_valid=has_valid, replay_valid=fixed)
             config = {"settings": settings, "model": copy.deepcopy(self.model)}
             loop = managed_loop
         else:
@@ -543,7 +544,10 @@ class TorchTrainer(TrainerParams, Submittable):
 
     def _managed_datasets(
         self, train: Any, valid: Any, plan: ResourcePlan, settings: LoopSettings
-    ) -> tuple[dict[str, ray.data.Dataset], bool]:
+    ) -> tuple[dict[str, ray.data.Dataset], bool, bool]:
+        """The run's datasets, whether it has validation rows, and whether those rows are
+        the same at every validation (read once, and no transform that may draw at
+        random), so that the workers may replay their first pass."""
         features = self._features
         assert features is not None
         sizes: dict[str, int | None] = {}
@@ -591,7 +595,12 @@ class TorchTrainer(TrainerParams, Submittable):
                     role: dataset.map_batches(fn, batch_format="numpy", num_cpus=plan.read_cpus)
                     for role, dataset in datasets.items()
                 }
-        return datasets, "valid" in datasets
+        fixed = self.transform is None and (
+            "valid" in keep
+            or holdout  # materialized by split_by_key
+            or isinstance(valid, MaterializedDataset)
+        )
+        return datasets, "valid" in datasets, "valid" in datasets and fixed
 
     def _raise_non_finite(self, train: Any, valid: Any, settings: LoopSettings | None) -> None:
         """Count NaN/inf/NULL rows exactly (only on this error path) and raise with them."""

@@ -27,6 +27,7 @@ from .early_stopping import EarlyStopping
 from .features import non_finite_message
 from .first_batch import EarlyFirst
 from .objectives import Objective, resolve_objective
+from .replay import VALID_REPLAY_BYTES, Replay
 from .shuffling import shuffle_kwargs
 from .torch_metrics import compute_metric_values, gather_arrays
 from .torch_step import Updates
@@ -71,6 +72,9 @@ class LoopSettings:
     scheduler_cls: Any = None
     scheduler_kwargs: dict[str, Any] = field(default_factory=dict)
     scheduler_interval: str | None = None
+    # The validation rows are the same at every validation (read once, no transform): the
+    # worker keeps its first pass's batches and replays them (see replay.py).
+    replay_valid: bool = False
 
 
 def optimizer_class(spec: Any) -> type[torch.optim.Optimizer]:
@@ -207,6 +211,7 @@ class _Run:
         self.loss_sum, self.loss_rows = 0.0, 0
         self.epoch_rows = 0  # rows trained on in this epoch, reported as train/rows
         self.last_reported_step = -1
+        self.valid_batches = Replay(VALID_REPLAY_BYTES if self.settings.replay_valid else 0)
         self._restore()
 
     def _restore(self) -> None:
@@ -311,7 +316,7 @@ class _Run:
         if valid is not None:
             self.model.eval()
             with torch.no_grad():
-                for x, y in self.batches(valid):
+                for x, y in self.valid_batches(lambda: self.batches(valid)):
                     output = self.forward(x)
                     if self.settings.metric_values:
                         outputs.append(_squeezed(output.detach().float().cpu().numpy()))
