@@ -81,4 +81,3 @@ def test_nested_inputs_are_counted_and_unknown_objects_are_never_kept():
     replay = Replay(limit=1 << 20)
     list(replay(stream)), list(replay(stream))
     assert stream.started == 2 and not replay.replaying
-
