@@ -364,14 +364,18 @@ def ray_train_env() -> Iterator[None]:
     """Settings Ray Train reads from the driver's environment, for this fit only; a value
     you set yourself is kept.
 
-    - The controller polls its workers every 0.25 s instead of 2 s: it collects reports
+    - The controller polls its workers every 0.1 s instead of 2 s: it collects reports
       and notices the end of a run only when it polls, so a short run idled seconds at its
-      end (measured: an empty 2-worker run, 13.6 s -> 9.8 s) and a checkpoint reported
-      just before a crash could be missed.
+      end (measured: an empty 2-worker run, 13.6 s -> 9.8 s at 0.25 s) and a checkpoint
+      reported just before a crash could be missed. A worker's report waits until the
+      previous one was collected (Ray Train's result queue holds one), so the poll also
+      bounds how often a loop can report: the quickstart's 18 epochs take 0.26 s each at a
+      0.25 s poll, 0.23 s at 0.1 s (2026-12-06, 2 CPUs); a 200k-row fit with two reports
+      (train_overhead) was no slower at 0.1 s (12.31-12.48 s against 12.85-13.64 s).
     - On a single-node cluster there is no node to lose to preemption, so Ray Train's
       preemption watcher (one more actor process to start) is not started.
     """
-    wanted = {RAY_TRAIN_HEALTH_CHECK_ENV: "0.25"}
+    wanted = {RAY_TRAIN_HEALTH_CHECK_ENV: "0.1"}
     if len(ray.nodes()) == 1:
         wanted[RAY_TRAIN_PREEMPTION_ENV] = "0"
     added = [k for k in wanted if k not in os.environ]
