@@ -81,3 +81,15 @@ def test_nested_inputs_are_counted_and_unknown_objects_are_never_kept():
     replay = Replay(limit=1 << 20)
     list(replay(stream)), list(replay(stream))
     assert stream.started == 2 and not replay.replaying
+
+
+def test_forget_drops_the_kept_pass_and_the_next_pass_streams_and_keeps_again():
+    # The managed loop forgets when not every worker kept its pass, so all stream together.
+    stream = Stream(_batches(3))
+    replay = Replay(limit=1 << 20)
+    list(replay(stream))
+    replay.forget()
+    assert not replay.replaying
+    assert len(list(replay(stream))) == 3 and stream.started == 2 and replay.replaying
+    list(replay(stream))
+    assert stream.started == 2

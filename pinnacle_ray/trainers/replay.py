@@ -37,7 +37,13 @@ class Replay:
 
     @property
     def replaying(self) -> bool:
+        """Whether the next pass replays (a complete pass under the limit was kept)."""
         return self.kept is not None
+
+    def forget(self) -> None:
+        """Drop the kept pass: the next pass streams (and may keep again). The managed loop
+        calls it when not every worker kept its pass, so that all of them stream together."""
+        self.kept = None
 
     def __call__(self, stream: Callable[[], Iterable[Any]]) -> Iterator[Any]:
         if self.kept is not None:

@@ -328,9 +328,16 @@ class _Run:
                     elif self.objective.name == "bce":
                         correct += int(((output.squeeze(-1) > 0).to(y.dtype) == y).sum())
             self.model.train()
-        train_sum, train_rows, total, rows, correct, epoch_rows = all_sum(
-            [self.loss_sum, self.loss_rows, total, rows, correct, self.epoch_rows], self.device
+        # The last two sum to the workers keeping their validation batches and to the
+        # workers: all replay the next validation or none does (a worker streaming a split
+        # the others no longer read would wait for them forever).
+        replaying = float(self.valid_batches.replaying)
+        train_sum, train_rows, total, rows, correct, epoch_rows, replaying, workers = all_sum(
+            [self.loss_sum, self.loss_rows, total, rows, correct, self.epoch_rows, replaying, 1.0],
+            self.device,
         )
+        if replaying < workers:
+            self.valid_batches.forget()
         if train_rows:
             metrics["train/loss"] = train_sum / train_rows
         metrics["train/rows"] = int(epoch_rows)
