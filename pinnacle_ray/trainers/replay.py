@@ -8,7 +8,8 @@ per validation of 89 rows on 2 CPUs (the quickstart), against 2-9 ms to go throu
 same tensors again. So the first pass keeps the collated batches, as long as they stay
 under a byte limit, and later passes replay them. A pass that goes over the limit keeps
 nothing and every validation streams, as before; only a pass that ran to its end is
-replayed.
+replayed. The workers of a run replay together or not at all (``forget``; see the managed
+loop's ``evaluate``): one streaming a split the others no longer read would wait forever.
 """
 
 from __future__ import annotations
