@@ -595,12 +595,17 @@ class TorchTrainer(TrainerParams, Submittable):
                     role: dataset.map_batches(fn, batch_format="numpy", num_cpus=plan.read_cpus)
                     for role, dataset in datasets.items()
                 }
-        fixed = self.transform is None and (
-            "valid" in keep
-            or holdout  # materialized by split_by_key
-            or isinstance(valid, MaterializedDataset)
+        has_valid = "valid" in datasets
+        fixed = (
+            has_valid
+            and self.transform is None
+            and (
+                "valid" in keep
+                or holdout  # materialized by split_by_key
+                or isinstance(valid, MaterializedDataset)
+            )
         )
-        return datasets, "valid" in datasets, "valid" in datasets and fixed
+        return datasets, has_valid, fixed
 
     def _raise_non_finite(self, train: Any, valid: Any, settings: LoopSettings | None) -> None:
         """Count NaN/inf/NULL rows exactly (only on this error path) and raise with them."""
